@@ -1,0 +1,41 @@
+"""The only code that touches a GPU API.
+
+The model talks to a small `Device` interface; two backends implement it:
+
+- `native`: wgpu-py in CPython (Vulkan, Metal, D3D12; lavapipe on a CPU),
+- `browser`: `navigator.gpu` through `pyodide.ffi` in Pyodide.
+
+The interface is a thin subset of WebGPU, just what compute work needs:
+
+    dev = await request_device(required_limits=...)
+    buf = dev.buffer(nbytes, label)              # storage buffer, COPY_SRC | COPY_DST
+    dev.write(buf, offset, data)                 # queue.writeBuffer; data is bytes-like
+                                                 # (or, in the browser, a JS typed array)
+    pipe = dev.pipeline(code, constants, label)  # compute pipeline, entry point "main"
+    bg = dev.bind_group(pipe, [buf | (buf, offset, size), ...])   # bindings 0..n-1
+    enc = dev.encoder()
+    enc.dispatch(pipe, bg, x, y, z); enc.copy(src, src_off, dst, dst_off, n)
+    enc.submit()
+    data = await dev.read(buf, offset, nbytes)   # -> bytes
+    dev.destroy(buf)
+
+`dev.info` describes the adapter (name, vendor, backend, type), `dev.features` is a set
+of feature names and `dev.limits` a dict with WebGPU's kebab-case limit names.
+"""
+
+import sys
+
+from .base import Device, GPUError  # noqa: F401
+
+
+async def request_device(required_limits=None, features=("shader-f16",)):
+    """Open the default adapter of this platform and return a `Device`.
+
+    `required_limits` maps WebGPU limit names to values; a value of None asks for the
+    adapter's maximum. Features in `features` are enabled where the adapter has them.
+    """
+    if sys.platform == "emscripten":
+        from . import browser as backend
+    else:
+        from . import native as backend
+    return await backend.request_device(required_limits, features)

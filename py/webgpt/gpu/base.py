@@ -1,0 +1,77 @@
+"""The backend-neutral part of the Device interface (see gpu/__init__.py)."""
+
+
+class GPUError(RuntimeError):
+    """No adapter, a device that cannot be opened, or a limit the adapter cannot give."""
+
+
+# Limits the model asks for. None means "as much as the adapter allows"; without asking,
+# a device gets WebGPU's defaults (128 MiB per storage binding, 256 MiB per buffer).
+WANTED_LIMITS = {
+    "max-storage-buffer-binding-size": None,
+    "max-buffer-size": None,
+    "max-storage-buffers-per-shader-stage": None,
+    "max-compute-workgroup-storage-size": None,
+    "max-compute-invocations-per-workgroup": None,
+}
+
+
+def resolve_limits(adapter_limits, required_limits):
+    """Turn a {name: value-or-None} request into concrete values the adapter can give."""
+    wanted = dict(WANTED_LIMITS)
+    wanted.update(required_limits or {})
+    out = {}
+    for name, value in wanted.items():
+        have = adapter_limits.get(name)
+        if have is None:
+            continue
+        if value is None:
+            value = have
+        if value > have and not name.startswith("min-"):
+            raise GPUError(f"the adapter allows {name} = {have}, but {value} was asked for")
+        out[name] = value
+    return out
+
+
+class Device:
+    """Interface every backend implements. See the module docstring of webgpt.gpu."""
+
+    info: dict
+    features: set
+    limits: dict
+
+    @property
+    def has_f16(self):
+        return "shader-f16" in self.features
+
+    @property
+    def max_binding(self):
+        """Largest storage buffer binding, in bytes."""
+        return min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
+
+    def describe(self):
+        i = self.info
+        name = i.get("device") or i.get("description") or i.get("vendor") or "unknown adapter"
+        extra = ", ".join(v for v in (i.get("vendor"), i.get("backend"), i.get("type")) if v)
+        return f"{name} ({extra})" if extra else name
+
+    def buffer(self, size, label=""):
+        raise NotImplementedError
+
+    def write(self, buf, offset, data):
+        raise NotImplementedError
+
+    def pipeline(self, code, constants=None, label=""):
+        raise NotImplementedError
+
+    def bind_group(self, pipeline, buffers, label=""):
+        raise NotImplementedError
+
+    def encoder(self):
+        raise NotImplementedError
+
+    async def read(self, buf, offset, size):
+        raise NotImplementedError
+
+    def destroy(self, buf):
+        raise NotImplementedError

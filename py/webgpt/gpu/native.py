@@ -1,0 +1,132 @@
+"""Native backend: wgpu-py (WebGPU over Vulkan / Metal / D3D12) in CPython."""
+
+from .base import Device, GPUError, resolve_limits
+
+try:
+    import wgpu
+except ImportError as e:  # pragma: no cover - depends on the environment
+    wgpu = None
+    _import_error = e
+
+STORAGE = 0
+READBACK = 1
+
+
+def _usage(kind):
+    U = wgpu.BufferUsage
+    if kind == READBACK:
+        return U.MAP_READ | U.COPY_DST
+    return U.STORAGE | U.COPY_SRC | U.COPY_DST
+
+
+async def request_device(required_limits=None, features=("shader-f16",)):
+    if wgpu is None:
+        raise GPUError(f"the native backend needs the wgpu package (pip install wgpu): {_import_error}")
+    adapter = await wgpu.gpu.request_adapter_async(power_preference="high-performance")
+    if adapter is None:
+        raise GPUError("wgpu found no GPU adapter (on Linux, install a Vulkan driver such as "
+                       "mesa-vulkan-drivers)")
+    limits = resolve_limits(dict(adapter.limits), required_limits)
+    want = [f for f in features if f in adapter.features]
+    dev = await adapter.request_device_async(required_features=want, required_limits=limits)
+    return NativeDevice(adapter, dev)
+
+
+class NativeEncoder:
+    def __init__(self, device):
+        self._device = device
+        self._enc = device.create_command_encoder()
+        self._pass = None
+
+    def dispatch(self, pipeline, bind_group, x, y=1, z=1):
+        if self._pass is None:
+            self._pass = self._enc.begin_compute_pass()
+        p = self._pass
+        p.set_pipeline(pipeline)
+        p.set_bind_group(0, bind_group)
+        p.dispatch_workgroups(x, y, z)
+
+    def _end_pass(self):
+        if self._pass is not None:
+            self._pass.end()
+            self._pass = None
+
+    def copy(self, src, src_offset, dst, dst_offset, size):
+        self._end_pass()
+        self._enc.copy_buffer_to_buffer(src, src_offset, dst, dst_offset, size)
+
+    def submit(self):
+        self._end_pass()
+        self._device.queue.submit([self._enc.finish()])
+
+
+class NativeDevice(Device):
+    def __init__(self, adapter, device):
+        self._adapter = adapter
+        self._dev = device
+        info = dict(adapter.info)
+        self.info = {
+            "device": info.get("device", ""),
+            "vendor": info.get("vendor", ""),
+            "description": info.get("description", ""),
+            "backend": info.get("backend_type", ""),
+            "type": info.get("adapter_type", ""),
+        }
+        self.features = set(device.features)
+        self.limits = dict(device.limits)
+        self._readback = None
+
+    def buffer(self, size, label=""):
+        # Sizes are rounded up to 4 bytes, as writes and copies need.
+        size = max(4, (size + 3) // 4 * 4)
+        return self._dev.create_buffer(size=size, usage=_usage(STORAGE), label=label)
+
+    def write(self, buf, offset, data):
+        self._dev.queue.write_buffer(buf, offset, data)
+
+    def pipeline(self, code, constants=None, label=""):
+        module = self._dev.create_shader_module(code=code, label=label)
+        compute = {"module": module, "entry_point": "main"}
+        if constants:
+            compute["constants"] = {k: float(v) for k, v in constants.items()}
+        return self._dev.create_compute_pipeline(layout="auto", compute=compute, label=label)
+
+    def bind_group(self, pipeline, buffers, label=""):
+        entries = []
+        for i, b in enumerate(buffers):
+            if isinstance(b, tuple):
+                buf, offset, size = b
+            else:
+                buf, offset, size = b, 0, b.size
+            entries.append({"binding": i, "resource": {"buffer": buf, "offset": offset, "size": size}})
+        return self._dev.create_bind_group(
+            layout=pipeline.get_bind_group_layout(0), entries=entries, label=label)
+
+    def encoder(self):
+        return NativeEncoder(self._dev)
+
+    async def read(self, buf, offset, size):
+        # One mappable staging buffer, grown as needed and reused between reads.
+        if self._readback is None or self._readback.size < size:
+            if self._readback is not None:
+                self._readback.destroy()
+            self._readback = self._dev.create_buffer(
+                size=max(256, (size + 255) // 256 * 256), usage=_usage(READBACK), label="readback")
+        enc = self._dev.create_command_encoder()
+        enc.copy_buffer_to_buffer(buf, offset, self._readback, 0, size)
+        self._dev.queue.submit([enc.finish()])
+        await self._readback.map_async(wgpu.MapMode.READ, 0, self._readback.size)
+        try:
+            data = self._readback.read_mapped(0, size, copy=True)
+        finally:
+            self._readback.unmap()
+        return bytes(data)
+
+    def destroy(self, buf):
+        buf.destroy()
+
+    def close(self):
+        if self._readback is not None:
+            self._readback.destroy()
+            self._readback = None
+        self._dev.destroy()
