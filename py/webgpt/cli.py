@@ -1,0 +1,87 @@
+"""Command line: `python -m webgpt generate | info`.
+
+User mistakes (a bad folder, a bad parameter, no GPU) print one line and exit with status 1;
+only bugs show a traceback.
+"""
+
+import argparse
+import asyncio
+import sys
+import warnings
+
+DEFAULT_MODEL = "weights/shakespeare-char"
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m webgpt", description="GPT-2 over WebGPU (wgpu-py).")
+    sub = p.add_subparsers(dest="command", required=True)
+    g = sub.add_parser("generate", help="continue a prompt")
+    g.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
+    g.add_argument("--prompt", required=True, help="text to continue")
+    g.add_argument("-n", "--max-new-tokens", type=int, default=50, help="tokens to generate (50)")
+    g.add_argument("--temperature", type=float, default=1.0, help="0 is greedy (default 1.0)")
+    g.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
+    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
+    g.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    g.add_argument("--stats", action="store_true", help="print load time and speed to stderr")
+    sub.add_parser("info", help="the GPU adapter: name, features, limits")
+    return p
+
+
+async def _generate(a):
+    import webgpt
+    from .sampling import check_params
+
+    check_params(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
+    model = await webgpt.load(a.model)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        async for piece in model.stream(a.prompt, max_new_tokens=a.max_new_tokens,
+                                        temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
+                                        seed=a.seed):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+    sys.stdout.write("\n")
+    for w in caught:
+        print(f"note: {w.message}", file=sys.stderr)
+    if a.stats:
+        s = model.stats
+        print(f"adapter: {model.device.describe()}", file=sys.stderr)
+        print(f"load: {s['load_s']:.2f} s", file=sys.stderr)
+        if s["prefill_tokens"]:
+            print(f"prefill: {s['prefill_tokens']} tokens in {s['prefill_s'] * 1e3:.1f} ms "
+                  f"({s['prefill_tokens'] / s['prefill_s']:.0f} tokens/s)", file=sys.stderr)
+        if s["decode_tokens"]:
+            ms = s["decode_s"] / s["decode_tokens"] * 1e3
+            print(f"decode: {s['decode_tokens']} tokens, {ms:.2f} ms/token ({1e3 / ms:.1f} tokens/s)",
+                  file=sys.stderr)
+
+
+async def _info():
+    from . import gpu
+
+    dev = await gpu.request_device()
+    print(f"adapter: {dev.describe()}")
+    print(f"features: {', '.join(sorted(dev.features))}")
+    print("limits:")
+    for k in sorted(dev.limits):
+        print(f"  {k}: {dev.limits[k]}")
+
+
+def main(argv=None):
+    a = _parser().parse_args(argv)
+    from .folder import ModelFolderError
+    from .gpu import GPUError
+    from .tokenizer import TokenizerError
+
+    try:
+        if a.command == "generate":
+            asyncio.run(_generate(a))
+        else:
+            asyncio.run(_info())
+    except (ModelFolderError, GPUError, TokenizerError, ValueError, MemoryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0

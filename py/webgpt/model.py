@@ -1,0 +1,404 @@
+"""GPT-2 on the GPU: weights uploaded once, a forward pass as a flat list of kernel dispatches.
+
+Shapes: T tokens in this pass, C = n_embd, V = vocab_size, n_ctx = n_positions, hs = C / n_head.
+Every buffer is created at load, sized for the whole context; every bind group is built once.
+A forward pass is one command encoder and one submit; decoding reads back one token id
+(greedy) or one row of logits (sampling).
+
+The KV cache holds keys and values of positions [0, pos) for every layer. `logits(ids)` runs
+the whole sequence from position 0; generation runs the prompt in one batched pass and then one
+token per pass through the cache.
+"""
+
+import math
+import struct
+import time
+import warnings
+
+from .kernels import Kernels
+
+WG = 64  # invocations per workgroup of the 1-D kernels
+MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
+LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+class GPT2:
+    """A GPT-2 model resident on one GPU device. Made by `webgpt.load`."""
+
+    def __init__(self, spec, device, tokenizer):
+        cfg = spec.config
+        self.spec = spec
+        self.config = cfg
+        self.device = device
+        self.tokenizer = tokenizer
+        self.kernels = Kernels(device)
+        self.uses_f16 = False  # weights are widened to f32 on the GPU at load
+        self.stats = {}
+        self.pos = 0  # tokens held in the KV cache
+        C, V, n_ctx = cfg.n_embd, cfg.vocab_size, cfg.n_positions
+        self.C, self.V, self.n_ctx = C, V, n_ctx
+        self.params = {}  # canonical tensor name -> GPU buffer (f32)
+        self.wte_parts = []  # [(buffer, first row, rows)]: the token table, split by binding size
+        self._check_fits()
+
+    # ---------------------------------------------------------------- limits
+
+    def _check_fits(self):
+        """Fail before any upload if a tensor or activation cannot be bound on this device."""
+        cfg, dev = self.config, self.device
+        C, n_ctx = self.C, self.n_ctx
+        limit = dev.max_binding
+        hs = C // cfg.n_head
+        biggest = {
+            "mlp.c_fc.weight (C x 4C)": C * 4 * C * 4,
+            "activations (n_positions x 4C)": n_ctx * 4 * C * 4,
+            "one row of the token table": C * 4,
+        }
+        for what, nbytes in biggest.items():
+            if nbytes > limit:
+                raise MemoryError(
+                    f"{what} needs {nbytes / 2**20:.1f} MiB in one storage binding, but this adapter "
+                    f"({dev.describe()}) allows {limit / 2**20:.1f} MiB; use a smaller model")
+        wg_bytes = dev.limits.get("max-compute-workgroup-storage-size", 16384)
+        if (n_ctx + WG) * 4 > wg_bytes:
+            raise MemoryError(
+                f"attention keeps {n_ctx} scores in workgroup memory ({(n_ctx + WG) * 4} bytes), "
+                f"more than this adapter's {wg_bytes}; n_positions must be at most {wg_bytes // 4 - WG}")
+        if hs < 1:
+            raise ValueError("n_embd must be at least n_head")
+
+    # ---------------------------------------------------------------- loading
+
+    async def upload(self, progress=None):
+        """Stream every tensor from the model folder into its GPU buffer."""
+        spec, dev = self.spec, self.device
+        C, V = self.C, self.V
+        total = sum(t.end - t.start for t in spec.tensors.values())
+        done = 0
+
+        def report():
+            if progress is not None:
+                progress("weights", done, total)
+
+        report()
+        # File order, so a streaming source reads each file front to back once.
+        order = sorted(spec.tensors.items(), key=lambda kv: (kv[1].file, kv[1].start))
+        rows_per_part = max(1, dev.max_binding // (C * 4))
+        for name, ref in order:
+            if name == "wte.weight":
+                # The token table may exceed one binding (V * C * 4 bytes): split by rows.
+                itemsize = (ref.end - ref.start) // (V * C)
+                for row0 in range(0, V, rows_per_part):
+                    rows = min(rows_per_part, V - row0)
+                    start = ref.start + row0 * C * itemsize
+                    buf = await self._upload_tensor(ref, start, start + rows * C * itemsize,
+                                                    rows * C, f"wte[{row0}:{row0 + rows}]")
+                    self.wte_parts.append((buf, row0, rows))
+                    done += rows * C * itemsize
+                    report()
+            else:
+                self.params[name] = await self._upload_tensor(ref, ref.start, ref.end,
+                                                              _numel(ref.shape), name)
+                done += ref.end - ref.start
+                report()
+        self._build()
+
+    async def _upload_tensor(self, ref, start, end, n, label):
+        """Copy bytes [start, end) of a file into a new f32 buffer of n values.
+
+        f32 data goes straight in. 16-bit data goes into a staging buffer and is widened by
+        the convert kernel on the GPU, so no CPU pass ever touches the weights.
+        """
+        dev = self.device
+        out = dev.buffer(n * 4, label)
+        if ref.dtype == "F32":
+            await self._stream_into(ref.file, start, end, out)
+            return out
+        staging = dev.buffer(end - start, label + " (16-bit)")
+        await self._stream_into(ref.file, start, end, staging)
+        words = cdiv(n, 2)
+        groups = cdiv(words, WG)
+        gx = min(groups, MAX_WORKGROUPS)
+        pipe = self.kernels.get("convert", N=n, BF16=(ref.dtype == "BF16"), WG=WG)
+        enc = dev.encoder()
+        enc.dispatch(pipe, dev.bind_group(pipe, [staging, out]), gx, cdiv(groups, gx))
+        enc.submit()
+        dev.destroy(staging)  # freed once the submitted conversion has run
+        return out
+
+    async def _stream_into(self, file, start, end, buf):
+        offset = 0
+        async for chunk in self.spec.source.chunks(file, start, end):
+            self.device.write(buf, offset, chunk)
+            offset += len(chunk)
+
+    # ---------------------------------------------------------------- buffers, bind groups
+
+    def _build(self):
+        cfg, dev, k = self.config, self.device, self.kernels
+        C, V, n_ctx, L = self.C, self.V, self.n_ctx, cfg.n_layer
+        f = 4  # bytes per f32
+        self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * f), dev.max_binding // (V * f)))
+        buf = dev.buffer
+        self.ids = buf(n_ctx * 4, "ids")                    # (n_ctx) u32
+        self.x = buf(n_ctx * C * f, "x")                     # (T, C) residual stream
+        self.ln = buf(n_ctx * C * f, "ln")                   # (T, C) layernorm output
+        self.qkv = buf(n_ctx * 3 * C * f, "qkv")             # (T, 3C)
+        self.att = buf(n_ctx * C * f, "att")                 # (T, C) attention output
+        self.fc = buf(n_ctx * 4 * C * f, "fc")               # (T, 4C) MLP hidden
+        self.logits_buf = buf(self.logit_rows * V * f, "logits")  # (rows, V)
+        self.token = buf(4, "token")                         # (1) u32, the greedy choice
+        self.uniform = buf(16, "params")                     # T, pos0, lm_row0, lm_rows
+        self.k_cache = [buf(n_ctx * C * f, f"k_cache.{i}") for i in range(L)]  # (n_ctx, C)
+        self.v_cache = [buf(n_ctx * C * f, f"v_cache.{i}") for i in range(L)]  # (n_ctx, C)
+        P = self.params
+        bg = dev.bind_group
+
+        def linear(x, prefix, out, K, N, residual=False):
+            """Bind groups of out = x @ W + b for the prompt (matmul) and for one token (matvec)."""
+            w, b = P[prefix + ".weight"], P[prefix + ".bias"]
+            mm = k.get("matmul", K=K, N=N, RESIDUAL=residual)
+            mv = k.get("matvec", K=K, N=N, RESIDUAL=residual, WG=WG)
+            return {"N": N, "mm": (mm, bg(mm, [x, w, b, out, self.uniform])),
+                    "mv": (mv, bg(mv, [x, w, b, out]))}
+
+        def norm(x, prefix, out):
+            pipe = k.get("layernorm", C=C, EPS=cfg.layer_norm_epsilon, WG=WG)
+            return pipe, bg(pipe, [x, P[prefix + ".weight"], P[prefix + ".bias"], out, self.uniform])
+
+        self.embed = []
+        wpe = P["wpe.weight"]
+        lm = []
+        for part, row0, rows in self.wte_parts:
+            pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, WG=WG)
+            self.embed.append((pe, bg(pe, [self.ids, part, wpe, self.x, self.uniform])))
+            pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, WG=WG)
+            lm.append((pl, bg(pl, [self.ln, part, self.logits_buf, self.uniform]), rows))
+        self.lm_head = lm
+
+        self.layers = []
+        gelu = k.get("gelu", N=4 * C, WG=WG)
+        kv = k.get("kv_store", C=C, WG=WG)
+        att = k.get("attention", C=C, N_HEAD=cfg.n_head, N_CTX=n_ctx, WG=WG)
+        for i in range(L):
+            h = f"h.{i}."
+            self.layers.append({
+                "ln_1": norm(self.x, h + "ln_1", self.ln),
+                "c_attn": linear(self.ln, h + "attn.c_attn", self.qkv, C, 3 * C),
+                "kv_store": (kv, bg(kv, [self.qkv, self.k_cache[i], self.v_cache[i], self.uniform])),
+                "attn": (att, bg(att, [self.qkv, self.k_cache[i], self.v_cache[i], self.att,
+                                       self.uniform])),
+                "attn_proj": linear(self.att, h + "attn.c_proj", self.x, C, C, residual=True),
+                "ln_2": norm(self.x, h + "ln_2", self.ln),
+                "c_fc": linear(self.ln, h + "mlp.c_fc", self.fc, C, 4 * C),
+                "gelu": (gelu, bg(gelu, [self.fc, self.uniform])),
+                "mlp_proj": linear(self.fc, h + "mlp.c_proj", self.x, 4 * C, C, residual=True),
+            })
+        self.ln_f = norm(self.x, "ln_f", self.ln)
+        am = k.get("argmax", V=V)
+        self.argmax = (am, bg(am, [self.logits_buf, self.token]))
+
+    def release(self):
+        """Destroy every GPU buffer of this model (the model is unusable afterwards)."""
+        bufs = list(self.params.values()) + [b for b, _, _ in self.wte_parts]
+        bufs += [self.ids, self.x, self.ln, self.qkv, self.att, self.fc, self.logits_buf,
+                 self.token, self.uniform] + self.k_cache + self.v_cache
+        for b in bufs:
+            self.device.destroy(b)
+        self.params, self.wte_parts = {}, []
+
+    # ---------------------------------------------------------------- forward
+
+    def _encode(self, enc, T, lm_rows, greedy):
+        """Record one forward pass of T tokens (ids and params already written)."""
+        C = self.C
+        for pipe, group in self.embed:                           # x = wte[ids] + wpe   (T, C)
+            enc.dispatch(pipe, group, cdiv(C, WG), T)
+
+        def linear(op):
+            if T == 1:
+                enc.dispatch(*op["mv"], cdiv(op["N"], WG))
+            else:
+                enc.dispatch(*op["mm"], cdiv(op["N"], 16), cdiv(T, 16))
+
+        heads = self.config.n_head
+        for layer in self.layers:
+            enc.dispatch(*layer["ln_1"], T)                      # ln = ln_1(x)        (T, C)
+            linear(layer["c_attn"])                              # qkv = ln @ W + b    (T, 3C)
+            enc.dispatch(*layer["kv_store"], cdiv(C, WG), T)     # caches[pos0:pos0+T] = k, v
+            enc.dispatch(*layer["attn"], T, heads)               # att = attention     (T, C)
+            linear(layer["attn_proj"])                           # x += att @ W + b    (T, C)
+            enc.dispatch(*layer["ln_2"], T)                      # ln = ln_2(x)        (T, C)
+            linear(layer["c_fc"])                                # fc = ln @ W + b     (T, 4C)
+            enc.dispatch(*layer["gelu"], cdiv(4 * C, WG), T)     # fc = gelu(fc)
+            linear(layer["mlp_proj"])                            # x += fc @ W + b     (T, C)
+        enc.dispatch(*self.ln_f, T)                              # ln = ln_f(x)        (T, C)
+        self._encode_lm_head(enc, lm_rows)                       # logits = ln @ wte^T (rows, V)
+        if greedy:
+            enc.dispatch(*self.argmax, 1)                        # token = argmax(logits[0])
+
+    def _encode_lm_head(self, enc, lm_rows):
+        for pipe, group, rows in self.lm_head:
+            enc.dispatch(pipe, group, cdiv(rows, WG), lm_rows)
+
+    def _write_params(self, T, pos0, lm_row0, lm_rows):
+        self.device.write(self.uniform, 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))
+
+    def _check_ids(self, ids):
+        V = self.V
+        for i in ids:
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < V:
+                raise ValueError(f"token ids must be whole numbers in [0, {V}), got {i!r}")
+
+    def _run(self, ids, pos0, greedy):
+        """Submit a forward pass of `ids` at positions pos0.. that computes the last row's logits."""
+        T = len(ids)
+        assert 0 < T and pos0 + T <= self.n_ctx
+        dev = self.device
+        dev.write(self.ids, 0, struct.pack(f"<{T}I", *ids))
+        self._write_params(T, pos0, T - 1, 1)
+        enc = dev.encoder()
+        self._encode(enc, T, 1, greedy)
+        enc.submit()
+        self.pos = pos0 + T
+
+    async def logits(self, ids):
+        """Full forward of `ids` from position 0, no cache reuse: float32 logits (T, V)."""
+        ids = list(ids)
+        self._check_ids(ids)
+        T, V = len(ids), self.V
+        if not 0 < T <= self.n_ctx:
+            raise ValueError(f"logits() takes 1 to {self.n_ctx} token ids (n_positions), got {T}")
+        dev = self.device
+        dev.write(self.ids, 0, struct.pack(f"<{T}I", *ids))
+        out = bytearray()
+        for row0 in range(0, T, self.logit_rows):
+            rows = min(self.logit_rows, T - row0)
+            self._write_params(T, 0, row0, rows)
+            enc = dev.encoder()
+            if row0 == 0:
+                self._encode(enc, T, rows, greedy=False)
+            else:
+                self._encode_lm_head(enc, rows)  # ln_f output is still in self.ln
+            enc.submit()
+            out += await dev.read(self.logits_buf, 0, rows * V * 4)
+        self.pos = T
+        return memoryview(bytes(out)).cast("f", (T, V))
+
+    async def _next_logits_row(self):
+        data = await self.device.read(self.logits_buf, 0, self.V * 4)
+        return memoryview(data).cast("f")
+
+    # ---------------------------------------------------------------- generation
+
+    def encode_prompt(self, prompt):
+        if not isinstance(prompt, str):
+            raise ValueError(f"the prompt must be text, got {type(prompt).__name__}")
+        ids = self.tokenizer.encode(prompt)
+        if not ids:
+            eot = self.tokenizer.eot_id
+            if eot is None:
+                raise ValueError("the prompt is empty; type some text to continue")
+            ids = [eot]  # GPT-2's unconditional start
+        return ids
+
+    async def generate_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
+                           seed=None, stop_at_eot=True):
+        """Generate token ids after `ids`; returns the new ids only."""
+        out = []
+        async for token in self.stream_ids(ids, max_new_tokens, temperature, top_k, top_p, seed,
+                                           stop_at_eot):
+            out.append(token)
+        return out
+
+    async def stream_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
+                         seed=None, stop_at_eot=True):
+        """Yield new token ids one by one: the prompt in one pass, then one pass per token.
+
+        When the context (n_positions) is full, the window slides: the last 3/4 of it is run
+        again as a new prompt, and a UserWarning says so.
+        """
+        import random
+
+        from .sampling import check_params, sample
+
+        ids = list(ids)
+        self._check_ids(ids)
+        check_params(max_new_tokens, temperature, top_k, top_p, seed)
+        if not ids:
+            raise ValueError("generation needs at least one prompt token")
+        n_ctx = self.n_ctx
+        greedy = temperature == 0
+        rng = random.Random(seed)
+        eot = self.tokenizer.eot_id if (stop_at_eot and self.tokenizer is not None) else None
+        stats = self.stats = {"load_s": self.stats.get("load_s"), "prefill_tokens": 0,
+                              "prefill_s": 0.0, "first_token_s": None, "decode_tokens": 0,
+                              "decode_s": 0.0, "window_slides": 0, "seed": seed}
+        history = list(ids)
+        if len(ids) > n_ctx:
+            warnings.warn(f"the prompt has {len(ids)} tokens, more than the model's context of "
+                          f"{n_ctx}; only the last {n_ctx} are used", UserWarning, stacklevel=2)
+            ids = ids[-n_ctx:]
+        if max_new_tokens == 0:
+            return
+        t0 = time.perf_counter()
+        pending, pos0 = ids, 0
+        for step in range(max_new_tokens):
+            if pos0 + len(pending) > n_ctx:
+                keep = max(1, n_ctx * 3 // 4)
+                warnings.warn(f"the context of {n_ctx} tokens is full: sliding the window to the "
+                              f"last {keep} tokens", UserWarning, stacklevel=2)
+                stats["window_slides"] += 1
+                pending, pos0 = history[-keep:], 0
+            ts = time.perf_counter()
+            self._run(pending, pos0, greedy)
+            if greedy:
+                token = struct.unpack("<I", await self.device.read(self.token, 0, 4))[0]
+            else:
+                token = sample(await self._next_logits_row(), temperature, top_k, top_p, rng)
+            te = time.perf_counter()
+            if step == 0:
+                stats["prefill_tokens"] = len(pending)
+                stats["prefill_s"] = te - ts
+                stats["first_token_s"] = te - t0
+            else:
+                stats["decode_tokens"] += 1
+                stats["decode_s"] += te - ts
+            pos0 = self.pos
+            history.append(token)
+            pending = [token]
+            yield token
+            if token == eot:
+                return
+
+    async def stream(self, prompt, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
+                     seed=None, stop_at_eot=True):
+        """Yield text pieces of the continuation of `prompt` as tokens are produced."""
+        from .tokenizer import StreamDecoder
+
+        decoder = StreamDecoder(self.tokenizer)
+        async for token in self.stream_ids(self.encode_prompt(prompt), max_new_tokens, temperature,
+                                           top_k, top_p, seed, stop_at_eot):
+            piece = decoder.push(token)
+            if piece:
+                yield piece
+        rest = decoder.flush()
+        if rest:
+            yield rest
+
+    async def generate(self, prompt, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
+                       seed=None, stop_at_eot=True):
+        """The continuation of `prompt` as one string (temperature 0 is greedy)."""
+        pieces = []
+        async for piece in self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed,
+                                       stop_at_eot):
+            pieces.append(piece)
+        return "".join(pieces)
+
+
+def _numel(shape):
+    return math.prod(shape) if shape else 1

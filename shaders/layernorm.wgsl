@@ -1,0 +1,68 @@
+// Layer normalisation over the channels of each row.
+//
+//   out[t, :] = (x[t, :] - mean) / sqrt(var + EPS) * w + b       x, out: (T, C)
+//
+// One workgroup per row; mean and variance are reduced in workgroup memory (two passes over
+// the row, which is in cache: numerically better than E[x^2] - E[x]^2).
+//
+// Bindings: 0 x (T, C), 1 w (C), 2 b (C), 3 out (T, C), 4 params.
+// Dispatch: (T).
+
+struct Params {
+    T: u32,
+    pos0: u32,
+    lm_row0: u32,
+    lm_rows: u32,
+}
+
+override C: u32;
+override EPS: f32 = 1e-5;
+override WG: u32 = 64u;
+
+@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(1) var<storage, read> w: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> p: Params;
+
+var<workgroup> red: array<f32, WG>;
+
+// Sum of `v` over the workgroup; every invocation gets the result.
+fn workgroup_sum(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = WG / 2u; s > 0u; s = s / 2u) {
+        if (lid < s) {
+            red[lid] += red[lid + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(WG)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
+    let t = wid.x;
+    let lid = lid3.x;
+    let row = t * C;
+    // t is uniform across the workgroup, so this early exit keeps barriers uniform.
+    if (t >= p.T) {
+        return;
+    }
+    var s = 0.0;
+    for (var c = lid; c < C; c += WG) {
+        s += x[row + c];
+    }
+    let mean = workgroup_sum(s, lid) / f32(C);
+    var q = 0.0;
+    for (var c = lid; c < C; c += WG) {
+        let d = x[row + c] - mean;
+        q += d * d;
+    }
+    let rstd = inverseSqrt(workgroup_sum(q, lid) / f32(C) + EPS);
+    for (var c = lid; c < C; c += WG) {
+        out[row + c] = (x[row + c] - mean) * rstd * w[c] + b[c];
+    }
+}
