@@ -9,7 +9,8 @@ The interface is a thin subset of WebGPU, just what compute work needs:
 
     dev = await request_device(required_limits=...)
     buf = dev.buffer(nbytes, label)              # storage buffer, COPY_SRC | COPY_DST
-    dev.write(buf, offset, data)                 # queue.writeBuffer; data is bytes-like
+    dev.write(buf, offset, data)                 # queue.writeBuffer; data is bytes-like (a length
+                                                 # that is not a multiple of 4 is zero-padded)
                                                  # (or, in the browser, a JS typed array)
     pipe = dev.pipeline(code, constants, label)  # compute pipeline, entry point "main"
     bg = dev.bind_group(pipe, [buf | (buf, offset, size), ...])   # bindings 0..n-1

@@ -82,6 +82,10 @@ class NativeDevice(Device):
         return self._dev.create_buffer(size=size, usage=_usage(STORAGE), label=label)
 
     def write(self, buf, offset, data):
+        # WebGPU writes whole 4-byte words; a tail (an odd count of 16-bit values) is padded.
+        n = memoryview(data).nbytes
+        if n % 4:
+            data = bytes(data) + bytes(4 - n % 4)
         self._dev.queue.write_buffer(buf, offset, data)
 
     def pipeline(self, code, constants=None, label=""):

@@ -1,0 +1,97 @@
+"""GPT-2 hyperparameters, read from a model folder's config.json (Hugging Face GPT2Config keys)."""
+
+import json
+from dataclasses import dataclass
+
+from .sources import ModelFolderError
+
+# Both names are GPT-2's tanh approximation of GELU; any other activation would compute
+# something the kernels do not implement, so it is refused rather than run wrong.
+TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
+
+
+@dataclass
+class GPT2Config:
+    n_layer: int
+    n_head: int
+    n_embd: int
+    vocab_size: int
+    n_positions: int
+    layer_norm_epsilon: float = 1e-5
+    activation_function: str = "gelu_new"
+
+    @property
+    def head_size(self):
+        return self.n_embd // self.n_head
+
+    @property
+    def n_params(self):
+        """Parameter count with lm_head tied to wte (as GPT-2 and Hugging Face count them)."""
+        C = self.n_embd
+        # ln_1, ln_2: 4C; c_attn: 3C*C + 3C; attn c_proj: C*C + C; c_fc: 4C*C + 4C; mlp c_proj: 4C*C + C
+        per_layer = 12 * C * C + 13 * C
+        return (self.vocab_size + self.n_positions) * C + self.n_layer * per_layer + 2 * C
+
+    @classmethod
+    def from_json(cls, text, where="config.json"):
+        """Parse config.json text; `where` (its path or URL) names the file in error messages."""
+        try:
+            d = json.loads(text)
+        except ValueError as e:
+            raise ModelFolderError(f"{where} is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ModelFolderError(f"{where} must hold a JSON object of GPT2Config keys")
+
+        model_type = d.get("model_type", "gpt2")
+        if model_type != "gpt2":
+            raise ModelFolderError(
+                f"{where} describes a {model_type!r} model; webgpt runs only GPT-2 ('gpt2')")
+
+        # n_ctx is the older name of n_positions; transformers reads n_positions first.
+        if "n_positions" not in d and "n_ctx" in d:
+            d = dict(d, n_positions=d["n_ctx"])
+
+        def positive_int(key):
+            if key not in d:
+                raise ModelFolderError(f"{where} lacks {key!r}, which GPT-2 needs")
+            v = d[key]
+            # bool is an int in Python, but true/false is never a size.
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise ModelFolderError(f"{where}: {key} must be a positive integer, not {v!r}")
+            return v
+
+        n_layer = positive_int("n_layer")
+        n_head = positive_int("n_head")
+        n_embd = positive_int("n_embd")
+        vocab_size = positive_int("vocab_size")
+        n_positions = positive_int("n_positions")
+        if n_embd % n_head:
+            raise ModelFolderError(
+                f"{where}: n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
+
+        eps = d.get("layer_norm_epsilon", 1e-5)
+        if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
+            raise ModelFolderError(
+                f"{where}: layer_norm_epsilon must be a small positive number, not {eps!r}")
+
+        act = d.get("activation_function", "gelu_new")
+        if act not in TANH_GELU:
+            raise ModelFolderError(
+                f"{where}: activation_function {act!r} is not supported; webgpt implements "
+                f"GPT-2's tanh GELU ('gelu_new' or 'gelu_pytorch_tanh')")
+
+        # Options that change the weights' shapes or the attention math: refuse them here,
+        # with the key named, rather than fail later on a shape or run a different model.
+        n_inner = d.get("n_inner")
+        if n_inner is not None and n_inner != 4 * n_embd:
+            raise ModelFolderError(
+                f"{where}: n_inner = {n_inner!r} is not supported; the MLP must be 4 * n_embd wide")
+        if d.get("scale_attn_weights", True) is not True:
+            raise ModelFolderError(f"{where}: scale_attn_weights = false is not supported")
+        if d.get("scale_attn_by_inverse_layer_idx", False) is not False:
+            raise ModelFolderError(
+                f"{where}: scale_attn_by_inverse_layer_idx = true is not supported")
+
+        return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
+                   n_positions=n_positions, layer_norm_epsilon=float(eps),
+                   activation_function=act)

@@ -1,0 +1,260 @@
+"""Browser backend: the page's `navigator.gpu`, reached from Pyodide through `pyodide.ffi`.
+
+It implements the same `Device` interface as the native backend (see gpu/__init__.py) with
+the JS WebGPU API: camelCase names, descriptors as plain JS objects. Python dicts and lists
+become JS objects and arrays through `to_js(..., dict_converter=Object.fromEntries)`; GPU
+objects (buffers, pipelines, bind groups) stay JS objects that Python holds as `JsProxy`.
+
+Data written to buffers may be a Python bytes-like object or a JS typed array (the chunks
+that `fetch` streams): a typed array goes to `queue.writeBuffer` as it is, never through
+the Python heap.
+
+WebGPU reports validation errors asynchronously (on the device's `uncapturederror` event,
+not as exceptions of the call that caused them). They are collected here and raised as a
+`GPUError` by the next `read`, so a bad shader or binding cannot silently produce numbers.
+"""
+
+import js
+from pyodide.ffi import JsProxy, create_proxy, to_js
+
+from .base import Device, GPUError, resolve_limits
+
+# WebGPU's standard limits, in the camelCase of the JS API. Their kebab-case names
+# (max-buffer-size, ...) are the ones the Device interface uses, as wgpu-py does.
+_LIMITS = (
+    "maxTextureDimension1D", "maxTextureDimension2D", "maxTextureDimension3D",
+    "maxTextureArrayLayers", "maxBindGroups", "maxBindGroupsPlusVertexBuffers",
+    "maxBindingsPerBindGroup", "maxDynamicUniformBuffersPerPipelineLayout",
+    "maxDynamicStorageBuffersPerPipelineLayout", "maxSampledTexturesPerShaderStage",
+    "maxSamplersPerShaderStage", "maxStorageBuffersPerShaderStage",
+    "maxStorageTexturesPerShaderStage", "maxUniformBuffersPerShaderStage",
+    "maxUniformBufferBindingSize", "maxStorageBufferBindingSize",
+    "minUniformBufferOffsetAlignment", "minStorageBufferOffsetAlignment",
+    "maxVertexBuffers", "maxBufferSize", "maxVertexAttributes", "maxVertexBufferArrayStride",
+    "maxInterStageShaderVariables", "maxColorAttachments", "maxColorAttachmentBytesPerSample",
+    "maxComputeWorkgroupStorageSize", "maxComputeInvocationsPerWorkgroup",
+    "maxComputeWorkgroupSizeX", "maxComputeWorkgroupSizeY", "maxComputeWorkgroupSizeZ",
+    "maxComputeWorkgroupsPerDimension",
+)
+
+
+def _kebab(camel):
+    # "maxTextureDimension1D" -> "max-texture-dimension-1d", as wgpu-py names limits.
+    out = []
+    for i, ch in enumerate(camel):
+        if ch.isupper() and i > 0 and camel[i - 1].islower():
+            out.append("-")
+        elif ch.isdigit() and i > 0 and not camel[i - 1].isdigit():
+            out.append("-")
+        out.append(ch.lower())
+    return "".join(out)
+
+
+_CAMEL = {_kebab(name): name for name in _LIMITS}
+
+NO_WEBGPU = (
+    "This browser does not offer WebGPU (navigator.gpu is missing). Use a recent Chrome, "
+    "Edge or another browser with WebGPU turned on, and open the page over http://localhost "
+    "or https (WebGPU needs a secure context)."
+)
+NO_ADAPTER = (
+    "WebGPU is present but found no GPU adapter. Check that hardware acceleration is on "
+    "in the browser's settings and that the GPU driver is not blocklisted (see chrome://gpu)."
+)
+
+
+def _js(value):
+    """A Python dict/list (holding numbers, strings and JsProxies) as a plain JS value."""
+    return to_js(value, dict_converter=js.Object.fromEntries)
+
+
+def _limits_of(js_limits):
+    out = {}
+    for name in _LIMITS:
+        value = getattr(js_limits, name, None)
+        if isinstance(value, (int, float)):
+            out[_kebab(name)] = int(value)
+    return out
+
+
+async def request_device(required_limits=None, features=("shader-f16",)):
+    gpu = getattr(js.navigator, "gpu", None)
+    if gpu is None:
+        raise GPUError(NO_WEBGPU)
+    adapter = await gpu.requestAdapter(_js({"powerPreference": "high-performance"}))
+    if adapter is None:
+        raise GPUError(NO_ADAPTER)
+    limits = resolve_limits(_limits_of(adapter.limits), required_limits)
+    wanted = [f for f in features if adapter.features.has(f)]
+    descriptor = {
+        "requiredFeatures": wanted,
+        "requiredLimits": {_CAMEL[k]: v for k, v in limits.items() if k in _CAMEL},
+    }
+    try:
+        device = await adapter.requestDevice(_js(descriptor))
+    except Exception as e:  # a JsException: the adapter refused the limits or features
+        raise GPUError(f"WebGPU could not open a device: {e}") from e
+    return BrowserDevice(adapter, device)
+
+
+def _adapter_info(adapter):
+    info = getattr(adapter, "info", None)
+
+    def field(name):
+        value = getattr(info, name, "") if info is not None else ""
+        return value if isinstance(value, str) else ""
+
+    vendor, arch = field("vendor"), field("architecture")
+    fallback = bool(getattr(info, "isFallbackAdapter", False)) if info is not None else False
+    on_cpu = fallback or arch == "swiftshader"
+    return {
+        # Browsers often hide the device name; vendor / architecture is what they tell.
+        "device": field("device") or " / ".join(v for v in (vendor, arch) if v),
+        "vendor": vendor,
+        "description": field("description"),
+        "backend": "WebGPU (browser)",
+        "type": "CPU" if on_cpu else "GPU",
+    }
+
+
+class BrowserEncoder:
+    """One command encoder; compute dispatches share one pass until a copy ends it."""
+
+    def __init__(self, device):
+        self._device = device
+        self._enc = device.createCommandEncoder()
+        self._pass = None
+
+    def dispatch(self, pipeline, bind_group, x, y=1, z=1):
+        if self._pass is None:
+            self._pass = self._enc.beginComputePass()
+        p = self._pass
+        p.setPipeline(pipeline)
+        p.setBindGroup(0, bind_group)
+        p.dispatchWorkgroups(x, y, z)
+
+    def _end_pass(self):
+        if self._pass is not None:
+            self._pass.end()
+            self._pass = None
+
+    def copy(self, src, src_offset, dst, dst_offset, size):
+        self._end_pass()
+        self._enc.copyBufferToBuffer(src, src_offset, dst, dst_offset, size)
+
+    def submit(self):
+        self._end_pass()
+        self._device.queue.submit(_js([self._enc.finish()]))
+
+
+class BrowserDevice(Device):
+    def __init__(self, adapter, device):
+        self._adapter = adapter
+        self._dev = device
+        self.info = _adapter_info(adapter)
+        self.features = set(js.Array["from"](device.features).to_py())
+        self.limits = _limits_of(device.limits)
+        self._readback = None
+        self._errors = []
+        # Kept as attributes: the proxies must live as long as the device.
+        self._on_error = create_proxy(self._record_error)
+        device.addEventListener("uncapturederror", self._on_error)
+
+    def _record_error(self, event):
+        self._errors.append(str(event.error.message))
+
+    def _raise_errors(self):
+        if self._errors:
+            first, more = self._errors[0], len(self._errors) - 1
+            self._errors.clear()
+            extra = f" (and {more} more)" if more else ""
+            raise GPUError(f"WebGPU error: {first}{extra}")
+
+    def buffer(self, size, label=""):
+        # Sizes are rounded up to 4 bytes, as writes and copies need.
+        size = max(4, (size + 3) // 4 * 4)
+        usage = js.GPUBufferUsage.STORAGE | js.GPUBufferUsage.COPY_SRC | js.GPUBufferUsage.COPY_DST
+        return self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
+
+    def write(self, buf, offset, data):
+        queue = self._dev.queue
+        if isinstance(data, JsProxy):
+            # A typed array (e.g. a chunk of a fetch stream): straight to the queue.
+            n = data.byteLength
+            if n % 4:
+                padded = js.Uint8Array.new((n + 3) // 4 * 4)
+                padded.set(js.Uint8Array.new(data.buffer, data.byteOffset, n))
+                data = padded
+            queue.writeBuffer(buf, offset, data)
+            return
+        view = memoryview(data).cast("B")
+        n = len(view)
+        if n == 0:
+            return
+        if n % 4:
+            view = memoryview(bytes(view) + bytes(4 - n % 4))
+        chunk = to_js(view)
+        try:
+            queue.writeBuffer(buf, offset, chunk)
+        finally:
+            # to_js of a buffer gives a typed array; drop our reference at once.
+            del chunk
+
+    def pipeline(self, code, constants=None, label=""):
+        module = self._dev.createShaderModule(_js({"code": code, "label": label}))
+        compute = {"module": module, "entryPoint": "main"}
+        if constants:
+            compute["constants"] = {k: float(v) for k, v in constants.items()}
+        return self._dev.createComputePipeline(
+            _js({"layout": "auto", "compute": compute, "label": label}))
+
+    def bind_group(self, pipeline, buffers, label=""):
+        entries = []
+        for i, b in enumerate(buffers):
+            if isinstance(b, tuple):
+                buf, offset, size = b
+            else:
+                buf, offset, size = b, 0, b.size
+            entries.append({"binding": i, "resource": {"buffer": buf, "offset": offset, "size": size}})
+        return self._dev.createBindGroup(_js({
+            "layout": pipeline.getBindGroupLayout(0), "entries": entries, "label": label}))
+
+    def encoder(self):
+        return BrowserEncoder(self._dev)
+
+    async def read(self, buf, offset, size):
+        padded = max(4, (size + 3) // 4 * 4)
+        staging = self._readback
+        if staging is None or staging.size < padded or staging.mapState != "unmapped":
+            if staging is not None and staging.mapState == "unmapped":
+                staging.destroy()
+            usage = js.GPUBufferUsage.MAP_READ | js.GPUBufferUsage.COPY_DST
+            staging = self._dev.createBuffer(_js({
+                "size": max(256, (padded + 255) // 256 * 256), "usage": usage, "label": "readback"}))
+            self._readback = staging
+        enc = self._dev.createCommandEncoder()
+        enc.copyBufferToBuffer(buf, offset, staging, 0, padded)
+        self._dev.queue.submit(_js([enc.finish()]))
+        try:
+            await staging.mapAsync(js.GPUMapMode.READ, 0, padded)
+        except Exception as e:
+            self._raise_errors()
+            raise GPUError(f"WebGPU read-back failed: {e}") from e
+        try:
+            mapped = staging.getMappedRange(0, padded)
+            data = js.Uint8Array.new(mapped, 0, size).to_bytes()
+        finally:
+            staging.unmap()
+        self._raise_errors()
+        return data
+
+    def destroy(self, buf):
+        buf.destroy()
+
+    def close(self):
+        if self._readback is not None:
+            self._readback.destroy()
+            self._readback = None
+        self._dev.removeEventListener("uncapturederror", self._on_error)
+        self._on_error.destroy()
+        self._dev.destroy()

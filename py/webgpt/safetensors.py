@@ -1,0 +1,149 @@
+"""Read and check a safetensors header, without reading any tensor data.
+
+The format: an 8-byte little-endian header length N, N bytes of JSON
+{name: {"dtype", "shape", "data_offsets": [begin, end]}, "__metadata__": {...}}, then the data;
+offsets are relative to the first byte after the header. Everything a loader needs to stream
+tensors straight to the GPU is in the header, so it is checked here in full: a bad file fails
+at load with one sentence naming it, before any GPU work.
+"""
+
+import json
+from dataclasses import dataclass
+
+from .sources import ModelFolderError
+
+# Dtypes the model can upload; their size in bytes.
+DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+
+# GPT-2 XL's header is about 60 KB; a header this large is corruption, not a model.
+MAX_HEADER = 100_000_000
+
+# One range request that usually holds the whole header, so the browser needs one round
+# trip per file rather than two.
+FIRST_READ = 1 << 16
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    dtype: str      # 'F32' | 'F16' | 'BF16'
+    shape: tuple
+    start: int      # absolute byte offsets in the file: 8 + header length + data_offsets
+    end: int
+
+    @property
+    def nbytes(self):
+        return self.end - self.start
+
+
+def _size_error(where, n, file_size):
+    if n > MAX_HEADER:
+        return ModelFolderError(
+            f"{where} is not a safetensors file: its header length {n} is over {MAX_HEADER} bytes")
+    return ModelFolderError(
+        f"{where} is not a safetensors file (or is truncated): its header length {n} "
+        f"runs past the end of the {file_size}-byte file")
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _no_duplicates(pairs):
+    # json.loads would keep the last of two equal keys; two tensors of one name is corruption.
+    d = {}
+    for k, v in pairs:
+        if k in d:
+            raise _DuplicateKey(k)
+        d[k] = v
+    return d
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def parse_header(header_bytes, file_size, name):
+    """Check a header's JSON (the N bytes after the length) against the file's size.
+
+    Returns {tensor name: TensorInfo} in file order. `name` (path or URL) names the file in
+    messages.
+    """
+    n = len(header_bytes)
+    if n > MAX_HEADER or 8 + n > file_size:
+        raise _size_error(name, n, file_size)
+    try:
+        header = json.loads(bytes(header_bytes).decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as e:
+        raise ModelFolderError(f"{name} lists {e.args[0]!r} twice in its header") from None
+    except ValueError as e:
+        raise ModelFolderError(f"{name} is not a safetensors file: its header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise ModelFolderError(f"{name} is not a safetensors file: its header is not a JSON object")
+
+    data_start = 8 + n
+    data_size = file_size - data_start
+    tensors = {}
+    for key, entry in header.items():
+        if key == "__metadata__":
+            continue
+        what = f"tensor {key!r} in {name}"
+        if not isinstance(entry, dict) or not all(
+                k in entry for k in ("dtype", "shape", "data_offsets")):
+            raise ModelFolderError(f"{what} lacks dtype, shape or data_offsets in the header")
+        dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
+        if dtype not in DTYPE_SIZES:
+            raise ModelFolderError(
+                f"{what} has dtype {dtype!r}; supported dtypes are {', '.join(DTYPE_SIZES)}")
+        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
+            raise ModelFolderError(f"{what} has an invalid shape {shape!r}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(_is_int(o) and o >= 0 for o in offsets)):
+            raise ModelFolderError(f"{what} has invalid data_offsets {offsets!r}")
+        if offsets[0] > offsets[1]:
+            raise ModelFolderError(f"{what} has data_offsets {offsets} that end before they begin")
+        count = 1
+        for d in shape:
+            count *= d
+        begin, end = offsets
+        if end - begin != count * DTYPE_SIZES[dtype]:
+            raise ModelFolderError(
+                f"{what} has {end - begin} bytes, but shape {shape} in {dtype} needs "
+                f"{count * DTYPE_SIZES[dtype]}")
+        tensors[key] = TensorInfo(dtype, tuple(shape), data_start + begin, data_start + end)
+
+    ordered = sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end))
+    prev_key, prev_end = None, data_start
+    for key, info in ordered:
+        # Zero-size tensors occupy no bytes and may sit anywhere.
+        if info.start < prev_end and info.nbytes:
+            raise ModelFolderError(
+                f"tensor {key!r} in {name} overlaps tensor {prev_key!r} in the file's data")
+        if info.nbytes:
+            prev_key, prev_end = key, info.end
+    if ordered:
+        need = max(info.end for _, info in ordered) - data_start
+        if need > data_size:
+            last = max(ordered, key=lambda kv: kv[1].end)[0]
+            raise ModelFolderError(
+                f"{name} is truncated: its header describes {need} bytes of tensor data "
+                f"(through tensor {last!r}), but only {data_size} are present "
+                f"({data_start + need} bytes expected in the file, {file_size} found)")
+    return dict(ordered)
+
+
+async def read_header(source, name):
+    """Read and check the header of safetensors file `name` from a Source."""
+    where = source.where(name)
+    file_size = await source.size(name)
+    if file_size < 8:
+        raise ModelFolderError(
+            f"{where} is too small to be a safetensors file ({file_size} bytes)")
+    first = await source.read(name, 0, min(file_size, FIRST_READ))
+    n = int.from_bytes(first[:8], "little")
+    if n > MAX_HEADER or 8 + n > file_size:
+        raise _size_error(where, n, file_size)
+    if 8 + n <= len(first):
+        header = first[8:8 + n]
+    else:
+        header = bytes(first[8:]) + await source.read(name, len(first), 8 + n)
+    return parse_header(header, file_size, where)

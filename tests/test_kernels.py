@@ -1,0 +1,202 @@
+"""Each WGSL kernel against a numpy reference, on shapes that are not multiples of the
+workgroup sizes (64 for 1-D kernels, 16 x 16 tiles, 256 for argmax).
+
+Tolerance: 1e-5 relative to the scale of the reference (f32 accumulation over at most a few
+hundred terms), printed with the max error.
+"""
+
+import asyncio
+import struct
+
+import numpy as np
+import pytest
+
+import npref
+from gpu_fixture import gpu_device  # noqa: F401
+from webgpt.kernels import Kernels, shader_dir
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+WG = 64
+
+
+@pytest.fixture(scope="module")
+def dev(gpu_device):
+    return gpu_device
+
+
+def run(coro):
+    return asyncio.run(coro) if asyncio.iscoroutine(coro) else coro
+
+
+def upload(dev, a):
+    a = np.ascontiguousarray(a)
+    buf = dev.buffer(a.nbytes)
+    dev.write(buf, 0, a.tobytes())
+    return buf
+
+
+def params(dev, T, pos0=0, lm_row0=0, lm_rows=0):
+    return upload(dev, np.array([T, pos0, lm_row0, lm_rows], np.uint32))
+
+
+def read(dev, buf, n, dtype=np.float32):
+    return np.frombuffer(asyncio.run(dev.read(buf, 0, n * np.dtype(dtype).itemsize)), dtype)
+
+
+def dispatch(dev, pipe, bufs, *groups):
+    enc = dev.encoder()
+    enc.dispatch(pipe, dev.bind_group(pipe, bufs), *groups)
+    enc.submit()
+
+
+def check(name, got, want, tol=1e-5):
+    err = float(np.abs(got - want).max())
+    scale = max(1.0, float(np.abs(want).max()))
+    print(f"{name}: max abs error {err:.3g} (scale {scale:.3g}, tolerance {tol * scale:.3g})")
+    assert err <= tol * scale
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+def test_every_shader_compiles_alone(dev):
+    import os
+    k = Kernels(dev)
+    names = sorted(f[:-5] for f in os.listdir(shader_dir()) if f.endswith(".wgsl"))
+    assert {"attention", "embedding", "gelu", "layernorm", "lm_head", "matmul", "matvec",
+            "argmax", "convert", "kv_store"} <= set(names)
+    consts = dict(C=36, N=45, K=37, V=101, ROWS=101, N_HEAD=3, N_CTX=40)
+    for name in names:
+        text = k.source(name)
+        needed = {c: v for c, v in consts.items() if f"override {c}:" in text}
+        k.get(name, **needed)
+        code = "\n".join(line.split("//")[0] for line in text.splitlines())
+        assert "pow(" not in code, f"{name}.wgsl uses pow(): undefined for negative bases in WGSL"
+
+
+@pytest.mark.parametrize("T,K,N,residual", [(17, 37, 45, False), (1, 70, 3, True), (33, 16, 129, True)])
+def test_matmul(dev, T, K, N, residual):
+    rng = np.random.default_rng(T * K)
+    x, W, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, K), (K, N), (N,)])
+    out0 = rng.standard_normal((T, N)).astype(np.float32)
+    out = upload(dev, out0)
+    pipe = Kernels(dev).get("matmul", K=K, N=N, RESIDUAL=residual)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out, params(dev, T)],
+             cdiv(N, 16), cdiv(T, 16))
+    want = x.astype(np.float64) @ W + b + (out0 if residual else 0)
+    check(f"matmul T={T} K={K} N={N}", read(dev, out, T * N).reshape(T, N), want)
+
+
+@pytest.mark.parametrize("K,N,residual", [(37, 45, False), (96, 288, True), (5, 1, False)])
+def test_matvec(dev, K, N, residual):
+    rng = np.random.default_rng(K + N)
+    x, W, b, out0 = (rng.standard_normal(s).astype(np.float32) for s in [(K,), (K, N), (N,), (N,)])
+    out = upload(dev, out0)
+    pipe = Kernels(dev).get("matvec", K=K, N=N, RESIDUAL=residual, WG=WG)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out], cdiv(N, WG))
+    want = x.astype(np.float64) @ W + b + (out0 if residual else 0)
+    check(f"matvec K={K} N={N}", read(dev, out, N), want)
+
+
+@pytest.mark.parametrize("T,C", [(3, 50), (1, 768), (7, 130)])
+def test_layernorm(dev, T, C):
+    rng = np.random.default_rng(C)
+    # A large common offset: a one-pass E[x^2] - E[x]^2 variance would lose precision here.
+    x = (rng.standard_normal((T, C)) * 3 + 50).astype(np.float32)
+    w, b = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    out = dev.buffer(T * C * 4)
+    pipe = Kernels(dev).get("layernorm", C=C, EPS=1e-5, WG=WG)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, w), upload(dev, b), out, params(dev, T)], T)
+    check(f"layernorm T={T} C={C}", read(dev, out, T * C).reshape(T, C), npref.layernorm(x, w, b), 2e-5)
+
+
+def test_gelu_including_large_inputs(dev):
+    T, N = 3, 70
+    x = np.linspace(-30, 30, T * N).astype(np.float32).reshape(T, N)
+    h = upload(dev, x)
+    pipe = Kernels(dev).get("gelu", N=N, WG=WG)
+    dispatch(dev, pipe, [h, params(dev, T)], cdiv(N, WG), T)
+    got = read(dev, h, T * N).reshape(T, N)
+    assert np.isfinite(got).all()
+    check("gelu", got, npref.gelu(x))
+
+
+@pytest.mark.parametrize("T,pos0,C,n_head,n_ctx", [(5, 7, 36, 3, 40), (1, 70, 64, 1, 100), (19, 0, 96, 3, 64)])
+def test_kv_store_and_attention(dev, T, pos0, C, n_head, n_ctx):
+    rng = np.random.default_rng(T + pos0)
+    qkv = rng.standard_normal((T, 3 * C)).astype(np.float32)
+    k_old = rng.standard_normal((n_ctx, C)).astype(np.float32)
+    v_old = rng.standard_normal((n_ctx, C)).astype(np.float32)
+    kc, vc, q, y = upload(dev, k_old), upload(dev, v_old), upload(dev, qkv), dev.buffer(T * C * 4)
+    p = params(dev, T, pos0)
+    k = Kernels(dev)
+    kv = k.get("kv_store", C=C, WG=WG)
+    dispatch(dev, kv, [q, kc, vc, p], cdiv(C, WG), T)
+    att = k.get("attention", C=C, N_HEAD=n_head, N_CTX=n_ctx, WG=WG)
+    dispatch(dev, att, [q, kc, vc, y, p], T, n_head)
+    k_new, v_new = k_old.copy(), v_old.copy()
+    k_new[pos0:pos0 + T] = qkv[:, C:2 * C]
+    v_new[pos0:pos0 + T] = qkv[:, 2 * C:]
+    assert np.array_equal(read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_new)
+    assert np.array_equal(read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_new)
+    S = pos0 + T
+    want = npref.attention(qkv[:, :C], k_new[:S], v_new[:S], n_head, pos0)
+    check(f"attention T={T} pos0={pos0} C={C} heads={n_head}", read(dev, y, T * C).reshape(T, C), want)
+
+
+def test_embedding_and_lm_head_split_in_parts(dev):
+    T, C, V, n_pos, pos0 = 6, 20, 77, 30, 4
+    rng = np.random.default_rng(5)
+    wte = rng.standard_normal((V, C)).astype(np.float32)
+    wpe = rng.standard_normal((n_pos, C)).astype(np.float32)
+    ids = np.array([0, 76, 30, 31, 29, 60], np.uint32)
+    k = Kernels(dev)
+    x = dev.buffer(T * C * 4)
+    p = params(dev, T, pos0, 1, T - 1)
+    parts = [(0, 30), (30, 30), (60, 17)]  # a token table split in three row ranges
+    logits = dev.buffer((T - 1) * V * 4)
+    bufs = [upload(dev, wte[row0:row0 + rows]) for row0, rows in parts]
+    enc = dev.encoder()
+    for (row0, rows), part in zip(parts, bufs):  # every part writes its tokens' rows of x
+        pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, WG=WG)
+        enc.dispatch(pe, dev.bind_group(pe, [upload(dev, ids), part, upload(dev, wpe), x, p]), cdiv(C, WG), T)
+    for (row0, rows), part in zip(parts, bufs):  # then every part writes its logit columns
+        pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, WG=WG)
+        enc.dispatch(pl, dev.bind_group(pl, [x, part, logits, p]), cdiv(rows, WG), T - 1)
+    enc.submit()
+    xe = wte[ids] + wpe[pos0:pos0 + T]
+    assert np.allclose(read(dev, x, T * C).reshape(T, C), xe, atol=1e-6)
+    check("lm_head", read(dev, logits, (T - 1) * V).reshape(T - 1, V), xe[1:].astype(np.float64) @ wte.T)
+
+
+@pytest.mark.parametrize("V", [1, 255, 50257])
+def test_argmax_prefers_first_of_ties(dev, V):
+    rng = np.random.default_rng(V)
+    x = rng.standard_normal(V).astype(np.float32)
+    if V > 10:
+        x[[7, V - 3]] = x.max() + 1  # a tie: the first index wins, as torch.argmax
+    out = dev.buffer(4)
+    pipe = Kernels(dev).get("argmax", V=V)
+    dispatch(dev, pipe, [upload(dev, x), out], 1)
+    assert int(read(dev, out, 1, np.uint32)[0]) == int(np.argmax(x))
+
+
+@pytest.mark.parametrize("dtype,n", [("F16", 7), ("BF16", 131), ("F16", 64 * 2 + 1)])
+def test_convert_16_bit(dev, dtype, n):
+    rng = np.random.default_rng(n)
+    x = (rng.standard_normal(n) * 100).astype(np.float32)
+    if dtype == "F16":
+        raw = x.astype(np.float16)
+        want = raw.astype(np.float32)
+        data = raw.tobytes()
+    else:
+        bits = (x.view(np.uint32) >> 16).astype(np.uint16)  # bf16 by truncation
+        want = (bits.astype(np.uint32) << 16).view(np.float32)
+        data = bits.tobytes()
+    src = dev.buffer(len(data))
+    dev.write(src, 0, data)
+    out = dev.buffer(n * 4)
+    pipe = Kernels(dev).get("convert", N=n, BF16=dtype == "BF16", WG=WG)
+    dispatch(dev, pipe, [src, out], cdiv(cdiv(n, 2), WG))
+    assert np.array_equal(read(dev, out, n), want)
