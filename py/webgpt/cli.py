@@ -25,6 +25,17 @@ def _parser():
     g.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     g.add_argument("--stats", action="store_true", help="print load time and speed to stderr")
     sub.add_parser("info", help="the GPU adapter: name, features, limits")
+    b = sub.add_parser("bench", help="speed of the GPT-2 shapes on this adapter (random weights)")
+    b.add_argument("--shapes", nargs="+", default=["124M", "355M", "774M", "1.5B"],
+                   choices=["124M", "355M", "774M", "1.5B"])
+    b.add_argument("--dtypes", nargs="+", default=["F32", "F16"], choices=["F32", "F16"],
+                   help="dtype of the weights in the file")
+    b.add_argument("--contexts", nargs="+", type=int, default=[16, 256, 1000])
+    b.add_argument("--decode-tokens", type=int, default=20, help="tokens timed per context")
+    b.add_argument("--prompt", type=int, default=512, help="prompt length for prefill")
+    b.add_argument("--no-baseline", action="store_true", help="skip transformers' generate")
+    b.add_argument("--json", help="write the results as JSON here")
+    b.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     return p
 
 
@@ -77,6 +88,12 @@ def main(argv=None):
     try:
         if a.command == "generate":
             asyncio.run(_generate(a))
+        elif a.command == "bench":
+            for c in a.contexts:
+                if not 1 <= c <= 1024 - a.decode_tokens - 1:
+                    raise ValueError(f"--contexts must be in 1..{1024 - a.decode_tokens - 1}")
+            from .bench import main as bench
+            bench(a)
         else:
             asyncio.run(_info())
     except (ModelFolderError, GPUError, TokenizerError, ValueError, MemoryError) as e:

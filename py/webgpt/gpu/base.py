@@ -39,6 +39,7 @@ class Device:
     info: dict
     features: set
     limits: dict
+    allocated: int = 0  # bytes held by live buffers from buffer(); destroy() gives them back
 
     @property
     def has_f16(self):

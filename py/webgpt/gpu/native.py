@@ -74,12 +74,15 @@ class NativeDevice(Device):
         }
         self.features = set(device.features)
         self.limits = dict(device.limits)
+        self.allocated = 0  # bytes in live buffers made by buffer()
         self._readback = None
 
     def buffer(self, size, label=""):
         # Sizes are rounded up to 4 bytes, as writes and copies need.
         size = max(4, (size + 3) // 4 * 4)
-        return self._dev.create_buffer(size=size, usage=_usage(STORAGE), label=label)
+        buf = self._dev.create_buffer(size=size, usage=_usage(STORAGE), label=label)
+        self.allocated += size
+        return buf
 
     def write(self, buf, offset, data):
         # WebGPU writes whole 4-byte words; a tail (an odd count of 16-bit values) is padded.
@@ -127,6 +130,7 @@ class NativeDevice(Device):
         return bytes(data)
 
     def destroy(self, buf):
+        self.allocated -= buf.size
         buf.destroy()
 
     def close(self):

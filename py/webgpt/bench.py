@@ -1,0 +1,236 @@
+"""`python -m webgpt bench`: speed of the GPT-2 shapes on this machine's adapter.
+
+For each shape and file dtype: load time, prefill tokens/s for a 512-token prompt, greedy decode
+ms/token at several context lengths, GPU memory held, and the floor: bytes a decode step must
+read (weights + KV cache) divided by the bandwidth a plain copy kernel reaches here. Where
+PyTorch with CUDA and transformers are installed, transformers' `generate` on the same shape
+runs in the same process as a baseline, and the table gives our time as a ratio of its time.
+
+Weights are random (timing does not depend on their values); they stream from an in-memory
+source through the same loader as a model folder. CPython only (uses numpy).
+"""
+
+import asyncio
+import json
+import math
+import time
+
+from .config import GPT2Config
+from .folder import ModelSpec, TensorRef, expected_shapes
+from .kernels import Kernels
+from .model import GPT2
+
+SHAPES = {
+    "124M": dict(n_layer=12, n_head=12, n_embd=768),
+    "355M": dict(n_layer=24, n_head=16, n_embd=1024),
+    "774M": dict(n_layer=36, n_head=20, n_embd=1280),
+    "1.5B": dict(n_layer=48, n_head=25, n_embd=1600),
+}
+ITEMSIZE = {"F32": 4, "F16": 2}
+
+
+class RandomSource:
+    """A model folder whose tensors are small random values, made on the fly.
+
+    One random block is reused for every chunk, so the source costs no time beside the upload.
+    """
+
+    def __init__(self, dtype, chunk=8 << 20):
+        import numpy as np
+
+        rng = np.random.default_rng(0)
+        vals = rng.uniform(-0.05, 0.05, chunk // ITEMSIZE[dtype])
+        self._block = vals.astype(np.float32 if dtype == "F32" else np.float16).tobytes()
+
+    def where(self, name):
+        return f"<random>/{name}"
+
+    async def chunks(self, name, start, end, chunk_size=8 << 20):
+        block = memoryview(self._block)
+        pos = start
+        while pos < end:
+            n = min(len(block), end - pos)
+            yield block[:n]
+            pos += n
+
+
+def random_spec(shape, dtype):
+    cfg = GPT2Config(vocab_size=50257, n_positions=1024, **SHAPES[shape])
+    size = ITEMSIZE[dtype]
+    tensors, offset = {}, 0
+    for name, shp in expected_shapes(cfg).items():
+        n = math.prod(shp) * size
+        tensors[name] = TensorRef("model.safetensors", dtype, shp, offset, offset + n)
+        offset += n
+    return ModelSpec(config=cfg, source=RandomSource(dtype), tensors=tensors)
+
+
+class _NoTokenizer:
+    eot_id = None  # random weights: never stop early
+
+
+async def copy_bandwidth(dev, nbytes=256 << 20, repeats=10):
+    """Bytes moved per second (read + write) by the copy kernel on `nbytes` buffers."""
+    nbytes = min(nbytes, dev.max_binding) // 16 * 16
+    src, dst = dev.buffer(nbytes, "copy src"), dev.buffer(nbytes, "copy dst")
+    k = Kernels(dev)
+    n4, wg = nbytes // 16, 256
+    groups = -(-n4 // wg)
+    gx = min(groups, 65535)
+    pipe = k.get("copy", N4=n4, WG=wg)
+    group = dev.bind_group(pipe, [src, dst])
+
+    async def run(n):
+        enc = dev.encoder()
+        for _ in range(n):
+            enc.dispatch(pipe, group, gx, -(-groups // gx))
+        enc.submit()
+        await dev.read(dst, 0, 4)
+
+    await run(2)  # warm up
+    t0 = time.perf_counter()
+    await run(repeats)
+    dt = time.perf_counter() - t0
+    dev.destroy(src)
+    dev.destroy(dst)
+    return 2 * nbytes * repeats / dt
+
+
+async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log):
+    spec = random_spec(shape, dtype)
+    before = dev.allocated
+    t0 = time.perf_counter()
+    model = GPT2(spec, dev, _NoTokenizer())
+    await model.upload()
+    await dev.read(model.token, 0, 4)  # wait until every upload and conversion has run
+    load_s = time.perf_counter() - t0
+    gpu_bytes = dev.allocated - before
+    cfg = spec.config
+    row = {"shape": shape, "file dtype": dtype, "compute": "f32", "load_s": load_s,
+           "gpu_MiB": gpu_bytes / 2**20}
+    # Prefill: the second run, once pipelines exist.
+    prompt = [(i * 7919) % cfg.vocab_size for i in range(prompt_len)]
+    for _ in range(2):
+        await model.generate_ids(prompt, max_new_tokens=1, temperature=0)
+    row["prefill_tok_s"] = prompt_len / model.stats["prefill_s"]
+    weight_bytes = sum(math.prod(t.shape) * 4 for t in spec.tensors.values())
+    for ctx in contexts:
+        ids = prompt[:1] * ctx if ctx > len(prompt) else prompt[:ctx]
+        await model.generate_ids(ids, max_new_tokens=decode_tokens + 1, temperature=0)
+        s = model.stats
+        ms = s["decode_s"] / s["decode_tokens"] * 1e3
+        row[f"ms/token @{ctx}"] = ms
+        # One decode step reads every weight and the KV cache of ctx positions (f32 on the GPU).
+        row[f"bytes/token @{ctx}"] = weight_bytes + 2 * cfg.n_layer * ctx * cfg.n_embd * 4
+        log(f"  {shape} {dtype}: {ms:.2f} ms/token at context {ctx}")
+    model.release()
+    return row
+
+
+def torch_baseline(shape, dtype, contexts, decode_tokens):
+    """transformers' eager `generate` on the same shape and GPU, ms/token; None without CUDA."""
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    torch_dtype = torch.float32 if dtype == "F32" else torch.float16
+    cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, **SHAPES[shape])
+    model = transformers.GPT2LMHeadModel(cfg).to("cuda", torch_dtype).eval()
+    out = {}
+    for ctx in contexts:
+        ids = torch.arange(ctx, device="cuda").unsqueeze(0) % cfg.vocab_size
+
+        def run(n):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                           pad_token_id=0)
+            torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        run(2)
+        n = decode_tokens + 1
+        out[ctx] = (run(n) - run(1)) / (n - 1) * 1e3
+    del model
+    torch.cuda.empty_cache()
+    return out
+
+
+def table(rows, contexts, bandwidth, device_name):
+    lines = [f"Device: {device_name}; copy kernel bandwidth {bandwidth / 1e9:.0f} GB/s.", ""]
+    head = ["model", "file", "compute", "load s", "GPU MiB", "prefill 512 tok/s"]
+    for c in contexts:
+        head += [f"ms/tok @{c}", f"floor @{c}", f"x floor @{c}", f"vs HF @{c}"]
+    lines.append("| " + " | ".join(head) + " |")
+    lines.append("|" + "---|" * len(head))
+    for r in rows:
+        cells = [r["shape"], r["file dtype"], r["compute"], f"{r['load_s']:.1f}",
+                 f"{r['gpu_MiB']:.0f}", f"{r['prefill_tok_s']:.0f}"]
+        for c in contexts:
+            ms = r[f"ms/token @{c}"]
+            floor = r[f"bytes/token @{c}"] / bandwidth * 1e3
+            hf = (r.get("hf") or {}).get(c)
+            cells += [f"{ms:.2f}", f"{floor:.3f}", f"{ms / floor:.1f}",
+                      f"{ms / hf:.2f} ({hf:.2f} ms)" if hf else "n/a"]
+        lines.append("| " + " | ".join(cells) + " |")
+    lines.append("")
+    lines.append("x floor: our ms/token divided by the floor (bytes read per token / copy bandwidth). "
+                 "vs HF: our ms/token divided by transformers' eager generate on the same GPU "
+                 "and dtype (below 1 is faster).")
+    return "\n".join(lines)
+
+
+def plot(rows, contexts, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for r in rows:
+        ax.plot(contexts, [r[f"ms/token @{c}"] for c in contexts], marker="o",
+                label=f"{r['shape']} {r['file dtype']}")
+        if r.get("hf"):
+            ax.plot(contexts, [r["hf"][c] for c in contexts], linestyle="--", marker="x",
+                    label=f"{r['shape']} {r['file dtype']} transformers")
+    ax.set_xlabel("context (tokens)")
+    ax.set_ylabel("ms per token (greedy decode)")
+    ax.set_yscale("log")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baseline, out_json,
+                    out_png, log=print):
+    from . import gpu
+
+    dev = await gpu.request_device()
+    bandwidth = await copy_bandwidth(dev)
+    log(f"adapter: {dev.describe()}; copy bandwidth {bandwidth / 1e9:.1f} GB/s")
+    rows = []
+    for shape in shapes:
+        for dtype in dtypes:
+            row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log)
+            if baseline:
+                row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
+            rows.append(row)
+    text = table(rows, contexts, bandwidth, dev.describe())
+    if out_json:
+        with open(out_json, "w") as f:
+            json.dump({"device": dev.describe(), "bandwidth": bandwidth, "rows": rows}, f, indent=1)
+    if out_png:
+        plot(rows, contexts, out_png)
+    return text
+
+
+def main(a):
+    text = asyncio.run(run_bench(a.shapes, a.dtypes, a.contexts, a.decode_tokens, a.prompt,
+                                 not a.no_baseline, a.json, a.plot))
+    print(text)
