@@ -96,7 +96,7 @@ async def copy_bandwidth(dev, nbytes=256 << 20, repeats=10):
     return 2 * nbytes * repeats / dt
 
 
-async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log):
+async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log, profile=False):
     spec = random_spec(shape, dtype)
     before = dev.allocated
     t0 = time.perf_counter()
@@ -123,8 +123,56 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
         # One decode step reads every weight and the KV cache of ctx positions (f32 on the GPU).
         row[f"bytes/token @{ctx}"] = weight_bytes + 2 * cfg.n_layer * ctx * cfg.n_embd * 4
         log(f"  {shape} {dtype}: {ms:.2f} ms/token at context {ctx}")
+    if profile:
+        row["profile_us"] = await profile_decode(model)
+        log("  profile (us per dispatch): " + ", ".join(f"{k} {v:.1f}" for k, v in row["profile_us"].items()))
     model.release()
     return row
+
+
+async def profile_decode(model, repeats=50):
+    """Microseconds per decode-step dispatch of each op (T = 1), each repeated `repeats` times
+    in one encoder, less the cost of an empty submit + read-back; and the whole step."""
+    dev = model.device
+    model._write_params(1, 16, 0, 1)
+    layer = model.layers[0]
+    C, cdiv = model.C, lambda a, b: -(-a // b)
+    WG = 64
+
+    def linear(op):
+        return lambda enc: enc.dispatch(*op["mv"], cdiv(op["N"], WG))
+
+    ops = {
+        "ln_1": lambda enc: enc.dispatch(*layer["ln_1"], 1),
+        "c_attn": linear(layer["c_attn"]),
+        "kv_store": lambda enc: enc.dispatch(*layer["kv_store"], cdiv(C, WG), 1),
+        "attention@16": lambda enc: enc.dispatch(*layer["attn"], 1, model.config.n_head),
+        "attn_proj": linear(layer["attn_proj"]),
+        "c_fc": linear(layer["c_fc"]),
+        "gelu": lambda enc: enc.dispatch(*layer["gelu"], cdiv(4 * C, WG), 1),
+        "mlp_proj": linear(layer["mlp_proj"]),
+        "lm_head": lambda enc: model._encode_lm_head(enc, 1),
+        "argmax": lambda enc: enc.dispatch(*model.argmax, 1),
+        "whole step": lambda enc: model._encode(enc, 1, 1, True),
+    }
+
+    async def timed(record, n):
+        enc = dev.encoder()
+        for _ in range(n):
+            record(enc)
+        t = time.perf_counter()
+        enc.submit()
+        await dev.read(model.token, 0, 4)
+        return time.perf_counter() - t
+
+    empty = min([await timed(lambda enc: None, 1) for _ in range(5)])
+    out = {"submit + read-back": empty * 1e6}
+    for name, record in ops.items():
+        n = 5 if name == "whole step" else repeats
+        await timed(record, 2)
+        best = min([await timed(record, n) for _ in range(3)])
+        out[name] = (best - empty) / n * 1e6
+    return out
 
 
 def torch_baseline(shape, dtype, contexts, decode_tokens):
@@ -208,7 +256,7 @@ def plot(rows, contexts, path):
 
 
 async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baseline, out_json,
-                    out_png, log=print):
+                    out_png, log=print, profile=False):
     from . import gpu
 
     dev = await gpu.request_device()
@@ -217,7 +265,8 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
     rows = []
     for shape in shapes:
         for dtype in dtypes:
-            row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log)
+            row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log,
+                                    profile)
             if baseline:
                 row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
             rows.append(row)
@@ -232,5 +281,5 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
 
 def main(a):
     text = asyncio.run(run_bench(a.shapes, a.dtypes, a.contexts, a.decode_tokens, a.prompt,
-                                 not a.no_baseline, a.json, a.plot))
+                                 not a.no_baseline, a.json, a.plot, profile=a.profile))
     print(text)

@@ -36,6 +36,7 @@ def _parser():
     b.add_argument("--no-baseline", action="store_true", help="skip transformers' generate")
     b.add_argument("--json", help="write the results as JSON here")
     b.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
+    b.add_argument("--profile", action="store_true", help="also time each decode op alone")
     return p
 
 

@@ -1,0 +1,169 @@
+"""The model against Hugging Face transformers: logits, greedy tokens, the KV cache, running past
+the context, a folder saved by transformers, and the command line.
+
+The references were dumped by tests/make_fixtures.py (transformers, float32, eager attention) into
+tests/fixtures/<name>.npz + .json. The weights are not committed: each folder is rebuilt here from
+its seed with tests/refmodels.py (checked against the digest make_fixtures recorded). The one
+committed folder, tests/fixtures/hf_tiny, is "tiny" as transformers' save_pretrained wrote it.
+
+Tolerance: max |ours - HF| <= 1e-4 * max(1, max |HF|) on logits (f32 on both sides; the f16 fixture
+has f16-rounded weights, computed by HF in f32). Greedy tokens must be identical: make_fixtures
+chose prompts whose top-1 logit leads by at least 10x that tolerance at every step.
+
+Skips, saying why, where wgpu finds no adapter (fails instead under CI=true, where lavapipe is).
+"""
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import refmodels
+from conftest import missing
+
+import webgpt
+
+RTOL = 1e-4
+NAMES = ["tiny", "tiny_f16", "ctx40", "mini", "gpt2_2l"]
+HF_TINY = os.path.join(refmodels.FIXTURES, "hf_tiny")
+
+
+@pytest.fixture(scope="session")
+def adapter():
+    """Skip (or fail under CI) where there is no WebGPU adapter; else its description."""
+    try:
+        dev = asyncio.run(webgpt.gpu.request_device())
+    except (ImportError, webgpt.gpu.GPUError) as e:
+        missing(f"no WebGPU adapter through wgpu: {e}")
+    return dev.describe()
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """folder(name) -> the model folder of fixture `name`, rebuilt from its seed (once)."""
+    made = {}
+
+    def get(name):
+        if name not in made:
+            meta, _ = refmodels.load_fixture(name)
+            weights = refmodels.make_weights(meta["config"], meta["seed"])
+            assert refmodels.weights_digest(weights, meta["dtype"]) == meta["weights_sha256"], (
+                f"make_weights({meta['config']}, {meta['seed']}) no longer gives the weights the "
+                "fixture was made with: run tests/make_fixtures.py again")
+            path = tmp_path_factory.mktemp(name)
+            made[name] = str(refmodels.write_folder(path, meta["config"], weights, meta["dtype"]))
+        return made[name]
+
+    return get
+
+
+def check_close(label, ours, ref):
+    """max |ours - ref| <= RTOL * max(1, max |ref|), with the numbers printed."""
+    ours = np.asarray(ours)
+    assert ours.shape == ref.shape, f"{label}: shape {ours.shape}, HF {ref.shape}"
+    assert ours.dtype == np.float32, f"{label}: dtype {ours.dtype}"
+    err = float(np.abs(ours.astype(np.float64) - ref).max())
+    scale = float(np.abs(ref).max())
+    tol = RTOL * max(1.0, scale)
+    print(f"{label}: max |ours - HF| = {err:.3g}, max |HF| = {scale:.3g}, tolerance {tol:.3g}")
+    assert err <= tol, f"{label}: max |ours - HF| = {err:.3g} > {tol:.3g} (max |HF| = {scale:.3g})"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_logits_match_hf(adapter, folder, name):
+    meta, ref = refmodels.load_fixture(name)
+    cases = [("ids", ref["ids"], ref["logits"], ref["rows"])]
+    if "full_ids" in ref:  # T = n_positions
+        cases.append(("full", ref["full_ids"], ref["full_logits"], np.arange(len(ref["full_ids"]))))
+
+    async def run():
+        model = await webgpt.load(folder(name))
+        return [np.asarray(await model.logits(ids.tolist())) for _, ids, _, _ in cases]
+
+    print(f"adapter: {adapter}")
+    for (label, ids, want, rows), got in zip(cases, asyncio.run(run())):
+        assert got.shape == (len(ids), meta["config"]["vocab_size"]), got.shape
+        check_close(f"{name} {label} T={len(ids)}", got[rows], want)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_greedy_matches_hf(adapter, folder, name):
+    _, ref = refmodels.load_fixture(name)
+    want = ref["greedy"].tolist()
+
+    async def run():
+        model = await webgpt.load(folder(name))
+        return await model.generate_ids(ref["prompt"].tolist(), max_new_tokens=len(want), temperature=0)
+
+    got = asyncio.run(run())
+    assert list(got) == want, f"{name}: greedy ids\n ours {list(got)}\n HF   {want}"
+
+
+def test_greedy_cache_equals_full_logits(adapter, folder):
+    """Greedy through the KV cache = argmax of repeated full forwards (no cache), token by token."""
+    _, ref = refmodels.load_fixture("tiny")
+    prompt, n = ref["prompt"].tolist(), 32
+
+    async def run():
+        model = await webgpt.load(folder("tiny"))
+        cached = await model.generate_ids(prompt, max_new_tokens=n, temperature=0)
+        ids = list(prompt)
+        for _ in range(n):
+            ids.append(int(np.asarray(await model.logits(ids))[-1].argmax()))
+        return list(cached), ids[len(prompt):]
+
+    cached, full = asyncio.run(run())
+    assert cached == full, f"KV cache {cached}\nfull     {full}"
+
+
+def test_past_context_warns(adapter, folder):
+    """ctx40 (n_positions 40): a 30-token prompt + 30 new tokens warns and goes on; the tokens up
+    to the context's end are HF's."""
+    meta, ref = refmodels.load_fixture("ctx40")
+    V, P = meta["config"]["vocab_size"], meta["config"]["n_positions"]
+    prompt, hf = ref["long_prompt"].tolist(), ref["long_greedy"].tolist()
+    assert len(prompt) == 30 and len(prompt) + len(hf) == P
+
+    async def run():
+        model = await webgpt.load(folder("ctx40"))
+        return await model.generate_ids(prompt, max_new_tokens=30, temperature=0)
+
+    with pytest.warns(UserWarning, match="context"):
+        got = list(asyncio.run(run()))
+    assert len(got) == 30 and all(0 <= t < V for t in got), got
+    assert got[:len(hf)] == hf, f"up to n_positions:\n ours {got[:len(hf)]}\n HF   {hf}"
+
+
+def test_folder_saved_by_transformers(adapter):
+    """tests/fixtures/hf_tiny (save_pretrained: no lm_head, generation_config.json, tokenizer.json)
+    gives tiny's logits, and HF's greedy text for the CLI prompt."""
+    _, ref = refmodels.load_fixture("tiny")
+    with open(os.path.join(refmodels.FIXTURES, "hf_tiny.json"), encoding="utf-8") as f:
+        cli = json.load(f)
+
+    async def run():
+        model = await webgpt.load(HF_TINY)
+        logits = np.asarray(await model.logits(ref["ids"].tolist()))
+        ids = model.tokenizer.encode(cli["prompt"])
+        text = await model.generate(cli["prompt"], max_new_tokens=cli["new_tokens"], temperature=0)
+        return logits, list(ids), text
+
+    logits, ids, text = asyncio.run(run())
+    check_close("hf_tiny", logits, ref["logits"])
+    assert ids == cli["prompt_ids"], f"prompt ids: ours {ids}, HF {cli['prompt_ids']}"
+    assert text == cli["continuation"], f"ours {text!r}\nHF   {cli['continuation']!r}"
+
+
+def test_cli_prints_hf_continuation(adapter):
+    with open(os.path.join(refmodels.FIXTURES, "hf_tiny.json"), encoding="utf-8") as f:
+        cli = json.load(f)
+    env = dict(os.environ, PYTHONPATH="py")
+    cmd = [sys.executable, "-m", "webgpt", "generate", "--model", "tests/fixtures/hf_tiny",
+           "--prompt", cli["prompt"], "-n", str(cli["new_tokens"]), "--temperature", "0"]
+    r = subprocess.run(cmd, cwd=refmodels.REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
+    assert cli["continuation"] in r.stdout, f"stdout {r.stdout!r}\nHF     {cli['continuation']!r}"
