@@ -4,11 +4,13 @@
 //   s[j] = q[t, h, :] . k_cache[j, h, :] / sqrt(hs)       for j in 0 ..= pos0 + t
 //   a    = softmax(s)
 //   y[t, h, :] = sum_j a[j] * v_cache[j, h, :]              y: (T, C), heads side by side
-// q comes from the first C columns of qkv (T, 3C); keys and values of this pass are already
-// in the caches (kv_store runs first).
+// q is the first C columns of qkv (T, 3C); this pass's keys and values are already in the
+// caches (kv_store runs first). hs % 4 == 0: heads are read as vec4.
 //
-// One workgroup per (t, h). The scores of one row live in workgroup memory (N_CTX floats);
-// max and sum are reduced with a barrier tree.
+// One workgroup per (t, h). The row's scores live in workgroup memory (N_CTX floats); max and
+// sum are reduced with a barrier tree. For the weighted sum of values, the WG invocations split
+// into hs / 4 lanes of 4 channels times WG / (hs / 4) slices of the keys, and the slices' partial
+// sums meet in workgroup memory: every invocation works however short the head or long the row.
 //
 // Bindings: 0 qkv (T, 3C), 1 k_cache (N_CTX, C), 2 v_cache (N_CTX, C), 3 y (T, C), 4 params.
 // Dispatch: (T, N_HEAD).
@@ -23,16 +25,17 @@ struct Params {
 override C: u32;
 override N_HEAD: u32;
 override N_CTX: u32;
-override WG: u32 = 64u;
+override WG: u32 = 256u;
 
-@group(0) @binding(0) var<storage, read> qkv: array<f32>;
-@group(0) @binding(1) var<storage, read> k_cache: array<f32>;
-@group(0) @binding(2) var<storage, read> v_cache: array<f32>;
-@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(4) var<storage, read> p: Params;
 
 var<workgroup> scores: array<f32, N_CTX>;
 var<workgroup> red: array<f32, WG>;
+var<workgroup> partial: array<vec4<f32>, WG>;
 
 fn workgroup_reduce(v: f32, lid: u32, is_max: bool) -> f32 {
     red[lid] = v;
@@ -57,21 +60,22 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let t = wid.x;
     let h = wid.y;
     let lid = lid3.x;
-    // Uniform per workgroup, so barriers below stay in uniform control flow.
+    // Uniform per workgroup, so the barriers below stay in uniform control flow.
     if (t >= p.T) {
         return;
     }
-    let hs = C / N_HEAD;
+    let c4 = C / 4u;
+    let d4n = C / N_HEAD / 4u;            // vec4s per head
     let n_keys = p.pos0 + t + 1u;
-    let q0 = t * 3u * C + h * hs;
-    let scale = inverseSqrt(f32(hs));
+    let q0 = t * 3u * c4 + h * d4n;       // q is the first C columns of the row
+    let head = h * d4n;
+    let scale = inverseSqrt(f32(4u * d4n));
 
     var m = -3.4e38;
     for (var j = lid; j < n_keys; j += WG) {
-        let k0 = j * C + h * hs;
         var s = 0.0;
-        for (var d = 0u; d < hs; d++) {
-            s += qkv[q0 + d] * k_cache[k0 + d];
+        for (var d = 0u; d < d4n; d++) {
+            s += dot(qkv[q0 + d], k_cache[j * c4 + head + d]);
         }
         s *= scale;
         scores[j] = s;
@@ -85,14 +89,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         scores[j] = e;
         l += e;
     }
-    l = workgroup_reduce(l, lid, false);
+    l = workgroup_reduce(l, lid, false);   // ends with a barrier: every exp(.) is visible
 
-    // workgroup_reduce ended with a barrier, so every exp(.) is visible here.
-    for (var d = lid; d < hs; d += WG) {
-        var acc = 0.0;
-        for (var j = 0u; j < n_keys; j++) {
-            acc += scores[j] * v_cache[j * C + h * hs + d];
+    let slices = WG / d4n;
+    let d = lid % d4n;
+    let slice = lid / d4n;
+    var acc = vec4<f32>(0.0);
+    if (slice < slices) {
+        for (var j = slice; j < n_keys; j += slices) {
+            acc += scores[j] * v_cache[j * c4 + head + d];
         }
-        y[t * C + h * hs + d] = acc / l;
+    }
+    partial[lid] = acc;
+    workgroupBarrier();
+    if (slice == 0u) {
+        for (var s = 1u; s < slices; s++) {
+            acc += partial[s * d4n + d];
+        }
+        y[t * c4 + head + d] = acc / l;
     }
 }

@@ -5,27 +5,44 @@
 // The token table may be split by rows across several buffers (a table larger than one
 // storage binding); each part is dispatched on its own and writes only the rows whose token
 // falls in [ROW0, ROW0 + ROWS). Every token id is < vocab_size, so exactly one part writes it.
+// wte and wpe are bound as raw words: f32, or (F16) halves packed two per word.
 //
-// Bindings: 0 ids (T) u32, 1 wte part (ROWS, C), 2 wpe (n_positions, C), 3 x (T, C), 4 params.
+// Bindings: 0 ids (T) u32, 1 wte part words, 2 wpe words, 3 x (T, C) f32, 4 params.
 // Dispatch: (ceil(C / WG), T).
 
 struct Params {
     T: u32,          // tokens in this forward pass
     pos0: u32,       // position of the first of them
-    lm_row0: u32,    // first row the LM head computes
-    lm_rows: u32,    // rows the LM head computes
+    lm_row0: u32,
+    lm_rows: u32,
 }
 
 override C: u32;
 override ROW0: u32 = 0u;
 override ROWS: u32;
+override F16: bool = false;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
-@group(0) @binding(1) var<storage, read> wte: array<f32>;
-@group(0) @binding(2) var<storage, read> wpe: array<f32>;
+@group(0) @binding(1) var<storage, read> wte: array<u32>;
+@group(0) @binding(2) var<storage, read> wpe: array<u32>;
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
 @group(0) @binding(4) var<storage, read> p: Params;
+
+// Element i of a table of f32 or packed halves.
+fn wte_at(i: u32) -> f32 {
+    if (F16) {
+        return unpack2x16float(wte[i / 2u])[i % 2u];
+    }
+    return bitcast<f32>(wte[i]);
+}
+
+fn wpe_at(i: u32) -> f32 {
+    if (F16) {
+        return unpack2x16float(wpe[i / 2u])[i % 2u];
+    }
+    return bitcast<f32>(wpe[i]);
+}
 
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
@@ -38,5 +55,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (id < ROW0 || id >= ROW0 + ROWS) {
         return;
     }
-    x[t * C + c] = wte[(id - ROW0) * C + c] + wpe[(p.pos0 + t) * C + c];
+    x[t * C + c] = wte_at((id - ROW0) * C + c) + wpe_at((p.pos0 + t) * C + c);
 }

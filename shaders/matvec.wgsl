@@ -1,39 +1,86 @@
-// Matrix-vector product with bias, for T = 1 (one decoded token).
+// Matrix-vector product for one decoded token (T = 1), with the bias and optional epilogues.
 //
-//   out[n] = sum_k x[k] * W[k, n] + bias[n]                 x: (K), W: (K, N), out: (N)
-//   RESIDUAL: out[n] += (the above)
+//   y[n] = sum_k x[k] * W[k, n] + bias[n]          x: (K), W: (K, N), y: (N), N % 4 == 0
+//   GELU:     y = gelu(y)   (GPT-2's tanh form, fused so the MLP's hidden layer is written once)
+//   RESIDUAL: out[n] += y   (adds into the residual stream); else out[n] = y
 //
-// W is [in, out] as stored in the checkpoint. One invocation per output column: neighbouring
-// invocations read neighbouring columns of each row of W, so reads coalesce, and there are no
-// barriers (which are costly on CPU adapters such as SwiftShader and lavapipe).
+// W is a Conv1D weight as the checkpoint stores it, [in, out], never transposed. It is bound as
+// raw 32-bit words: f32 values, or (F16) IEEE halves packed two per word, widened with
+// unpack2x16float. That needs no `shader-f16` feature, so 16-bit weights halve the bytes read on
+// every adapter; accumulation is always f32.
 //
-// Bindings: 0 x (K), 1 W (K, N), 2 bias (N), 3 out (N).
-// Dispatch: (ceil(N / WG)).
+// Each invocation owns 4 neighbouring columns (one 16-byte load per row of W, so a row's reads
+// coalesce across the TX invocations of a workgroup row) and a 1/TY share of the rows of W.
+// With TY > 1 the TY partial sums meet in workgroup memory: many workgroups and short loops
+// keep a discrete GPU's memory busy. With TY = 1 there is no barrier at all, which suits CPU
+// adapters (SwiftShader, lavapipe) where a barrier means switching between every invocation.
+//
+// Bindings: 0 x (K) f32, 1 W words, 2 bias (N) f32, 3 out (N) f32.
+// Dispatch: (ceil(N / 4 / TX)).
 
 override K: u32;
 override N: u32;
+override F16: bool = false;
+override GELU: bool = false;
 override RESIDUAL: bool = false;
-override WG: u32 = 64u;
+override TX: u32 = 8u;
+override TY: u32 = 32u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<f32>;
-@group(0) @binding(2) var<storage, read> bias: array<f32>;
-@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(1) var<storage, read> W: array<vec2<u32>>;
+@group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
+@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
 
-@compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let n = gid.x;
-    if (n >= N) {
+var<workgroup> partial: array<vec4<f32>, TX * TY>;
+
+// W[k, 4 c4 .. 4 c4 + 3] as f32.
+fn load4(k: u32, c4: u32) -> vec4<f32> {
+    let i = k * (N / 4u) + c4;
+    if (F16) {
+        let w = W[i];
+        return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+    }
+    return bitcast<vec4<f32>>(vec4<u32>(W[2u * i], W[2u * i + 1u]));
+}
+
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+
+// h^3 as h * h * h (pow is undefined for negative bases in WGSL); the tanh argument is clamped
+// where tanh is already +-1 in f32, since some backends compute tanh through exp and overflow.
+fn gelu(h: vec4<f32>) -> vec4<f32> {
+    let u = clamp(SQRT_2_OVER_PI * (h + 0.044715 * h * h * h), vec4<f32>(-15.0), vec4<f32>(15.0));
+    return 0.5 * h * (1.0 + tanh(u));
+}
+
+@compute @workgroup_size(TX, TY)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let c4 = wid.x * TX + lid.x;
+    let n4 = N / 4u;
+    var acc = vec4<f32>(0.0);
+    if (c4 < n4) {
+        for (var k = lid.y; k < K; k += TY) {
+            acc += x[k] * load4(k, c4);
+        }
+    }
+    if (TY > 1u) {
+        partial[lid.y * TX + lid.x] = acc;
+        workgroupBarrier();
+        if (lid.y == 0u) {
+            for (var j = 1u; j < TY; j++) {
+                acc += partial[j * TX + lid.x];
+            }
+        }
+    }
+    if (lid.y != 0u || c4 >= n4) {
         return;
     }
-    var acc = 0.0;
-    for (var k = 0u; k < K; k++) {
-        acc += x[k] * W[k * N + n];
+    var y = acc + bias[c4];
+    if (GELU) {
+        y = gelu(y);
     }
-    let v = acc + bias[n];
     if (RESIDUAL) {
-        out[n] += v;
+        out[c4] += y;
     } else {
-        out[n] = v;
+        out[c4] = y;
     }
 }

@@ -64,9 +64,9 @@ def test_every_shader_compiles_alone(dev):
     import os
     k = Kernels(dev)
     names = sorted(f[:-5] for f in os.listdir(shader_dir()) if f.endswith(".wgsl"))
-    assert {"attention", "embedding", "gelu", "layernorm", "lm_head", "matmul", "matvec",
-            "argmax", "convert", "kv_store"} <= set(names)
-    consts = dict(C=36, N=45, K=37, V=101, ROWS=101, N_HEAD=3, N_CTX=40)
+    assert {"attention", "embedding", "layernorm", "lm_head", "matmul", "matvec",
+            "argmax", "convert", "kv_store", "copy"} <= set(names)
+    consts = dict(C=36, N=44, K=37, V=101, ROWS=101, N_HEAD=3, N_CTX=40, PARTS=1, N4=10)
     for name in names:
         text = k.source(name)
         needed = {c: v for c, v in consts.items() if f"override {c}:" in text}
@@ -75,28 +75,60 @@ def test_every_shader_compiles_alone(dev):
         assert "pow(" not in code, f"{name}.wgsl uses pow(): undefined for negative bases in WGSL"
 
 
-@pytest.mark.parametrize("T,K,N,residual", [(17, 37, 45, False), (1, 70, 3, True), (33, 16, 129, True)])
-def test_matmul(dev, T, K, N, residual):
-    rng = np.random.default_rng(T * K)
+def weights(W, f16):
+    """W as the GPU holds it (f32, or f16 packed two per word) and the values it stands for."""
+    if f16:
+        h = W.astype(np.float16)
+        return h.tobytes(), h.astype(np.float64)
+    return W.tobytes(), W.astype(np.float64)
+
+
+def upload_bytes(dev, data):
+    buf = dev.buffer(len(data))
+    dev.write(buf, 0, data)
+    return buf
+
+
+# Epilogues: plain, GELU (the MLP's first layer), RESIDUAL (adds into x).
+EPILOGUES = [dict(GELU=False, RESIDUAL=False), dict(GELU=True, RESIDUAL=False),
+             dict(GELU=False, RESIDUAL=True)]
+
+
+def epilogue(y, out0, GELU, RESIDUAL):
+    y = npref.gelu(y) if GELU else y
+    return y + out0 if RESIDUAL else y
+
+
+@pytest.mark.parametrize("T,K,N", [(17, 37, 44), (2, 70, 4), (65, 16, 132), (130, 129, 68)])
+@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("ep", range(3))
+def test_matmul(dev, T, K, N, f16, ep):
+    rng = np.random.default_rng(T * K + ep)
     x, W, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, K), (K, N), (N,)])
     out0 = rng.standard_normal((T, N)).astype(np.float32)
     out = upload(dev, out0)
-    pipe = Kernels(dev).get("matmul", K=K, N=N, RESIDUAL=residual)
-    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out, params(dev, T)],
-             cdiv(N, 16), cdiv(T, 16))
-    want = x.astype(np.float64) @ W + b + (out0 if residual else 0)
-    check(f"matmul T={T} K={K} N={N}", read(dev, out, T * N).reshape(T, N), want)
+    data, Wv = weights(W, f16)
+    pipe = Kernels(dev).get("matmul", K=K, N=N, F16=f16, **EPILOGUES[ep])
+    dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out,
+                         params(dev, T)], cdiv(N, 64), cdiv(T, 64))
+    want = epilogue(x.astype(np.float64) @ Wv + b, out0, **EPILOGUES[ep])
+    check(f"matmul T={T} K={K} N={N} f16={f16} {EPILOGUES[ep]}", read(dev, out, T * N).reshape(T, N), want)
 
 
-@pytest.mark.parametrize("K,N,residual", [(37, 45, False), (96, 288, True), (5, 1, False)])
-def test_matvec(dev, K, N, residual):
-    rng = np.random.default_rng(K + N)
+@pytest.mark.parametrize("K,N", [(37, 44), (96, 288), (5, 4), (768, 2304)])
+@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("ep", range(3))
+@pytest.mark.parametrize("shape", [dict(TX=8, TY=32), dict(TX=64, TY=1), dict(TX=4, TY=3)])
+def test_matvec(dev, K, N, f16, ep, shape):
+    rng = np.random.default_rng(K + N + ep)
     x, W, b, out0 = (rng.standard_normal(s).astype(np.float32) for s in [(K,), (K, N), (N,), (N,)])
     out = upload(dev, out0)
-    pipe = Kernels(dev).get("matvec", K=K, N=N, RESIDUAL=residual, WG=WG)
-    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out], cdiv(N, WG))
-    want = x.astype(np.float64) @ W + b + (out0 if residual else 0)
-    check(f"matvec K={K} N={N}", read(dev, out, N), want)
+    data, Wv = weights(W, f16)
+    pipe = Kernels(dev).get("matvec", K=K, N=N, F16=f16, **EPILOGUES[ep], **shape)
+    dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out],
+             cdiv(N // 4, shape["TX"]))
+    want = epilogue(x.astype(np.float64) @ Wv + b, out0, **EPILOGUES[ep])
+    check(f"matvec K={K} N={N} f16={f16} {shape}", read(dev, out, N), want)
 
 
 @pytest.mark.parametrize("T,C", [(3, 50), (1, 768), (7, 130)])
@@ -111,19 +143,24 @@ def test_layernorm(dev, T, C):
     check(f"layernorm T={T} C={C}", read(dev, out, T * C).reshape(T, C), npref.layernorm(x, w, b), 2e-5)
 
 
-def test_gelu_including_large_inputs(dev):
-    T, N = 3, 70
-    x = np.linspace(-30, 30, T * N).astype(np.float32).reshape(T, N)
-    h = upload(dev, x)
-    pipe = Kernels(dev).get("gelu", N=N, WG=WG)
-    dispatch(dev, pipe, [h, params(dev, T)], cdiv(N, WG), T)
-    got = read(dev, h, T * N).reshape(T, N)
+def test_gelu_epilogue_with_large_inputs(dev):
+    # Identity weights and a zero bias: out = gelu(x), over inputs up to +-30 where a naive tanh
+    # through exp overflows.
+    N = 72
+    x = np.linspace(-30, 30, N).astype(np.float32)
+    out = dev.buffer(N * 4)
+    pipe = Kernels(dev).get("matvec", K=N, N=N, GELU=True, TX=8, TY=32)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, np.eye(N, dtype=np.float32)),
+                         upload(dev, np.zeros(N, np.float32)), out], cdiv(N // 4, 8))
+    got = read(dev, out, N)
     assert np.isfinite(got).all()
     check("gelu", got, npref.gelu(x))
 
 
-@pytest.mark.parametrize("T,pos0,C,n_head,n_ctx", [(5, 7, 36, 3, 40), (1, 70, 64, 1, 100), (19, 0, 96, 3, 64)])
-def test_kv_store_and_attention(dev, T, pos0, C, n_head, n_ctx):
+@pytest.mark.parametrize("T,pos0,C,n_head,n_ctx", [(5, 7, 36, 3, 40), (1, 70, 64, 1, 100),
+                                                   (19, 0, 96, 3, 64), (1, 300, 80, 1, 333)])
+@pytest.mark.parametrize("wg", [64, 256])
+def test_kv_store_and_attention(dev, T, pos0, C, n_head, n_ctx, wg):
     rng = np.random.default_rng(T + pos0)
     qkv = rng.standard_normal((T, 3 * C)).astype(np.float32)
     k_old = rng.standard_normal((n_ctx, C)).astype(np.float32)
@@ -133,7 +170,7 @@ def test_kv_store_and_attention(dev, T, pos0, C, n_head, n_ctx):
     k = Kernels(dev)
     kv = k.get("kv_store", C=C, WG=WG)
     dispatch(dev, kv, [q, kc, vc, p], cdiv(C, WG), T)
-    att = k.get("attention", C=C, N_HEAD=n_head, N_CTX=n_ctx, WG=WG)
+    att = k.get("attention", C=C, N_HEAD=n_head, N_CTX=n_ctx, WG=wg)
     dispatch(dev, att, [q, kc, vc, y, p], T, n_head)
     k_new, v_new = k_old.copy(), v_old.copy()
     k_new[pos0:pos0 + T] = qkv[:, C:2 * C]
@@ -145,41 +182,53 @@ def test_kv_store_and_attention(dev, T, pos0, C, n_head, n_ctx):
     check(f"attention T={T} pos0={pos0} C={C} heads={n_head}", read(dev, y, T * C).reshape(T, C), want)
 
 
-def test_embedding_and_lm_head_split_in_parts(dev):
+@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("shape", [dict(TPR=32, RPW=8), dict(TPR=1, RPW=64)])
+def test_embedding_and_lm_head_split_in_parts(dev, f16, shape):
     T, C, V, n_pos, pos0 = 6, 20, 77, 30, 4
     rng = np.random.default_rng(5)
     wte = rng.standard_normal((V, C)).astype(np.float32)
     wpe = rng.standard_normal((n_pos, C)).astype(np.float32)
+    wte_data, wte_v = weights(wte, f16)
+    wpe_data, wpe_v = weights(wpe, f16)
     ids = np.array([0, 76, 30, 31, 29, 60], np.uint32)
     k = Kernels(dev)
     x = dev.buffer(T * C * 4)
     p = params(dev, T, pos0, 1, T - 1)
     parts = [(0, 30), (30, 30), (60, 17)]  # a token table split in three row ranges
+    size = 2 if f16 else 4
+    bufs = [upload_bytes(dev, wte_data[row0 * C * size:(row0 + rows) * C * size]) for row0, rows in parts]
     logits = dev.buffer((T - 1) * V * 4)
-    bufs = [upload(dev, wte[row0:row0 + rows]) for row0, rows in parts]
     enc = dev.encoder()
     for (row0, rows), part in zip(parts, bufs):  # every part writes its tokens' rows of x
-        pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, WG=WG)
-        enc.dispatch(pe, dev.bind_group(pe, [upload(dev, ids), part, upload(dev, wpe), x, p]), cdiv(C, WG), T)
+        pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, F16=f16, WG=WG)
+        group = dev.bind_group(pe, [upload(dev, ids), part, upload_bytes(dev, wpe_data), x, p])
+        enc.dispatch(pe, group, cdiv(C, WG), T)
     for (row0, rows), part in zip(parts, bufs):  # then every part writes its logit columns
-        pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, WG=WG)
-        enc.dispatch(pl, dev.bind_group(pl, [x, part, logits, p]), cdiv(rows, WG), T - 1)
+        pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, F16=f16, **shape)
+        enc.dispatch(pl, dev.bind_group(pl, [x, part, logits, p]), cdiv(rows, shape["RPW"]), T - 1)
     enc.submit()
-    xe = wte[ids] + wpe[pos0:pos0 + T]
-    assert np.allclose(read(dev, x, T * C).reshape(T, C), xe, atol=1e-6)
-    check("lm_head", read(dev, logits, (T - 1) * V).reshape(T - 1, V), xe[1:].astype(np.float64) @ wte.T)
+    xe = wte_v[ids] + wpe_v[pos0:pos0 + T]
+    check("embedding", read(dev, x, T * C).reshape(T, C), xe)
+    check("lm_head", read(dev, logits, (T - 1) * V).reshape(T - 1, V), xe[1:] @ wte_v.T)
 
 
-@pytest.mark.parametrize("V", [1, 255, 50257])
+@pytest.mark.parametrize("V", [1, 255, 2049, 50257])
 def test_argmax_prefers_first_of_ties(dev, V):
     rng = np.random.default_rng(V)
     x = rng.standard_normal(V).astype(np.float32)
     if V > 10:
         x[[7, V - 3]] = x.max() + 1  # a tie: the first index wins, as torch.argmax
-    out = dev.buffer(4)
-    pipe = Kernels(dev).get("argmax", V=V)
-    dispatch(dev, pipe, [upload(dev, x), out], 1)
-    assert int(read(dev, out, 1, np.uint32)[0]) == int(np.argmax(x))
+    parts = cdiv(V, 2048)
+    bufs = [upload(dev, x), dev.buffer(parts * 4), dev.buffer(parts * 4), upload(dev, np.array([99, 5], np.uint32))]
+    k = Kernels(dev)
+    enc = dev.encoder()
+    for final, groups in ((False, parts), (True, 1)):
+        pipe = k.get("argmax", V=V, PARTS=parts, FINAL=final)
+        enc.dispatch(pipe, dev.bind_group(pipe, bufs), groups)
+    enc.submit()
+    ids = read(dev, bufs[3], 2, np.uint32)
+    assert int(ids[0]) == int(np.argmax(x)) and int(ids[1]) == 5
 
 
 @pytest.mark.parametrize("dtype,n", [("F16", 7), ("BF16", 131), ("F16", 64 * 2 + 1)])

@@ -167,3 +167,23 @@ def test_cli_prints_hf_continuation(adapter):
     r = subprocess.run(cmd, cwd=refmodels.REPO, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, f"exit {r.returncode}\nstdout: {r.stdout}\nstderr: {r.stderr}"
     assert cli["continuation"] in r.stdout, f"stdout {r.stdout!r}\nHF     {cli['continuation']!r}"
+
+
+@pytest.mark.parametrize("layout", ["cpu", "gpu"])
+@pytest.mark.parametrize("name", ["tiny_f16", "gpt2_2l"])
+def test_both_kernel_layouts(adapter, folder, name, layout):
+    """The barrier-free kernels (chosen on CPU adapters) and the split-reduction ones (chosen on
+    GPUs) both give HF's logits and greedy tokens, whatever adapter runs the tests."""
+    meta, ref = refmodels.load_fixture(name)
+    want = ref["greedy"].tolist()
+
+    async def run():
+        model = await webgpt.load(folder(name), layout=layout)
+        logits = np.asarray(await model.logits(ref["ids"].tolist()))
+        ids = await model.generate_ids(ref["prompt"].tolist(), max_new_tokens=len(want), temperature=0)
+        return logits, list(ids), model.uses_f16
+
+    logits, got, f16 = asyncio.run(run())
+    assert f16 == (meta["dtype"] == "float16")
+    check_close(f"{name} layout={layout}", logits[ref["rows"]], ref["logits"])
+    assert got == want, f"{name} layout={layout}: greedy ids\n ours {got}\n HF   {want}"

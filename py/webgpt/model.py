@@ -7,7 +7,12 @@ A forward pass is one command encoder and one submit; decoding reads back one to
 
 The KV cache holds keys and values of positions [0, pos) for every layer. `logits(ids)` runs
 the whole sequence from position 0; generation runs the prompt in one batched pass and then one
-token per pass through the cache.
+token per pass through the cache. Greedy decoding stays on the GPU: the argmax kernel writes the
+chosen token where the next pass reads its input, so pass n + 1 is queued before token n is read
+back, and the read-back latency hides behind compute.
+
+Weights keep the precision of the file: f32, or f16 (packed two per 32-bit word and widened in
+the kernels, which needs no `shader-f16` feature). Vectors (biases, layernorm) are f32 always.
 """
 
 import math
@@ -15,9 +20,21 @@ import struct
 import time
 import warnings
 
+from collections import deque
+
 from .kernels import Kernels
 
-WG = 64  # invocations per workgroup of the 1-D kernels
+WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, kv_store, layernorm)
+ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
+
+
+def layouts(device, kind=None):
+    """Workgroup shapes for this adapter (or for `kind`, "cpu" or "gpu"). On a CPU adapter a workgroup barrier switches between
+    all its invocations, so kernels there work without barriers (one invocation per output);
+    on a GPU they split each reduction across many invocations to keep memory busy."""
+    if kind == "cpu" or (kind is None and device.is_cpu):
+        return {"matvec": dict(TX=64, TY=1), "lm_head": dict(TPR=1, RPW=64), "attention": 64}
+    return {"matvec": dict(TX=8, TY=32), "lm_head": dict(TPR=32, RPW=8), "attention": 256}
 MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
@@ -26,37 +43,43 @@ def cdiv(a, b):
     return -(-a // b)
 
 
+
 class GPT2:
     """A GPT-2 model resident on one GPU device. Made by `webgpt.load`."""
 
-    def __init__(self, spec, device, tokenizer):
+    def __init__(self, spec, device, tokenizer, layout=None):
         cfg = spec.config
         self.spec = spec
         self.config = cfg
         self.device = device
         self.tokenizer = tokenizer
         self.kernels = Kernels(device)
-        self.uses_f16 = False  # weights are widened to f32 on the GPU at load
+        self.layout = layout or layouts(device)
+        # f16 storage when every matrix in the file is f16 (as a model saved in half precision).
+        matrices = [t for t in spec.tensors.values() if len(t.shape) == 2]
+        self.uses_f16 = all(t.dtype == "F16" for t in matrices)
         self.stats = {}
         self.pos = 0  # tokens held in the KV cache
         C, V, n_ctx = cfg.n_embd, cfg.vocab_size, cfg.n_positions
         self.C, self.V, self.n_ctx = C, V, n_ctx
-        self.params = {}  # canonical tensor name -> GPU buffer (f32)
+        self.params = {}  # canonical tensor name -> GPU buffer
         self.wte_parts = []  # [(buffer, first row, rows)]: the token table, split by binding size
         self._check_fits()
 
     # ---------------------------------------------------------------- limits
 
     def _check_fits(self):
-        """Fail before any upload if a tensor or activation cannot be bound on this device."""
+        """Fail before any upload if the model cannot run on this device, saying why."""
         cfg, dev = self.config, self.device
         C, n_ctx = self.C, self.n_ctx
+        if C % 4 or (C // cfg.n_head) % 4:
+            raise ValueError(f"n_embd ({C}) and the head size n_embd / n_head "
+                             f"({C / cfg.n_head:g}) must be multiples of 4: the kernels read vec4s")
         limit = dev.max_binding
-        hs = C // cfg.n_head
+        wsize = 2 if self.uses_f16 else 4
         biggest = {
-            "mlp.c_fc.weight (C x 4C)": C * 4 * C * 4,
-            "activations (n_positions x 4C)": n_ctx * 4 * C * 4,
-            "one row of the token table": C * 4,
+            "mlp.c_fc.weight (n_embd x 4 n_embd)": C * 4 * C * wsize,
+            "the MLP activations (n_positions x 4 n_embd)": n_ctx * 4 * C * 4,
         }
         for what, nbytes in biggest.items():
             if nbytes > limit:
@@ -64,12 +87,13 @@ class GPT2:
                     f"{what} needs {nbytes / 2**20:.1f} MiB in one storage binding, but this adapter "
                     f"({dev.describe()}) allows {limit / 2**20:.1f} MiB; use a smaller model")
         wg_bytes = dev.limits.get("max-compute-workgroup-storage-size", 16384)
-        if (n_ctx + WG) * 4 > wg_bytes:
+        att_wg = self.layout["attention"]
+        need = (n_ctx + att_wg * 5) * 4  # scores, max/sum tree, vec4 partial sums
+        if need > wg_bytes:
             raise MemoryError(
-                f"attention keeps {n_ctx} scores in workgroup memory ({(n_ctx + WG) * 4} bytes), "
-                f"more than this adapter's {wg_bytes}; n_positions must be at most {wg_bytes // 4 - WG}")
-        if hs < 1:
-            raise ValueError("n_embd must be at least n_head")
+                f"attention keeps {n_ctx} scores in workgroup memory ({need} bytes in all), more "
+                f"than this adapter's {wg_bytes}; n_positions must be at most "
+                f"{wg_bytes // 4 - att_wg * 5}")
 
     # ---------------------------------------------------------------- loading
 
@@ -85,13 +109,13 @@ class GPT2:
                 progress("weights", done, total)
 
         report()
-        # File order, so a streaming source reads each file front to back once.
-        order = sorted(spec.tensors.items(), key=lambda kv: (kv[1].file, kv[1].start))
-        rows_per_part = max(1, dev.max_binding // (C * 4))
-        for name, ref in order:
+        # spec.tensors is in file order, so a streaming source reads each file front to back.
+        wsize = 2 if self.uses_f16 else 4
+        rows_per_part = max(1, dev.max_binding // (C * wsize))
+        for name, ref in spec.tensors.items():
             if name == "wte.weight":
-                # The token table may exceed one binding (V * C * 4 bytes): split by rows.
-                itemsize = (ref.end - ref.start) // (V * C)
+                # The token table may exceed one binding (V * C * 4 bytes in f32): split by rows.
+                itemsize = ref.nbytes // (V * C)
                 for row0 in range(0, V, rows_per_part):
                     rows = min(rows_per_part, V - row0)
                     start = ref.start + row0 * C * itemsize
@@ -103,25 +127,27 @@ class GPT2:
             else:
                 self.params[name] = await self._upload_tensor(ref, ref.start, ref.end,
                                                               _numel(ref.shape), name)
-                done += ref.end - ref.start
+                done += ref.nbytes
                 report()
         self._build()
 
     async def _upload_tensor(self, ref, start, end, n, label):
-        """Copy bytes [start, end) of a file into a new f32 buffer of n values.
+        """Copy bytes [start, end) of a file (n values) into a new buffer.
 
-        f32 data goes straight in. 16-bit data goes into a staging buffer and is widened by
-        the convert kernel on the GPU, so no CPU pass ever touches the weights.
+        Data already in the storage dtype goes straight in: f32, or f16 matrices when the model
+        runs in f16. Other 16-bit data (bf16, f16 vectors) goes into a staging buffer and is
+        widened to f32 by the convert kernel on the GPU; no CPU pass ever touches the weights.
         """
         dev = self.device
-        out = dev.buffer(n * 4, label)
-        if ref.dtype == "F32":
+        keep_f16 = self.uses_f16 and ref.dtype == "F16" and len(ref.shape) == 2
+        if ref.dtype == "F32" or keep_f16:
+            out = dev.buffer(end - start, label)
             await self._stream_into(ref.file, start, end, out)
             return out
+        out = dev.buffer(n * 4, label)
         staging = dev.buffer(end - start, label + " (16-bit)")
         await self._stream_into(ref.file, start, end, staging)
-        words = cdiv(n, 2)
-        groups = cdiv(words, WG)
+        groups = cdiv(cdiv(n, 2), WG)
         gx = min(groups, MAX_WORKGROUPS)
         pipe = self.kernels.get("convert", N=n, BF16=(ref.dtype == "BF16"), WG=WG)
         enc = dev.encoder()
@@ -141,8 +167,10 @@ class GPT2:
     def _build(self):
         cfg, dev, k = self.config, self.device, self.kernels
         C, V, n_ctx, L = self.C, self.V, self.n_ctx, cfg.n_layer
+        f16, lay = self.uses_f16, self.layout
         f = 4  # bytes per f32
         self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * f), dev.max_binding // (V * f)))
+        self.argmax_parts = cdiv(V, ARGMAX_SPAN)
         buf = dev.buffer
         self.ids = buf(n_ctx * 4, "ids")                    # (n_ctx) u32
         self.x = buf(n_ctx * C * f, "x")                     # (T, C) residual stream
@@ -151,18 +179,22 @@ class GPT2:
         self.att = buf(n_ctx * C * f, "att")                 # (T, C) attention output
         self.fc = buf(n_ctx * 4 * C * f, "fc")               # (T, 4C) MLP hidden
         self.logits_buf = buf(self.logit_rows * V * f, "logits")  # (rows, V)
-        self.token = buf(4, "token")                         # (1) u32, the greedy choice
+        self.best_v = buf(self.argmax_parts * 4, "argmax values")  # (parts) f32
+        self.best_i = buf(self.argmax_parts * 4, "argmax indices")  # (parts) u32
         self.uniform = buf(16, "params")                     # T, pos0, lm_row0, lm_rows
         self.k_cache = [buf(n_ctx * C * f, f"k_cache.{i}") for i in range(L)]  # (n_ctx, C)
         self.v_cache = [buf(n_ctx * C * f, f"v_cache.{i}") for i in range(L)]  # (n_ctx, C)
+        # Two mappable slots for token ids: one being read while the next pass runs.
+        self.slots = [dev.readback_buffer(8, f"token slot {i}") for i in range(2)]
         P = self.params
         bg = dev.bind_group
+        mv_shape = lay["matvec"]
 
-        def linear(x, prefix, out, K, N, residual=False):
+        def linear(x, prefix, out, K, N, gelu=False, residual=False):
             """Bind groups of out = x @ W + b for the prompt (matmul) and for one token (matvec)."""
             w, b = P[prefix + ".weight"], P[prefix + ".bias"]
-            mm = k.get("matmul", K=K, N=N, RESIDUAL=residual)
-            mv = k.get("matvec", K=K, N=N, RESIDUAL=residual, WG=WG)
+            mm = k.get("matmul", K=K, N=N, F16=f16, GELU=gelu, RESIDUAL=residual)
+            mv = k.get("matvec", K=K, N=N, F16=f16, GELU=gelu, RESIDUAL=residual, **mv_shape)
             return {"N": N, "mm": (mm, bg(mm, [x, w, b, out, self.uniform])),
                     "mv": (mv, bg(mv, [x, w, b, out]))}
 
@@ -171,19 +203,17 @@ class GPT2:
             return pipe, bg(pipe, [x, P[prefix + ".weight"], P[prefix + ".bias"], out, self.uniform])
 
         self.embed = []
+        self.lm_head = []
         wpe = P["wpe.weight"]
-        lm = []
         for part, row0, rows in self.wte_parts:
-            pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, WG=WG)
+            pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, F16=f16, WG=WG)
             self.embed.append((pe, bg(pe, [self.ids, part, wpe, self.x, self.uniform])))
-            pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, WG=WG)
-            lm.append((pl, bg(pl, [self.ln, part, self.logits_buf, self.uniform]), rows))
-        self.lm_head = lm
+            pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, F16=f16, **lay["lm_head"])
+            self.lm_head.append((pl, bg(pl, [self.ln, part, self.logits_buf, self.uniform]), rows))
 
         self.layers = []
-        gelu = k.get("gelu", N=4 * C, WG=WG)
         kv = k.get("kv_store", C=C, WG=WG)
-        att = k.get("attention", C=C, N_HEAD=cfg.n_head, N_CTX=n_ctx, WG=WG)
+        att = k.get("attention", C=C, N_HEAD=cfg.n_head, N_CTX=n_ctx, WG=lay["attention"])
         for i in range(L):
             h = f"h.{i}."
             self.layers.append({
@@ -194,21 +224,24 @@ class GPT2:
                                        self.uniform])),
                 "attn_proj": linear(self.att, h + "attn.c_proj", self.x, C, C, residual=True),
                 "ln_2": norm(self.x, h + "ln_2", self.ln),
-                "c_fc": linear(self.ln, h + "mlp.c_fc", self.fc, C, 4 * C),
-                "gelu": (gelu, bg(gelu, [self.fc, self.uniform])),
+                "c_fc": linear(self.ln, h + "mlp.c_fc", self.fc, C, 4 * C, gelu=True),
                 "mlp_proj": linear(self.fc, h + "mlp.c_proj", self.x, 4 * C, C, residual=True),
             })
         self.ln_f = norm(self.x, "ln_f", self.ln)
-        am = k.get("argmax", V=V)
-        self.argmax = (am, bg(am, [self.logits_buf, self.token]))
+        bufs = [self.logits_buf, self.best_v, self.best_i, self.ids]
+        a1 = k.get("argmax", V=V, PARTS=self.argmax_parts, FINAL=False)
+        a2 = k.get("argmax", V=V, PARTS=self.argmax_parts, FINAL=True)
+        self.argmax = [(a1, bg(a1, bufs), self.argmax_parts), (a2, bg(a2, bufs), 1)]
 
     def release(self):
         """Destroy every GPU buffer of this model (the model is unusable afterwards)."""
         bufs = list(self.params.values()) + [b for b, _, _ in self.wte_parts]
         bufs += [self.ids, self.x, self.ln, self.qkv, self.att, self.fc, self.logits_buf,
-                 self.token, self.uniform] + self.k_cache + self.v_cache
+                 self.best_v, self.best_i, self.uniform] + self.k_cache + self.v_cache
         for b in bufs:
             self.device.destroy(b)
+        for b in self.slots:
+            b.destroy()
         self.params, self.wte_parts = {}, []
 
     # ---------------------------------------------------------------- forward
@@ -218,12 +251,13 @@ class GPT2:
         C = self.C
         for pipe, group in self.embed:                           # x = wte[ids] + wpe   (T, C)
             enc.dispatch(pipe, group, cdiv(C, WG), T)
+        tx = self.layout["matvec"]["TX"]
 
         def linear(op):
             if T == 1:
-                enc.dispatch(*op["mv"], cdiv(op["N"], WG))
+                enc.dispatch(*op["mv"], cdiv(op["N"] // 4, tx))
             else:
-                enc.dispatch(*op["mm"], cdiv(op["N"], 16), cdiv(T, 16))
+                enc.dispatch(*op["mm"], cdiv(op["N"], 64), cdiv(T, 64))
 
         heads = self.config.n_head
         for layer in self.layers:
@@ -233,17 +267,18 @@ class GPT2:
             enc.dispatch(*layer["attn"], T, heads)               # att = attention     (T, C)
             linear(layer["attn_proj"])                           # x += att @ W + b    (T, C)
             enc.dispatch(*layer["ln_2"], T)                      # ln = ln_2(x)        (T, C)
-            linear(layer["c_fc"])                                # fc = ln @ W + b     (T, 4C)
-            enc.dispatch(*layer["gelu"], cdiv(4 * C, WG), T)     # fc = gelu(fc)
+            linear(layer["c_fc"])                                # fc = gelu(ln @ W + b) (T, 4C)
             linear(layer["mlp_proj"])                            # x += fc @ W + b     (T, C)
         enc.dispatch(*self.ln_f, T)                              # ln = ln_f(x)        (T, C)
         self._encode_lm_head(enc, lm_rows)                       # logits = ln @ wte^T (rows, V)
         if greedy:
-            enc.dispatch(*self.argmax, 1)                        # token = argmax(logits[0])
+            for pipe, group, groups in self.argmax:              # ids[0] = argmax(logits[0])
+                enc.dispatch(pipe, group, groups)
 
     def _encode_lm_head(self, enc, lm_rows):
+        rpw = self.layout["lm_head"]["RPW"]
         for pipe, group, rows in self.lm_head:
-            enc.dispatch(pipe, group, cdiv(rows, WG), lm_rows)
+            enc.dispatch(pipe, group, cdiv(rows, rpw), lm_rows)
 
     def _write_params(self, T, pos0, lm_row0, lm_rows):
         self.device.write(self.uniform, 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))
@@ -254,17 +289,28 @@ class GPT2:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < V:
                 raise ValueError(f"token ids must be whole numbers in [0, {V}), got {i!r}")
 
-    def _run(self, ids, pos0, greedy):
-        """Submit a forward pass of `ids` at positions pos0.. that computes the last row's logits."""
-        T = len(ids)
-        assert 0 < T and pos0 + T <= self.n_ctx
+    def _submit(self, ids, pos0, greedy, slot=None):
+        """Queue a forward pass at positions pos0.. that computes the last row's logits.
+
+        `ids` are written to the GPU first; None means one token the previous greedy pass
+        left in ids[0]. With `slot`, the chosen token is copied there for map_read.
+        """
         dev = self.device
-        dev.write(self.ids, 0, struct.pack(f"<{T}I", *ids))
+        if ids is not None:
+            dev.write(self.ids, 0, struct.pack(f"<{len(ids)}I", *ids))
+        T = 1 if ids is None else len(ids)
+        assert 0 < T and pos0 + T <= self.n_ctx
         self._write_params(T, pos0, T - 1, 1)
         enc = dev.encoder()
         self._encode(enc, T, 1, greedy)
+        if slot is not None:
+            enc.copy(self.ids, 0, slot, 0, 4)
         enc.submit()
         self.pos = pos0 + T
+
+    async def sync(self):
+        """Wait until all queued GPU work of this model is done."""
+        await self.device.read(self.ids, 0, 4)
 
     async def logits(self, ids):
         """Full forward of `ids` from position 0, no cache reuse: float32 logits (T, V)."""
@@ -288,10 +334,6 @@ class GPT2:
             out += await dev.read(self.logits_buf, 0, rows * V * 4)
         self.pos = T
         return memoryview(bytes(out)).cast("f", (T, V))
-
-    async def _next_logits_row(self):
-        data = await self.device.read(self.logits_buf, 0, self.V * 4)
-        return memoryview(data).cast("f")
 
     # ---------------------------------------------------------------- generation
 
@@ -331,46 +373,61 @@ class GPT2:
         check_params(max_new_tokens, temperature, top_k, top_p, seed)
         if not ids:
             raise ValueError("generation needs at least one prompt token")
-        n_ctx = self.n_ctx
+        n_ctx, dev = self.n_ctx, self.device
         greedy = temperature == 0
         rng = random.Random(seed)
         eot = self.tokenizer.eot_id if (stop_at_eot and self.tokenizer is not None) else None
         stats = self.stats = {"load_s": self.stats.get("load_s"), "prefill_tokens": 0,
                               "prefill_s": 0.0, "first_token_s": None, "decode_tokens": 0,
                               "decode_s": 0.0, "window_slides": 0, "seed": seed}
-        history = list(ids)
         if len(ids) > n_ctx:
             warnings.warn(f"the prompt has {len(ids)} tokens, more than the model's context of "
                           f"{n_ctx}; only the last {n_ctx} are used", UserWarning, stacklevel=2)
-            ids = ids[-n_ctx:]
         if max_new_tokens == 0:
             return
+        history = list(ids)
+        window = ids[-n_ctx:]
+        pos = 0            # positions queued into the KV cache
+        submitted = 0      # passes queued (one per new token)
+        inflight = deque() # (slot, pass index) of greedy passes not yet read
         t0 = time.perf_counter()
-        pending, pos0 = ids, 0
-        for step in range(max_new_tokens):
-            if pos0 + len(pending) > n_ctx:
-                keep = max(1, n_ctx * 3 // 4)
-                warnings.warn(f"the context of {n_ctx} tokens is full: sliding the window to the "
-                              f"last {keep} tokens", UserWarning, stacklevel=2)
-                stats["window_slides"] += 1
-                pending, pos0 = history[-keep:], 0
-            ts = time.perf_counter()
-            self._run(pending, pos0, greedy)
+        t_first = None
+        for produced in range(max_new_tokens):
+            # Queue this token's pass unless it is already in flight.
+            if submitted == produced:
+                if window is None and pos + 1 > n_ctx:
+                    keep = max(1, n_ctx * 3 // 4)
+                    warnings.warn(f"the context of {n_ctx} tokens is full: sliding the window to "
+                                  f"the last {keep} tokens", UserWarning, stacklevel=2)
+                    stats["window_slides"] += 1
+                    window, pos = history[-keep:], 0
+                slot = self.slots[submitted % 2] if greedy else None
+                self._submit(window, pos, greedy, slot)
+                inflight.append(slot)
+                pos += 1 if window is None else len(window)
+                if produced == 0:
+                    stats["prefill_tokens"] = len(window)
+                window, submitted = None, submitted + 1
+            # Greedy: queue the next pass before reading this token (its input is on the GPU).
+            if greedy and submitted < max_new_tokens and pos + 1 <= n_ctx and len(inflight) < 2:
+                self._submit(None, pos, True, self.slots[submitted % 2])
+                inflight.append(self.slots[submitted % 2])
+                pos, submitted = pos + 1, submitted + 1
+            slot = inflight.popleft()
             if greedy:
-                token = struct.unpack("<I", await self.device.read(self.token, 0, 4))[0]
+                token = struct.unpack("<I", await dev.map_read(slot, 4))[0]
             else:
-                token = sample(await self._next_logits_row(), temperature, top_k, top_p, rng)
-            te = time.perf_counter()
-            if step == 0:
-                stats["prefill_tokens"] = len(pending)
-                stats["prefill_s"] = te - ts
-                stats["first_token_s"] = te - t0
+                row = memoryview(await dev.read(self.logits_buf, 0, self.V * 4)).cast("f")
+                token = sample(row, temperature, top_k, top_p, rng)
+                dev.write(self.ids, 0, struct.pack("<I", token))  # the next pass's input
+            now = time.perf_counter()
+            if produced == 0:
+                t_first = now
+                stats["first_token_s"] = stats["prefill_s"] = now - t0
             else:
-                stats["decode_tokens"] += 1
-                stats["decode_s"] += te - ts
-            pos0 = self.pos
+                stats["decode_tokens"] = produced
+                stats["decode_s"] = now - t_first
             history.append(token)
-            pending = [token]
             yield token
             if token == eot:
                 return

@@ -18,6 +18,8 @@ The interface is a thin subset of WebGPU, just what compute work needs:
     enc.dispatch(pipe, bg, x, y, z); enc.copy(src, src_off, dst, dst_off, n)
     enc.submit()
     data = await dev.read(buf, offset, nbytes)   # -> bytes
+    rb = dev.readback_buffer(nbytes)             # mappable; filled by enc.copy(...)
+    data = await dev.map_read(rb, nbytes)        # -> bytes, once the work writing it is done
     dev.destroy(buf)
 
 `dev.info` describes the adapter (name, vendor, backend, type), `dev.features` is a set

@@ -50,6 +50,14 @@ class Device:
         """Largest storage buffer binding, in bytes."""
         return min(self.limits["max-storage-buffer-binding-size"], self.limits["max-buffer-size"])
 
+    @property
+    def is_cpu(self):
+        """A software adapter (lavapipe, SwiftShader): kernels then avoid barriers."""
+        i = self.info
+        text = " ".join(str(i.get(k, "")) for k in ("device", "description", "vendor", "architecture"))
+        return i.get("type", "").upper() == "CPU" or "swiftshader" in text.lower() \
+            or "llvmpipe" in text.lower() or bool(i.get("fallback"))
+
     def describe(self):
         i = self.info
         name = i.get("device") or i.get("description") or i.get("vendor") or "unknown adapter"
@@ -72,6 +80,12 @@ class Device:
         raise NotImplementedError
 
     async def read(self, buf, offset, size):
+        raise NotImplementedError
+
+    def readback_buffer(self, size, label="readback"):
+        raise NotImplementedError
+
+    async def map_read(self, buf, size):
         raise NotImplementedError
 
     def destroy(self, buf):

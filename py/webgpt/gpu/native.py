@@ -112,22 +112,29 @@ class NativeDevice(Device):
     def encoder(self):
         return NativeEncoder(self._dev)
 
+    def readback_buffer(self, size, label="readback"):
+        """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""
+        size = max(8, (size + 7) // 8 * 8)
+        return self._dev.create_buffer(size=size, usage=_usage(READBACK), label=label)
+
+    async def map_read(self, buf, size):
+        """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
+        await buf.map_async(wgpu.MapMode.READ, 0, buf.size)
+        try:
+            return bytes(buf.read_mapped(0, size, copy=True))
+        finally:
+            buf.unmap()
+
     async def read(self, buf, offset, size):
-        # One mappable staging buffer, grown as needed and reused between reads.
+        # One staging buffer, grown as needed and reused between reads.
         if self._readback is None or self._readback.size < size:
             if self._readback is not None:
                 self._readback.destroy()
-            self._readback = self._dev.create_buffer(
-                size=max(256, (size + 255) // 256 * 256), usage=_usage(READBACK), label="readback")
+            self._readback = self.readback_buffer(max(256, size))
         enc = self._dev.create_command_encoder()
         enc.copy_buffer_to_buffer(buf, offset, self._readback, 0, size)
         self._dev.queue.submit([enc.finish()])
-        await self._readback.map_async(wgpu.MapMode.READ, 0, self._readback.size)
-        try:
-            data = self._readback.read_mapped(0, size, copy=True)
-        finally:
-            self._readback.unmap()
-        return bytes(data)
+        return await self.map_read(self._readback, size)
 
     def destroy(self, buf):
         self.allocated -= buf.size
