@@ -1,6 +1,8 @@
-// Matrix-vector product for one decoded token (T = 1), with the bias and optional epilogues.
+// Matrix-vector products, one per row of x, with the bias and optional epilogues: the kernel of
+// a decoded token (T = 1), and of the prompt on CPU adapters (where matmul's tiles, staged with
+// barriers, cost more than they save).
 //
-//   y[n] = sum_k x[k] * W[k, n] + bias[n]          x: (K), W: (K, N), y: (N), N % 4 == 0
+//   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N), N % 4 == 0
 //   GELU:     y = gelu(y)   (GPT-2's tanh form, fused so the MLP's hidden layer is written once)
 //   RESIDUAL: out[n] += y   (adds into the residual stream); else out[n] = y
 //
@@ -15,8 +17,8 @@
 // keep a discrete GPU's memory busy. With TY = 1 there is no barrier at all, which suits CPU
 // adapters (SwiftShader, lavapipe) where a barrier means switching between every invocation.
 //
-// Bindings: 0 x (K) f32, 1 W words, 2 bias (N) f32, 3 out (N) f32.
-// Dispatch: (ceil(N / 4 / TX)).
+// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32.
+// Dispatch: (ceil(N / 4 / TX), T).
 
 override K: u32;
 override N: u32;
@@ -56,10 +58,11 @@ fn gelu(h: vec4<f32>) -> vec4<f32> {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let c4 = wid.x * TX + lid.x;
     let n4 = N / 4u;
+    let x0 = wid.y * K;
     var acc = vec4<f32>(0.0);
     if (c4 < n4) {
         for (var k = lid.y; k < K; k += TY) {
-            acc += x[k] * load4(k, c4);
+            acc += x[x0 + k] * load4(k, c4);
         }
     }
     if (TY > 1u) {
@@ -78,9 +81,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (GELU) {
         y = gelu(y);
     }
+    let o = wid.y * n4 + c4;
     if (RESIDUAL) {
-        out[c4] += y;
+        out[o] += y;
     } else {
-        out[c4] = y;
+        out[o] = y;
     }
 }

@@ -115,20 +115,20 @@ def test_matmul(dev, T, K, N, f16, ep):
     check(f"matmul T={T} K={K} N={N} f16={f16} {EPILOGUES[ep]}", read(dev, out, T * N).reshape(T, N), want)
 
 
-@pytest.mark.parametrize("K,N", [(37, 44), (96, 288), (5, 4), (768, 2304)])
+@pytest.mark.parametrize("T,K,N", [(1, 37, 44), (3, 96, 288), (1, 5, 4), (1, 768, 2304), (7, 33, 20)])
 @pytest.mark.parametrize("f16", [False, True])
 @pytest.mark.parametrize("ep", range(3))
 @pytest.mark.parametrize("shape", [dict(TX=8, TY=32), dict(TX=64, TY=1), dict(TX=4, TY=3)])
-def test_matvec(dev, K, N, f16, ep, shape):
+def test_matvec(dev, T, K, N, f16, ep, shape):
     rng = np.random.default_rng(K + N + ep)
-    x, W, b, out0 = (rng.standard_normal(s).astype(np.float32) for s in [(K,), (K, N), (N,), (N,)])
+    x, W, b, out0 = (rng.standard_normal(s).astype(np.float32) for s in [(T, K), (K, N), (N,), (T, N)])
     out = upload(dev, out0)
     data, Wv = weights(W, f16)
     pipe = Kernels(dev).get("matvec", K=K, N=N, F16=f16, **EPILOGUES[ep], **shape)
     dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out],
-             cdiv(N // 4, shape["TX"]))
+             cdiv(N // 4, shape["TX"]), T)
     want = epilogue(x.astype(np.float64) @ Wv + b, out0, **EPILOGUES[ep])
-    check(f"matvec K={K} N={N} f16={f16} {shape}", read(dev, out, N), want)
+    check(f"matvec T={T} K={K} N={N} f16={f16} {shape}", read(dev, out, T * N).reshape(T, N), want)
 
 
 @pytest.mark.parametrize("T,C", [(3, 50), (1, 768), (7, 130)])
@@ -151,7 +151,7 @@ def test_gelu_epilogue_with_large_inputs(dev):
     out = dev.buffer(N * 4)
     pipe = Kernels(dev).get("matvec", K=N, N=N, GELU=True, TX=8, TY=32)
     dispatch(dev, pipe, [upload(dev, x), upload(dev, np.eye(N, dtype=np.float32)),
-                         upload(dev, np.zeros(N, np.float32)), out], cdiv(N // 4, 8))
+                         upload(dev, np.zeros(N, np.float32)), out], cdiv(N // 4, 8), 1)
     got = read(dev, out, N)
     assert np.isfinite(got).all()
     check("gelu", got, npref.gelu(x))

@@ -33,8 +33,10 @@ def layouts(device, kind=None):
     all its invocations, so kernels there work without barriers (one invocation per output);
     on a GPU they split each reduction across many invocations to keep memory busy."""
     if kind == "cpu" or (kind is None and device.is_cpu):
-        return {"matvec": dict(TX=64, TY=1), "lm_head": dict(TPR=1, RPW=64), "attention": 64}
-    return {"matvec": dict(TX=8, TY=32), "lm_head": dict(TPR=32, RPW=8), "attention": 256}
+        return {"matvec": dict(TX=64, TY=1), "lm_head": dict(TPR=1, RPW=64), "attention": 64,
+                "prefill": "matvec"}
+    return {"matvec": dict(TX=8, TY=32), "lm_head": dict(TPR=32, RPW=8), "attention": 256,
+            "prefill": "matmul"}
 MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
@@ -254,8 +256,8 @@ class GPT2:
         tx = self.layout["matvec"]["TX"]
 
         def linear(op):
-            if T == 1:
-                enc.dispatch(*op["mv"], cdiv(op["N"] // 4, tx))
+            if T == 1 or self.layout["prefill"] == "matvec":
+                enc.dispatch(*op["mv"], cdiv(op["N"] // 4, tx), T)
             else:
                 enc.dispatch(*op["mm"], cdiv(op["N"], 64), cdiv(T, 64))
 
