@@ -5,14 +5,15 @@
 //   a    = softmax(s)
 //   y[t, h, :] = sum_j a[j] * v_cache[j, h, :]              y: (T, C), heads side by side
 // q is the first C columns of qkv (T, 3C); this pass's keys and values are already in the
-// caches (kv_store runs first). hs % 4 == 0: heads are read as vec4.
+// caches (the c_attn product stores them there). hs % 4 == 0: heads are read as vec4.
 //
 // One workgroup per (t, h). The row's scores live in workgroup memory (N_CTX floats); max and
 // sum are reduced with a barrier tree. For the weighted sum of values, the WG invocations split
 // into hs / 4 lanes of 4 channels times WG / (hs / 4) slices of the keys, and the slices' partial
 // sums meet in workgroup memory: every invocation works however short the head or long the row.
 //
-// Bindings: 0 qkv (T, 3C), 1 k_cache (N_CTX, C), 2 v_cache (N_CTX, C), 3 y (T, C), 4 params.
+// Bindings: 0 qkv (T, 3C), 1 k_cache (N_CTX, C), 2 v_cache (N_CTX, C), 3 y (T, C),
+//           4 params (uniform).
 // Dispatch: (T, N_HEAD).
 
 struct Params {
@@ -31,7 +32,7 @@ override WG: u32 = 256u;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> v_cache: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> y: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> p: Params;
+@group(0) @binding(4) var<uniform> p: Params;
 
 var<workgroup> scores: array<f32, N_CTX>;
 var<workgroup> red: array<f32, WG>;

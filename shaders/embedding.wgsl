@@ -7,7 +7,7 @@
 // falls in [ROW0, ROW0 + ROWS). Every token id is < vocab_size, so exactly one part writes it.
 // wte and wpe are bound as raw words: f32, or (F16) halves packed two per word.
 //
-// Bindings: 0 ids (T) u32, 1 wte part words, 2 wpe words, 3 x (T, C) f32, 4 params.
+// Bindings: 0 ids (T) u32, 1 wte part words, 2 wpe words, 3 x (T, C) f32, 4 params (uniform).
 // Dispatch: (ceil(C / WG), T).
 
 struct Params {
@@ -27,7 +27,7 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> wte: array<u32>;
 @group(0) @binding(2) var<storage, read> wpe: array<u32>;
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
-@group(0) @binding(4) var<storage, read> p: Params;
+@group(0) @binding(4) var<uniform> p: Params;
 
 // Element i of a table of f32 or packed halves.
 fn wte_at(i: u32) -> f32 {

@@ -5,7 +5,7 @@
 // One workgroup per row; mean and variance are reduced in workgroup memory (two passes over
 // the row, which is in cache: numerically better than E[x^2] - E[x]^2).
 //
-// Bindings: 0 x (T, C), 1 w (C), 2 b (C), 3 out (T, C), 4 params.
+// Bindings: 0 x (T, C), 1 w (C), 2 b (C), 3 out (T, C), 4 params (uniform).
 // Dispatch: (T).
 
 struct Params {
@@ -23,7 +23,7 @@ override WG: u32 = 64u;
 @group(0) @binding(1) var<storage, read> w: array<f32>;
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-@group(0) @binding(4) var<storage, read> p: Params;
+@group(0) @binding(4) var<uniform> p: Params;
 
 var<workgroup> red: array<f32, WG>;
 

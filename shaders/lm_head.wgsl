@@ -13,7 +13,8 @@
 // pieces, which coalesce), and their partial sums meet in workgroup memory; RPW rows per
 // workgroup. TPR = 1 gives one invocation per row and no barriers (CPU adapters).
 //
-// Bindings: 0 x (T, C) f32, 1 wte part words, 2 logits (lm_rows, V) f32, 3 params.
+// Bindings: 0 x (T, C) f32, 1 wte part words, 2 logits (lm_rows, V) f32,
+//           3 params (uniform).
 // Dispatch: (ceil(ROWS / RPW), lm_rows).
 
 struct Params {
@@ -34,7 +35,7 @@ override RPW: u32 = 8u;
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> wte: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read_write> logits: array<f32>;
-@group(0) @binding(3) var<storage, read> p: Params;
+@group(0) @binding(3) var<uniform> p: Params;
 
 var<workgroup> partial: array<f32, TPR * RPW>;
 

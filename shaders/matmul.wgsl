@@ -4,6 +4,8 @@
 //   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N), N % 4 == 0
 //   GELU:     y = gelu(y)
 //   RESIDUAL: out[t, n] += y;  else out[t, n] = y
+//   KV:       for the attention's c_attn (N = 3C): the key and value columns of y are also
+//             stored in the caches at row pos0 + t
 //
 // W is [in, out] as stored, bound as raw words: f32, or (F16) halves packed two per word.
 // A workgroup of 16 x 16 invocations computes a 64 x 64 block of out; each invocation a 4 x 4
@@ -11,7 +13,9 @@
 // 16 x 64 tile of W are staged in workgroup memory, so each value is read from memory once per
 // block and reused 64 times. Out-of-range rows, columns and K load zeros and store nothing.
 //
-// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32, 4 params.
+// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32,
+//           4 k_cache (n_positions, N / 3), 5 v_cache (same), 6 params (uniform).
+//           Without KV the caches' bindings take any small buffer.
 // Dispatch: (ceil(N / 64), ceil(T / 64)).
 
 struct Params {
@@ -26,6 +30,7 @@ override N: u32;
 override F16: bool = false;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
+override KV: bool = false;
 const BLOCK: u32 = 64u;   // rows and columns of out per workgroup
 const TK: u32 = 16u;      // step along K
 
@@ -33,7 +38,9 @@ const TK: u32 = 16u;      // step along K
 @group(0) @binding(1) var<storage, read> W: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> p: Params;
+@group(0) @binding(4) var<storage, read_write> k_cache: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read_write> v_cache: array<vec4<f32>>;
+@group(0) @binding(6) var<uniform> p: Params;
 
 var<workgroup> xs: array<array<f32, TK>, BLOCK>;        // xs[row][k]
 var<workgroup> ws: array<array<vec4<f32>, 16>, TK>;     // ws[k][column group]
@@ -102,6 +109,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 out[t * n4 + c4] += y;
             } else {
                 out[t * n4 + c4] = y;
+            }
+            if (KV) {
+                let c4n = n4 / 3u;
+                let row = (p.pos0 + t) * c4n;
+                if (c4 >= 2u * c4n) {
+                    v_cache[row + c4 - 2u * c4n] = y;
+                } else if (c4 >= c4n) {
+                    k_cache[row + c4 - c4n] = y;
+                }
             }
         }
     }

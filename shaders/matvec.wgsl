@@ -1,10 +1,16 @@
-// Matrix-vector products, one per row of x, with the bias and optional epilogues: the kernel of
-// a decoded token (T = 1), and of the prompt on CPU adapters (where matmul's tiles, staged with
-// barriers, cost more than they save).
+// Matrix-vector products, one per row of x, with the bias and optional fused steps: the kernel
+// of a decoded token (T = 1), and of the prompt on CPU adapters (where matmul's tiles, staged
+// with barriers, cost more than they save).
 //
+//   LN:       x[t, :] is first layer-normalised: (x - mean) / sqrt(var + EPS) * ln_w + ln_b
 //   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N), N % 4 == 0
-//   GELU:     y = gelu(y)   (GPT-2's tanh form, fused so the MLP's hidden layer is written once)
-//   RESIDUAL: out[n] += y   (adds into the residual stream); else out[n] = y
+//   GELU:     y = gelu(y)   (GPT-2's tanh form)
+//   RESIDUAL: out[t, n] += y (adds into the residual stream); else out[t, n] = y
+//   KV:       for the attention's c_attn (N = 3C): the key and value columns of y are also
+//             stored in the caches at row pos0 + t
+//
+// Fusing saves a dispatch, and the round trip of an intermediate through memory, per step; on
+// a GPU, decoding is bound by such per-dispatch costs long before memory bandwidth.
 //
 // W is a Conv1D weight as the checkpoint stores it, [in, out], never transposed. It is bound as
 // raw 32-bit words: f32 values, or (F16) IEEE halves packed two per word, widened with
@@ -14,17 +20,30 @@
 // Each invocation owns 4 neighbouring columns (one 16-byte load per row of W, so a row's reads
 // coalesce across the TX invocations of a workgroup row) and a 1/TY share of the rows of W.
 // With TY > 1 the TY partial sums meet in workgroup memory: many workgroups and short loops
-// keep a discrete GPU's memory busy. With TY = 1 there is no barrier at all, which suits CPU
-// adapters (SwiftShader, lavapipe) where a barrier means switching between every invocation.
+// keep a discrete GPU's memory busy. With TY = 1 and LN off there is no barrier at all, which
+// suits CPU adapters (SwiftShader, lavapipe) where a barrier switches between every invocation.
 //
-// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32.
+// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32, 4 ln_w (K), 5 ln_b (K),
+//           6 k_cache (n_positions, N / 3), 7 v_cache (same), 8 params (uniform).
+//           Bindings a variant does not use (ln_* without LN, caches without KV) take any
+//           small buffer.
 // Dispatch: (ceil(N / 4 / TX), T).
+
+struct Params {
+    T: u32,          // tokens in this forward pass
+    pos0: u32,       // position of the first of them
+    lm_row0: u32,
+    lm_rows: u32,
+}
 
 override K: u32;
 override N: u32;
 override F16: bool = false;
+override LN: bool = false;
+override EPS: f32 = 1e-5;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
+override KV: bool = false;
 override TX: u32 = 8u;
 override TY: u32 = 32u;
 
@@ -32,8 +51,14 @@ override TY: u32 = 32u;
 @group(0) @binding(1) var<storage, read> W: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
+@group(0) @binding(4) var<storage, read> ln_w: array<f32>;
+@group(0) @binding(5) var<storage, read> ln_b: array<f32>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<vec4<f32>>;
+@group(0) @binding(8) var<uniform> p: Params;
 
 var<workgroup> partial: array<vec4<f32>, TX * TY>;
+var<workgroup> red: array<f32, TX * TY>;
 
 // W[k, 4 c4 .. 4 c4 + 3] as f32.
 fn load4(k: u32, c4: u32) -> vec4<f32> {
@@ -43,6 +68,26 @@ fn load4(k: u32, c4: u32) -> vec4<f32> {
         return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
     }
     return bitcast<vec4<f32>>(vec4<u32>(W[2u * i], W[2u * i + 1u]));
+}
+
+// Sum of v over the workgroup (any size), for every invocation.
+fn workgroup_sum(v: f32, flat: u32) -> f32 {
+    let n = TX * TY;
+    red[flat] = v;
+    workgroupBarrier();
+    var half = 1u;
+    while (half * 2u < n) {
+        half *= 2u;
+    }
+    for (var s = half; s > 0u; s = s / 2u) {
+        if (flat < s && flat + s < n) {
+            red[flat] += red[flat + s];
+        }
+        workgroupBarrier();
+    }
+    let total = red[0];
+    workgroupBarrier();
+    return total;
 }
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
@@ -56,13 +101,37 @@ fn gelu(h: vec4<f32>) -> vec4<f32> {
 
 @compute @workgroup_size(TX, TY)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = wid.y;
     let c4 = wid.x * TX + lid.x;
     let n4 = N / 4u;
-    let x0 = wid.y * K;
+    let x0 = t * K;
+
+    // Layer norm statistics of row t, two passes (the row is in cache).
+    var mean = 0.0;
+    var rstd = 1.0;
+    if (LN) {
+        let flat = lid.y * TX + lid.x;
+        var s = 0.0;
+        for (var k = flat; k < K; k += TX * TY) {
+            s += x[x0 + k];
+        }
+        mean = workgroup_sum(s, flat) / f32(K);
+        var q = 0.0;
+        for (var k = flat; k < K; k += TX * TY) {
+            let d = x[x0 + k] - mean;
+            q += d * d;
+        }
+        rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
+    }
+
     var acc = vec4<f32>(0.0);
     if (c4 < n4) {
         for (var k = lid.y; k < K; k += TY) {
-            acc += x[x0 + k] * load4(k, c4);
+            var xk = x[x0 + k];
+            if (LN) {
+                xk = (xk - mean) * rstd * ln_w[k] + ln_b[k];
+            }
+            acc += xk * load4(k, c4);
         }
     }
     if (TY > 1u) {
@@ -81,10 +150,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (GELU) {
         y = gelu(y);
     }
-    let o = wid.y * n4 + c4;
+    let o = t * n4 + c4;
     if (RESIDUAL) {
         out[o] += y;
     } else {
         out[o] = y;
+    }
+    if (KV) {
+        // Columns [C, 2C) are keys, [2C, 3C) values; C % 4 == 0 keeps a vec4 in one of them.
+        let c4n = n4 / 3u;
+        let row = (p.pos0 + t) * c4n;
+        if (c4 >= 2u * c4n) {
+            v_cache[row + c4 - 2u * c4n] = y;
+        } else if (c4 >= c4n) {
+            k_cache[row + c4 - c4n] = y;
+        }
     }
 }

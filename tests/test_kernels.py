@@ -36,7 +36,10 @@ def upload(dev, a):
 
 
 def params(dev, T, pos0=0, lm_row0=0, lm_rows=0):
-    return upload(dev, np.array([T, pos0, lm_row0, lm_rows], np.uint32))
+    """The uniform buffer every pass shares: T, pos0, lm_row0, lm_rows."""
+    buf = dev.buffer(16, "params", uniform=True)
+    dev.write(buf, 0, np.array([T, pos0, lm_row0, lm_rows], np.uint32).tobytes())
+    return buf
 
 
 def read(dev, buf, n, dtype=np.float32):
@@ -65,7 +68,7 @@ def test_every_shader_compiles_alone(dev):
     k = Kernels(dev)
     names = sorted(f[:-5] for f in os.listdir(shader_dir()) if f.endswith(".wgsl"))
     assert {"attention", "embedding", "layernorm", "lm_head", "matmul", "matvec",
-            "argmax", "convert", "kv_store", "copy"} <= set(names)
+            "argmax", "convert", "copy"} <= set(names)
     consts = dict(C=36, N=44, K=37, V=101, ROWS=101, N_HEAD=3, N_CTX=40, PARTS=1, N4=10)
     for name in names:
         text = k.source(name)
@@ -94,6 +97,12 @@ EPILOGUES = [dict(GELU=False, RESIDUAL=False), dict(GELU=True, RESIDUAL=False),
              dict(GELU=False, RESIDUAL=True)]
 
 
+def unused(dev):
+    """Stand-ins for matvec's ln_w, ln_b, k_cache, v_cache where a test does not use them."""
+    r = dev.buffer(16)
+    return [r, r, dev.buffer(16), dev.buffer(16)]
+
+
 def epilogue(y, out0, GELU, RESIDUAL):
     y = npref.gelu(y) if GELU else y
     return y + out0 if RESIDUAL else y
@@ -110,7 +119,7 @@ def test_matmul(dev, T, K, N, f16, ep):
     data, Wv = weights(W, f16)
     pipe = Kernels(dev).get("matmul", K=K, N=N, F16=f16, **EPILOGUES[ep])
     dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out,
-                         params(dev, T)], cdiv(N, 64), cdiv(T, 64))
+                         dev.buffer(16), dev.buffer(16), params(dev, T)], cdiv(N, 64), cdiv(T, 64))
     want = epilogue(x.astype(np.float64) @ Wv + b, out0, **EPILOGUES[ep])
     check(f"matmul T={T} K={K} N={N} f16={f16} {EPILOGUES[ep]}", read(dev, out, T * N).reshape(T, N), want)
 
@@ -125,8 +134,8 @@ def test_matvec(dev, T, K, N, f16, ep, shape):
     out = upload(dev, out0)
     data, Wv = weights(W, f16)
     pipe = Kernels(dev).get("matvec", K=K, N=N, F16=f16, **EPILOGUES[ep], **shape)
-    dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out],
-             cdiv(N // 4, shape["TX"]), T)
+    dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out,
+                         *unused(dev), params(dev, T)], cdiv(N // 4, shape["TX"]), T)
     want = epilogue(x.astype(np.float64) @ Wv + b, out0, **EPILOGUES[ep])
     check(f"matvec T={T} K={K} N={N} f16={f16} {shape}", read(dev, out, T * N).reshape(T, N), want)
 
@@ -143,6 +152,48 @@ def test_layernorm(dev, T, C):
     check(f"layernorm T={T} C={C}", read(dev, out, T * C).reshape(T, C), npref.layernorm(x, w, b), 2e-5)
 
 
+@pytest.mark.parametrize("T,C", [(1, 768), (3, 20), (1, 100)])
+@pytest.mark.parametrize("shape", [dict(TX=8, TY=32), dict(TX=4, TY=3), dict(TX=64, TY=1)])
+def test_matvec_fused_layernorm_and_kv(dev, T, C, shape):
+    """c_attn as decoding runs it on a GPU: ln_1 inside the matvec, keys and values stored."""
+    rng = np.random.default_rng(C + T)
+    N, n_ctx, pos0 = 3 * C, 12, 5
+    x = (rng.standard_normal((T, C)) * 2 + 3).astype(np.float32)
+    lw, lb = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    W, b = rng.standard_normal((C, N)).astype(np.float32), rng.standard_normal(N).astype(np.float32)
+    out = dev.buffer(T * N * 4)
+    kc, vc = upload(dev, np.zeros((n_ctx, C), np.float32)), upload(dev, np.zeros((n_ctx, C), np.float32))
+    pipe = Kernels(dev).get("matvec", K=C, N=N, LN=True, EPS=1e-5, KV=True, **shape)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out, upload(dev, lw),
+                         upload(dev, lb), kc, vc, params(dev, T, pos0)], cdiv(N // 4, shape["TX"]), T)
+    want = npref.layernorm(x, lw, lb) @ W + b
+    check(f"matvec LN+KV T={T} C={C} {shape}", read(dev, out, T * N).reshape(T, N), want)
+    k_want, v_want = np.zeros((n_ctx, C)), np.zeros((n_ctx, C))
+    k_want[pos0:pos0 + T], v_want[pos0:pos0 + T] = want[:, C:2 * C], want[:, 2 * C:]
+    check("k_cache", read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_want)
+    check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
+
+
+@pytest.mark.parametrize("T,C", [(70, 24), (3, 100)])
+def test_matmul_kv(dev, T, C):
+    rng = np.random.default_rng(T * C)
+    N, n_ctx, pos0 = 3 * C, T + 9, 4
+    x, W, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, C), (C, N), (N,)])
+    out = dev.buffer(T * N * 4)
+    kc, vc = upload(dev, np.zeros((n_ctx, C), np.float32)), upload(dev, np.zeros((n_ctx, C), np.float32))
+    pipe = Kernels(dev).get("matmul", K=C, N=N, KV=True)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out, kc, vc,
+                         params(dev, T, pos0)], cdiv(N, 64), cdiv(T, 64))
+    want = x.astype(np.float64) @ W + b
+    check(f"matmul KV T={T} C={C}", read(dev, out, T * N).reshape(T, N), want)
+    k_want = np.zeros((n_ctx, C))
+    k_want[pos0:pos0 + T] = want[:, C:2 * C]
+    check("k_cache", read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_want)
+    v_want = np.zeros((n_ctx, C))
+    v_want[pos0:pos0 + T] = want[:, 2 * C:]
+    check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
+
+
 def test_gelu_epilogue_with_large_inputs(dev):
     # Identity weights and a zero bias: out = gelu(x), over inputs up to +-30 where a naive tanh
     # through exp overflows.
@@ -151,7 +202,8 @@ def test_gelu_epilogue_with_large_inputs(dev):
     out = dev.buffer(N * 4)
     pipe = Kernels(dev).get("matvec", K=N, N=N, GELU=True, TX=8, TY=32)
     dispatch(dev, pipe, [upload(dev, x), upload(dev, np.eye(N, dtype=np.float32)),
-                         upload(dev, np.zeros(N, np.float32)), out], cdiv(N // 4, 8), 1)
+                         upload(dev, np.zeros(N, np.float32)), out, *unused(dev), params(dev, 1)],
+             cdiv(N // 4, 8), 1)
     got = read(dev, out, N)
     assert np.isfinite(got).all()
     check("gelu", got, npref.gelu(x))
@@ -160,25 +212,18 @@ def test_gelu_epilogue_with_large_inputs(dev):
 @pytest.mark.parametrize("T,pos0,C,n_head,n_ctx", [(5, 7, 36, 3, 40), (1, 70, 64, 1, 100),
                                                    (19, 0, 96, 3, 64), (1, 300, 80, 1, 333)])
 @pytest.mark.parametrize("wg", [64, 256])
-def test_kv_store_and_attention(dev, T, pos0, C, n_head, n_ctx, wg):
+def test_attention(dev, T, pos0, C, n_head, n_ctx, wg):
     rng = np.random.default_rng(T + pos0)
     qkv = rng.standard_normal((T, 3 * C)).astype(np.float32)
-    k_old = rng.standard_normal((n_ctx, C)).astype(np.float32)
-    v_old = rng.standard_normal((n_ctx, C)).astype(np.float32)
-    kc, vc, q, y = upload(dev, k_old), upload(dev, v_old), upload(dev, qkv), dev.buffer(T * C * 4)
-    p = params(dev, T, pos0)
-    k = Kernels(dev)
-    kv = k.get("kv_store", C=C, WG=WG)
-    dispatch(dev, kv, [q, kc, vc, p], cdiv(C, WG), T)
-    att = k.get("attention", C=C, N_HEAD=n_head, N_CTX=n_ctx, WG=wg)
-    dispatch(dev, att, [q, kc, vc, y, p], T, n_head)
-    k_new, v_new = k_old.copy(), v_old.copy()
-    k_new[pos0:pos0 + T] = qkv[:, C:2 * C]
-    v_new[pos0:pos0 + T] = qkv[:, 2 * C:]
-    assert np.array_equal(read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_new)
-    assert np.array_equal(read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_new)
+    k_all = rng.standard_normal((n_ctx, C)).astype(np.float32)  # rows past pos0 + T: never read
+    v_all = rng.standard_normal((n_ctx, C)).astype(np.float32)
+    k_all[pos0:pos0 + T], v_all[pos0:pos0 + T] = qkv[:, C:2 * C], qkv[:, 2 * C:]
+    y = dev.buffer(T * C * 4)
+    att = Kernels(dev).get("attention", C=C, N_HEAD=n_head, N_CTX=n_ctx, WG=wg)
+    dispatch(dev, att, [upload(dev, qkv), upload(dev, k_all), upload(dev, v_all), y,
+                        params(dev, T, pos0)], T, n_head)
     S = pos0 + T
-    want = npref.attention(qkv[:, :C], k_new[:S], v_new[:S], n_head, pos0)
+    want = npref.attention(qkv[:, :C], k_all[:S], v_all[:S], n_head, pos0)
     check(f"attention T={T} pos0={pos0} C={C} heads={n_head}", read(dev, y, T * C).reshape(T, C), want)
 
 

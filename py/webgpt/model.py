@@ -26,6 +26,7 @@ from .kernels import Kernels
 
 WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, kv_store, layernorm)
 ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
+PIPELINE = 4  # greedy decode passes queued ahead of the token being read back
 
 
 def layouts(device, kind=None):
@@ -34,9 +35,11 @@ def layouts(device, kind=None):
     on a GPU they split each reduction across many invocations to keep memory busy."""
     if kind == "cpu" or (kind is None and device.is_cpu):
         return {"matvec": dict(TX=64, TY=1), "lm_head": dict(TPR=1, RPW=64), "attention": 64,
-                "prefill": "matvec"}
+                "prefill": "matvec", "fuse_ln": False}
+    # On a GPU each dependent dispatch costs microseconds of drain and refill, so the decode
+    # matvecs also do the layer norms before them (fuse_ln), and the prompt uses matmul's tiles.
     return {"matvec": dict(TX=8, TY=32), "lm_head": dict(TPR=32, RPW=8), "attention": 256,
-            "prefill": "matmul"}
+            "prefill": "matmul", "fuse_ln": True}
 MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
@@ -169,7 +172,7 @@ class GPT2:
     def _build(self):
         cfg, dev, k = self.config, self.device, self.kernels
         C, V, n_ctx, L = self.C, self.V, self.n_ctx, cfg.n_layer
-        f16, lay = self.uses_f16, self.layout
+        f16, lay, eps = self.uses_f16, self.layout, cfg.layer_norm_epsilon
         f = 4  # bytes per f32
         self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * f), dev.max_binding // (V * f)))
         self.argmax_parts = cdiv(V, ARGMAX_SPAN)
@@ -183,25 +186,39 @@ class GPT2:
         self.logits_buf = buf(self.logit_rows * V * f, "logits")  # (rows, V)
         self.best_v = buf(self.argmax_parts * 4, "argmax values")  # (parts) f32
         self.best_i = buf(self.argmax_parts * 4, "argmax indices")  # (parts) u32
-        self.uniform = buf(16, "params")                     # T, pos0, lm_row0, lm_rows
+        self.uniform = buf(16, "params", uniform=True)       # T, pos0, lm_row0, lm_rows
         self.k_cache = [buf(n_ctx * C * f, f"k_cache.{i}") for i in range(L)]  # (n_ctx, C)
         self.v_cache = [buf(n_ctx * C * f, f"v_cache.{i}") for i in range(L)]  # (n_ctx, C)
-        # Two mappable slots for token ids: one being read while the next pass runs.
-        self.slots = [dev.readback_buffer(8, f"token slot {i}") for i in range(2)]
+        # Stand-ins for the bindings a kernel variant does not use (two writable ones must not
+        # alias each other).
+        self.unused = [buf(16, "unused") for _ in range(3)]
+        # Mappable slots for token ids: read while the passes queued after them run.
+        self.slots = [dev.readback_buffer(8, f"token slot {i}") for i in range(PIPELINE)]
         P = self.params
         bg = dev.bind_group
-        mv_shape = lay["matvec"]
+        unused_r, unused_k, unused_v = self.unused
 
-        def linear(x, prefix, out, K, N, gelu=False, residual=False):
-            """Bind groups of out = x @ W + b for the prompt (matmul) and for one token (matvec)."""
+        def linear(src, prefix, out, K, N, ln=None, gelu=False, residual=False, kv=None):
+            """out = src @ W + b with its fused steps: bind groups for the prompt (matmul, GPU
+            layout) and for one token (matvec). With `ln` and the fuse_ln layout, the decode
+            matvec reads the residual stream x and does that layer norm itself."""
             w, b = P[prefix + ".weight"], P[prefix + ".bias"]
-            mm = k.get("matmul", K=K, N=N, F16=f16, GELU=gelu, RESIDUAL=residual)
-            mv = k.get("matvec", K=K, N=N, F16=f16, GELU=gelu, RESIDUAL=residual, **mv_shape)
-            return {"N": N, "mm": (mm, bg(mm, [x, w, b, out, self.uniform])),
-                    "mv": (mv, bg(mv, [x, w, b, out]))}
+            kc, vc = kv or (unused_k, unused_v)
+            fuse = ln is not None and lay["fuse_ln"]
+            lw, lb = (P[ln + ".weight"], P[ln + ".bias"]) if fuse else (unused_r, unused_r)
+            mv = k.get("matvec", K=K, N=N, F16=f16, LN=fuse, EPS=eps, GELU=gelu,
+                       RESIDUAL=residual, KV=kv is not None, **lay["matvec"])
+            op = {"N": N, "fused_ln": fuse,
+                  "mv": (mv, bg(mv, [self.x if fuse else src, w, b, out, lw, lb, kc, vc,
+                                     self.uniform]))}
+            if lay["prefill"] == "matmul":
+                mm = k.get("matmul", K=K, N=N, F16=f16, GELU=gelu, RESIDUAL=residual,
+                           KV=kv is not None)
+                op["mm"] = (mm, bg(mm, [src, w, b, out, kc, vc, self.uniform]))
+            return op
 
         def norm(x, prefix, out):
-            pipe = k.get("layernorm", C=C, EPS=cfg.layer_norm_epsilon, WG=WG)
+            pipe = k.get("layernorm", C=C, EPS=eps, WG=WG)
             return pipe, bg(pipe, [x, P[prefix + ".weight"], P[prefix + ".bias"], out, self.uniform])
 
         self.embed = []
@@ -214,19 +231,17 @@ class GPT2:
             self.lm_head.append((pl, bg(pl, [self.ln, part, self.logits_buf, self.uniform]), rows))
 
         self.layers = []
-        kv = k.get("kv_store", C=C, WG=WG)
         att = k.get("attention", C=C, N_HEAD=cfg.n_head, N_CTX=n_ctx, WG=lay["attention"])
         for i in range(L):
             h = f"h.{i}."
+            kv = (self.k_cache[i], self.v_cache[i])
             self.layers.append({
                 "ln_1": norm(self.x, h + "ln_1", self.ln),
-                "c_attn": linear(self.ln, h + "attn.c_attn", self.qkv, C, 3 * C),
-                "kv_store": (kv, bg(kv, [self.qkv, self.k_cache[i], self.v_cache[i], self.uniform])),
-                "attn": (att, bg(att, [self.qkv, self.k_cache[i], self.v_cache[i], self.att,
-                                       self.uniform])),
+                "c_attn": linear(self.ln, h + "attn.c_attn", self.qkv, C, 3 * C, ln=h + "ln_1", kv=kv),
+                "attn": (att, bg(att, [self.qkv, *kv, self.att, self.uniform])),
                 "attn_proj": linear(self.att, h + "attn.c_proj", self.x, C, C, residual=True),
                 "ln_2": norm(self.x, h + "ln_2", self.ln),
-                "c_fc": linear(self.ln, h + "mlp.c_fc", self.fc, C, 4 * C, gelu=True),
+                "c_fc": linear(self.ln, h + "mlp.c_fc", self.fc, C, 4 * C, ln=h + "ln_2", gelu=True),
                 "mlp_proj": linear(self.fc, h + "mlp.c_proj", self.x, 4 * C, C, residual=True),
             })
         self.ln_f = norm(self.x, "ln_f", self.ln)
@@ -239,7 +254,7 @@ class GPT2:
         """Destroy every GPU buffer of this model (the model is unusable afterwards)."""
         bufs = list(self.params.values()) + [b for b, _, _ in self.wte_parts]
         bufs += [self.ids, self.x, self.ln, self.qkv, self.att, self.fc, self.logits_buf,
-                 self.best_v, self.best_i, self.uniform] + self.k_cache + self.v_cache
+                 self.best_v, self.best_i, self.uniform] + self.k_cache + self.v_cache + self.unused
         for b in bufs:
             self.device.destroy(b)
         for b in self.slots:
@@ -254,25 +269,30 @@ class GPT2:
         for pipe, group in self.embed:                           # x = wte[ids] + wpe   (T, C)
             enc.dispatch(pipe, group, cdiv(C, WG), T)
         tx = self.layout["matvec"]["TX"]
+        matvec = T == 1 or self.layout["prefill"] == "matvec"
+
+        def norm(op, layer_norm):
+            if not (matvec and op["fused_ln"]):                  # else the matvec does it
+                enc.dispatch(*layer_norm, T)
 
         def linear(op):
-            if T == 1 or self.layout["prefill"] == "matvec":
+            if matvec:
                 enc.dispatch(*op["mv"], cdiv(op["N"] // 4, tx), T)
             else:
                 enc.dispatch(*op["mm"], cdiv(op["N"], 64), cdiv(T, 64))
 
         heads = self.config.n_head
         for layer in self.layers:
-            enc.dispatch(*layer["ln_1"], T)                      # ln = ln_1(x)        (T, C)
-            linear(layer["c_attn"])                              # qkv = ln @ W + b    (T, 3C)
-            enc.dispatch(*layer["kv_store"], cdiv(C, WG), T)     # caches[pos0:pos0+T] = k, v
-            enc.dispatch(*layer["attn"], T, heads)               # att = attention     (T, C)
-            linear(layer["attn_proj"])                           # x += att @ W + b    (T, C)
-            enc.dispatch(*layer["ln_2"], T)                      # ln = ln_2(x)        (T, C)
+            norm(layer["c_attn"], layer["ln_1"])                 # ln = ln_1(x)         (T, C)
+            linear(layer["c_attn"])                              # qkv = ln @ W + b     (T, 3C)
+            #                                                      and k, v -> caches[pos0 + t]
+            enc.dispatch(*layer["attn"], T, heads)               # att = attention      (T, C)
+            linear(layer["attn_proj"])                           # x += att @ W + b     (T, C)
+            norm(layer["c_fc"], layer["ln_2"])                   # ln = ln_2(x)         (T, C)
             linear(layer["c_fc"])                                # fc = gelu(ln @ W + b) (T, 4C)
-            linear(layer["mlp_proj"])                            # x += fc @ W + b     (T, C)
-        enc.dispatch(*self.ln_f, T)                              # ln = ln_f(x)        (T, C)
-        self._encode_lm_head(enc, lm_rows)                       # logits = ln @ wte^T (rows, V)
+            linear(layer["mlp_proj"])                            # x += fc @ W + b      (T, C)
+        enc.dispatch(*self.ln_f, T)                              # ln = ln_f(x)         (T, C)
+        self._encode_lm_head(enc, lm_rows)                       # logits = ln @ wte^T  (rows, V)
         if greedy:
             for pipe, group, groups in self.argmax:              # ids[0] = argmax(logits[0])
                 enc.dispatch(pipe, group, groups)
@@ -403,17 +423,19 @@ class GPT2:
                                   f"the last {keep} tokens", UserWarning, stacklevel=2)
                     stats["window_slides"] += 1
                     window, pos = history[-keep:], 0
-                slot = self.slots[submitted % 2] if greedy else None
+                slot = self.slots[submitted % PIPELINE] if greedy else None
                 self._submit(window, pos, greedy, slot)
                 inflight.append(slot)
                 pos += 1 if window is None else len(window)
                 if produced == 0:
                     stats["prefill_tokens"] = len(window)
                 window, submitted = None, submitted + 1
-            # Greedy: queue the next pass before reading this token (its input is on the GPU).
-            if greedy and submitted < max_new_tokens and pos + 1 <= n_ctx and len(inflight) < 2:
-                self._submit(None, pos, True, self.slots[submitted % 2])
-                inflight.append(self.slots[submitted % 2])
+            # Greedy: queue the next passes before reading this token (their input is on the
+            # GPU), so the GPU works while the CPU waits for the read-back.
+            while greedy and submitted < max_new_tokens and pos + 1 <= n_ctx and \
+                    len(inflight) < PIPELINE:
+                self._submit(None, pos, True, self.slots[submitted % PIPELINE])
+                inflight.append(self.slots[submitted % PIPELINE])
                 pos, submitted = pos + 1, submitted + 1
             slot = inflight.popleft()
             if greedy:

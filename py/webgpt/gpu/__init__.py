@@ -9,6 +9,7 @@ The interface is a thin subset of WebGPU, just what compute work needs:
 
     dev = await request_device(required_limits=...)
     buf = dev.buffer(nbytes, label)              # storage buffer, COPY_SRC | COPY_DST
+    par = dev.buffer(16, label, uniform=True)    # uniform buffer, COPY_DST
     dev.write(buf, offset, data)                 # queue.writeBuffer; data is bytes-like (a length
                                                  # that is not a multiple of 4 is zero-padded)
                                                  # (or, in the browser, a JS typed array)

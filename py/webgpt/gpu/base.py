@@ -64,7 +64,7 @@ class Device:
         extra = ", ".join(v for v in (i.get("vendor"), i.get("backend"), i.get("type")) if v)
         return f"{name} ({extra})" if extra else name
 
-    def buffer(self, size, label=""):
+    def buffer(self, size, label="", uniform=False):
         raise NotImplementedError
 
     def write(self, buf, offset, data):

@@ -79,10 +79,10 @@ def _limits_of(js_limits):
 
 async def request_device(required_limits=None, features=("shader-f16",)):
     gpu = getattr(js.navigator, "gpu", None)
-    if gpu is None:
+    if not gpu:
         raise GPUError(NO_WEBGPU)
     adapter = await gpu.requestAdapter(_js({"powerPreference": "high-performance"}))
-    if adapter is None:
+    if not adapter:  # JS null (jsnull, which is falsy): no adapter
         raise GPUError(NO_ADAPTER)
     limits = resolve_limits(_limits_of(adapter.limits), required_limits)
     wanted = [f for f in features if adapter.features.has(f)]
@@ -101,19 +101,21 @@ def _adapter_info(adapter):
     info = getattr(adapter, "info", None)
 
     def field(name):
-        value = getattr(info, name, "") if info is not None else ""
+        value = getattr(info, name, "") if info else ""
         return value if isinstance(value, str) else ""
 
     vendor, arch = field("vendor"), field("architecture")
-    fallback = bool(getattr(info, "isFallbackAdapter", False)) if info is not None else False
+    fallback = bool(getattr(info, "isFallbackAdapter", False)) if info else False
     on_cpu = fallback or arch == "swiftshader"
     return {
-        # Browsers often hide the device name; vendor / architecture is what they tell.
-        "device": field("device") or " / ".join(v for v in (vendor, arch) if v),
+        # Browsers often hide the device's name; the architecture is what they tell.
+        "device": field("device") or field("description") or arch,
         "vendor": vendor,
+        "architecture": arch,
         "description": field("description"),
         "backend": "WebGPU (browser)",
         "type": "CPU" if on_cpu else "GPU",
+        "fallback": fallback,
     }
 
 
@@ -152,8 +154,9 @@ class BrowserDevice(Device):
         self._adapter = adapter
         self._dev = device
         self.info = _adapter_info(adapter)
-        self.features = set(js.Array["from"](device.features).to_py())
+        self.features = set(js.Array.from_(device.features).to_py())
         self.limits = _limits_of(device.limits)
+        self.allocated = 0  # bytes in live buffers made by buffer()
         self._readback = None
         self._errors = []
         # Kept as attributes: the proxies must live as long as the device.
@@ -170,11 +173,14 @@ class BrowserDevice(Device):
             extra = f" (and {more} more)" if more else ""
             raise GPUError(f"WebGPU error: {first}{extra}")
 
-    def buffer(self, size, label=""):
+    def buffer(self, size, label="", uniform=False):
         # Sizes are rounded up to 4 bytes, as writes and copies need.
         size = max(4, (size + 3) // 4 * 4)
-        usage = js.GPUBufferUsage.STORAGE | js.GPUBufferUsage.COPY_SRC | js.GPUBufferUsage.COPY_DST
-        return self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
+        U = js.GPUBufferUsage
+        usage = (U.UNIFORM | U.COPY_DST) if uniform else (U.STORAGE | U.COPY_SRC | U.COPY_DST)
+        buf = self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
+        self.allocated += size
+        return buf
 
     def write(self, buf, offset, data):
         queue = self._dev.queue
@@ -222,33 +228,43 @@ class BrowserDevice(Device):
     def encoder(self):
         return BrowserEncoder(self._dev)
 
+    def readback_buffer(self, size, label="readback"):
+        """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""
+        size = max(8, (size + 7) // 8 * 8)
+        usage = js.GPUBufferUsage.MAP_READ | js.GPUBufferUsage.COPY_DST
+        return self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
+
+    async def map_read(self, buf, size):
+        """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
+        try:
+            await buf.mapAsync(js.GPUMapMode.READ, 0, buf.size)
+        except Exception as e:
+            self._raise_errors()
+            raise GPUError(f"WebGPU read-back failed: {e}") from e
+        try:
+            mapped = buf.getMappedRange(0, buf.size)
+            data = js.Uint8Array.new(mapped, 0, size).to_bytes()
+        finally:
+            buf.unmap()
+        self._raise_errors()
+        return data
+
     async def read(self, buf, offset, size):
+        # One staging buffer, grown as needed and reused between reads (a new one while
+        # the last is still mapped by a read in flight).
         padded = max(4, (size + 3) // 4 * 4)
         staging = self._readback
         if staging is None or staging.size < padded or staging.mapState != "unmapped":
             if staging is not None and staging.mapState == "unmapped":
                 staging.destroy()
-            usage = js.GPUBufferUsage.MAP_READ | js.GPUBufferUsage.COPY_DST
-            staging = self._dev.createBuffer(_js({
-                "size": max(256, (padded + 255) // 256 * 256), "usage": usage, "label": "readback"}))
-            self._readback = staging
+            staging = self._readback = self.readback_buffer(max(256, padded))
         enc = self._dev.createCommandEncoder()
         enc.copyBufferToBuffer(buf, offset, staging, 0, padded)
         self._dev.queue.submit(_js([enc.finish()]))
-        try:
-            await staging.mapAsync(js.GPUMapMode.READ, 0, padded)
-        except Exception as e:
-            self._raise_errors()
-            raise GPUError(f"WebGPU read-back failed: {e}") from e
-        try:
-            mapped = staging.getMappedRange(0, padded)
-            data = js.Uint8Array.new(mapped, 0, size).to_bytes()
-        finally:
-            staging.unmap()
-        self._raise_errors()
-        return data
+        return await self.map_read(staging, size)
 
     def destroy(self, buf):
+        self.allocated -= buf.size
         buf.destroy()
 
     def close(self):

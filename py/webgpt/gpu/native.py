@@ -10,12 +10,15 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 
 STORAGE = 0
 READBACK = 1
+UNIFORM = 2
 
 
 def _usage(kind):
     U = wgpu.BufferUsage
     if kind == READBACK:
         return U.MAP_READ | U.COPY_DST
+    if kind == UNIFORM:
+        return U.UNIFORM | U.COPY_DST
     return U.STORAGE | U.COPY_SRC | U.COPY_DST
 
 
@@ -77,10 +80,11 @@ class NativeDevice(Device):
         self.allocated = 0  # bytes in live buffers made by buffer()
         self._readback = None
 
-    def buffer(self, size, label=""):
+    def buffer(self, size, label="", uniform=False):
         # Sizes are rounded up to 4 bytes, as writes and copies need.
         size = max(4, (size + 3) // 4 * 4)
-        buf = self._dev.create_buffer(size=size, usage=_usage(STORAGE), label=label)
+        kind = UNIFORM if uniform else STORAGE
+        buf = self._dev.create_buffer(size=size, usage=_usage(kind), label=label)
         self.allocated += size
         return buf
 
