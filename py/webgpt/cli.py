@@ -90,9 +90,11 @@ def main(argv=None):
         if a.command == "generate":
             asyncio.run(_generate(a))
         elif a.command == "bench":
-            for c in a.contexts:
-                if not 1 <= c <= 1024 - a.decode_tokens - 1:
-                    raise ValueError(f"--contexts must be in 1..{1024 - a.decode_tokens - 1}")
+            for c in a.contexts:  # the timed runs need at least 4 tokens after the context
+                if not 1 <= c <= 1014:
+                    raise ValueError("--contexts must be in 1..1014 (GPT-2's context is 1024)")
+            if not 1 <= a.prompt <= 1024 or a.decode_tokens < 1:
+                raise ValueError("--prompt must be in 1..1024 and --decode-tokens at least 1")
             from .bench import main as bench
             bench(a)
         else:
