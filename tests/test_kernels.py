@@ -6,7 +6,6 @@ hundred terms), printed with the max error.
 """
 
 import asyncio
-import struct
 
 import numpy as np
 import pytest

@@ -181,11 +181,11 @@ async def profile_decode(model, repeats=50):
     dev = model.device
     model._write_params(1, 16, 0, 1)
     layer = model.layers[0]
-    C, cdiv = model.C, lambda a, b: -(-a // b)
-    WG, tx = 64, model.layout["matvec"]["TX"]
+    def cdiv(a, b):
+        return -(-a // b)
 
     def linear(op):
-        return lambda enc: enc.dispatch(*op["mv"], cdiv(op["N"] // 4, tx), 1)
+        return lambda enc: enc.dispatch(*op["mv"], cdiv(op["N"] // 4, op["TX"]), 1)
 
     ops = {
         "ln_1": lambda enc: enc.dispatch(*layer["ln_1"], 1),
@@ -245,7 +245,7 @@ def torch_baseline(shape, dtype, contexts, decode_tokens):
         run(2)
         n = decode_tokens + 1
         out[ctx] = (run(n) - run(1)) / (n - 1) * 1e3
-    del model
+    model = None  # free the GPU memory before the next shape
     torch.cuda.empty_cache()
     return out
 

@@ -206,9 +206,14 @@ class GPT2:
             kc, vc = kv or (unused_k, unused_v)
             fuse = ln is not None and lay["fuse_ln"]
             lw, lb = (P[ln + ".weight"], P[ln + ".bias"]) if fuse else (unused_r, unused_r)
+            shape = dict(lay["matvec"])
+            if shape["TY"] > 1 and N // 4 // shape["TX"] < 64:
+                # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of
+                # the GPU reads W at once.
+                shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
             mv = k.get("matvec", K=K, N=N, F16=f16, LN=fuse, EPS=eps, GELU=gelu,
-                       RESIDUAL=residual, KV=kv is not None, **lay["matvec"])
-            op = {"N": N, "fused_ln": fuse,
+                       RESIDUAL=residual, KV=kv is not None, **shape)
+            op = {"N": N, "TX": shape["TX"], "fused_ln": fuse,
                   "mv": (mv, bg(mv, [self.x if fuse else src, w, b, out, lw, lb, kc, vc,
                                      self.uniform]))}
             if lay["prefill"] == "matmul":
@@ -268,7 +273,6 @@ class GPT2:
         C = self.C
         for pipe, group in self.embed:                           # x = wte[ids] + wpe   (T, C)
             enc.dispatch(pipe, group, cdiv(C, WG), T)
-        tx = self.layout["matvec"]["TX"]
         matvec = T == 1 or self.layout["prefill"] == "matvec"
 
         def norm(op, layer_norm):
@@ -277,7 +281,7 @@ class GPT2:
 
         def linear(op):
             if matvec:
-                enc.dispatch(*op["mv"], cdiv(op["N"] // 4, tx), T)
+                enc.dispatch(*op["mv"], cdiv(op["N"] // 4, op["TX"]), T)
             else:
                 enc.dispatch(*op["mm"], cdiv(op["N"], 64), cdiv(T, 64))
 
