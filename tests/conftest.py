@@ -29,6 +29,8 @@ IN_CI = os.environ.get("CI") == "true"
 TEST_MODELS = {
     "tiny": ("tiny", 1, "float32"),
     "tiny-f16": ("tiny", 2, "float16"),
+    # GPT-2 124M's shapes (full vocabulary and context, 2 layers): 214 MB of f32 weights.
+    "gpt2-shape": ("gpt2_2l", 3, "float32"),
 }
 
 

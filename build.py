@@ -1,0 +1,602 @@
+#!/usr/bin/env python3
+"""One entry point: build the static site, serve it, run the tests.
+
+    python3 build.py                      build the site into dist/
+    python3 build.py serve [--port N]     build, then serve dist/ on http://127.0.0.1:8000/
+    python3 build.py test [pytest args]   the whole test suite (browser tests included)
+
+A fresh machine runs this with the system Python before anything is installed, so the top
+level uses the standard library only. Each command first makes what it needs, once (stamp
+files make the checks fast when nothing changed):
+
+- a virtual environment at .venv with requirements.txt (requirements-test.txt for `test`),
+  then re-runs itself inside it;
+- `npm ci` in web/ (Pyodide, pinned in web/package-lock.json);
+- for `test`, as root and where missing: `apt-get install chromium mesa-vulkan-drivers`.
+
+The site (dist/): the page (web/), Pyodide's runtime files, the pure wheels packaging and
+micropip (pinned by sha256 below), this project's own wheel built from py/ and shaders/, and
+every model folder under weights/ that has a config.json, in models/<name>/ with
+models/index.json listing them. Nothing on the page comes from anywhere else.
+"""
+
+import argparse
+import email.utils
+import glob
+import hashlib
+import http.server
+import json
+import os
+import posixpath
+import shutil
+import subprocess
+import sys
+import urllib.parse
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+DIST = os.path.join(ROOT, "dist")
+WEB = os.path.join(ROOT, "web")
+WEIGHTS = os.path.join(ROOT, "weights")
+VENV = os.path.join(ROOT, ".venv")
+CACHE = os.path.join(ROOT, "build")  # git-ignored: downloaded wheels, the built wheel
+
+# What the page needs from the npm package `pyodide` (web/node_modules/pyodide).
+PYODIDE_FILES = ("pyodide.mjs", "pyodide.asm.mjs", "pyodide.asm.wasm", "python_stdlib.zip",
+                 "pyodide-lock.json")
+# The pure wheels Pyodide's npm package does not ship; loadPackage() takes them by URL.
+# Python 3.14 is Pyodide 314's Python.
+PURE_WHEELS = {
+    "packaging-26.1-py3-none-any.whl":
+        "5d9c0669c6285e491e0ced2eee587eaf67b670d94a19e94e3984a481aba6802f",
+    "micropip-0.11.1-py3-none-any.whl":
+        "768de165adb8e66906039d8fec4127a57f522dfdf8e6fbff877a4616941ecfd3",
+}
+PYODIDE_PYTHON = "3.14"
+# Files of web/ that are not part of the page.
+WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png"}
+# Files of a model folder that go into the site (scripts, logs and caches stay behind).
+MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json",
+               "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
+               "special_tokens_map.json"}
+DEFAULT_MODEL = "shakespeare-char"
+
+MIME = {
+    ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8",
+    ".json": "application/json", ".py": "text/x-python; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8", ".md": "text/markdown; charset=utf-8",
+    ".wasm": "application/wasm", ".zip": "application/zip", ".whl": "application/zip",
+    ".safetensors": "application/octet-stream", ".png": "image/png", ".svg": "image/svg+xml",
+    ".ico": "image/x-icon", ".map": "application/json",
+}
+
+
+def log(msg):
+    print(f"build.py: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, **kw):
+    log("$ " + " ".join(cmd))
+    subprocess.run(cmd, check=True, **kw)
+
+
+def sha256_file(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def tree_digest(paths):
+    """sha256 over the names and contents of files (and folders, recursively)."""
+    h = hashlib.sha256()
+    for top in paths:
+        if os.path.isfile(top):
+            files = [top]
+        else:
+            files = []
+            for d, dirs, names in os.walk(top):
+                dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+                files += [os.path.join(d, n) for n in sorted(names) if not n.endswith(".pyc")]
+        for f in files:
+            h.update(os.path.relpath(f, ROOT).encode() + b"\0")
+            h.update(sha256_file(f).encode())
+    return h.hexdigest()
+
+
+def read_stamp(path):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def write_stamp(path, value):
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(value + "\n")
+
+
+def is_root():
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+_apt_updated = False
+
+
+def apt_install(*packages):
+    global _apt_updated
+    if not is_root() or not shutil.which("apt-get"):
+        raise SystemExit(f"build.py: please install {' '.join(packages)} (e.g. sudo apt-get "
+                         f"install {' '.join(packages)}) and run this again")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    if not _apt_updated:
+        run(["apt-get", "update"], env=env)
+        _apt_updated = True
+    run(["apt-get", "install", "-y", "--no-install-recommends", *packages], env=env)
+
+
+# ---------------------------------------------------------------- environment
+
+
+def requirements_for(command):
+    return "requirements-test.txt" if command == "test" else "requirements.txt"
+
+
+def requirement_files(name):
+    """The requirements file and the ones it includes with -r."""
+    out, todo = [], [os.path.join(ROOT, name)]
+    while todo:
+        path = todo.pop()
+        out.append(path)
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) == 2 and parts[0] in ("-r", "--requirement"):
+                    todo.append(os.path.join(os.path.dirname(path), parts[1]))
+    return out
+
+
+def venv_python():
+    return os.path.join(VENV, "bin", "python")
+
+
+def in_venv():
+    return os.path.realpath(sys.prefix) == os.path.realpath(VENV)
+
+
+def ensure_venv(command):
+    """Create .venv, install the requirements (once per change), then re-run inside it."""
+    req = requirements_for(command)
+    if not os.path.exists(venv_python()):
+        log(f"creating the virtual environment {VENV}")
+        try:
+            subprocess.run([sys.executable, "-m", "venv", VENV], check=True)
+        except subprocess.CalledProcessError:
+            shutil.rmtree(VENV, ignore_errors=True)
+            apt_install("python3-venv")  # Debian's Python has venv without ensurepip
+            run([sys.executable, "-m", "venv", VENV])
+    stamp = os.path.join(VENV, f".installed-{req}")
+    digest = tree_digest(requirement_files(req))
+    if read_stamp(stamp) != digest:
+        env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1", PIP_DISABLE_PIP_VERSION_CHECK="1")
+        run([venv_python(), "-m", "pip", "install", "-q", "-r", os.path.join(ROOT, req)], env=env)
+        write_stamp(stamp, digest)
+    # The package itself, from py/ as it is (an editable install, without a build step):
+    # `.venv/bin/python -m webgpt` runs the working tree.
+    for site_packages in glob.glob(os.path.join(VENV, "lib", "python*", "site-packages")):
+        pth = os.path.join(site_packages, "webgpt-src.pth")
+        if read_stamp(pth) != os.path.join(ROOT, "py"):
+            write_stamp(pth, os.path.join(ROOT, "py"))
+    if not in_venv():
+        env = dict(os.environ, PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD="1")
+        env.pop("PYTHONHOME", None)
+        os.execve(venv_python(), [venv_python(), os.path.abspath(__file__), *sys.argv[1:]], env)
+
+
+def ensure_npm():
+    """`npm ci` in web/ when package-lock.json changed since the last one."""
+    lock = os.path.join(WEB, "package-lock.json")
+    stamp = os.path.join(WEB, "node_modules", ".webgpt-npm-ci")
+    digest = sha256_file(lock)
+    if read_stamp(stamp) == digest and all(
+            os.path.exists(os.path.join(WEB, "node_modules", "pyodide", f)) for f in PYODIDE_FILES):
+        return
+    if not shutil.which("npm"):
+        apt_install("nodejs", "npm")
+    run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB)
+    write_stamp(stamp, digest)
+
+
+def ensure_browser():
+    """Chromium and Mesa's Vulkan drivers (lavapipe: the native tests' CPU adapter)."""
+    missing = []
+    if not os.path.exists("/usr/bin/chromium"):
+        missing.append("chromium")
+    if shutil.which("dpkg-query"):
+        r = subprocess.run(["dpkg-query", "-W", "-f=${Status}", "mesa-vulkan-drivers"],
+                           capture_output=True, text=True)
+        if "install ok installed" not in r.stdout:
+            missing.append("mesa-vulkan-drivers")
+    if missing:
+        if is_root():
+            apt_install(*missing)
+        else:
+            log(f"not installed: {', '.join(missing)}; the tests that need them will skip")
+
+
+# ---------------------------------------------------------------- build
+
+
+def copy_if_changed(src, dst):
+    """Copy a file unless dst already has the same size and modification time."""
+    try:
+        s, d = os.stat(src), os.stat(dst)
+        if s.st_size == d.st_size and int(s.st_mtime) == int(d.st_mtime):
+            return
+    except FileNotFoundError:
+        pass
+    os.makedirs(os.path.dirname(dst), exist_ok=True)
+    tmp = dst + ".tmp"
+    shutil.copy2(src, tmp)
+    os.replace(tmp, dst)
+
+
+def pure_wheels():
+    """The pinned pure wheels, downloaded once into build/wheels and checked by sha256."""
+    cache = os.path.join(CACHE, "wheels")
+    os.makedirs(cache, exist_ok=True)
+    missing = [w for w in PURE_WHEELS if not os.path.exists(os.path.join(cache, w))]
+    if missing:
+        specs = ["==".join(w.split("-")[:2]) for w in missing]
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+             "--python-version", PYODIDE_PYTHON, "-d", cache, *specs])
+    paths = []
+    for name, want in PURE_WHEELS.items():
+        path = os.path.join(cache, name)
+        if not os.path.exists(path):
+            raise SystemExit(f"build.py: pip did not download {name}")
+        got = sha256_file(path)
+        if got != want:
+            os.remove(path)
+            raise SystemExit(f"build.py: {name} has sha256 {got}, expected {want}; deleted it, "
+                             f"run again to download it afresh")
+        paths.append(path)
+    return paths
+
+
+def project_wheel():
+    """This project's wheel (py/webgpt with shaders/ inside), rebuilt when a source changed."""
+    out = os.path.join(CACHE, "wheel")
+    stamp = os.path.join(out, ".sources")
+    digest = tree_digest([os.path.join(ROOT, p) for p in
+                          ("pyproject.toml", "README.md", "py", "shaders") if os.path.exists(os.path.join(ROOT, p))])
+    wheels = [f for f in os.listdir(out) if f.endswith(".whl")] if os.path.isdir(out) else []
+    if read_stamp(stamp) == digest and len(wheels) == 1:
+        return os.path.join(out, wheels[0])
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    # hatchling comes with requirements.txt; without it pip fetches it for an isolated build.
+    no_isolation = ["--no-build-isolation"] if _has_module("hatchling") else []
+    run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", *no_isolation, "-w", out, ROOT])
+    wheels = [f for f in os.listdir(out) if f.endswith(".whl")]
+    if len(wheels) != 1:
+        raise SystemExit(f"build.py: expected one wheel in {out}, found {wheels}")
+    write_stamp(stamp, digest)
+    return os.path.join(out, wheels[0])
+
+
+def _has_module(name):
+    import importlib.util
+    return importlib.util.find_spec(name) is not None
+
+
+def find_models(extra=None):
+    """{name: folder} of every folder under weights/ with a config.json, plus `extra`."""
+    models = {}
+    if os.path.isdir(WEIGHTS):
+        for name in sorted(os.listdir(WEIGHTS)):
+            folder = os.path.join(WEIGHTS, name)
+            if os.path.isfile(os.path.join(folder, "config.json")):
+                models[name] = folder
+    models.update(extra or {})
+    return models
+
+
+def copy_model(folder, dst):
+    files = {}
+    os.makedirs(dst, exist_ok=True)
+    for name in sorted(os.listdir(folder)):
+        src = os.path.join(folder, name)
+        if os.path.isfile(src) and (name in MODEL_FILES or name.endswith(".safetensors")):
+            copy_if_changed(src, os.path.join(dst, name))
+            files[name] = os.path.getsize(src)
+    for name in os.listdir(dst):  # files removed from the source folder since the last build
+        if name not in files:
+            path = os.path.join(dst, name)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    return files
+
+
+def build(out=DIST, extra_models=None):
+    """Build the site into `out`; `extra_models` {name: folder} adds model folders beside
+    those found under weights/. Returns `out`."""
+    ensure_npm()
+    os.makedirs(out, exist_ok=True)
+
+    # The page itself (and no page file left over from an earlier build).
+    page_files = {"build.json"}
+    for name in sorted(os.listdir(WEB)):
+        src = os.path.join(WEB, name)
+        if name not in WEB_EXCLUDE and os.path.isfile(src):
+            copy_if_changed(src, os.path.join(out, name))
+            page_files.add(name)
+    for name in os.listdir(out):
+        if name not in page_files and os.path.isfile(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+
+    # Pyodide, the pure wheels, our wheel.
+    boot_files = {}
+    npm_pyodide = os.path.join(WEB, "node_modules", "pyodide")
+    for name in PYODIDE_FILES:
+        copy_if_changed(os.path.join(npm_pyodide, name), os.path.join(out, "pyodide", name))
+        boot_files["pyodide/" + name] = os.path.getsize(os.path.join(out, "pyodide", name))
+    with open(os.path.join(npm_pyodide, "package.json"), encoding="utf-8") as f:
+        pyodide_version = json.load(f)["version"]
+    wheels_dir = os.path.join(out, "wheels")
+    os.makedirs(wheels_dir, exist_ok=True)
+    micropip_wheels = []
+    for path in pure_wheels():
+        name = os.path.basename(path)
+        copy_if_changed(path, os.path.join(wheels_dir, name))
+        micropip_wheels.append(name)
+    wheel = project_wheel()
+    wheel_name = os.path.basename(wheel)
+    copy_if_changed(wheel, os.path.join(wheels_dir, wheel_name))
+    for name in os.listdir(wheels_dir):  # an older version of our wheel
+        if name not in micropip_wheels and name != wheel_name:
+            os.remove(os.path.join(wheels_dir, name))
+    for name in micropip_wheels + [wheel_name]:
+        boot_files["wheels/" + name] = os.path.getsize(os.path.join(wheels_dir, name))
+
+    # Models.
+    models_dir = os.path.join(out, "models")
+    os.makedirs(models_dir, exist_ok=True)
+    index = []
+    models = find_models(extra_models)
+    for name, folder in models.items():
+        files = copy_model(folder, os.path.join(models_dir, name))
+        index.append({"name": name, "bytes": sum(files.values()), "files": files})
+    for name in os.listdir(models_dir):
+        path = os.path.join(models_dir, name)
+        if os.path.isdir(path) and name not in models:
+            shutil.rmtree(path)
+    default = DEFAULT_MODEL if DEFAULT_MODEL in models else (index[0]["name"] if index else None)
+    _write_json(os.path.join(models_dir, "index.json"), {"default": default, "models": index})
+
+    _write_json(os.path.join(out, "build.json"), {
+        "pyodide_version": pyodide_version,
+        "boot_files": boot_files,
+        "micropip_wheels": micropip_wheels,
+        "webgpt_wheel": wheel_name,
+    })
+    log(f"built {os.path.relpath(out, ROOT) if out.startswith(ROOT) else out}: Pyodide "
+        f"{pyodide_version}, {wheel_name}, models: {', '.join(models) or 'none'}")
+    return out
+
+
+def _write_json(path, data):
+    text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    if read_stamp(path) != text.strip():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+
+
+# ---------------------------------------------------------------- serve
+
+
+class Handler(http.server.SimpleHTTPRequestHandler):
+    """Static files from one folder: GET and HEAD, single byte ranges, If-Modified-Since.
+
+    Paths are resolved inside the folder only ('..' and symlinks out of it give 404),
+    folders serve their index.html and are never listed.
+    """
+
+    protocol_version = "HTTP/1.1"
+    server_version = "webgpt-build"
+    quiet = True
+
+    def do_GET(self):
+        self._serve(body=True)
+
+    def do_HEAD(self):
+        self._serve(body=False)
+
+    def log_message(self, fmt, *args):
+        if not self.quiet:
+            super().log_message(fmt, *args)
+
+    def _file(self):
+        root = os.path.realpath(self.directory)
+        path = urllib.parse.unquote(urllib.parse.urlsplit(self.path).path)
+        parts = [p for p in posixpath.normpath(path).split("/") if p not in ("", ".")]
+        if ".." in parts or any("\\" in p or "\0" in p for p in parts):
+            return None
+        full = os.path.realpath(os.path.join(root, *parts))
+        if full != root and not full.startswith(root + os.sep):
+            return None
+        if os.path.isdir(full):
+            full = os.path.join(full, "index.html")
+        return full if os.path.isfile(full) else None
+
+    def _serve(self, body):
+        path = self._file()
+        if path is None:
+            self.send_error(404, "Not found")
+            return
+        st = os.stat(path)
+        size = st.st_size
+        start, end, status = 0, size, 200
+        rng = self.headers.get("Range")
+        if rng:
+            parsed = parse_range(rng, size)
+            if parsed == "unsatisfiable":
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{size}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            if parsed is not None:
+                (start, end), status = parsed, 206
+        elif self._not_modified(st):
+            self.send_response(304)
+            self.send_header("Cache-Control", "no-cache")
+            self.end_headers()
+            return
+        ext = os.path.splitext(path)[1].lower()
+        self.send_response(status)
+        self.send_header("Content-Type", MIME.get(ext, "application/octet-stream"))
+        self.send_header("Content-Length", str(end - start))
+        self.send_header("Accept-Ranges", "bytes")
+        self.send_header("Last-Modified", self.date_time_string(st.st_mtime))
+        self.send_header("Cache-Control", "no-cache")  # revalidate: rebuilt files show at once
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end - 1}/{size}")
+        self.end_headers()
+        if not body:
+            return
+        try:
+            with open(path, "rb") as f:
+                f.seek(start)
+                left = end - start
+                while left > 0:
+                    block = f.read(min(left, 1 << 20))
+                    if not block:
+                        break
+                    self.wfile.write(block)
+                    left -= len(block)
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True  # the page cancelled a stream: normal
+
+    def _not_modified(self, st):
+        since = self.headers.get("If-Modified-Since")
+        if not since:
+            return False
+        try:
+            when = email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        return int(st.st_mtime) <= when
+
+    def handle(self):
+        try:
+            super().handle()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+
+
+def parse_range(header, size):
+    """One 'bytes=a-b' range as (start, end) with end exclusive; None to ignore the header
+    (malformed, or several ranges); 'unsatisfiable' when it starts past the end."""
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None
+    first, dash, last = spec.strip().partition("-")
+    if not dash:
+        return None
+    try:
+        if first == "":  # the last N bytes
+            n = int(last)
+            if n <= 0:
+                return "unsatisfiable"
+            return max(0, size - n), size
+        start = int(first)
+        end = int(last) + 1 if last else size
+    except ValueError:
+        return None
+    if start >= size:
+        return "unsatisfiable"
+    if end <= start:
+        return None
+    return start, min(end, size)
+
+
+class Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def make_server(root=DIST, host="127.0.0.1", port=8000, quiet=True):
+    """An HTTP server for `root` (not yet serving: call serve_forever). Port 0 picks a free one."""
+    root = os.path.abspath(root)
+
+    class RootHandler(Handler):
+        def __init__(self, *args, **kw):
+            super().__init__(*args, directory=root, **kw)
+
+    RootHandler.quiet = quiet
+    return Server((host, port), RootHandler)
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_build(args):
+    build(args.out)
+
+
+def cmd_serve(args):
+    out = build(args.out)
+    try:
+        server = make_server(out, args.host, args.port, quiet=not args.verbose)
+    except OSError as e:
+        raise SystemExit(f"build.py: cannot listen on {args.host}:{args.port}: {e.strerror}; "
+                         f"try another port with --port") from None
+    host, port = server.server_address[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"Serving {out} at http://{shown}:{port}/ (Ctrl-C stops)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
+def cmd_test(pytest_args):
+    ensure_browser()
+    ensure_npm()
+    os.chdir(ROOT)
+    os.execv(sys.executable, [sys.executable, "-m", "pytest", *pytest_args])
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] in (["-h"], ["--help"], ["help"]):
+        print(__doc__.split("\n\n")[1])
+        return 0
+    command = argv[0] if argv and not argv[0].startswith("-") else "build"
+    if command not in ("build", "serve", "test"):
+        print(f"build.py: unknown command {command!r}; commands:", file=sys.stderr)
+        print(__doc__.split("\n\n")[1], file=sys.stderr)
+        return 2
+    if not os.environ.get("WEBGPT_NO_VENV"):
+        ensure_venv(command)  # returns only inside the venv
+    if command == "test":
+        cmd_test(argv[1:])
+        return 0
+    p = argparse.ArgumentParser(prog=f"build.py {command}")
+    p.add_argument("--out", default=DIST, help="where to build the site (default dist/)")
+    if command == "serve":
+        p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+        p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+        p.add_argument("--verbose", action="store_true", help="log every request")
+    args = p.parse_args(argv[1:] if argv and argv[0] == command else argv)
+    args.out = os.path.abspath(args.out)
+    {"build": cmd_build, "serve": cmd_serve}[command](args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

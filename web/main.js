@@ -1,0 +1,258 @@
+// The page's main thread: the controls, the text as it streams in, progress and stats.
+// All Python (Pyodide, the model, the GPU work) runs in worker.mjs, so this thread never
+// blocks. Messages to the worker: load, generate, stop, selftest; from it: progress,
+// booted, loaded, piece, done, selftest, error (see worker.mjs).
+
+const $ = (id) => document.getElementById(id);
+const root = document.documentElement;
+const params = new URLSearchParams(location.search);
+
+const ui = {
+  model: $("model"), modelSize: $("model-size"), prompt: $("prompt"),
+  maxNew: $("max_new_tokens"), temperature: $("temperature"), topK: $("top_k"),
+  topP: $("top_p"), seed: $("seed"), generate: $("generate"), stop: $("stop"),
+  status: $("status"), adapter: $("adapter"), error: $("error"), echo: $("prompt-echo"),
+  output: $("output"), stats: $("stats"), controls: $("controls"),
+};
+
+let worker = null;
+let booted = false;
+let loadedModel = null; // name of the model the worker holds
+let loading = null; // name of the model being loaded
+let models = [];
+let autorun = params.get("autorun") === "1";
+let bootSeconds; // how long Python took to start
+let weightsFromDownload = false; // the weights bar follows the download's byte count
+let halted = false; // a start-up error: wait for the user to pick a model
+
+function setState(state, status) {
+  root.dataset.state = state;
+  if (status !== undefined) ui.status.textContent = status;
+  const busy = state === "loading" || state === "generating";
+  ui.generate.disabled = busy || loadedModel === null;
+  ui.stop.disabled = state !== "generating";
+  ui.model.disabled = state === "generating" || (state === "loading" && booted);
+}
+
+function showError(message, hint) {
+  ui.error.replaceChildren();
+  const p = document.createElement("p");
+  p.className = "message";
+  p.textContent = message;
+  ui.error.append(p);
+  if (hint) {
+    const h = document.createElement("p");
+    h.className = "hint";
+    h.textContent = hint;
+    ui.error.append(h);
+  }
+  ui.error.hidden = false;
+  setState("error", "Failed.");
+}
+
+function clearError() {
+  ui.error.hidden = true;
+  ui.error.replaceChildren();
+}
+
+function mb(n) {
+  return (n / 1e6).toFixed(n < 1e7 ? 2 : 1) + " MB";
+}
+
+function setProgress(which, done, total) {
+  const bar = $("progress-" + which);
+  const text = $("progress-" + which + "-text");
+  bar.max = Math.max(total, 1);
+  bar.value = Math.min(done, bar.max);
+  text.textContent = total ? `${mb(done)} / ${mb(total)}` : mb(done);
+}
+
+function fmt(x, digits) {
+  return Number.isFinite(x) ? x.toFixed(digits) : "–";
+}
+
+function showStats(s) {
+  const items = [];
+  if (bootSeconds !== undefined) items.push(["python start", `${fmt(bootSeconds, 2)} s`]);
+  if (s.load_s !== undefined) items.push(["model load", `${fmt(s.load_s, 2)} s`]);
+  if (s.first_token_s !== undefined) items.push(["first token", `${fmt(s.first_token_s * 1000, 0)} ms`]);
+  if (s.decode_tokens > 0 && s.decode_s > 0) {
+    items.push(["ms/token", fmt((s.decode_s / s.decode_tokens) * 1000, 1)]);
+    items.push(["tokens/s", fmt(s.decode_tokens / s.decode_s, 2)]);
+  }
+  if (s.tokens !== undefined) items.push(["tokens", String(s.tokens)]);
+  if (s.seed !== undefined && s.seed !== null) items.push(["seed", String(s.seed)]);
+  if (s.stopped) items.push(["stopped", "yes"]);
+  ui.stats.replaceChildren(...items.map(([k, v]) => {
+    const span = document.createElement("span");
+    span.className = "stat";
+    span.dataset.key = k;
+    span.textContent = `${k}: ${v}`;
+    return span;
+  }));
+}
+
+function loadModel(name) {
+  const entry = models.find((m) => m.name === name);
+  if (!entry) return;
+  loading = name;
+  loadedModel = null;
+  weightsFromDownload = false;
+  clearError();
+  setProgress("weights", 0, entry.bytes || 0);
+  setState("loading", `Loading ${name}…`);
+  const url = new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
+  worker.postMessage({ type: "load", name, url });
+}
+
+function readParams() {
+  const int = (el, dflt) => (el.value.trim() === "" ? dflt : Math.trunc(Number(el.value)));
+  let seed = int(ui.seed, null);
+  if (seed === null) seed = Math.floor(Math.random() * 2 ** 31);
+  return {
+    prompt: ui.prompt.value,
+    max_new_tokens: Math.max(1, int(ui.maxNew, 100)),
+    temperature: Math.max(0, Number(ui.temperature.value) || 0),
+    top_k: Math.max(0, int(ui.topK, 0)),
+    top_p: Math.min(1, Math.max(0, ui.topP.value.trim() === "" ? 1 : Number(ui.topP.value))),
+    seed,
+  };
+}
+
+function generate() {
+  if (!booted || loadedModel === null) return;
+  if (loadedModel !== ui.model.value) {
+    autorun = true; // generate once the picked model is in
+    loadModel(ui.model.value);
+    return;
+  }
+  clearError();
+  const p = readParams();
+  ui.echo.textContent = p.prompt;
+  ui.output.textContent = "";
+  ui.stats.replaceChildren();
+  setState("generating", "Generating…");
+  worker.postMessage({ type: "generate", params: p });
+}
+
+function onMessage(e) {
+  const m = e.data;
+  switch (m.type) {
+    case "progress":
+      // Weights: the byte count of the download where the source tells it (smooth), else
+      // the loader's count of tensors uploaded.
+      if (m.stage === "download") weightsFromDownload = true;
+      if (m.stage === "pyodide") setProgress("pyodide", m.done, m.total);
+      else if (m.stage === "download" || !weightsFromDownload) setProgress("weights", m.done, m.total);
+      break;
+    case "booted":
+      booted = true;
+      bootSeconds = m.boot_s;
+      ui.status.textContent = `Python ${m.python} ready (${fmt(m.boot_s, 1)} s).`;
+      if (params.get("selftest") === "1") {
+        setState("generating", "GPU self-test…");
+        worker.postMessage({ type: "selftest" });
+      } else if (ui.model.value && !halted) {
+        loadModel(ui.model.value);
+      }
+      break;
+    case "loaded": {
+      const bar = $("progress-weights");
+      setProgress("weights", bar.max, bar.max);
+      loading = null;
+      loadedModel = m.name;
+      ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${m.uses_f16 ? "f16" : "f32"} weights`;
+      ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
+      showStats({ load_s: m.load_s });
+      setState("ready", `${m.name} loaded in ${fmt(m.load_s, 1)} s.`);
+      if (autorun) {
+        autorun = false;
+        generate();
+      }
+      break;
+    }
+    case "piece":
+      ui.output.append(m.text);
+      break;
+    case "done":
+      showStats(m.stats);
+      setState("done", m.stats.stopped ? "Stopped." : "Done.");
+      break;
+    case "selftest":
+      ui.output.textContent = m.text;
+      setState(m.ok ? "done" : "error", m.ok ? "GPU self-test passed." : "GPU self-test failed.");
+      if (!m.ok) showError(m.text);
+      break;
+    case "error":
+      if (m.stage === "load") loading = null;
+      showError(m.message, m.hint);
+      break;
+  }
+}
+
+async function fetchModels() {
+  let resp;
+  try {
+    resp = await fetch("models/index.json");
+  } catch (e) {
+    return [];
+  }
+  if (!resp.ok) return [];
+  const index = await resp.json();
+  return index.models || [];
+}
+
+async function main() {
+  // URL parameters fill the form: index.html?model=NAME&prompt=TEXT&max_new_tokens=N&...
+  const fields = { prompt: ui.prompt, max_new_tokens: ui.maxNew, temperature: ui.temperature,
+    top_k: ui.topK, top_p: ui.topP, seed: ui.seed };
+  for (const [key, el] of Object.entries(fields)) {
+    if (params.has(key)) el.value = params.get(key);
+  }
+  setState("loading", "Starting Python…");
+
+  if (!navigator.gpu) {
+    showError(
+      "This browser does not offer WebGPU, which this page needs to run the model.",
+      "Use a recent Chrome or Edge (version 113 or later) or another browser with WebGPU " +
+      "turned on, and open the page over http://localhost or https.");
+    return;
+  }
+
+  models = await fetchModels();
+  ui.model.replaceChildren(...models.map((m) => {
+    const o = document.createElement("option");
+    o.value = m.name;
+    o.textContent = `${m.name} (${mb(m.bytes)})`;
+    return o;
+  }));
+  const wanted = params.get("model");
+  const names = models.map((m) => m.name);
+  if (wanted && !names.includes(wanted)) {
+    showError(`There is no model named "${wanted}" on this site.`,
+      names.length ? `Models here: ${names.join(", ")}. Pick one in the list.`
+        : "Put a model folder under weights/ and run python build.py again.");
+    halted = true;
+  } else if (names.length === 0) {
+    showError("This site has no model.",
+      "Put a model folder (config.json, model.safetensors, tokenizer files) under weights/ " +
+      "and run python build.py again.");
+    halted = true;
+  }
+  ui.model.value = wanted && names.includes(wanted) ? wanted
+    : names.includes("shakespeare-char") ? "shakespeare-char" : (names[0] || "");
+
+  ui.model.addEventListener("change", () => { if (booted) loadModel(ui.model.value); });
+  ui.controls.addEventListener("submit", (e) => { e.preventDefault(); generate(); });
+  ui.stop.addEventListener("click", () => {
+    worker.postMessage({ type: "stop" });
+    ui.status.textContent = "Stopping…";
+  });
+
+  worker = new Worker(new URL("worker.mjs", import.meta.url), { type: "module" });
+  worker.onmessage = onMessage;
+  worker.onerror = (e) => showError(`The Python worker failed to start: ${e.message || e}`,
+    "Reload the page; if it happens again, the site may be incomplete (run python build.py).");
+}
+
+main();
