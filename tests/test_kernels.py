@@ -6,6 +6,7 @@ hundred terms), printed with the max error.
 """
 
 import asyncio
+import struct
 
 import numpy as np
 import pytest
@@ -293,3 +294,55 @@ def test_convert_16_bit(dev, dtype, n):
     pipe = Kernels(dev).get("convert", N=n, BF16=dtype == "BF16", WG=WG)
     dispatch(dev, pipe, [src, out], cdiv(cdiv(n, 2), WG))
     assert np.array_equal(read(dev, out, n), want)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 5, 1.0), (1.3, 0, 0.8),
+                                                     (1.0, 10, 0.5)])
+def test_sample_matches_reference_distribution(dev, temperature, top_k, top_p):
+    """The GPU sampler draws from the distribution sampling.candidates (the CPU reference, with
+    Hugging Face's order of temperature, top-k, top-p) describes: never a token outside it, and
+    frequencies within 4.5 standard deviations (seeded: the same draws every run)."""
+    from webgpt.sampling import candidates
+
+    V, N = 37, 400
+    rng = np.random.default_rng(11)
+    logits = (rng.standard_normal(V) * 2).astype(np.float32)
+    want = dict(candidates(logits.tolist(), temperature, top_k or None, top_p))
+    bufs = [upload(dev, logits), dev.buffer(V * 4), dev.buffer(4), dev.buffer(32, uniform=True)]
+    pipe = Kernels(dev).get("sample", V=V)
+    group = dev.bind_group(pipe, bufs)
+    counts = np.zeros(V)
+    for step in range(N):
+        dev.write(bufs[3], 0, struct.pack("<fIfII", temperature, top_k, top_p, 1234, step))
+        enc = dev.encoder()
+        enc.dispatch(pipe, group, 1)
+        enc.submit()
+        counts[int(read(dev, bufs[2], 1, np.uint32)[0])] += 1
+    drawn = set(np.nonzero(counts)[0].tolist())
+    assert drawn <= set(want), f"drew {sorted(drawn - set(want))}, outside the kept {sorted(want)}"
+    for token in range(V):
+        p = want.get(token, 0.0)
+        bound = 4.5 * np.sqrt(p * (1 - p) / N) + 1.5 / N
+        print(f"token {token}: p {p:.3f} freq {counts[token] / N:.3f}")
+        assert abs(counts[token] / N - p) <= bound
+
+
+def test_sample_seed_and_ties(dev):
+    """Same seed and step: same token; top-k keeps every token tied at its threshold."""
+    V = 300
+    logits = np.full(V, -5.0, np.float32)
+    logits[[3, 100, 299]] = 2.0   # three tied best
+    bufs = [upload(dev, logits), dev.buffer(V * 4), dev.buffer(4), dev.buffer(32, uniform=True)]
+    pipe = Kernels(dev).get("sample", V=V)
+    group = dev.bind_group(pipe, bufs)
+
+    def draw(seed, step, top_k):
+        dev.write(bufs[3], 0, struct.pack("<fIfII", 1.0, top_k, 1.0, seed, step))
+        enc = dev.encoder()
+        enc.dispatch(pipe, group, 1)
+        enc.submit()
+        return int(read(dev, bufs[2], 1, np.uint32)[0])
+
+    first = [draw(5, s, 1) for s in range(30)]
+    assert first == [draw(5, s, 1) for s in range(30)]
+    assert set(first) == {3, 100, 299}

@@ -2,20 +2,21 @@
 
 Shapes: T tokens in this pass, C = n_embd, V = vocab_size, n_ctx = n_positions, hs = C / n_head.
 Every buffer is created at load, sized for the whole context; every bind group is built once.
-A forward pass is one command encoder and one submit; decoding reads back one token id
-(greedy) or one row of logits (sampling).
+A forward pass is one command encoder and one submit; decoding reads back one token id.
 
 The KV cache holds keys and values of positions [0, pos) for every layer. `logits(ids)` runs
 the whole sequence from position 0; generation runs the prompt in one batched pass and then one
-token per pass through the cache. Greedy decoding stays on the GPU: the argmax kernel writes the
-chosen token where the next pass reads its input, so pass n + 1 is queued before token n is read
-back, and the read-back latency hides behind compute.
+token per pass through the cache. Decoding stays on the GPU: the argmax kernel (greedy) or the
+sampling kernel (temperature, top-k, top-p, seeded) writes the chosen token where the next pass
+reads its input, so later passes are queued before token n is read back, and the read-back
+latency hides behind compute. Only token ids leave the GPU.
 
 Weights keep the precision of the file: f32, or f16 (packed two per 32-bit word and widened in
 the kernels, which needs no `shader-f16` feature). Vectors (biases, layernorm) are f32 always.
 """
 
 import math
+import secrets
 import struct
 import time
 import warnings
@@ -26,7 +27,7 @@ from .kernels import Kernels
 
 WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, kv_store, layernorm)
 ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
-PIPELINE = 4  # greedy decode passes queued ahead of the token being read back
+PIPELINE = 4  # decode passes queued ahead of the token being read back
 
 
 def layouts(device, kind=None):
@@ -187,6 +188,8 @@ class GPT2:
         self.best_v = buf(self.argmax_parts * 4, "argmax values")  # (parts) f32
         self.best_i = buf(self.argmax_parts * 4, "argmax indices")  # (parts) u32
         self.uniform = buf(16, "params", uniform=True)       # T, pos0, lm_row0, lm_rows
+        self.sampler = buf(32, "sampler", uniform=True)      # temperature, top_k, top_p, seed, step
+        self.probs = buf(V * f, "probs")                     # (V) sampling scratch
         self.k_cache = [buf(n_ctx * C * f, f"k_cache.{i}") for i in range(L)]  # (n_ctx, C)
         self.v_cache = [buf(n_ctx * C * f, f"v_cache.{i}") for i in range(L)]  # (n_ctx, C)
         # Stand-ins for the bindings a kernel variant does not use (two writable ones must not
@@ -254,12 +257,15 @@ class GPT2:
         a1 = k.get("argmax", V=V, PARTS=self.argmax_parts, FINAL=False)
         a2 = k.get("argmax", V=V, PARTS=self.argmax_parts, FINAL=True)
         self.argmax = [(a1, bg(a1, bufs), self.argmax_parts), (a2, bg(a2, bufs), 1)]
+        sp = k.get("sample", V=V)
+        self.sample = (sp, bg(sp, [self.logits_buf, self.probs, self.ids, self.sampler]))
 
     def release(self):
         """Destroy every GPU buffer of this model (the model is unusable afterwards)."""
         bufs = list(self.params.values()) + [b for b, _, _ in self.wte_parts]
         bufs += [self.ids, self.x, self.ln, self.qkv, self.att, self.fc, self.logits_buf,
-                 self.best_v, self.best_i, self.uniform] + self.k_cache + self.v_cache + self.unused
+                 self.best_v, self.best_i, self.uniform, self.sampler, self.probs]
+        bufs += self.k_cache + self.v_cache + self.unused
         for b in bufs:
             self.device.destroy(b)
         for b in self.slots:
@@ -268,8 +274,9 @@ class GPT2:
 
     # ---------------------------------------------------------------- forward
 
-    def _encode(self, enc, T, lm_rows, greedy):
-        """Record one forward pass of T tokens (ids and params already written)."""
+    def _encode(self, enc, T, lm_rows, choose):
+        """Record one forward pass of T tokens (ids and params already written); then, with
+        `choose` "argmax" or "sample", the choice of the next token into ids[0]."""
         C = self.C
         for pipe, group in self.embed:                           # x = wte[ids] + wpe   (T, C)
             enc.dispatch(pipe, group, cdiv(C, WG), T)
@@ -297,9 +304,11 @@ class GPT2:
             linear(layer["mlp_proj"])                            # x += fc @ W + b      (T, C)
         enc.dispatch(*self.ln_f, T)                              # ln = ln_f(x)         (T, C)
         self._encode_lm_head(enc, lm_rows)                       # logits = ln @ wte^T  (rows, V)
-        if greedy:
+        if choose == "argmax":
             for pipe, group, groups in self.argmax:              # ids[0] = argmax(logits[0])
                 enc.dispatch(pipe, group, groups)
+        elif choose == "sample":
+            enc.dispatch(*self.sample, 1)                        # ids[0] ~ softmax(logits[0] / t)
 
     def _encode_lm_head(self, enc, lm_rows):
         rpw = self.layout["lm_head"]["RPW"]
@@ -315,11 +324,12 @@ class GPT2:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < V:
                 raise ValueError(f"token ids must be whole numbers in [0, {V}), got {i!r}")
 
-    def _submit(self, ids, pos0, greedy, slot=None):
-        """Queue a forward pass at positions pos0.. that computes the last row's logits.
+    def _submit(self, ids, pos0, choose, slot=None):
+        """Queue a forward pass at positions pos0.. that computes the last row's logits and,
+        with `choose`, picks the next token into ids[0].
 
-        `ids` are written to the GPU first; None means one token the previous greedy pass
-        left in ids[0]. With `slot`, the chosen token is copied there for map_read.
+        `ids` are written to the GPU first; None means the one token the previous pass left
+        in ids[0]. With `slot`, the chosen token is copied there for map_read.
         """
         dev = self.device
         if ids is not None:
@@ -328,7 +338,7 @@ class GPT2:
         assert 0 < T and pos0 + T <= self.n_ctx
         self._write_params(T, pos0, T - 1, 1)
         enc = dev.encoder()
-        self._encode(enc, T, 1, greedy)
+        self._encode(enc, T, 1, choose)
         if slot is not None:
             enc.copy(self.ids, 0, slot, 0, 4)
         enc.submit()
@@ -353,7 +363,7 @@ class GPT2:
             self._write_params(T, 0, row0, rows)
             enc = dev.encoder()
             if row0 == 0:
-                self._encode(enc, T, rows, greedy=False)
+                self._encode(enc, T, rows, None)
             else:
                 self._encode_lm_head(enc, rows)  # ln_f output is still in self.ln
             enc.submit()
@@ -387,12 +397,13 @@ class GPT2:
                          seed=None, stop_at_eot=True):
         """Yield new token ids one by one: the prompt in one pass, then one pass per token.
 
-        When the context (n_positions) is full, the window slides: the last 3/4 of it is run
-        again as a new prompt, and a UserWarning says so.
+        Every pass ends with the choice of the next token on the GPU (argmax at temperature 0,
+        else the sampling kernel seeded with `seed` and the token's index), so up to PIPELINE
+        passes are queued ahead of the token being read back. When the context (n_positions)
+        is full, the window slides: the last 3/4 of it is run again as a new prompt, and a
+        UserWarning says so.
         """
-        import random
-
-        from .sampling import check_params, sample
+        from .sampling import check_params
 
         ids = list(ids)
         self._check_ids(ids)
@@ -400,8 +411,9 @@ class GPT2:
         if not ids:
             raise ValueError("generation needs at least one prompt token")
         n_ctx, dev = self.n_ctx, self.device
-        greedy = temperature == 0
-        rng = random.Random(seed)
+        choose = "argmax" if temperature == 0 else "sample"
+        if seed is None:
+            seed = secrets.randbits(32)  # recorded in stats, so the run can be repeated
         eot = self.tokenizer.eot_id if (stop_at_eot and self.tokenizer is not None) else None
         stats = self.stats = {"load_s": self.stats.get("load_s"), "prefill_tokens": 0,
                               "prefill_s": 0.0, "first_token_s": None, "decode_tokens": 0,
@@ -412,42 +424,41 @@ class GPT2:
         if max_new_tokens == 0:
             return
         history = list(ids)
-        window = ids[-n_ctx:]
-        pos = 0            # positions queued into the KV cache
-        submitted = 0      # passes queued (one per new token)
-        inflight = deque() # (slot, pass index) of greedy passes not yet read
+        window = ids[-n_ctx:]  # tokens the next pass must write (None: ids[0] is on the GPU)
+        pos = 0                # positions queued into the KV cache
+        submitted = 0          # passes queued, one per new token
+        inflight = deque()     # read-back slots of queued passes, oldest first
+        sampler = (float(temperature), top_k or 0, 1.0 if top_p is None else float(top_p),
+                   seed % 2**32)
+
+        def submit():
+            nonlocal window, pos, submitted
+            if choose == "sample":
+                dev.write(self.sampler, 0, struct.pack("<fIfII", *sampler, submitted))
+            slot = self.slots[submitted % PIPELINE]
+            self._submit(window, pos, choose, slot)
+            inflight.append(slot)
+            pos += 1 if window is None else len(window)
+            window, submitted = None, submitted + 1
+
         t0 = time.perf_counter()
         t_first = None
         for produced in range(max_new_tokens):
-            # Queue this token's pass unless it is already in flight.
-            if submitted == produced:
+            if submitted == produced:  # this token's pass is not queued yet
                 if window is None and pos + 1 > n_ctx:
                     keep = max(1, n_ctx * 3 // 4)
                     warnings.warn(f"the context of {n_ctx} tokens is full: sliding the window to "
                                   f"the last {keep} tokens", UserWarning, stacklevel=2)
                     stats["window_slides"] += 1
                     window, pos = history[-keep:], 0
-                slot = self.slots[submitted % PIPELINE] if greedy else None
-                self._submit(window, pos, greedy, slot)
-                inflight.append(slot)
-                pos += 1 if window is None else len(window)
                 if produced == 0:
                     stats["prefill_tokens"] = len(window)
-                window, submitted = None, submitted + 1
-            # Greedy: queue the next passes before reading this token (their input is on the
-            # GPU), so the GPU works while the CPU waits for the read-back.
-            while greedy and submitted < max_new_tokens and pos + 1 <= n_ctx and \
-                    len(inflight) < PIPELINE:
-                self._submit(None, pos, True, self.slots[submitted % PIPELINE])
-                inflight.append(self.slots[submitted % PIPELINE])
-                pos, submitted = pos + 1, submitted + 1
-            slot = inflight.popleft()
-            if greedy:
-                token = struct.unpack("<I", await dev.map_read(slot, 4))[0]
-            else:
-                row = memoryview(await dev.read(self.logits_buf, 0, self.V * 4)).cast("f")
-                token = sample(row, temperature, top_k, top_p, rng)
-                dev.write(self.ids, 0, struct.pack("<I", token))  # the next pass's input
+                submit()
+            # Queue the next passes before reading this token (their input is on the GPU), so
+            # the GPU works while the CPU waits for the read-back.
+            while submitted < max_new_tokens and pos + 1 <= n_ctx and len(inflight) < PIPELINE:
+                submit()
+            token = struct.unpack("<I", await dev.map_read(inflight.popleft(), 4))[0]
             now = time.perf_counter()
             if produced == 0:
                 t_first = now
