@@ -3,7 +3,8 @@
 // with barriers, cost more than they save).
 //
 //   LN:       x[t, :] is first layer-normalised: (x - mean) / sqrt(var + EPS) * ln_w + ln_b
-//   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N), N % 4 == 0
+//   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N)
+//                                                   K % 4 == 0 and N % 4 == 0
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, n] += y (adds into the residual stream); else out[t, n] = y
 //   KV:       for the attention's c_attn (N = 3C): the key and value columns of y are also
@@ -18,7 +19,8 @@
 // every adapter; accumulation is always f32.
 //
 // Each invocation owns 4 neighbouring columns (one 16-byte load per row of W, so a row's reads
-// coalesce across the TX invocations of a workgroup row) and a 1/TY share of the rows of W.
+// coalesce across the TX invocations of a workgroup row) and a 1/TY share of the rows of W,
+// taken 4 rows at a time (x is read as vec4: fewer loads and loop steps, 4 independent FMAs).
 // With TY > 1 the TY partial sums meet in workgroup memory: many workgroups and short loops
 // keep a discrete GPU's memory busy. With TY = 1 and LN off there is no barrier at all, which
 // suits CPU adapters (SwiftShader, lavapipe) where a barrier switches between every invocation.
@@ -47,12 +49,12 @@ override KV: bool = false;
 override TX: u32 = 8u;
 override TY: u32 = 32u;
 
-@group(0) @binding(0) var<storage, read> x: array<f32>;
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> W: array<vec2<u32>>;
 @group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
 @group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read> ln_w: array<f32>;
-@group(0) @binding(5) var<storage, read> ln_b: array<f32>;
+@group(0) @binding(4) var<storage, read> ln_w: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> ln_b: array<vec4<f32>>;
 @group(0) @binding(6) var<storage, read_write> k_cache: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> v_cache: array<vec4<f32>>;
 @group(0) @binding(8) var<uniform> p: Params;
@@ -104,7 +106,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let t = wid.y;
     let c4 = wid.x * TX + lid.x;
     let n4 = N / 4u;
-    let x0 = t * K;
+    let k4n = K / 4u;
+    let x0 = t * k4n;
 
     // Layer norm statistics of row t, two passes (the row is in cache).
     var mean = 0.0;
@@ -112,26 +115,28 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (LN) {
         let flat = lid.y * TX + lid.x;
         var s = 0.0;
-        for (var k = flat; k < K; k += TX * TY) {
-            s += x[x0 + k];
+        for (var k4 = flat; k4 < k4n; k4 += TX * TY) {
+            s += dot(x[x0 + k4], vec4<f32>(1.0));
         }
         mean = workgroup_sum(s, flat) / f32(K);
         var q = 0.0;
-        for (var k = flat; k < K; k += TX * TY) {
-            let d = x[x0 + k] - mean;
-            q += d * d;
+        for (var k4 = flat; k4 < k4n; k4 += TX * TY) {
+            let d = x[x0 + k4] - mean;
+            q += dot(d, d);
         }
         rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
     }
 
     var acc = vec4<f32>(0.0);
     if (c4 < n4) {
-        for (var k = lid.y; k < K; k += TY) {
-            var xk = x[x0 + k];
+        for (var k4 = lid.y; k4 < k4n; k4 += TY) {
+            var xv = x[x0 + k4];
             if (LN) {
-                xk = (xk - mean) * rstd * ln_w[k] + ln_b[k];
+                xv = (xv - mean) * rstd * ln_w[k4] + ln_b[k4];
             }
-            acc += xk * load4(k, c4);
+            let k = 4u * k4;
+            acc += xv.x * load4(k, c4) + xv.y * load4(k + 1u, c4)
+                 + xv.z * load4(k + 2u, c4) + xv.w * load4(k + 3u, c4);
         }
     }
     if (TY > 1u) {

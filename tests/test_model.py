@@ -184,7 +184,8 @@ def test_both_kernel_layouts(adapter, folder, name, layout):
         return logits, list(ids), model.uses_f16
 
     logits, got, f16 = asyncio.run(run())
-    assert f16 == (meta["dtype"] == "float16")
+    # f16 weights stay packed halves on GPUs; CPU adapters widen them to f32 at load.
+    assert f16 == (meta["dtype"] == "float16" and layout == "gpu")
     check_close(f"{name} layout={layout}", logits[ref["rows"]], ref["logits"])
     assert got == want, f"{name} layout={layout}: greedy ids\n ours {got}\n HF   {want}"
 

@@ -35,12 +35,15 @@ def layouts(device, kind=None):
     all its invocations, so kernels there work without barriers (one invocation per output);
     on a GPU they split each reduction across many invocations to keep memory busy."""
     if kind == "cpu" or (kind is None and device.is_cpu):
+        # Widening halves costs more there than the bytes it saves (measured on SwiftShader:
+        # 124M decodes in 237 ms/token with f32 weights, 323 with packed f16), so f16 files
+        # are widened to f32 at load.
         return {"matvec": dict(TX=64, TY=1), "lm_head": dict(TPR=1, RPW=64), "attention": 64,
-                "prefill": "matvec", "fuse_ln": False}
+                "prefill": "matvec", "fuse_ln": False, "f16": False}
     # On a GPU each dependent dispatch costs microseconds of drain and refill, so the decode
     # matvecs also do the layer norms before them (fuse_ln), and the prompt uses matmul's tiles.
     return {"matvec": dict(TX=8, TY=32), "lm_head": dict(TPR=32, RPW=8), "attention": 256,
-            "prefill": "matmul", "fuse_ln": True}
+            "prefill": "matmul", "fuse_ln": True, "f16": True}
 MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
@@ -61,10 +64,12 @@ class GPT2:
         self.tokenizer = tokenizer
         self.kernels = Kernels(device)
         self.layout = layout or layouts(device)
-        # f16 storage when every matrix in the file is f16 (as a model saved in half precision).
+        # f16 storage when every matrix in the file is f16 (as a model saved in half precision)
+        # and the layout keeps halves.
         matrices = [t for t in spec.tensors.values() if len(t.shape) == 2]
-        self.uses_f16 = all(t.dtype == "F16" for t in matrices)
+        self.uses_f16 = self.layout["f16"] and all(t.dtype == "F16" for t in matrices)
         self.stats = {}
+        self.released = False  # release() was called: every method raises
         self.pos = 0  # tokens held in the KV cache
         C, V, n_ctx = cfg.n_embd, cfg.vocab_size, cfg.n_positions
         self.C, self.V, self.n_ctx = C, V, n_ctx
@@ -261,16 +266,32 @@ class GPT2:
         self.sample = (sp, bg(sp, [self.logits_buf, self.probs, self.ids, self.sampler]))
 
     def release(self):
-        """Destroy every GPU buffer of this model (the model is unusable afterwards)."""
+        """Destroy every GPU buffer of this model. Idempotent, and safe after a load that
+        failed part way; afterwards every method raises GPUError saying to load it again."""
+        if self.released:
+            return
+        self.released = True
+        names = ("ids", "x", "ln", "qkv", "att", "fc", "logits_buf", "best_v", "best_i",
+                 "uniform", "sampler", "probs")
         bufs = list(self.params.values()) + [b for b, _, _ in self.wte_parts]
-        bufs += [self.ids, self.x, self.ln, self.qkv, self.att, self.fc, self.logits_buf,
-                 self.best_v, self.best_i, self.uniform, self.sampler, self.probs]
-        bufs += self.k_cache + self.v_cache + self.unused
+        bufs += [getattr(self, n) for n in names if hasattr(self, n)]
+        for n in ("k_cache", "v_cache", "unused"):
+            bufs += getattr(self, n, [])
+        self.params, self.wte_parts = {}, []
         for b in bufs:
             self.device.destroy(b)
-        for b in self.slots:
+        for b in getattr(self, "slots", []):
             b.destroy()
-        self.params, self.wte_parts = {}, []
+
+    async def close(self):
+        """release(), for `await model.close()` beside the async API."""
+        self.release()
+
+    def _check_usable(self):
+        if self.released:
+            from .gpu import GPUError
+            raise GPUError("this model was released (release() or close()); load it again "
+                           "with webgpt.load")
 
     # ---------------------------------------------------------------- forward
 
@@ -346,10 +367,12 @@ class GPT2:
 
     async def sync(self):
         """Wait until all queued GPU work of this model is done."""
+        self._check_usable()
         await self.device.read(self.ids, 0, 4)
 
     async def logits(self, ids):
         """Full forward of `ids` from position 0, no cache reuse: float32 logits (T, V)."""
+        self._check_usable()
         ids = list(ids)
         self._check_ids(ids)
         T, V = len(ids), self.V
@@ -405,6 +428,7 @@ class GPT2:
         """
         from .sampling import check_params
 
+        self._check_usable()
         ids = list(ids)
         self._check_ids(ids)
         check_params(max_new_tokens, temperature, top_k, top_p, seed)
@@ -444,6 +468,7 @@ class GPT2:
         t0 = time.perf_counter()
         t_first = None
         for produced in range(max_new_tokens):
+            self._check_usable()  # released while this generator was suspended
             if submitted == produced:  # this token's pass is not queued yet
                 if window is None and pos + 1 > n_ctx:
                     keep = max(1, n_ctx * 3 // 4)

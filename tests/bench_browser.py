@@ -1,0 +1,105 @@
+"""Browser bench: decoding speed through the page, in headless Chromium (WebGPU on SwiftShader
+on a machine without a GPU), the same way a user runs it.
+
+    .venv/bin/python tests/bench_browser.py [--repeats 2] [--json out.json]
+
+Two models with random weights, each run greedy from an 8-token prompt through the page's
+autorun link (index.html?model=...&prompt=...&temperature=0&autorun=1), reading ms/token from
+#stats:
+- "gpt2-124m": GPT-2 124M's shape (12 layers, 768 wide, full vocabulary), 20 new tokens,
+  in f32 and f16 files;
+- "char-4l": a 4-layer, 4-head, 128-wide character model with context 64 and 65 symbols,
+  50 new tokens (the shape of the original WebGPT's Shakespeare model).
+For scale, the original WebGPT measured on this kind of machine (2 cores, SwiftShader):
+1.7 s/token for the 124M shape (it recomputes the whole context every token) and 92 ms/token
+for the character model. Not a test: timings are reported, not asserted.
+"""
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [HERE, os.path.dirname(HERE)]
+
+import refmodels  # noqa: E402
+from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
+
+MODELS = {
+    "gpt2-124m-f32": (dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
+                      "float32", "The quick brown fox jumps over the lazy", 20),
+    "gpt2-124m-f16": (dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
+                      "float16", "The quick brown fox jumps over the lazy", 20),
+    # 65 symbols: the first 65 byte symbols of GPT-2's table ('!' to 'a'), so an 8-character
+    # prompt of capitals and punctuation is 8 tokens.
+    "char-4l": (dict(n_layer=4, n_head=4, n_embd=128, vocab_size=65, n_positions=64),
+                "float32", "ROMEO:AB", 50),
+}
+
+
+def run_page(browser, base, name, prompt, n, timeout_ms=900_000):
+    from urllib.parse import urlencode
+
+    page = browser.new_page()
+    try:
+        query = urlencode({"model": name, "prompt": prompt, "max_new_tokens": n,
+                           "temperature": 0, "autorun": 1})
+        t0 = time.perf_counter()
+        page.goto(base + "index.html?" + query)
+        page.wait_for_function(
+            "['done', 'error'].includes(document.documentElement.dataset.state)",
+            timeout=timeout_ms)
+        if page.evaluate("document.documentElement.dataset.state") == "error":
+            raise RuntimeError(page.text_content("#error"))
+        stats = page.evaluate("""() => Object.fromEntries(
+            [...document.querySelectorAll('#stats .stat')].map(s => [s.dataset.key,
+             s.textContent.slice(s.dataset.key.length + 2)]))""")
+        stats["wall s"] = f"{time.perf_counter() - t0:.1f}"
+        return stats
+    finally:
+        page.close()
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    ap.add_argument("--json", help="write the results here")
+    a = ap.parse_args()
+
+    import build
+    from playwright.sync_api import sync_playwright
+
+    tmp = tempfile.mkdtemp(prefix="webgpt-bench-")
+    folders = {}
+    for name in a.models:
+        cfg, dtype, _, _ = MODELS[name]
+        print(f"writing {name} ...", flush=True)
+        folders[name] = refmodels.write_folder(os.path.join(tmp, name), cfg,
+                                               refmodels.make_weights(cfg, 1), dtype=dtype)
+    site = build.build(os.path.join(tmp, "dist"), extra_models=folders)
+    srv = build.make_server(site, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}/"
+    results = {}
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        for name in a.models:
+            _, _, prompt, n = MODELS[name]
+            runs = [run_page(browser, base, name, prompt, n) for _ in range(a.repeats)]
+            results[name] = runs
+            for r in runs:
+                print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
+        browser.close()
+    srv.shutdown()
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
