@@ -9,33 +9,61 @@ import time
 from . import gpu
 from .folder import ModelFolderError, open_folder
 from .sources import open_source
-from .tokenizer import Tokenizer
+from .tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["load", "ModelFolderError", "Tokenizer", "gpu"]
 __version__ = "0.1.0"
 
 
-async def load(path_or_url, progress=None, device=None, layout=None):
+async def load(path_or_url, progress=None, device=None, layout=None, check_weights=True):
     """Load a model folder (a directory natively, a URL in the browser) onto the GPU.
 
     The folder is read and checked completely (config, tokenizer, every tensor's header)
     before any GPU work, so a defect fails fast with a sentence naming the file and tensor.
     `progress(stage, done_bytes, total_bytes)` is called as the weights stream in.
     `layout` picks the kernels' workgroup shapes: "gpu" or "cpu" (no barriers); by default the
-    adapter's kind decides.
+    adapter's kind decides. `check_weights` checks on the GPU, once loaded, that no weight is
+    NaN or infinite (webgpt/finite.py; it costs about one token's time).
+
+    A load that fails part way (a file cut short while streaming, the GPU out of memory, bad
+    weights) destroys the buffers it made before it raises: nothing stays on the GPU.
     """
+    from .finite import check_finite
     from .model import GPT2, layouts
 
+    if layout not in (None, "cpu", "gpu"):
+        raise ValueError(f"layout must be 'cpu', 'gpu' or None, got {layout!r}")
     t0 = time.perf_counter()
     source = open_source(path_or_url)
     spec = await open_folder(source)
-    vocab, merges = spec.tokenizer_files
-    tokenizer = Tokenizer.from_texts(await source.text(vocab), await source.text(merges))
+    tokenizer = await _tokenizer(source, spec)
     if device is None:
         device = await gpu.request_device()
-    if layout not in (None, "cpu", "gpu"):
-        raise ValueError(f"layout must be 'cpu', 'gpu' or None, got {layout!r}")
     model = GPT2(spec, device, tokenizer, layouts(device, layout))
-    await model.upload(progress)
+    try:
+        await model.upload(progress)
+        if check_weights:
+            await check_finite(model)
+    except BaseException:
+        model.release()
+        raise
     model.stats["load_s"] = time.perf_counter() - t0
     return model
+
+
+async def _tokenizer(source, spec):
+    """The folder's tokenizer, checked against config.json; a defect is a ModelFolderError."""
+    vocab, merges = spec.tokenizer_files
+    try:
+        tokenizer = Tokenizer.from_texts(await source.text(vocab), await source.text(merges),
+                                         source.where(vocab), source.where(merges))
+    except TokenizerError as e:
+        raise ModelFolderError(str(e)) from None
+    V = spec.config.vocab_size
+    if tokenizer.vocab_size > V:
+        # The model could not embed the ids the tokenizer gives beyond its vocabulary.
+        raise ModelFolderError(
+            f"{source.where(vocab)} has token ids up to {tokenizer.vocab_size - 1}, but "
+            f"{source.where('config.json')} has vocab_size {V}: the tokenizer files belong to "
+            f"another model")
+    return tokenizer

@@ -6,14 +6,31 @@ only bugs show a traceback.
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 import warnings
 
 DEFAULT_MODEL = "weights/shakespeare-char"
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage mistake (an unknown option, -n abc) is one line and status 1, like the others."""
+
+    def error(self, message):
+        self.exit(1, f"error: {message} (see '{self.prog} --help')\n")
+
+
+class _QuietDeviceLost(logging.Filter):
+    """wgpu logs a lost device on three lines of its own; the error we raise says it in one."""
+
+    def filter(self, record):
+        text = record.getMessage().lower()
+        return "device lost" not in text and "device was lost" not in text
+
+
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m webgpt", description="GPT-2 over WebGPU (wgpu-py).")
+    p = _Parser(prog="python -m webgpt", description="GPT-2 over WebGPU (wgpu-py).")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
     g.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
@@ -46,14 +63,20 @@ async def _generate(a):
 
     check_params(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
     model = await webgpt.load(a.model)
+    # A terminal whose encoding lacks a character the model wrote shows '?', not a traceback.
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        async for piece in model.stream(a.prompt, max_new_tokens=a.max_new_tokens,
-                                        temperature=a.temperature, top_k=a.top_k, top_p=a.top_p,
-                                        seed=a.seed):
-            sys.stdout.write(piece)
+        try:
+            async for piece in model.stream(a.prompt, max_new_tokens=a.max_new_tokens,
+                                            temperature=a.temperature, top_k=a.top_k,
+                                            top_p=a.top_p, seed=a.seed):
+                sys.stdout.write(piece)
+                sys.stdout.flush()
+        finally:
+            sys.stdout.write("\n")     # the error line, if any, goes below the text so far
             sys.stdout.flush()
-    sys.stdout.write("\n")
     for w in caught:
         print(f"note: {w.message}", file=sys.stderr)
     if a.stats:
@@ -86,6 +109,20 @@ def main(argv=None):
     from .gpu import GPUError
     from .tokenizer import TokenizerError
 
+    mistakes = (ModelFolderError, GPUError, TokenizerError, ValueError, MemoryError)
+    try:
+        import wgpu  # noqa: F401  (first: wgpu checks that its logger is of its own class)
+    except ImportError:
+        return _run(a, mistakes)  # no GPU commands will work; they say so in one line
+    quiet = _QuietDeviceLost()
+    logging.getLogger("wgpu").addFilter(quiet)
+    try:
+        return _run(a, mistakes)
+    finally:
+        logging.getLogger("wgpu").removeFilter(quiet)
+
+
+def _run(a, mistakes):
     try:
         if a.command == "generate":
             asyncio.run(_generate(a))
@@ -99,9 +136,28 @@ def main(argv=None):
             bench(a)
         else:
             asyncio.run(_info())
-    except (ModelFolderError, GPUError, TokenizerError, ValueError, MemoryError) as e:
-        print(f"error: {e}", file=sys.stderr)
+    except mistakes as e:
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader of stdout went away (| head): stop quietly, as other tools do, with
+        # stdout pointed at /dev/null so that the interpreter's last flush cannot fail.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as e:
+        if type(e).__module__.split(".")[0] != "wgpu":
+            raise   # a bug: its traceback is wanted
+        # A wgpu error the backend did not translate (the GPU API failed under us).
+        print(f"error: WebGPU: {_one_line(e)}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(e):
+    """An error as one line: wgpu's messages span several, the last of which says why."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else type(e).__name__
+    return lines[-1] if type(e).__module__.split(".")[0] == "wgpu" else " ".join(lines)

@@ -9,6 +9,21 @@ from .sources import ModelFolderError
 # something the kernels do not implement, so it is refused rather than run wrong.
 TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 
+# Upper bounds far beyond any GPT-2 (XL: 48 layers, 1600 wide, 50257 tokens, 1024 positions),
+# so that a corrupt config.json fails here with a sentence instead of building a table of a
+# billion tensor names or asking the GPU for petabytes.
+LIMITS = {"n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16, "vocab_size": 1 << 24,
+          "n_positions": 1 << 20}
+
+
+def _show(v):
+    """repr of a config value for a message, cut short."""
+    try:
+        text = repr(v)
+    except RecursionError:
+        text = f"a deeply nested {type(v).__name__}"
+    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
+
 
 @dataclass
 class GPT2Config:
@@ -37,7 +52,7 @@ class GPT2Config:
         """Parse config.json text; `where` (its path or URL) names the file in error messages."""
         try:
             d = json.loads(text)
-        except ValueError as e:
+        except (ValueError, RecursionError) as e:   # RecursionError: absurdly deep nesting
             raise ModelFolderError(f"{where} is not valid JSON: {e}") from None
         if not isinstance(d, dict):
             raise ModelFolderError(f"{where} must hold a JSON object of GPT2Config keys")
@@ -45,7 +60,7 @@ class GPT2Config:
         model_type = d.get("model_type", "gpt2")
         if model_type != "gpt2":
             raise ModelFolderError(
-                f"{where} describes a {model_type!r} model; webgpt runs only GPT-2 ('gpt2')")
+                f"{where} describes a {_show(model_type)} model; webgpt runs only GPT-2 ('gpt2')")
 
         # n_ctx is the older name of n_positions; transformers reads n_positions first.
         if "n_positions" not in d and "n_ctx" in d:
@@ -57,7 +72,12 @@ class GPT2Config:
             v = d[key]
             # bool is an int in Python, but true/false is never a size.
             if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-                raise ModelFolderError(f"{where}: {key} must be a positive integer, not {v!r}")
+                raise ModelFolderError(
+                    f"{where}: {key} must be a positive integer, not {_show(v)}")
+            if v > LIMITS[key]:
+                raise ModelFolderError(
+                    f"{where}: {key} = {_show(v)} is far larger than any GPT-2 (at most "
+                    f"{LIMITS[key]} here); the file is corrupt or describes another model")
             return v
 
         n_layer = positive_int("n_layer")
@@ -72,12 +92,12 @@ class GPT2Config:
         eps = d.get("layer_norm_epsilon", 1e-5)
         if not isinstance(eps, (int, float)) or isinstance(eps, bool) or not 0 < eps < 1:
             raise ModelFolderError(
-                f"{where}: layer_norm_epsilon must be a small positive number, not {eps!r}")
+                f"{where}: layer_norm_epsilon must be a small positive number, not {_show(eps)}")
 
         act = d.get("activation_function", "gelu_new")
         if act not in TANH_GELU:
             raise ModelFolderError(
-                f"{where}: activation_function {act!r} is not supported; webgpt implements "
+                f"{where}: activation_function {_show(act)} is not supported; webgpt implements "
                 f"GPT-2's tanh GELU ('gelu_new' or 'gelu_pytorch_tanh')")
 
         # Options that change the weights' shapes or the attention math: refuse them here,
@@ -85,7 +105,7 @@ class GPT2Config:
         n_inner = d.get("n_inner")
         if n_inner is not None and n_inner != 4 * n_embd:
             raise ModelFolderError(
-                f"{where}: n_inner = {n_inner!r} is not supported; the MLP must be 4 * n_embd wide")
+                f"{where}: n_inner = {_show(n_inner)} is not supported; the MLP must be 4 * n_embd wide")
         if d.get("scale_attn_weights", True) is not True:
             raise ModelFolderError(f"{where}: scale_attn_weights = false is not supported")
         if d.get("scale_attn_by_inverse_layer_idx", False) is not False:

@@ -70,6 +70,7 @@ class GPT2:
         self.uses_f16 = self.layout["f16"] and all(t.dtype == "F16" for t in matrices)
         self.stats = {}
         self.released = False  # release() was called: every method raises
+        self._owned = []  # every buffer made by _buffer and not destroyed yet
         self.pos = 0  # tokens held in the KV cache
         C, V, n_ctx = cfg.n_embd, cfg.vocab_size, cfg.n_positions
         self.C, self.V, self.n_ctx = C, V, n_ctx
@@ -152,11 +153,11 @@ class GPT2:
         dev = self.device
         keep_f16 = self.uses_f16 and ref.dtype == "F16" and len(ref.shape) == 2
         if ref.dtype == "F32" or keep_f16:
-            out = dev.buffer(end - start, label)
+            out = self._buffer(end - start, label)
             await self._stream_into(ref.file, start, end, out)
             return out
-        out = dev.buffer(n * 4, label)
-        staging = dev.buffer(end - start, label + " (16-bit)")
+        out = self._buffer(n * 4, label)
+        staging = self._buffer(end - start, label + " (16-bit)")
         await self._stream_into(ref.file, start, end, staging)
         groups = cdiv(cdiv(n, 2), WG)
         gx = min(groups, MAX_WORKGROUPS)
@@ -164,6 +165,7 @@ class GPT2:
         enc = dev.encoder()
         enc.dispatch(pipe, dev.bind_group(pipe, [staging, out]), gx, cdiv(groups, gx))
         enc.submit()
+        self._owned.remove(staging)
         dev.destroy(staging)  # freed once the submitted conversion has run
         return out
 
@@ -182,7 +184,7 @@ class GPT2:
         f = 4  # bytes per f32
         self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * f), dev.max_binding // (V * f)))
         self.argmax_parts = cdiv(V, ARGMAX_SPAN)
-        buf = dev.buffer
+        buf = self._buffer
         self.ids = buf(n_ctx * 4, "ids")                    # (n_ctx) u32
         self.x = buf(n_ctx * C * f, "x")                     # (T, C) residual stream
         self.ln = buf(n_ctx * C * f, "ln")                   # (T, C) layernorm output
@@ -271,17 +273,19 @@ class GPT2:
         if self.released:
             return
         self.released = True
-        names = ("ids", "x", "ln", "qkv", "att", "fc", "logits_buf", "best_v", "best_i",
-                 "uniform", "sampler", "probs")
-        bufs = list(self.params.values()) + [b for b, _, _ in self.wte_parts]
-        bufs += [getattr(self, n) for n in names if hasattr(self, n)]
-        for n in ("k_cache", "v_cache", "unused"):
-            bufs += getattr(self, n, [])
+        owned, self._owned = self._owned, []
         self.params, self.wte_parts = {}, []
-        for b in bufs:
+        for b in owned:
             self.device.destroy(b)
         for b in getattr(self, "slots", []):
             b.destroy()
+
+    def _buffer(self, size, label, uniform=False):
+        """device.buffer, remembered so that release() destroys it, even one a failed load
+        made before it could be kept anywhere else."""
+        b = self.device.buffer(size, label, uniform)
+        self._owned.append(b)
+        return b
 
     async def close(self):
         """release(), for `await model.close()` beside the async API."""

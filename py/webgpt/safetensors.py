@@ -18,6 +18,8 @@ DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
 # GPT-2 XL's header is about 60 KB; a header this large is corruption, not a model.
 MAX_HEADER = 100_000_000
 
+U64 = (1 << 64) - 1
+
 # One range request that usually holds the whole header, so the browser needs one round
 # trip per file rather than two.
 FIRST_READ = 1 << 16
@@ -62,6 +64,17 @@ def _is_int(v):
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+def _show(v):
+    """repr of a header value for a message, cut short (a corrupt header may hold anything)."""
+    try:
+        text = repr(v)
+    except RecursionError:
+        text = f"a deeply nested {type(v).__name__}"
+    except ValueError:      # an int of more than 4300 digits
+        text = "an integer of more than 4300 digits"
+    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
+
+
 def parse_header(header_bytes, file_size, name):
     """Check a header's JSON (the N bytes after the length) against the file's size.
 
@@ -74,8 +87,8 @@ def parse_header(header_bytes, file_size, name):
     try:
         header = json.loads(bytes(header_bytes).decode("utf-8"), object_pairs_hook=_no_duplicates)
     except _DuplicateKey as e:
-        raise ModelFolderError(f"{name} lists {e.args[0]!r} twice in its header") from None
-    except ValueError as e:
+        raise ModelFolderError(f"{name} lists {_show(e.args[0])} twice in its header") from None
+    except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
         raise ModelFolderError(f"{name} is not a safetensors file: its header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise ModelFolderError(f"{name} is not a safetensors file: its header is not a JSON object")
@@ -86,29 +99,33 @@ def parse_header(header_bytes, file_size, name):
     for key, entry in header.items():
         if key == "__metadata__":
             continue
-        what = f"tensor {key!r} in {name}"
+        what = f"tensor {_show(key)} in {name}"
         if not isinstance(entry, dict) or not all(
                 k in entry for k in ("dtype", "shape", "data_offsets")):
             raise ModelFolderError(f"{what} lacks dtype, shape or data_offsets in the header")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if dtype not in DTYPE_SIZES:
+        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
             raise ModelFolderError(
-                f"{what} has dtype {dtype!r}; supported dtypes are {', '.join(DTYPE_SIZES)}")
-        if not isinstance(shape, list) or not all(_is_int(d) and d >= 0 for d in shape):
-            raise ModelFolderError(f"{what} has an invalid shape {shape!r}")
+                f"{what} has dtype {_show(dtype)}; supported dtypes are {', '.join(DTYPE_SIZES)}")
+        # The format stores sizes and offsets as u64.
+        if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= U64 for d in shape):
+            raise ModelFolderError(f"{what} has an invalid shape {_show(shape)}")
         if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(_is_int(o) and o >= 0 for o in offsets)):
-            raise ModelFolderError(f"{what} has invalid data_offsets {offsets!r}")
+                or not all(_is_int(o) and 0 <= o <= U64 for o in offsets)):
+            raise ModelFolderError(f"{what} has invalid data_offsets {_show(offsets)}")
         if offsets[0] > offsets[1]:
-            raise ModelFolderError(f"{what} has data_offsets {offsets} that end before they begin")
-        count = 1
+            raise ModelFolderError(
+                f"{what} has data_offsets {_show(offsets)} that end before they begin")
+        count = 0 if 0 in shape else 1
         for d in shape:
             count *= d
+            if count > U64:     # no file holds this much; the byte count check refuses it
+                break
         begin, end = offsets
         if end - begin != count * DTYPE_SIZES[dtype]:
             raise ModelFolderError(
-                f"{what} has {end - begin} bytes, but shape {shape} in {dtype} needs "
-                f"{count * DTYPE_SIZES[dtype]}")
+                f"{what} has {_show(end - begin)} bytes, but shape {_show(shape)} in {dtype} "
+                f"needs {_show(count * DTYPE_SIZES[dtype])}")
         tensors[key] = TensorInfo(dtype, tuple(shape), data_start + begin, data_start + end)
 
     ordered = sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end))
@@ -117,7 +134,8 @@ def parse_header(header_bytes, file_size, name):
         # Zero-size tensors occupy no bytes and may sit anywhere.
         if info.start < prev_end and info.nbytes:
             raise ModelFolderError(
-                f"tensor {key!r} in {name} overlaps tensor {prev_key!r} in the file's data")
+                f"tensor {_show(key)} in {name} overlaps tensor {_show(prev_key)} in the "
+                f"file's data")
         if info.nbytes:
             prev_key, prev_end = key, info.end
     if ordered:
@@ -126,7 +144,7 @@ def parse_header(header_bytes, file_size, name):
             last = max(ordered, key=lambda kv: kv[1].end)[0]
             raise ModelFolderError(
                 f"{name} is truncated: its header describes {need} bytes of tensor data "
-                f"(through tensor {last!r}), but only {data_size} are present "
+                f"(through tensor {_show(last)}), but only {data_size} are present "
                 f"({data_start + need} bytes expected in the file, {file_size} found)")
     return dict(ordered)
 

@@ -10,21 +10,95 @@ import heapq
 import math
 import random
 
+# More new tokens than anyone waits for: a bigger number is a typo (or a URL that was edited
+# by hand), refused with a sentence rather than run for days.
+MAX_NEW_TOKENS = 1_000_000
+# The other parameters go to the GPU as f32 and u32 (sample.wgsl): these bounds keep them
+# representable there, far beyond any useful value (a temperature of 1e-6 is greedy, of 1e6
+# uniform; top_k above the vocabulary size keeps every token).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 1e-6, 1e6
+MIN_TOP_P = 1e-6
+MAX_TOP_K = 1_000_000_000
+
+# The sampling parameters with the values that turn each one off, as the page and the URL
+# name them (index.html?max_new_tokens=N&temperature=T&top_k=K&top_p=P&seed=S).
+DEFAULTS = {"max_new_tokens": 50, "temperature": 1.0, "top_k": None, "top_p": None, "seed": None}
+
+
+def _whole(v):
+    # bool is an int in Python, but True is never a count. Python ints only: numpy's are
+    # refused by random.Random as a seed, so they are refused here, with a sentence, first.
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _real(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
 
 def check_params(max_new_tokens, temperature, top_k, top_p, seed):
     """Validate sampling parameters; raise ValueError with a sentence saying what is wrong."""
-    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
-        raise ValueError(f"max_new_tokens must be a whole number >= 0, got {max_new_tokens!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-            or not math.isfinite(temperature) or temperature < 0:
-        raise ValueError(f"temperature must be a finite number >= 0 (0 is greedy), got {temperature!r}")
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0):
-        raise ValueError(f"top_k must be a whole number >= 0 (0 turns it off), got {top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not isinstance(top_p, (int, float))
-                              or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be a number in (0, 1] (1 turns it off), got {top_p!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise ValueError(f"seed must be a whole number, got {seed!r}")
+    if not _whole(max_new_tokens) or not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
+        raise ValueError(f"max_new_tokens must be a whole number from 0 to {MAX_NEW_TOKENS}, "
+                         f"got {_show(max_new_tokens)}")
+    # math.isfinite would overflow on a huge int: _finite says False instead.
+    if not _real(temperature) or not _finite(temperature) or not (
+            temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):
+        raise ValueError(f"temperature must be 0 (greedy) or a number from {MIN_TEMPERATURE:g} "
+                         f"to {MAX_TEMPERATURE:g}, got {_show(temperature)}")
+    if top_k is not None and (not _whole(top_k) or not 0 <= top_k <= MAX_TOP_K):
+        raise ValueError(f"top_k must be a whole number from 0 (off) to {MAX_TOP_K}, "
+                         f"got {_show(top_k)}")
+    if top_p is not None and (not _real(top_p) or not MIN_TOP_P <= top_p <= 1):
+        raise ValueError(f"top_p must be a number from {MIN_TOP_P:g} to 1 (1 turns it off), "
+                         f"got {_show(top_p)}")
+    if seed is not None and not _whole(seed):
+        raise ValueError(f"seed must be a whole number, got {_show(seed)}")
+
+
+def _show(v):
+    """repr of a value for a message, cut short (a URL may carry a thousand digits)."""
+    text = repr(v)
+    return text if len(text) <= 40 else text[:30] + "... (" + str(len(text)) + " characters)"
+
+
+def _finite(x):
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
+def params_from_strings(values):
+    """Sampling parameters from text: a page's URL parameters or form fields.
+
+    `values` maps names (max_new_tokens, temperature, top_k, top_p, seed) to strings (or
+    numbers); other names are ignored, and a missing or empty value takes its default
+    (DEFAULTS). Returns a dict of the five, checked by check_params; a value that is not a
+    number raises ValueError naming the parameter and showing a good one.
+    """
+    out = dict(DEFAULTS)
+    examples = {"max_new_tokens": "100", "temperature": "0.8", "top_k": "40", "top_p": "0.9",
+                "seed": "1"}
+    for name in DEFAULTS:
+        raw = values.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        if not isinstance(raw, str):
+            out[name] = raw
+            continue
+        text = raw.strip()
+        whole = name in ("max_new_tokens", "top_k", "seed")
+        try:
+            value = int(text) if whole else float(text)
+        except ValueError:
+            kind = "a whole number" if whole else "a number"
+            raise ValueError(f"{name}={raw[:40]!r} is not {kind}; write it like "
+                             f"{name}={examples[name]}") from None
+        out[name] = value
+    if out["top_k"] == 0:
+        out["top_k"] = None     # 0 turns top-k off, as on the page
+    check_params(**out)
+    return out
 
 
 def candidates(logits, temperature, top_k=None, top_p=None):
@@ -34,6 +108,8 @@ def candidates(logits, temperature, top_k=None, top_p=None):
     survivors of top-k and top-p.
     """
     V = len(logits)
+    if any(map(math.isnan, logits)):    # NaN compares false to everything: no order to sort
+        raise _broken_logits()
     if top_k and top_k < V:
         ids = heapq.nlargest(top_k, range(V), key=logits.__getitem__)
     else:
@@ -41,6 +117,8 @@ def candidates(logits, temperature, top_k=None, top_p=None):
     m = logits[ids[0]]
     weights = [math.exp((logits[i] - m) / temperature) for i in ids]
     total = math.fsum(weights)
+    if not 0 < total < math.inf:    # the largest logit is +inf or -inf
+        raise _broken_logits()
     probs = [w / total for w in weights]
     if top_p is not None and top_p < 1.0:
         # Keep tokens while the probability mass before them is below top_p (at least one).
@@ -54,6 +132,11 @@ def candidates(logits, temperature, top_k=None, top_p=None):
         total = math.fsum(probs)
         probs = [p / total for p in probs]
     return list(zip(ids, probs))
+
+
+def _broken_logits():
+    return ValueError("the model's logits are NaN or infinite, so no token can be drawn: its "
+                      "weights or the GPU computation are broken (load the model again)")
 
 
 def sample(logits, temperature, top_k=None, top_p=None, rng=None):

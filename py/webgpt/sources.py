@@ -64,6 +64,10 @@ class LocalSource(Source):
     def _missing(self, name):
         return ModelFolderError(f"{self.where(name)} does not exist")
 
+    def _unreadable(self, name, e):
+        # Permission denied, a folder where a file should be, an I/O error of the disk.
+        return ModelFolderError(f"{self.where(name)} cannot be read: {e.strerror or e}")
+
     async def exists(self, name):
         return os.path.isfile(self.where(name))
 
@@ -75,12 +79,16 @@ class LocalSource(Source):
             raise self._missing(name) from None
         except UnicodeDecodeError:
             raise ModelFolderError(f"{self.where(name)} is not UTF-8 text") from None
+        except OSError as e:
+            raise self._unreadable(name, e) from None
 
     async def size(self, name):
         try:
             return os.path.getsize(self.where(name))
         except FileNotFoundError:
             raise self._missing(name) from None
+        except OSError as e:
+            raise self._unreadable(name, e) from None
 
     async def read(self, name, start, end):
         try:
@@ -89,6 +97,8 @@ class LocalSource(Source):
                 data = f.read(end - start)
         except FileNotFoundError:
             raise self._missing(name) from None
+        except OSError as e:
+            raise self._unreadable(name, e) from None
         if len(data) != end - start:
             raise _short(self.where(name), start, end, start + len(data))
         return data
@@ -104,6 +114,8 @@ class LocalSource(Source):
             f = open(self.where(name), "rb")
         except FileNotFoundError:
             raise self._missing(name) from None
+        except OSError as e:
+            raise self._unreadable(name, e) from None
         with f:
             f.seek(start)
             pos = start
@@ -136,6 +148,9 @@ def open_source(path_or_url):
     if isinstance(path_or_url, Source) or hasattr(path_or_url, "chunks"):
         return path_or_url
     where = os.fspath(path_or_url)
+    if not where:
+        raise ModelFolderError("no model folder was given: pass the folder that holds "
+                               "config.json")
     if sys.platform == "emscripten":
         # In Pyodide a folder in the virtual file system (written by the user's own code)
         # is read directly; anything else is a URL, relative to the page when not absolute.

@@ -18,6 +18,7 @@ encode_ordinary): special tokens never come from user text.
 import codecs
 import heapq
 import json
+import operator
 import unicodedata
 from importlib import resources
 
@@ -195,17 +196,24 @@ _BPE_CACHE_LIMIT = 1 << 17
 _BPE_CACHE_MAX_PIECE = 64
 
 
+# Token ids are below this (GPT-2 has 50257; the largest vocabularies about 2**18): a larger id
+# in vocab.json is corruption, and would make the id -> bytes table absurdly large.
+MAX_TOKEN_ID = 1 << 24
+
+
 class Tokenizer:
     """GPT-2 byte-level BPE from vocab.json (token string -> id) and merges.txt (ranked pairs)."""
 
-    def __init__(self, vocab, merges):
+    def __init__(self, vocab, merges, vocab_name="vocab.json"):
         if not isinstance(vocab, dict):
             raise TypeError(
                 f"vocab must be a dict of token string -> id, not {type(vocab).__name__}")
         for token, token_id in vocab.items():
-            if not isinstance(token, str) or not isinstance(token_id, int) or token_id < 0:
-                raise TokenizerError(f"vocab.json must map token strings to ids >= 0; "
-                                     f"it maps {token!r} to {token_id!r}")
+            if not isinstance(token, str) or not isinstance(token_id, int) \
+                    or isinstance(token_id, bool) or not 0 <= token_id < MAX_TOKEN_ID:
+                raise TokenizerError(f"{vocab_name} must map token strings to ids from 0 to "
+                                     f"{MAX_TOKEN_ID - 1}; it maps {token[:40]!r} to "
+                                     f"{str(token_id)[:40]}")
         self._vocab = dict(vocab)
         # Later duplicates win, as in OpenAI's encoder and Hugging Face's slow tokenizer.
         self._merge_ranks = {(left, right): rank for rank, (left, right) in enumerate(merges)}
@@ -218,15 +226,19 @@ class Tokenizer:
         self._cache = {}
 
     @classmethod
-    def from_texts(cls, vocab_json_text, merges_text):
-        """Build from the text of vocab.json and of merges.txt (Hugging Face's GPT-2 files)."""
+    def from_texts(cls, vocab_json_text, merges_text, vocab_name="vocab.json",
+                   merges_name="merges.txt"):
+        """Build from the text of vocab.json and of merges.txt (Hugging Face's GPT-2 files).
+
+        `vocab_name` and `merges_name` (paths or URLs) name the files in error messages.
+        """
         try:
             vocab = json.loads(vocab_json_text)
-        except ValueError as e:
-            raise TokenizerError(f"vocab.json is not valid JSON: {e}") from None
+        except (ValueError, RecursionError) as e:     # RecursionError: absurdly deep nesting
+            raise TokenizerError(f"{vocab_name} is not valid JSON: {e}") from None
         if not isinstance(vocab, dict):
-            raise TokenizerError("vocab.json must hold a JSON object of token string -> id")
-        return cls(vocab, _parse_merges(merges_text))
+            raise TokenizerError(f"{vocab_name} must hold a JSON object of token string -> id")
+        return cls(vocab, _parse_merges(merges_text, merges_name), vocab_name)
 
     @classmethod
     def gpt2(cls):
@@ -361,7 +373,8 @@ class Tokenizer:
         where = f"position {at}" if len(chars) == 1 else f"positions {at}-{at + len(chars) - 1}"
         return TokenizerError(
             f"the tokenizer cannot encode {what} {chars!r} ({code_points}) at {where}: "
-            f"its vocabulary has no token for the UTF-8 bytes {missing}",
+            f"its vocabulary has no token for the UTF-8 bytes {missing}; remove or replace "
+            f"{'it' if len(chars) == 1 else 'them'}",
             position=at, chars=chars)
 
     # -- decoding ------------------------------------------------------------------------------
@@ -369,10 +382,15 @@ class Tokenizer:
     def token_bytes(self, token_id):
         """The bytes of one token (part of a UTF-8 character, possibly)."""
         table = self._id_to_bytes
-        if not 0 <= token_id < len(table) or table[token_id] is None:
+        try:
+            # Any integer (numpy's too), but not a float, a string or a bool.
+            i = -1 if isinstance(token_id, bool) else operator.index(token_id)
+        except TypeError:
+            i = -1
+        if not 0 <= i < len(table) or table[i] is None:
             raise TokenizerError(
                 f"token id {token_id!r} is not in the vocabulary (ids 0..{len(table) - 1})")
-        return table[token_id]
+        return table[i]
 
     def decode(self, ids):
         """Text of token ids; bytes that are not valid UTF-8 become U+FFFD."""
@@ -382,7 +400,7 @@ class Tokenizer:
         return raw.decode("utf-8", errors="replace")
 
 
-def _parse_merges(merges_text):
+def _parse_merges(merges_text, merges_name="merges.txt"):
     """Ranked (left, right) pairs from merges.txt: an optional '#version' first line, then one
     'left right' pair per line, best first."""
     merges = []
@@ -394,7 +412,7 @@ def _parse_merges(merges_text):
         pair = line.split(" ")
         if len(pair) != 2 or not pair[0] or not pair[1]:
             raise TokenizerError(
-                f"merges.txt line {number} is {line!r}; each line must be two tokens "
+                f"{merges_name} line {number} is {line[:80]!r}; each line must be two tokens "
                 f"separated by one space")
         merges.append((pair[0], pair[1]))
     return merges

@@ -22,6 +22,20 @@ def _usage(kind):
     return U.STORAGE | U.COPY_SRC | U.COPY_DST
 
 
+def _error(e, doing):
+    """wgpu's exception `e`, raised while `doing` something, as one sentence: GPUError, or
+    MemoryError for an out-of-memory. A lost device says to load the model again."""
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    reason = lines[-1] if lines else type(e).__name__  # the last line says why; the rest is where
+    if "lost" in reason.lower():
+        return GPUError(f"the GPU device was lost ({reason}); load the model again "
+                        f"(webgpt.load opens a new device)")
+    if isinstance(e, wgpu.GPUOutOfMemoryError) or "out of memory" in reason.lower():
+        return MemoryError(f"the GPU is out of memory: {doing} failed ({reason}); use a smaller "
+                           f"model or close other programs that use the GPU")
+    return GPUError(f"WebGPU error: {doing} failed: {reason}")
+
+
 async def request_device(required_limits=None, features=("shader-f16",)):
     if wgpu is None:
         raise GPUError(f"the native backend needs the wgpu package (pip install wgpu): {_import_error}")
@@ -84,7 +98,11 @@ class NativeDevice(Device):
         # Sizes are rounded up to 4 bytes, as writes and copies need.
         size = max(4, (size + 3) // 4 * 4)
         kind = UNIFORM if uniform else STORAGE
-        buf = self._dev.create_buffer(size=size, usage=_usage(kind), label=label)
+        try:
+            buf = self._dev.create_buffer(size=size, usage=_usage(kind), label=label)
+        except wgpu.GPUError as e:
+            raise _error(e, f"creating buffer {label!r} of {size / 2**20:.1f} MiB, with "
+                            f"{self.allocated / 2**20:.1f} MiB held already,") from e
         self.allocated += size
         return buf
 
@@ -93,7 +111,10 @@ class NativeDevice(Device):
         n = memoryview(data).nbytes
         if n % 4:
             data = bytes(data) + bytes(4 - n % 4)
-        self._dev.queue.write_buffer(buf, offset, data)
+        try:
+            self._dev.queue.write_buffer(buf, offset, data)
+        except wgpu.GPUError as e:
+            raise _error(e, "writing a buffer") from e
 
     def pipeline(self, code, constants=None, label=""):
         module = self._dev.create_shader_module(code=code, label=label)
@@ -123,21 +144,27 @@ class NativeDevice(Device):
 
     async def map_read(self, buf, size):
         """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
-        await buf.map_async(wgpu.MapMode.READ, 0, buf.size)
         try:
-            return bytes(buf.read_mapped(0, size, copy=True))
-        finally:
-            buf.unmap()
+            await buf.map_async(wgpu.MapMode.READ, 0, buf.size)
+            try:
+                return bytes(buf.read_mapped(0, size, copy=True))
+            finally:
+                buf.unmap()
+        except wgpu.GPUError as e:
+            raise _error(e, "reading back a result") from e
 
     async def read(self, buf, offset, size):
         # One staging buffer, grown as needed and reused between reads.
-        if self._readback is None or self._readback.size < size:
-            if self._readback is not None:
-                self._readback.destroy()
-            self._readback = self.readback_buffer(max(256, size))
-        enc = self._dev.create_command_encoder()
-        enc.copy_buffer_to_buffer(buf, offset, self._readback, 0, size)
-        self._dev.queue.submit([enc.finish()])
+        try:
+            if self._readback is None or self._readback.size < size:
+                if self._readback is not None:
+                    self._readback.destroy()
+                self._readback = self.readback_buffer(max(256, size))
+            enc = self._dev.create_command_encoder()
+            enc.copy_buffer_to_buffer(buf, offset, self._readback, 0, size)
+            self._dev.queue.submit([enc.finish()])
+        except wgpu.GPUError as e:
+            raise _error(e, "reading back a result") from e
         return await self.map_read(self._readback, size)
 
     def destroy(self, buf):

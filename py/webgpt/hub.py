@@ -1,0 +1,509 @@
+"""Download GPT-2 model folders from the Hugging Face hub, with the standard library only.
+
+    fetch("gpt2", "weights/gpt2")     # config.json, model.safetensors, vocab.json, merges.txt
+
+Only what a model folder needs is downloaded (not pytorch_model.bin, tf_model.h5, onnx/, ...).
+Each file goes to `<file>.part` first; an interrupted download resumes from there with a Range
+request (within the run, and in a later run); a finished file is checked against the size and
+hash the hub publishes for it, then renamed into place. Progress goes to stderr.
+
+How the hub serves a repository (as huggingface_hub's own client uses it):
+
+- `GET {endpoint}/api/models/{repo}/revision/{revision}?blobs=true` is JSON with "id" (the
+  canonical repository id: "gpt2" answers as "openai-community/gpt2"), "sha" (the commit the
+  revision points to) and "siblings": [{"rfilename", "size", "blobId" (the git blob sha1),
+  "lfs": {"sha256", "size", "pointerSize"}}], "lfs" only for files kept in LFS (or Xet): the
+  weights.
+- `{endpoint}/{repo}/resolve/{revision}/{filename}` serves a file. A HEAD request answers, without
+  following redirects, with X-Repo-Commit and an ETag; for an LFS file it redirects to the
+  storage location and adds X-Linked-Etag (the file's sha256, quoted) and X-Linked-Size. For
+  other files the ETag is the git blob sha1. GET serves the bytes and honours Range.
+- Errors carry X-Error-Code: RepoNotFound (status 401 for anonymous requests, which cannot
+  tell a missing repository from a private one), RevisionNotFound, EntryNotFound (404).
+
+Files are resolved at the commit the API names, so every file comes from the same revision even
+if the branch moves during a long download. HF_ENDPOINT overrides the endpoint (a mirror, or the
+tests' local server).
+"""
+
+import hashlib
+import http.client
+import json
+import os
+import shutil
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from .config import GPT2Config
+from .sources import ModelFolderError
+
+__all__ = ["HubError", "MODELS", "endpoint", "fetch"]
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+# The official GPT-2 checkpoints, by the names transformers and nanoGPT use for them, and the
+# repositories they live in now (the short names redirect there).
+MODELS = {
+    "gpt2": "openai-community/gpt2",                # 124M
+    "gpt2-medium": "openai-community/gpt2-medium",  # 355M
+    "gpt2-large": "openai-community/gpt2-large",    # 774M
+    "gpt2-xl": "openai-community/gpt2-xl",          # 1.5B
+    "distilgpt2": "distilbert/distilgpt2",          # 82M
+}
+
+TOKENIZER = ("vocab.json", "merges.txt")
+SINGLE = "model.safetensors"
+INDEX = "model.safetensors.index.json"
+OPTIONAL = ("generation_config.json",)
+
+USER_AGENT = "webgpt-py (urllib)"
+CHUNK = 1 << 20
+
+
+class HubError(Exception):
+    """A download that cannot go on: no network, no such model or file, a bad hash, no space.
+    The message is one line for the user."""
+
+
+def endpoint():
+    return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0, retries=5,
+          retry_wait=1.0):
+    """Download model `name` (a key of MODELS or an "owner/repo" id) into folder `dest`.
+
+    Returns {file name: size} of the folder's files. `log(line)` gets progress and messages
+    (default: stderr). A failed download raises HubError and keeps what it had in `.part`
+    files, so running it again resumes.
+    """
+    log = log or _stderr
+    base = (endpoint_url or endpoint()).rstrip("/")
+    repo = MODELS.get(name, name)
+    if "/" not in repo:
+        raise HubError(f"unknown model {name!r}: use one of {', '.join(MODELS)} or a hub "
+                       f"repository id such as openai-community/gpt2")
+    hub = _Hub(base, timeout)
+
+    info = hub.model_info(repo, revision)
+    repo = info.get("id") or repo
+    commit = info.get("sha") or revision
+    siblings = {s["rfilename"]: s for s in info.get("siblings") or []
+                if isinstance(s, dict) and isinstance(s.get("rfilename"), str)}
+    where = f"{repo} at {revision}" + (f" ({commit[:7]})" if commit != revision else "")
+
+    missing = [f for f in ("config.json",) + TOKENIZER if f not in siblings]
+    if missing:
+        raise HubError(f"{where} has no {' or '.join(missing)}; a model folder needs config.json, "
+                       f"vocab.json and merges.txt (GPT-2's BPE tokenizer files)")
+    if SINGLE not in siblings and INDEX not in siblings:
+        if "pytorch_model.bin" in siblings:
+            raise HubError(f"{where} has only pytorch_model.bin (a pickle), no safetensors "
+                           f"weights; webgpt reads safetensors only: load it with transformers "
+                           f"and save_pretrained() it (that writes model.safetensors), then "
+                           f"use that folder")
+        raise HubError(f"{where} has no {SINGLE} and no {INDEX}")
+
+    fresh = not os.path.isdir(dest) or not os.listdir(dest)
+    os.makedirs(dest, exist_ok=True)
+    if fresh:  # a folder made for the download (never a folder that held other things)
+        _ignore_in_git(dest)
+    files = {}
+
+    def get(filename):
+        url = hub.resolve_url(repo, commit, filename)
+        want = _expected(filename, siblings.get(filename), hub.head(url, filename))
+        # Storage URLs are signed for a while only: a retry asks the hub for a fresh one.
+        want.relocate = lambda: hub.head(url, filename)["location"]
+        path = os.path.join(dest, filename)
+        _download(hub, want, path, log, retries, retry_wait)
+        files[filename] = want.size
+        return path
+
+    # Small files first: a config webgpt cannot run fails before gigabytes are downloaded.
+    with open(get("config.json"), encoding="utf-8") as f:
+        config_text = f.read()
+    try:
+        GPT2Config.from_json(config_text, f"{where}: config.json")
+    except ModelFolderError as e:
+        raise HubError(str(e)) from None
+    for filename in TOKENIZER + tuple(f for f in OPTIONAL if f in siblings):
+        get(filename)
+    weights = [SINGLE] if SINGLE in siblings else _shards(get(INDEX), where, siblings)
+    _check_space(dest, weights, siblings)
+    for filename in weights:
+        get(filename)
+
+    total = sum(files.values())
+    log(f"{dest}: {', '.join(files)} ({_mb(total)}) from {repo} at commit {commit}")
+    return files
+
+
+# ---------------------------------------------------------------- the hub's HTTP interface
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None  # HEAD reports the redirect itself (the hub's headers are on it)
+
+
+class _Hub:
+    def __init__(self, base, timeout):
+        self.base = base
+        self.timeout = timeout
+        self._head_opener = urllib.request.build_opener(_NoRedirect)
+
+    def resolve_url(self, repo, revision, filename):
+        return (f"{self.base}/{repo}/resolve/{urllib.parse.quote(revision, safe='')}/"
+                f"{urllib.parse.quote(filename)}")
+
+    def open(self, url, headers=None, method="GET", opener=None):
+        req = urllib.request.Request(url, method=method,
+                                     headers={"User-Agent": USER_AGENT, **(headers or {})})
+        try:
+            return (opener.open if opener else urllib.request.urlopen)(req, timeout=self.timeout)
+        except urllib.error.HTTPError:
+            raise
+        except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            raise HubError(f"cannot reach {_host(url)}: {_reason(e)}; check the network connection "
+                           f"(or set HF_ENDPOINT to a mirror)") from None
+
+    def model_info(self, repo, revision):
+        url = (f"{self.base}/api/models/{repo}/revision/{urllib.parse.quote(revision, safe='')}"
+               f"?blobs=true")
+        try:
+            with self.open(url) as r:
+                body = r.read()
+        except urllib.error.HTTPError as e:
+            raise _http_error(e, f"model {repo} (revision {revision})") from None
+        try:
+            info = json.loads(body)
+        except ValueError:
+            raise HubError(f"{url} did not answer with JSON; is {self.base} a Hugging Face "
+                           f"hub?") from None
+        if not isinstance(info, dict) or not isinstance(info.get("siblings"), list):
+            raise HubError(f"{url} did not list the repository's files (no \"siblings\")")
+        return info
+
+    def head(self, url, filename):
+        """The hub's metadata for a file: {etag, size, commit, location}. Relative redirects
+        (a renamed repository) are followed; an absolute one is the storage location."""
+        for _ in range(5):
+            try:
+                r = self.open(url, method="HEAD", opener=self._head_opener)
+                r.close()
+                status, headers = r.status, r.headers
+            except urllib.error.HTTPError as e:
+                status, headers = e.code, e.headers
+                e.close()
+                if not 300 <= status < 400:
+                    raise _http_error(e, filename) from None
+            location = headers.get("Location")
+            if 300 <= status < 400 and location and not urllib.parse.urlsplit(location).netloc:
+                url = urllib.parse.urljoin(url, location)
+                continue
+            redirected = 300 <= status < 400 and bool(location)
+            # A redirect's own ETag and Content-Length describe the redirect, not the file.
+            etag = headers.get("X-Linked-Etag") or (None if redirected else headers.get("ETag"))
+            size = headers.get("X-Linked-Size") or (
+                None if redirected else headers.get("Content-Length"))
+            return {"etag": _unquote_etag(etag or ""),
+                    "size": int(size) if size and size.isdigit() else None,
+                    "commit": headers.get("X-Repo-Commit"),
+                    "location": location if redirected else url}
+        raise HubError(f"{filename}: too many redirects from {_host(url)}")
+
+
+def _http_error(e, what):
+    code = e.headers.get("X-Error-Code") if e.headers else None
+    message = e.headers.get("X-Error-Message") if e.headers else None
+    detail = f" ({message})" if message else ""
+    if code == "RepoNotFound" or (e.code == 401 and code is None):
+        return HubError(f"{what}: no such repository on {_host(e.url)} (HTTP {e.code}{detail}); "
+                        f"check the name (private or gated repositories are not supported)")
+    if code == "RevisionNotFound":
+        return HubError(f"{what}: no such revision (HTTP {e.code}{detail})")
+    if code == "EntryNotFound" or e.code == 404:
+        return HubError(f"{what}: not found at {e.url} (HTTP {e.code}{detail})")
+    return HubError(f"{what}: HTTP {e.code} {e.reason} from {e.url}{detail}")
+
+
+def _host(url):
+    parts = urllib.parse.urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
+
+
+def _reason(e):
+    reason = getattr(e, "reason", None) or e
+    if isinstance(reason, OSError) and reason.strerror:
+        return reason.strerror
+    return str(reason) or type(reason).__name__
+
+
+def _unquote_etag(etag):
+    etag = etag.strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    return etag.strip('"')
+
+
+# ---------------------------------------------------------------- what a file must be
+
+
+class _Want:
+    """A file to download: where from, its size, and the hash it must have."""
+
+    def __init__(self, filename, url, size, sha256=None, git_sha1=None):
+        self.filename, self.url, self.size = filename, url, size
+        self.sha256, self.git_sha1 = sha256, git_sha1
+        self.relocate = None
+
+
+def _is_hex(s, n):
+    return isinstance(s, str) and len(s) == n and all(c in "0123456789abcdef" for c in s)
+
+
+def _expected(filename, sibling, head):
+    """Size and hash from the API listing, checked against the HEAD response's headers."""
+    sibling = sibling or {}
+    lfs = sibling.get("lfs") if isinstance(sibling.get("lfs"), dict) else None
+    sha256 = lfs.get("sha256") if lfs else None
+    git_sha1 = None if lfs else sibling.get("blobId")
+    size = (lfs or sibling).get("size")
+    etag = head["etag"].lower()
+    # The HEAD response's ETag: the sha256 for LFS files, the git blob sha1 for the others.
+    if _is_hex(etag, 64):
+        if sha256 and sha256 != etag:
+            raise HubError(f"{filename}: the hub lists sha256 {sha256} but serves {etag}")
+        sha256 = etag
+    elif _is_hex(etag, 40) and not sha256:
+        if git_sha1 and git_sha1 != etag:
+            raise HubError(f"{filename}: the hub lists blob {git_sha1} but serves {etag}")
+        git_sha1 = etag
+    if head["size"] is not None:
+        if size is not None and size != head["size"]:
+            raise HubError(f"{filename}: the hub lists {size} bytes but serves {head['size']}")
+        size = head["size"]
+    if not isinstance(size, int) or size < 0:
+        raise HubError(f"{filename}: the hub does not say its size")
+    if not (_is_hex(sha256, 64) or _is_hex(git_sha1, 40)):
+        raise HubError(f"{filename}: the hub publishes no sha256 for it, so it cannot be checked")
+    return _Want(filename, head["location"], size, sha256, git_sha1)
+
+
+def _size_of(sibling):
+    if not sibling:
+        return 0
+    lfs = sibling.get("lfs")
+    size = (lfs if isinstance(lfs, dict) else sibling).get("size")
+    return size if isinstance(size, int) else 0
+
+
+def _shards(index_path, where, siblings):
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            weight_map = json.load(f).get("weight_map")
+    except (OSError, ValueError, AttributeError) as e:
+        raise HubError(f"{where}: {INDEX} is not a valid index ({e})") from None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise HubError(f"{where}: {INDEX} has no weight_map")
+    shards = sorted(set(weight_map.values()))
+    for shard in shards:
+        if not isinstance(shard, str) or "/" in shard or shard not in siblings:
+            raise HubError(f"{where}: {INDEX} names shard {shard!r}, which the repository lacks")
+    return shards
+
+
+# ---------------------------------------------------------------- downloading one file
+
+
+def _download(hub, want, path, log, retries, retry_wait):
+    """Download want.url to path via path.part: resume, retry, check, rename."""
+    name = want.filename
+    if os.path.isfile(path) and os.path.getsize(path) == want.size and _check(path, want) is None:
+        log(f"{name}: already here ({_mb(want.size)}), hash checked")
+        return
+    part = path + ".part"
+    resumed_from_before = os.path.isfile(part) and 0 < os.path.getsize(part) <= want.size
+    for fresh_start in (False, True):
+        _fill(hub, want, part, log, retries, retry_wait)
+        bad = _check(part, want)
+        if bad is None:
+            os.replace(part, path)
+            return
+        os.remove(part)
+        if fresh_start or not resumed_from_before:
+            raise HubError(f"{name}: {bad}; deleted the download, run the command again to retry")
+        # The .part left by an earlier run may be from another version of the file.
+        log(f"{name}: {bad} after resuming an earlier download; starting it again from zero")
+
+
+def _fill(hub, want, part, log, retries, retry_wait):
+    """Bring part to want.size bytes, resuming with Range requests; up to `retries` more tries
+    when the connection drops."""
+    name, total = want.filename, want.size
+    failures = 0
+    progress = None
+    while True:
+        have = os.path.getsize(part) if os.path.isfile(part) else 0
+        if have > total:
+            os.remove(part)
+            have = 0
+        if have == total:
+            break
+        if progress is None:
+            progress = _Progress(name, total, have, log)
+        headers = {"Range": f"bytes={have}-"} if have else {}
+        error = None
+        try:
+            with hub.open(want.url, headers) as r:
+                if have and r.status != 206:
+                    have = 0  # the server ignored Range: start over
+                elif have and not _range_starts_at(r.headers.get("Content-Range"), have):
+                    raise HubError(f"{name}: the server answered Range bytes={have}- with "
+                                   f"{r.headers.get('Content-Range')!r}")
+                progress.restart(have)
+                with open(part, "ab" if have else "wb") as f:
+                    while True:
+                        block = r.read(CHUNK)
+                        if not block:
+                            break
+                        f.write(block)
+                        progress.update(len(block))
+        except urllib.error.HTTPError as e:
+            if e.code == 416 and have:
+                # Range past the end: the .part is not a prefix of this file.
+                os.remove(part)
+                continue
+            if not (e.code in (403, 408, 429) or e.code >= 500):  # 403: an expired signed URL
+                raise _http_error(e, name) from None
+            error = f"HTTP {e.code} {e.reason}"
+        except HubError as e:
+            error = str(e)
+        except (OSError, http.client.HTTPException) as e:
+            error = _reason(e)
+        now = os.path.getsize(part) if os.path.isfile(part) else 0
+        if now >= total:
+            continue
+        failures += 1
+        why = error or "the connection closed early"
+        if failures > retries:
+            raise HubError(f"{name}: download failed at byte {now} of {total} ({why}); the part "
+                           f"is kept in {part}: run the command again to resume")
+        log(f"{name}: interrupted at byte {now} of {total} ({why}); resuming "
+            f"(retry {failures} of {retries})")
+        time.sleep(retry_wait * failures)
+        if want.relocate is not None:
+            try:
+                want.url = want.relocate()
+            except HubError:
+                pass  # the next try fails too, and counts
+    if progress is not None:
+        progress.done()
+
+
+def _range_starts_at(content_range, start):
+    # "bytes 1000-4999/5000"
+    try:
+        unit, rest = content_range.split(" ", 1)
+        return unit == "bytes" and int(rest.split("-", 1)[0]) == start
+    except (AttributeError, ValueError):
+        return False
+
+
+def _check(path, want):
+    """None when the file has the size and hash the hub published; else what is wrong."""
+    size = os.path.getsize(path)
+    if size != want.size:
+        return f"{size} bytes, expected {want.size}"
+    if want.sha256:
+        h = hashlib.sha256()
+    else:
+        h = hashlib.sha1()
+        h.update(b"blob %d\0" % size)  # a git blob's id: sha1 over this header and the bytes
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(CHUNK), b""):
+            h.update(block)
+    got = h.hexdigest()
+    want_hash = want.sha256 or want.git_sha1
+    if got != want_hash:
+        kind = "sha256" if want.sha256 else "git blob sha1"
+        return f"{kind} {got} does not match the hub's {want_hash}"
+    return None
+
+
+def _check_space(dest, names, siblings):
+    """Fail before a download that cannot fit (counting what is already there)."""
+    need = 0
+    for name in names:
+        size = _size_of(siblings.get(name))
+        path = os.path.join(dest, name)
+        if os.path.isfile(path) and os.path.getsize(path) == size:
+            continue
+        part = path + ".part"
+        need += size - (os.path.getsize(part) if os.path.isfile(part) else 0)
+    free = shutil.disk_usage(dest).free
+    if need > free:
+        raise HubError(f"{', '.join(names)} need {_mb(need)} more but {dest} has "
+                       f"{_mb(free)} free")
+
+
+def _ignore_in_git(dest):
+    """A downloaded model is data, not source: keep it out of `git status`."""
+    path = os.path.join(dest, ".gitignore")
+    if not os.path.exists(path):
+        with open(path, "w", encoding="utf-8") as f:
+            f.write("# Downloaded by `python build.py fetch`: not part of the repository.\n*\n")
+
+
+# ---------------------------------------------------------------- progress
+
+
+def _stderr(line):
+    print(line, file=sys.stderr, flush=True)
+
+
+def _mb(n):
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n} bytes"
+
+
+class _Progress:
+    """Bytes done / total and the rate: one line redrawn on a terminal, else a line every 10 s."""
+
+    def __init__(self, name, total, done, log):
+        self.name, self.total, self.done_bytes = name, total, done
+        self.log = log
+        self.tty = log is _stderr and sys.stderr.isatty()
+        self.t0 = self.last = time.monotonic()
+        self.start_bytes = done
+        if done:
+            log(f"{name}: resuming at {_mb(done)} of {_mb(total)}")
+        elif total >= 1 << 20:  # small files get only the closing line
+            log(f"{name}: downloading {_mb(total)}")
+
+    def restart(self, done):
+        self.done_bytes = done
+
+    def update(self, n):
+        self.done_bytes += n
+        now = time.monotonic()
+        if now - self.last >= (0.25 if self.tty else 10.0):
+            self.last = now
+            self._show(now, end="")
+
+    def _show(self, now, end):
+        rate = (self.done_bytes - self.start_bytes) / max(now - self.t0, 1e-6)
+        pct = 100.0 * self.done_bytes / self.total if self.total else 100.0
+        line = (f"{self.name}: {_mb(self.done_bytes)} / {_mb(self.total)} ({pct:.0f}%) "
+                f"{rate / 1e6:.1f} MB/s")
+        if self.tty:
+            sys.stderr.write("\r\x1b[K" + line + ("\n" if end == "\n" else ""))
+            sys.stderr.flush()
+        else:
+            self.log(line)
+
+    def done(self):
+        self._show(time.monotonic(), end="\n")
