@@ -4,6 +4,10 @@
     python3 build.py                      build the site into dist/
     python3 build.py serve [--port N]     build, then serve dist/ on http://127.0.0.1:8000/
     python3 build.py test [pytest args]   the whole test suite (browser tests included)
+    python3 build.py fetch NAME [--dest D] download gpt2 (-medium, -large, -xl), distilgpt2
+                                          or a hub repo from Hugging Face into weights/NAME
+    python3 build.py import nanogpt CKPT OUT | import webgpt DIR OUT
+                                          convert a nanoGPT ckpt.pt or a WebGPT weight folder
 
 A fresh machine runs this with the system Python before anything is installed, so the top
 level uses the standard library only. Each command first makes what it needs, once (stamp
@@ -11,13 +15,16 @@ files make the checks fast when nothing changed):
 
 - a virtual environment at .venv with requirements.txt (requirements-test.txt for `test`),
   then re-runs itself inside it;
-- `npm ci` in web/ (Pyodide, pinned in web/package-lock.json);
+- `npm ci` in web/ (Pyodide, CodeMirror and esbuild, pinned in web/package-lock.json);
 - for `test`, as root and where missing: `apt-get install chromium mesa-vulkan-drivers`.
 
 The site (dist/): the page (web/), Pyodide's runtime files, the pure wheels packaging and
 micropip (pinned by sha256 below), this project's own wheel built from py/ and shaders/, and
 every model folder under weights/ that has a config.json, in models/<name>/ with
-models/index.json listing them. Nothing on the page comes from anywhere else.
+models/index.json listing them. Nothing on the page comes from anywhere else. The page's code
+editor is CodeMirror, bundled from web/editor/ into editor.js by esbuild; the files it shows
+(web/scripts/, web/examples/, py/webgpt/, shaders/) are copied into code/, listed with their
+sha256 in code/index.json.
 """
 
 import argparse
@@ -53,7 +60,13 @@ PURE_WHEELS = {
 }
 PYODIDE_PYTHON = "3.14"
 # Files of web/ that are not part of the page.
-WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png"}
+WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png", ".npmrc"}
+# The in-page editor: the bundle's entry (CodeMirror from npm, bundled by esbuild) and the
+# folders of the files it shows, by their path on the page (code/<path> in the site).
+EDITOR_SOURCES = os.path.join(WEB, "editor")
+CODE_FOLDERS = {"scripts": os.path.join(WEB, "scripts"), "examples": os.path.join(WEB, "examples"),
+                "webgpt": os.path.join(ROOT, "py", "webgpt"), "shaders": os.path.join(ROOT, "shaders")}
+CODE_SUFFIXES = (".py", ".wgsl")
 # Files of a model folder that go into the site (scripts, logs and caches stay behind).
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json",
                "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
@@ -200,12 +213,12 @@ def ensure_npm():
     lock = os.path.join(WEB, "package-lock.json")
     stamp = os.path.join(WEB, "node_modules", ".webgpt-npm-ci")
     digest = sha256_file(lock)
-    if read_stamp(stamp) == digest and all(
+    if read_stamp(stamp) == digest and os.path.exists(esbuild_path()) and all(
             os.path.exists(os.path.join(WEB, "node_modules", "pyodide", f)) for f in PYODIDE_FILES):
         return
     if not shutil.which("npm"):
         apt_install("nodejs", "npm")
-    run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB)
+    run(["npm", "ci", "--include=dev", "--no-audit", "--no-fund", "--loglevel=error"], cwd=WEB)
     write_stamp(stamp, digest)
 
 
@@ -332,6 +345,10 @@ def build(out=DIST, extra_models=None):
         if name not in WEB_EXCLUDE and os.path.isfile(src):
             copy_if_changed(src, os.path.join(out, name))
             page_files.add(name)
+    for path in editor_bundle():  # editor.js and the licenses of what it bundles
+        copy_if_changed(path, os.path.join(out, os.path.basename(path)))
+        page_files.add(os.path.basename(path))
+    copy_code(os.path.join(out, "code"))
     for name in os.listdir(out):
         if name not in page_files and os.path.isfile(os.path.join(out, name)):
             os.remove(os.path.join(out, name))
@@ -386,6 +403,88 @@ def build(out=DIST, extra_models=None):
     return out
 
 
+def esbuild_path():
+    return os.path.join(WEB, "node_modules", ".bin", "esbuild")
+
+
+def editor_bundle():
+    """The code editor (web/editor/index.js and CodeMirror from web/node_modules) bundled
+    into one ES module by esbuild, rebuilt in build/editor/ when a source or the lockfile
+    changed. Returns the paths of editor.js and editor-licenses.txt (the licenses of the
+    npm packages the bundle contains)."""
+    out = os.path.join(CACHE, "editor")
+    bundle, licenses = os.path.join(out, "editor.js"), os.path.join(out, "editor-licenses.txt")
+    stamp = os.path.join(out, ".sources")
+    digest = tree_digest([EDITOR_SOURCES, os.path.join(WEB, "package-lock.json")])
+    if read_stamp(stamp) == digest and os.path.exists(bundle) and os.path.exists(licenses):
+        return [bundle, licenses]
+    os.makedirs(out, exist_ok=True)
+    meta = os.path.join(out, "meta.json")
+    run([esbuild_path(), os.path.join("editor", "index.js"), "--bundle", "--format=esm",
+         "--minify", "--target=es2022", "--log-level=warning", f"--metafile={meta}",
+         "--banner:js=// The page's code editor: CodeMirror 6, bundled by build.py with esbuild. "
+         "Licenses: editor-licenses.txt", f"--outfile={bundle}"], cwd=WEB)
+    with open(meta, encoding="utf-8") as f:
+        inputs = json.load(f)["inputs"]
+    packages = sorted({_npm_package_dir(p) for p in inputs} - {None})
+    parts = ["Packages bundled into editor.js (from npm, pinned in web/package-lock.json).\n"]
+    for rel in packages:
+        folder = os.path.join(WEB, rel)
+        with open(os.path.join(folder, "package.json"), encoding="utf-8") as f:
+            info = json.load(f)
+        parts.append(f"\n{'=' * 72}\n{info['name']} {info['version']} ({info.get('license', '?')})\n\n")
+        for name in sorted(os.listdir(folder)):
+            if name.lower().startswith(("license", "licence")):
+                with open(os.path.join(folder, name), encoding="utf-8") as f:
+                    parts.append(f.read())
+    with open(licenses, "w", encoding="utf-8") as f:
+        f.write("".join(parts))
+    write_stamp(stamp, digest)
+    return [bundle, licenses]
+
+
+def _npm_package_dir(path):
+    """'node_modules/@scope/name/dist/x.js' -> 'node_modules/@scope/name' (None for our own)."""
+    parts = path.replace("\\", "/").split("/")
+    if "node_modules" not in parts:
+        return None
+    i = len(parts) - 1 - parts[::-1].index("node_modules")
+    n = 3 if parts[i + 1].startswith("@") else 2
+    return "/".join(parts[i:i + n])
+
+
+def code_files():
+    """{path on the page: file} of what the editor shows: scripts, examples, modules, shaders."""
+    files = {}
+    for prefix, top in CODE_FOLDERS.items():
+        for d, dirs, names in os.walk(top):
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+            for name in sorted(names):
+                if name.endswith(CODE_SUFFIXES):
+                    rel = os.path.relpath(os.path.join(d, name), top).replace(os.sep, "/")
+                    files[f"{prefix}/{rel}"] = os.path.join(d, name)
+    return files
+
+
+def copy_code(dst):
+    """The editor's files into dst/ with dst/index.json: [{path, kind, sha256, bytes}], where
+    kind is script, example, module or shader. The page keys a user's edits by sha256."""
+    kinds = {"scripts": "script", "examples": "example", "webgpt": "module", "shaders": "shader"}
+    index = []
+    for path, src in code_files().items():
+        copy_if_changed(src, os.path.join(dst, *path.split("/")))
+        index.append({"path": path, "kind": kinds[path.split("/")[0]],
+                      "sha256": sha256_file(src), "bytes": os.path.getsize(src)})
+    keep = {os.path.join(dst, *e["path"].split("/")) for e in index} | {os.path.join(dst, "index.json")}
+    for d, dirs, names in os.walk(dst, topdown=False):
+        for name in names:
+            if os.path.join(d, name) not in keep:
+                os.remove(os.path.join(d, name))
+        if d != dst and not os.listdir(d):
+            os.rmdir(d)
+    _write_json(os.path.join(dst, "index.json"), {"files": index})
+
+
 def _write_json(path, data):
     text = json.dumps(data, indent=1, sort_keys=True) + "\n"
     if read_stamp(path) != text.strip():
@@ -406,6 +505,16 @@ class Handler(http.server.SimpleHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "webgpt-build"
     quiet = True
+    # Cross-origin isolation: it gives the page SharedArrayBuffer, which Pyodide's interrupt
+    # buffer needs for the editor's Stop to interrupt any running Python. A static host
+    # needs the same two headers (see README); without them, Stop works between tokens only.
+    isolation_headers = {"Cross-Origin-Opener-Policy": "same-origin",
+                         "Cross-Origin-Embedder-Policy": "require-corp"}
+
+    def end_headers(self):
+        for name, value in self.isolation_headers.items():
+            self.send_header(name, value)
+        super().end_headers()
 
     def do_GET(self):
         self._serve(body=True)
@@ -571,18 +680,85 @@ def cmd_test(pytest_args):
     os.execv(sys.executable, [sys.executable, "-m", "pytest", *pytest_args])
 
 
+# ---------------------------------------------------------------- models: fetch, import
+
+
+def _webgpt():
+    """The webgpt package from py/ (also where the venv's .pth is not in effect)."""
+    sys.path.insert(0, os.path.join(ROOT, "py"))
+    import webgpt
+    return webgpt
+
+
+def cmd_fetch(argv):
+    p = argparse.ArgumentParser(
+        prog="build.py fetch", description="Download a GPT-2 model folder from the Hugging Face "
+        "hub (HF_ENDPOINT overrides https://huggingface.co); an interrupted download resumes.")
+    p.add_argument("name", help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, or a hub "
+                   "repository id (owner/name) with safetensors weights")
+    p.add_argument("--dest", help="the model folder to write (default weights/NAME)")
+    p.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
+    a = p.parse_args(argv)
+    _webgpt()
+    from webgpt import hub
+    dest = os.path.abspath(a.dest or os.path.join(WEIGHTS, a.name.rstrip("/").rsplit("/", 1)[-1]))
+    try:
+        hub.fetch(a.name, dest, a.revision)
+    except hub.HubError as e:
+        raise SystemExit(f"build.py: fetch: {e}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("build.py: fetch: interrupted; run it again to resume") from None
+    return 0
+
+
+def cmd_import(argv):
+    p = argparse.ArgumentParser(prog="build.py import",
+                                description="Convert a model trained elsewhere into a model folder.")
+    sub = p.add_subparsers(dest="kind", required=True)
+    n = sub.add_parser("nanogpt", help="a nanoGPT checkpoint (train.py's ckpt.pt)")
+    n.add_argument("ckpt", help="the checkpoint file")
+    n.add_argument("--meta", help="meta.pkl of a character-level model (default: beside the "
+                   "checkpoint, or data/<dataset>/meta.pkl as nanoGPT's sample.py finds it)")
+    w = sub.add_parser("webgpt", help="an original WebGPT weight folder (params_gpt.json + *_gpt.bin)")
+    w.add_argument("dir", help="the weight folder")
+    w.add_argument("--tokens", help="WebGPT's simple_tokens.json for a character-level model "
+                   "(default: found in the folder or ../tokenization/)")
+    for q in (n, w):
+        q.add_argument("out", help="the model folder to write")
+        q.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                       help="dtype of the written weights (default float32)")
+        q.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    a = p.parse_args(argv)
+    _webgpt()
+    from webgpt import importers
+    try:
+        if a.kind == "nanogpt":
+            summary, notes = importers.import_nanogpt(a.ckpt, a.out, a.dtype, a.meta, a.force)
+        else:
+            summary, notes = importers.import_webgpt(a.dir, a.out, a.dtype, a.tokens, a.force)
+    except importers.ConversionError as e:
+        raise SystemExit(f"build.py: import: {e}") from None
+    for note in notes:
+        print(f"build.py: import: warning: {note}", file=sys.stderr)
+    print(summary)
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"], ["help"]):
         print(__doc__.split("\n\n")[1])
         return 0
     command = argv[0] if argv and not argv[0].startswith("-") else "build"
-    if command not in ("build", "serve", "test"):
+    if command not in ("build", "serve", "test", "fetch", "import"):
         print(f"build.py: unknown command {command!r}; commands:", file=sys.stderr)
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    if not os.environ.get("WEBGPT_NO_VENV"):
+    # fetch needs the standard library only: it runs before (or without) the venv.
+    if not os.environ.get("WEBGPT_NO_VENV") and command != "fetch":
         ensure_venv(command)  # returns only inside the venv
+    if command in ("fetch", "import"):
+        return {"fetch": cmd_fetch, "import": cmd_import}[command](argv[1:])
     if command == "test":
         cmd_test(argv[1:])
         return 0
