@@ -1,14 +1,15 @@
-"""Choosing the next token from a row of logits: temperature, top-k, top-p, seeded.
+"""Sampling parameters, checked at the boundary, and `candidates`, the reference of what the
+GPU's sampling kernel (shaders/sample.wgsl) draws from.
 
-Pure Python (the browser has no numpy). The order of the filters is the one Hugging Face's
-`generate` applies: divide by the temperature, keep the top k, then keep the smallest set of
-most likely tokens whose probability reaches top_p. Temperature 0 means greedy (argmax), which
-the model does on the GPU instead, reading back one token id.
+The model chooses tokens on the GPU, reading back one id per token. `candidates` says the same
+in pure Python (the browser has no numpy), for tests and for code that shows a distribution:
+the order of the filters is the one Hugging Face's `generate` applies: divide by the
+temperature, keep the top k, then keep the smallest set of most likely tokens whose
+probability reaches top_p. Temperature 0 means greedy (argmax).
 """
 
 import heapq
 import math
-import random
 
 # More new tokens than anyone waits for: a bigger number is a typo (or a URL that was edited
 # by hand), refused with a sentence rather than run for days.
@@ -26,8 +27,8 @@ DEFAULTS = {"max_new_tokens": 50, "temperature": 1.0, "top_k": None, "top_p": No
 
 
 def _whole(v):
-    # bool is an int in Python, but True is never a count. Python ints only: numpy's are
-    # refused by random.Random as a seed, so they are refused here, with a sentence, first.
+    # bool is an int in Python, but True is never a count. Python ints only (not numpy's),
+    # so every accepted value packs into the GPU's parameters the same way.
     return isinstance(v, int) and not isinstance(v, bool)
 
 
@@ -137,18 +138,3 @@ def candidates(logits, temperature, top_k=None, top_p=None):
 def _broken_logits():
     return ValueError("the model's logits are NaN or infinite, so no token can be drawn: its "
                       "weights or the GPU computation are broken (load the model again)")
-
-
-def sample(logits, temperature, top_k=None, top_p=None, rng=None):
-    """Draw one token id from a row of logits."""
-    rng = rng or random.Random()
-    if temperature == 0:
-        return max(range(len(logits)), key=logits.__getitem__)
-    r = rng.random()
-    acc = 0.0
-    cands = candidates(logits, temperature, top_k, top_p)
-    for token, p in cands:
-        acc += p
-        if r < acc:
-            return token
-    return cands[-1][0]  # r landed in the rounding error at the very end
