@@ -1,7 +1,16 @@
-// The page's main thread: the controls, the text as it streams in, progress and stats.
-// All Python (Pyodide, the model, the GPU work) runs in worker.mjs, so this thread never
-// blocks. Messages to the worker: load, generate, stop, selftest; from it: progress,
-// booted, loaded, piece, done, selftest, error (see worker.mjs).
+// The page's main thread: the controls, the text as it streams in, progress and stats, and
+// the code panel (ide.js). All Python (Pyodide, the model, the GPU work) runs in worker.mjs,
+// so this thread never blocks. Messages to the worker: init, load, run, stop, tokenize,
+// selftest; from it: progress, booted, loaded, piece, console, chart, tokens, run-done,
+// tokenized, selftest, error (see worker.mjs and worker.py).
+//
+// Generate runs the editor's scripts/generate.py (as edited) with the form's values; Run runs
+// the script in the editor. Stop sets a flag the script reads between tokens; a script that
+// goes on for another second is cancelled where it awaits and, where the page is cross-origin
+// isolated (SharedArrayBuffer), interrupted: a KeyboardInterrupt through Pyodide's interrupt
+// buffer, which stops any Python, even a loop that never awaits.
+
+import { createIDE } from "./ide.js";
 
 const $ = (id) => document.getElementById(id);
 const root = document.documentElement;
@@ -24,6 +33,20 @@ let autorun = params.get("autorun") === "1";
 let bootSeconds; // how long Python took to start
 let weightsFromDownload = false; // the weights bar follows the download's byte count
 let halted = false; // a start-up error: wait for the user to pick a model
+let running = null; // the run in the worker: {kind: "generate" | "run", path, prompt, fresh, timer}
+// Cross-origin isolated pages share two flags with the worker: control[0] = 1 asks a script
+// to stop; interrupt[0] = 2 is SIGINT for Pyodide (a KeyboardInterrupt at once).
+const isolated = globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === "function";
+let control = null;
+let interrupt = null;
+const STOP_GRACE_MS = 1000; // how long a script may take to stop by itself
+const GENERATE_SCRIPT = "scripts/generate.py";
+
+const ide = createIDE({
+  onRun: () => runScript(),
+  onStop: () => stop(),
+  requestTokens: () => requestTokens(),
+});
 
 function setState(state, status) {
   root.dataset.state = state;
@@ -32,6 +55,7 @@ function setState(state, status) {
   ui.generate.disabled = busy || loadedModel === null;
   ui.stop.disabled = state !== "generating";
   ui.model.disabled = state === "generating" || (state === "loading" && booted);
+  ide.setRunState({ canRun: booted && !busy, running: running !== null });
 }
 
 function showError(message, hint) {
@@ -120,19 +144,120 @@ function readParams() {
 }
 
 function generate() {
-  if (!booted || loadedModel === null) return;
+  if (!booted || loadedModel === null || running) return;
   if (loadedModel !== ui.model.value) {
     autorun = true; // generate once the picked model is in
     loadModel(ui.model.value);
     return;
   }
+  startRun("generate", GENERATE_SCRIPT);
+}
+
+/** Run: the script in the editor (or the last one opened), with the form's values. */
+function runScript() {
+  const state = root.dataset.state;
+  if (!booted || running || state === "loading") {
+    ui.status.textContent = running ? "A script is running: Stop it first." : "Python is not ready yet.";
+    return;
+  }
+  startRun("run", ide.target);
+}
+
+async function startRun(kind, path) {
   clearError();
   const p = readParams();
-  ui.echo.textContent = p.prompt;
-  ui.output.textContent = "";
-  ui.stats.replaceChildren();
-  setState("generating", "Generating…");
-  worker.postMessage({ type: "generate", params: p });
+  running = { kind, path, prompt: p.prompt, fresh: true, timer: null };
+  setState("generating", kind === "generate" ? "Generating…" : `Running ${path}…`);
+  let req;
+  try {
+    await ide.ready;
+    req = ide.runRequest(path);
+  } catch (e) {
+    running = null;
+    showError(`The code could not be loaded: ${e.message}`, "Run python build.py again.");
+    return;
+  }
+  if (kind === "generate") {
+    ui.echo.textContent = p.prompt;
+    ui.output.textContent = "";
+    ui.stats.replaceChildren();
+    running.fresh = false;
+  }
+  if (control) {
+    Atomics.store(control, 0, 0);
+    Atomics.store(interrupt, 0, 0);
+  }
+  ide.console.begin(kind === "generate" ? `Generate: ${path}` : `Run ${path}`);
+  worker.postMessage({ type: "run", code: req.code, filename: req.filename, params: p, files: req.files });
+}
+
+function stop() {
+  if (!running) return;
+  ui.status.textContent = "Stopping…";
+  if (control) Atomics.store(control, 0, 1);
+  worker.postMessage({ type: "stop" }); // without shared memory, read once Python awaits
+  const r = running;
+  clearTimeout(r.timer);
+  const later = (ms, fn) => { r.timer = setTimeout(() => running === r && fn(), ms); };
+  // Not stopped after a second: cancel it where it awaits (the worker takes the message when
+  // Python is idle) and, if Python is busy in a loop, interrupt it (shared memory only).
+  later(STOP_GRACE_MS, () => {
+    worker.postMessage({ type: "cancel" });
+    if (interrupt) {
+      later(300, () => {
+        Atomics.store(interrupt, 0, 2); // SIGINT: a KeyboardInterrupt wherever Python is
+        later(5000, () => offerRestart("Python does not stop."));
+      });
+    } else {
+      later(4000, () => offerRestart("The script goes on: this page is not cross-origin " +
+        "isolated, so Stop cannot interrupt Python that never awaits."));
+    }
+  });
+}
+
+function offerRestart(why) {
+  ide.console.action(why, "Restart Python (the model loads again)", restart);
+}
+
+function restart() {
+  if (worker) worker.terminate();
+  if (running) clearTimeout(running.timer);
+  running = null;
+  booted = false;
+  loadedModel = null;
+  ide.console.end("stopped", NaN, null);
+  setProgress("pyodide", 0, 1);
+  setState("loading", "Restarting Python…");
+  startWorker();
+}
+
+function requestTokens() {
+  if (booted && loadedModel !== null) worker.postMessage({ type: "tokenize", text: ui.prompt.value });
+}
+
+function runDone(m) {
+  const r = running;
+  running = null;
+  if (r) clearTimeout(r.timer);
+  if (interrupt) Atomics.store(interrupt, 0, 0); // an interrupt that came too late
+  ide.console.end(m.status, m.seconds, m.error);
+  if (m.reload && loadedModel !== null) {
+    const name = loadedModel;
+    ide.console.action("An edit that changes what the model sets up as it loads (its __init__ " +
+      "or upload) takes effect once the model loads again.", `Load ${name} again`,
+    () => { if (!running) loadModel(name); });
+  }
+  if (m.stats) showStats(m.stats);
+  const stopped = m.status === "stopped" || (m.stats && m.stats.stopped);
+  if (r && r.kind === "generate" && m.status === "error") {
+    showError(`Cannot generate: ${m.error}`, "The traceback is in the console under the code. " +
+      "Change the parameter or fix the script (Reset puts back the shipped one), then try again.");
+    return;
+  }
+  const name = r ? r.path : "the script";
+  setState("done", stopped ? "Stopped." : m.status === "error"
+    ? `${name} failed: ${m.error} (the traceback is in the console).`
+    : r && r.kind === "generate" ? "Done." : `${name} done.`);
 }
 
 function onMessage(e) {
@@ -161,6 +286,8 @@ function onMessage(e) {
       setProgress("weights", bar.max, bar.max);
       loading = null;
       loadedModel = m.name;
+      ide.setModel({ name: m.name, config: m.config, layout: m.layout, uses_f16: m.uses_f16 });
+      if (ide.howtoVisible()) requestTokens();
       ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${m.uses_f16 ? "f16" : "f32"} weights`;
       ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
       showStats({ load_s: m.load_s });
@@ -172,11 +299,27 @@ function onMessage(e) {
       break;
     }
     case "piece":
+      if (running && running.fresh) { // a Run's first piece replaces the last text
+        ui.echo.textContent = running.prompt;
+        ui.output.textContent = "";
+        running.fresh = false;
+      }
       ui.output.append(m.text);
       break;
-    case "done":
-      showStats(m.stats);
-      setState("done", m.stats.stopped ? "Stopped." : "Done.");
+    case "console":
+      ide.console.write(m.stream, m.text);
+      break;
+    case "chart":
+      ide.console.chart(m);
+      break;
+    case "tokens":
+      ide.console.tokens(m);
+      break;
+    case "run-done":
+      runDone(m);
+      break;
+    case "tokenized":
+      ide.setPromptTokens(m.text, m.count);
       break;
     case "selftest":
       ui.output.textContent = m.text;
@@ -186,6 +329,8 @@ function onMessage(e) {
     case "error":
       if (m.stage === "load") loading = null;
       showError(m.message, m.hint);
+      break;
+    default:
       break;
   }
 }
@@ -244,15 +389,34 @@ async function main() {
 
   ui.model.addEventListener("change", () => { if (booted) loadModel(ui.model.value); });
   ui.controls.addEventListener("submit", (e) => { e.preventDefault(); generate(); });
-  ui.stop.addEventListener("click", () => {
-    worker.postMessage({ type: "stop" });
-    ui.status.textContent = "Stopping…";
+  ui.stop.addEventListener("click", () => stop());
+  let tokenTimer = null;
+  ui.prompt.addEventListener("input", () => {
+    if (!ide.howtoVisible()) return;
+    clearTimeout(tokenTimer);
+    tokenTimer = setTimeout(requestTokens, 400);
   });
+  ide.setIsolation(isolated);
+  startWorker();
+}
 
+function startWorker() {
   worker = new Worker(new URL("worker.mjs", import.meta.url), { type: "module" });
   worker.onmessage = onMessage;
-  worker.onerror = (e) => showError(`The Python worker failed to start: ${e.message || e}`,
-    "Reload the page; if it happens again, the site may be incomplete (run python build.py).");
+  worker.onerror = (e) => {
+    if (booted) { // an error in a script's JavaScript callbacks: the page goes on
+      e.preventDefault();
+      ide.console.write("err", `${e.message || e}\n`);
+      return;
+    }
+    showError(`The Python worker failed to start: ${e.message || e}`,
+      "Reload the page; if it happens again, the site may be incomplete (run python build.py).");
+  };
+  if (isolated) {
+    control = new Int32Array(new SharedArrayBuffer(4));
+    interrupt = new Int32Array(new SharedArrayBuffer(4));
+    worker.postMessage({ type: "init", control: control.buffer, interrupt: interrupt.buffer });
+  }
 }
 
 main();

@@ -3,18 +3,33 @@
 // Boot: Pyodide from ./pyodide/ (copied from the npm package by build.py), then the pure
 // wheels packaging and micropip, then micropip installs this project's own wheel; all
 // from this site (build.json lists the files and their sizes). worker.py then does the
-// work: load a model, generate, stop.
+// work: load a model, run the editor's scripts (Generate runs one too).
 //
-// Messages in:  {type: "load", name, url} | {type: "generate", params} | {type: "stop"}
-//               | {type: "selftest"}
+// Messages in:  {type: "init", control, interrupt} (SharedArrayBuffers, when the page is
+//               cross-origin isolated) | {type: "load", name, url}
+//               | {type: "run", code, filename, params, files} | {type: "stop"}
+//               | {type: "cancel"}
+//               | {type: "tokenize", text} | {type: "selftest"}
 // Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s}
-//               | the ones worker.py posts (loaded, piece, done, selftest, error).
+//               | the ones worker.py posts (loaded, piece, console, chart, tokens, run-done,
+//               tokenized, selftest, error).
+//
+// Stop: the page sets control[0] = 1, which page.stop_requested() reads in Python. Shared
+// with the page, the page writes it directly (and, if the script goes on, 2 = SIGINT into
+// Pyodide's interrupt buffer: a KeyboardInterrupt even in a loop that never awaits); else the
+// "stop" message sets it, once Python awaits and the worker can take messages. "cancel" ends
+// a script that did not stop by itself, where it awaits; the page sends it a second after
+// Stop (and, shared, SIGINT soon after, for a script that never awaits).
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
 
 const here = (path) => new URL(path, import.meta.url).href;
 let page = null; // the Python module worker.py, once booted
 const queue = []; // messages that arrive while booting
+let control = new Int32Array(1); // [0]: 1 once Stop was pressed during the current run
+let shared = false; // control is shared with the page
+let interrupt = null; // Pyodide's interrupt buffer, shared with the page
+self.webgptControl = control; // read by worker.py's page.stop_requested()
 
 // Count the bytes of the boot downloads as they stream in, for the progress bar.
 // fetch is wrapped only while Pyodide boots; each response is passed on unchanged.
@@ -54,6 +69,7 @@ async function boot() {
       stdout: (line) => console.log(line),
       stderr: (line) => console.warn(line),
     });
+    if (interrupt) pyodide.setInterruptBuffer(interrupt);
     const quiet = { messageCallback: () => {}, errorCallback: (m) => console.warn(m) };
     await pyodide.loadPackage(build.micropip_wheels.map((w) => here(`wheels/${w}`)), quiet);
     const micropip = pyodide.pyimport("micropip");
@@ -75,19 +91,39 @@ function handle(m) {
   switch (m.type) {
     case "load":
       return page.load_model(m.name, m.url);
-    case "generate":
-      return page.generate(m.params.prompt, m.params.max_new_tokens, m.params.temperature,
-        m.params.top_k, m.params.top_p, m.params.seed);
-    case "stop":
-      return page.stop();
+    case "run":
+      if (!shared) control[0] = 0;
+      return Promise.resolve(page.run(m.code, m.filename, m.params, m.files)).catch((err) => {
+        // Only if worker.py's own code was interrupted: the run ends all the same.
+        postMessage({ type: "console", stream: "err", text: `${err && err.message ? err.message : err}\n` });
+        postMessage({ type: "run-done", status: "stopped", seconds: 0, error: null, stats: null });
+      });
+    case "tokenize":
+      return page.tokenize(m.text);
     case "selftest":
       return page.gpu_selftest();
   }
 }
 
 self.onmessage = (e) => {
-  if (page === null) queue.push(e.data);
-  else handle(e.data);
+  const m = e.data;
+  if (m.type === "init") {
+    if (m.control) {
+      control = self.webgptControl = new Int32Array(m.control);
+      shared = true;
+    }
+    if (m.interrupt) interrupt = new Int32Array(m.interrupt);
+  } else if (m.type === "stop") {
+    control[0] = 1;
+  } else if (m.type === "cancel") {
+    // Python is idle (else this message would wait): no interrupt is needed any more.
+    if (interrupt) Atomics.store(interrupt, 0, 0);
+    if (page !== null) page.cancel();
+  } else if (page === null) {
+    queue.push(m);
+  } else {
+    handle(m);
+  }
 };
 
 boot().then(

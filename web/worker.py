@@ -1,32 +1,69 @@
 """The page's Python, run by worker.mjs in a Web Worker (imported as `webgpt_page`).
 
-It loads a model with `webgpt.load` from the site's models/<name>/ URL, generates text with
-`model.stream` and posts what happens to the page's main thread (main.js):
+It loads a model with `webgpt.load` from the site's models/<name>/ URL and runs the scripts of
+the page's code editor: the Generate button runs scripts/generate.py (as edited), the Run
+button whichever script is open. A script sees these globals:
+
+    model    the loaded model (webgpt's GPT2), kept across runs: the weights load once
+    params   the form's values: prompt, max_new_tokens, temperature, top_k, top_p, seed
+    page     page.output(text), page.stop_requested(), page.bar_chart(...), page.tokens(...)
+    webgpt   the package, as edited
+
+print() goes to the page's console as it happens; an exception's traceback goes there too.
+Edited package modules and shaders are written over the installed ones before a run: the
+package is imported afresh, the loaded model takes the new classes, and its pipelines and
+bind groups are made again from the current WGSL, all without loading the weights again.
+
+Messages to the page's main thread (main.js):
 
     {type: "progress", stage, done, total}       weights streaming in
-    {type: "loaded", name, device, has_f16, uses_f16, load_s}
-    {type: "piece", text}                         a piece of the continuation, as produced
-    {type: "done", stats}                         stats as model.stats, plus tokens and stopped
+    {type: "loaded", name, device, has_f16, uses_f16, load_s, config, layout}
+    {type: "piece", text}                         page.output(text): the generated text
+    {type: "console", stream, text}               stream: "out", "err", "tb" (a traceback),
+                                                  "sys" (what the page did)
+    {type: "chart", title, labels, values}        page.bar_chart(...)
+    {type: "tokens", title, pieces}               page.tokens(...): [[text, id], ...]
+    {type: "run-done", status, seconds, error, stats}   status: "ok", "error", "stopped"
+    {type: "tokenized", text, count}              the answer to tokenize(text)
     {type: "selftest", ok, text}                  the result of gpu_selftest()
     {type: "error", stage, message, hint}         a sentence for the user, and what to do
 
-Stop: `stop()` runs when the page posts "stop"; the generation loop checks the flag after each
-token (each token awaits the GPU, so the worker's event loop handles messages in between).
+Stop: the page sets a flag that page.stop_requested() reads (generation stops after the token
+in flight). A script that does not stop within a second is cancelled (cancel(): a
+CancelledError where it awaits) and, if it never awaits, interrupted: a KeyboardInterrupt
+through Pyodide's interrupt buffer, which needs the page to be cross-origin isolated.
 """
 
+import ast
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import io
+import linecache
+import os
 import sys
 import time
 import traceback
+import types
 
 import js
-from pyodide.ffi import to_js
+from pyodide.ffi import JsProxy, create_once_callable, to_js
 
 import webgpt
-from webgpt.fetch_source import FetchSource
-from webgpt.gpu import GPUError
+
+sys.dont_write_bytecode = True  # edited modules are re-imported from their source
 
 _model = None
-_stop_requested = False
+_PACKAGE = os.path.dirname(os.path.abspath(webgpt.__file__))  # the installed package
+_WORKER_FILE = os.path.abspath(__file__)
+
+_applied = {}  # editor path -> text written over the installed file
+_shipped = {}  # editor path -> the installed file's text, before the first edit of it
+_import_failed = False  # the last import of the edited package failed: try again next run
+_rebuild_needed = False  # the model's last rebuild failed: try again next run
+_reload_hint = False  # the rebuild failed: loading the model again may be what the edit needs
+_script_task = None  # the asyncio task of the running script
 
 
 def post(kind, **fields):
@@ -41,14 +78,31 @@ def _progress(stage, done, total):
     post("progress", stage=stage, done=int(done), total=int(total))
 
 
+def _pkg():
+    """The webgpt package as it is now (re-imported after an edit)."""
+    return sys.modules.get("webgpt") or importlib.import_module("webgpt")
+
+
+# ---------------------------------------------------------------- loading
+
+
 async def load_model(name, url):
-    global _model
+    global _model, _rebuild_needed
     if _model is not None:
         close = getattr(_model.device, "close", None)
         _model = None
         if close is not None:
             close()  # frees the previous model's GPU buffers now, not at garbage collection
     t0 = time.perf_counter()
+    try:
+        webgpt = _pkg()
+        from webgpt.fetch_source import FetchSource
+        from webgpt.gpu import GPUError
+    except Exception as e:
+        traceback.print_exc()
+        _error("load", f"The webgpt package does not import: {type(e).__name__}: {e}",
+               "An edit of the package's code broke it: fix it or Reset it in the editor.")
+        return
     source = FetchSource(url, progress=_progress)
     try:
         model = await webgpt.load(source, progress=_progress)
@@ -73,52 +127,447 @@ async def load_model(name, url):
     finally:
         await source.close()
     _model = model
+    _rebuild_needed = False  # made by the current code
+    for path, text in _applied.items():  # edited shaders, as for a model loaded before
+        if path.endswith(".wgsl"):
+            model.kernels.sources[_shader_name(path)] = text
+    cfg = model.config
     load_s = model.stats.get("load_s") or (time.perf_counter() - t0)
     post("loaded", name=name, device=model.device.describe(), has_f16=bool(model.device.has_f16),
-         uses_f16=bool(model.uses_f16), load_s=load_s)
+         uses_f16=bool(model.uses_f16), load_s=load_s,
+         config={k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
+                                               "n_positions")},
+         layout={"prefill": str(model.layout.get("prefill")),
+                 "fuse_ln": bool(model.layout.get("fuse_ln")),
+                 "cpu": bool(getattr(model.device, "is_cpu", False))})
 
 
-def stop():
-    global _stop_requested
-    _stop_requested = True
-
-
-async def generate(prompt, max_new_tokens, temperature, top_k, top_p, seed):
-    global _stop_requested
-    _stop_requested = False
-    if _model is None:
-        _error("generate", "No model is loaded yet.", "Pick a model and wait for it to load.")
-        return
-    temperature = float(temperature)
-    top_k = int(top_k) or None
-    top_p = float(top_p)
-    top_p = None if top_p >= 1 else top_p
-    seed = None if seed is None else int(seed)
-    tokens = 0
-    stream = _model.stream(str(prompt), max_new_tokens=int(max_new_tokens),
-                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+def tokenize(text):
+    """How many tokens `text` is, for the page's "How it works" panel."""
     try:
-        async for piece in stream:
-            tokens += 1
-            post("piece", text=piece)
-            if _stop_requested:
-                break
-    except ValueError as e:  # a bad parameter or prompt: a sentence from check_params
-        _error("generate", f"Cannot generate: {e}", "Change the parameter and try again.")
-        return
-    except Exception as e:
-        traceback.print_exc()
-        _error("generate", f"Generation failed: {type(e).__name__}: {e}",
-               "See the browser's console for details.")
-        return
+        count = len(_model.encode_prompt(str(text))) if _model is not None else None
+    except Exception:
+        count = None
+    post("tokenized", text=str(text), count=count)
+
+
+# ---------------------------------------------------------------- running a script
+
+
+class _Console(io.TextIOBase):
+    """sys.stdout / sys.stderr during a run: text goes to the page's console as it comes,
+    in batches of at most about 60 a second (and whenever the script awaits)."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self._parts = []
+        self._size = 0
+        self._last = 0.0
+        self._timer = False
+
+    encoding = "utf-8"
+
+    def writable(self):
+        return True
+
+    def write(self, text):
+        text = str(text)
+        if text:
+            self._parts.append(text)
+            self._size += len(text)
+            if self._size > 16384 or ("\n" in text and time.monotonic() - self._last > 0.016):
+                self.flush()
+            elif not self._timer:  # runs when the worker's event loop is free again
+                self._timer = True
+                js.setTimeout(create_once_callable(self._on_timer), 30)
+        return len(text)
+
+    def _on_timer(self):
+        self._timer = False
+        self.flush()
+
+    def flush(self):
+        if self._parts:
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self._last = time.monotonic()
+            post("console", stream=self.stream, text=text)
+
+
+_stdout = _Console("out")
+_stderr = _Console("err")
+
+
+def _flush():
+    _stdout.flush()
+    _stderr.flush()
+
+
+def _sys(text):
+    _flush()
+    post("console", stream="sys", text=text)
+
+
+class Page:
+    """What a script can do on the page: its global `page`."""
+
+    def __init__(self):
+        self.pieces = 0
+
+    def output(self, text):
+        """Append `text` to the generated text under the prompt."""
+        post("piece", text=str(text))
+        self.pieces += 1
+
+    def stop_requested(self):
+        """True once the Stop button was pressed: end the loop, the run ends cleanly."""
+        return bool(js.webgptControl[0])
+
+    def bar_chart(self, labels, values, title=""):
+        """Draw horizontal bars in the console: one per (label, value), values >= 0."""
+        labels, values = [str(x) for x in labels], [float(v) for v in values]
+        if len(labels) != len(values):
+            raise ValueError(f"bar_chart needs as many labels as values, got {len(labels)} "
+                             f"and {len(values)}")
+        _flush()
+        post("chart", title=str(title), labels=labels, values=values)
+
+    def tokens(self, pieces, title=""):
+        """Show text cut into tokens, each in its own colour: `pieces` is a list of strings
+        or of (text, token_id) pairs."""
+        out = []
+        for p in pieces:
+            text, token = (p, None) if isinstance(p, str) else (p[0], p[1])
+            out.append([str(text), None if token is None else int(token)])
+        _flush()
+        post("tokens", title=str(title), pieces=out)
+
+
+def cancel():
+    """End the running script where it awaits (the page's Stop, when the flag is not enough)."""
+    if _script_task is not None and not _script_task.done():
+        _script_task.cancel()
+
+
+# Pyodide's event loop re-raises a KeyboardInterrupt or SystemExit that ends a task into
+# JavaScript, as an uncaught error of the worker, unless it has these handlers (private
+# attributes of pyodide.webloop.WebLoop, which has no setter for them). An interrupt that hit
+# the loop's own code instead of the script ends the script all the same.
+_loop = asyncio.get_event_loop()
+_loop._keyboard_interrupt_handler = cancel
+_loop._system_exit_handler = lambda code=None: None
+
+
+async def run(code, filename, params, files):
+    """Run one script of the page's editor; posts its output and then "run-done"."""
+    global _script_task, _reload_hint
+    _reload_hint = False
+    t0 = time.perf_counter()
+    page = Page()
+    status, error = "ok", None
+    stats_before = _model.stats if _model is not None else None
+    params = _params(params)
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = _stdout, _stderr
+    try:
+        if not await _apply(files.to_py() if isinstance(files, JsProxy) else dict(files or {})):
+            status, error = "error", "an edited file has an error (see the console)"
+        else:
+            compiled = compile(code, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
+                               dont_inherit=True)
+            linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+            env = {"__name__": "__main__", "__file__": filename, "__builtins__": __builtins__,
+                   "model": _model, "params": params, "page": page,
+                   "webgpt": sys.modules.get("webgpt")}
+            if _model is None:
+                _sys("No model is loaded: `model` is None.")
+
+            async def main():
+                result = eval(compiled, env)
+                if inspect.iscoroutine(result):
+                    await result
+
+            _script_task = asyncio.ensure_future(main())
+            await _script_task
+    except KeyboardInterrupt as e:
+        status = "stopped"
+        _print_traceback(e, "tb")
+    except asyncio.CancelledError:  # cancel(), or an interrupt that hit the event loop
+        status = "stopped"
+        _sys("Stopped where the script was waiting.")
+    except SystemExit as e:  # exit(): the script ends, the page stays
+        if e.code not in (None, 0):
+            status, error = "error", f"SystemExit: {e.code}"
+            _print_traceback(e, "tb")
+    except BaseException as e:
+        status, error = "error", f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+        _print_traceback(e, "tb")
     finally:
-        await stream.aclose()
-    stats = {k: v for k, v in _model.stats.items() if isinstance(v, (int, float)) or v is None}
-    stats["tokens"] = stats.get("decode_tokens", 0) + (1 if stats.get("first_token_s") else 0)
-    stats["pieces"] = tokens
-    stats["stopped"] = _stop_requested
-    stats["seed"] = seed
-    post("done", stats=stats)
+        _script_task = None
+        _flush()
+        sys.stdout, sys.stderr = old_out, old_err
+    if status != "ok":
+        await _heal()
+    stats = None
+    if _model is not None and _model.stats is not stats_before:  # the script generated
+        s = _model.stats
+        stats = {k: v for k, v in s.items() if isinstance(v, (int, float)) or v is None}
+        stats["tokens"] = stats.get("decode_tokens", 0) + (1 if stats.get("first_token_s") else 0)
+        stats["pieces"] = page.pieces
+        stats["stopped"] = status == "stopped" or page.stop_requested()
+        stats["seed"] = params.seed
+    post("run-done", status=status, seconds=time.perf_counter() - t0, error=error, stats=stats,
+         reload=_reload_hint)
+
+
+def _params(p):
+    """The form's values as the script's `params`: top_k 0 and top_p 1 are None (off)."""
+    p = p.to_py() if isinstance(p, JsProxy) else dict(p or {})
+    top_k = int(p.get("top_k") or 0) or None
+    top_p = float(p.get("top_p", 1) if p.get("top_p") is not None else 1)
+    seed = p.get("seed")
+    return types.SimpleNamespace(
+        prompt=str(p.get("prompt", "")), max_new_tokens=int(p.get("max_new_tokens", 100)),
+        temperature=float(p.get("temperature", 0.8)), top_k=top_k,
+        top_p=None if top_p >= 1 else top_p, seed=None if seed is None else int(seed))
+
+
+def _print_traceback(exc, stream):
+    """The traceback without this file's frames, with the package's files named as the
+    editor names them (webgpt/model.py), to the console."""
+    te = traceback.TracebackException.from_exception(exc)
+    for t in _chain(te):
+        t.stack = traceback.StackSummary.from_list(
+            [f for f in t.stack if os.path.abspath(f.filename) != _WORKER_FILE
+             and "/pyodide/" not in f.filename and "/_pyodide/" not in f.filename])
+    text = "".join(te.format())
+    text = text.replace(f'File "{_PACKAGE}/shaders/', 'File "shaders/')
+    text = text.replace(f'File "{_PACKAGE}/', 'File "webgpt/')
+    _flush()
+    post("console", stream=stream, text=text)
+
+
+def _chain(te):
+    seen = []
+    while te is not None and all(te is not t for t in seen):
+        seen.append(te)
+        te = te.__cause__ or (None if te.__suppress_context__ else te.__context__)
+    return seen
+
+
+async def _heal():
+    """After a run that ended by surprise: read-back buffers whose mapping was under way
+    are let finish (unmapping them early would reject a promise nobody awaits any more),
+    then unmapped, so the next read can map them again."""
+    if _model is None:
+        return
+    bufs = list(getattr(_model, "slots", [])) + [getattr(_model.device, "_readback", None)]
+    bufs = [b for b in bufs if _is_buffer(b)]
+    for _ in range(200):
+        if all(b.mapState != "pending" for b in bufs):
+            break
+        await asyncio.sleep(0.01)
+    for b in bufs:
+        if b.mapState == "mapped":
+            b.unmap()
+
+
+# ---------------------------------------------------------------- edited files
+
+
+def _installed(path):
+    """The installed file of an editor path: webgpt/... or shaders/<name>.wgsl."""
+    top, _, rest = path.partition("/")
+    parts = [p for p in rest.split("/") if p not in ("", ".", "..")]
+    if top == "webgpt" and path.endswith(".py"):
+        return os.path.join(_PACKAGE, *parts)
+    if top == "shaders" and path.endswith(".wgsl") and len(parts) == 1:
+        return os.path.join(_PACKAGE, "shaders", parts[0])
+    raise ValueError(f"{path} is not a file of the package")
+
+
+def _shader_name(path):
+    return path.rsplit("/", 1)[-1][:-len(".wgsl")]
+
+
+def _write(target, text):
+    with open(target, "w", encoding="utf-8") as f:
+        f.write(text)
+    cached = importlib.util.cache_from_source(target) if target.endswith(".py") else None
+    if cached and os.path.exists(cached):
+        os.remove(cached)
+
+
+async def _apply(files):
+    """Make the installed package match the editor: `files` {path: text} are the edited
+    modules and shaders; a file edited before and not in `files` goes back to its shipped
+    text. Returns False (and says why in the console) when an edit cannot be used."""
+    global _import_failed, _rebuild_needed, _reload_hint
+    changed = sorted(p for p in set(files) | set(_applied) if files.get(p) != _applied.get(p))
+    if not changed and not _import_failed and not _rebuild_needed:
+        return True
+    shaders = [p for p in changed if p.endswith(".wgsl")]
+    bad = await _shader_errors({p: files[p] for p in shaders if p in files})
+    if bad:
+        for path, messages in bad.items():
+            for line, col, kind, message in messages:
+                post("console", stream="tb", text=f'File "{path}", line {line}, column {col}\n'
+                                                  f"  {kind}: {message}\n")
+        _sys("The script did not run: fix the shader, or Reset it to the shipped version.")
+        return False
+    for path in changed:
+        target = _installed(path)
+        if path not in _shipped:
+            with open(target, encoding="utf-8") as f:
+                _shipped[path] = f.read()
+        text = files.get(path, _shipped[path])
+        _write(target, text)
+        if path in files:
+            _applied[path] = text
+        else:
+            _applied.pop(path, None)
+    if changed:
+        _sys("Applied: " + ", ".join(
+            f"{p} ({'edited' if p in _applied else 'shipped'})" for p in changed))
+    reimport = any(p.endswith(".py") for p in changed) or _import_failed
+    try:
+        if reimport:
+            _reimport()
+        _import_failed = False
+    except BaseException as e:
+        _import_failed = True
+        _print_traceback(e, "tb")
+        _sys("The script did not run: an edited module does not import. Fix it, or Reset it "
+             "to the shipped version.")
+        return False
+    if _model is None or not (reimport or shaders or _rebuild_needed):
+        return True
+    try:
+        _rewrap(_model)
+        for path in shaders:
+            name = _shader_name(path)
+            if path in _applied:
+                _model.kernels.sources[name] = _applied[path]
+            else:
+                _model.kernels.sources.pop(name, None)
+        _rebuild(_model)
+        _rebuild_needed = False
+    except BaseException as e:
+        _rebuild_needed = _reload_hint = True
+        _print_traceback(e, "tb")
+        _sys("The script did not run: the loaded model cannot be rebuilt with the edited code.")
+        return False
+    _sys("The model's pipelines and bind groups are rebuilt from the current code (its "
+         "weights stay loaded).")
+    return True
+
+
+async def _shader_errors(shaders):
+    """{path: [(line, column, kind, message)]} of the WGSL compile errors of edited shaders
+    (compiled on the model's device; nothing is checked while no model is loaded)."""
+    device = getattr(getattr(_model, "device", None), "_dev", None)
+    if device is None:
+        return {}
+    bad = {}
+    for path, text in shaders.items():
+        # In an error scope: the errors are reported here, not later by the model's next read.
+        device.pushErrorScope("validation")
+        module = device.createShaderModule(to_js({"code": text, "label": path},
+                                                 dict_converter=js.Object.fromEntries))
+        await device.popErrorScope()
+        info = await module.getCompilationInfo()
+        errors = [(int(m.lineNum), int(m.linePos), str(m.type), str(m.message))
+                  for m in info.messages if str(m.type) == "error"]
+        if errors:
+            bad[path] = errors
+    return bad
+
+
+def _is_package(name):
+    return name == "webgpt" or name.startswith("webgpt.")
+
+
+def _reimport():
+    """Import the package afresh from its (edited) files: every webgpt module loaded now is
+    imported again, in order; if one fails, the previous modules stay and the error rises."""
+    names = sorted(n for n in sys.modules if _is_package(n))
+    old = {n: sys.modules.pop(n) for n in names}
+    importlib.invalidate_caches()
+    try:
+        for name in names:
+            importlib.import_module(name)
+    except BaseException:
+        for n in [n for n in sys.modules if _is_package(n)]:
+            del sys.modules[n]
+        sys.modules.update(old)
+        raise
+
+
+def _rewrap(model):
+    """Give the model's objects (the model, its tokenizer, device, kernels, config ...) the
+    classes of the re-imported modules, so their methods are the edited ones; their data
+    (weights on the GPU, vocabulary) stays. Attributes that __init__ would now set up
+    differently need the model loaded again."""
+    seen = set()
+
+    def visit(obj, depth):
+        if id(obj) in seen or depth > 4:
+            return
+        seen.add(id(obj))
+        if isinstance(obj, (dict, list, tuple)):
+            items = obj.values() if isinstance(obj, dict) else obj
+            if len(obj) <= 2000:
+                for v in items:
+                    visit(v, depth + 1)
+            return
+        cls = type(obj)
+        if not _is_package(getattr(cls, "__module__", "")):
+            return
+        new = sys.modules.get(cls.__module__)
+        for part in cls.__qualname__.split("."):
+            new = getattr(new, part, None)
+        if isinstance(new, type) and new is not cls:
+            try:
+                object.__setattr__(obj, "__class__", new)
+            except TypeError as e:  # e.g. __slots__ changed
+                _sys(f"The loaded {cls.__qualname__} keeps its old code ({e}): pick the model "
+                     f"again to load it with the edit.")
+        for v in getattr(obj, "__dict__", {}).values():
+            visit(v, depth + 1)
+
+    visit(model, 0)
+
+
+def _is_buffer(value):
+    return isinstance(value, JsProxy) and getattr(value, "mapState", None) is not None
+
+
+def _rebuild(model):
+    """Compile the model's pipelines again from the current WGSL and make its activation
+    buffers and bind groups (model._build()); the weights stay where they are. The
+    buffers the previous build made are destroyed first."""
+    keep = {id(b) for b in model.params.values()} | {id(p[0]) for p in model.wte_parts}
+    old = []
+    for name, value in vars(model).items():
+        if name in ("params", "wte_parts"):
+            continue
+        for v in (value if isinstance(value, (list, tuple)) else [value]):
+            if _is_buffer(v) and id(v) not in keep and all(v is not o for o in old):
+                old.append(v)
+    for b in old:
+        if b.usage & js.GPUBufferUsage.MAP_READ:
+            b.destroy()
+        else:
+            model.device.destroy(b)
+    owned = getattr(model, "_owned", None)  # the buffers release() destroys
+    if isinstance(owned, list):
+        owned[:] = [b for b in owned if all(b is not o for o in old)]
+    model.kernels.clear()
+    model._build()
+
+
+# ---------------------------------------------------------------- GPU self-test
 
 
 SELFTEST_WGSL = """
@@ -139,7 +588,7 @@ async def gpu_selftest():
     import struct
 
     try:
-        dev = await webgpt.gpu.request_device()
+        dev = await _pkg().gpu.request_device()
         n = 1000
         x = dev.buffer(n * 4, "x")
         y = dev.buffer(n * 4, "y")

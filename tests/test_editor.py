@@ -1,0 +1,504 @@
+"""The page's code editor, driven in Chromium as a user would: type, run, read the console.
+
+The editor is #editor (CodeMirror), Run is #run, the console #console; every finished run
+adds one to #console's data-runs and sets its data-status (ok, error or stopped). The page is
+served by build.py's server, which sends the COOP/COEP headers (cross-origin isolation), so
+Stop can interrupt any Python; the last test serves it without them. Fixtures: conftest.py.
+"""
+
+import hashlib
+import http.server
+import json
+import os
+import threading
+import time
+import urllib.parse
+import urllib.request
+import zipfile
+
+import pytest
+
+TIMEOUT_MS = 240_000  # boot + load + a run on SwiftShader, with a wide margin
+MODEL = "tiny"
+
+
+class Page:
+    """One page in a fresh browser context, with its requests and console errors recorded."""
+
+    def __init__(self, browser, base, init_script=None):
+        self.base = base
+        self.context = browser.new_context(viewport={"width": 1200, "height": 1000},
+                                           accept_downloads=True)
+        self.requests, self.blocked, self.console_errors = [], [], []
+        self.context.route("**/*", self._route)
+        if init_script:
+            self.context.add_init_script(init_script)
+        self.page = self.context.new_page()
+        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
+        self.page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(self.base):
+            self.requests.append(urllib.parse.urlsplit(url).path)
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def open(self, **params):
+        params = {"model": MODEL, **params}
+        self.page.goto(self.base + "index.html?" + urllib.parse.urlencode(params))
+        return self.ready()
+
+    def ready(self):
+        state = self.wait_for_state("ready", "done", "error")
+        assert state != "error", self.page.text_content("#error")
+        self.page.wait_for_selector("#editor .cm-content")
+        return self
+
+    def wait_for_state(self, *states, timeout=TIMEOUT_MS):
+        self.page.wait_for_function(
+            "states => states.includes(document.documentElement.dataset.state)",
+            arg=list(states), timeout=timeout)
+        return self.page.evaluate("document.documentElement.dataset.state")
+
+    # the editor
+
+    def view(self, expr):
+        """Evaluate `expr` with `view`, the editor's CodeMirror EditorView."""
+        return self.page.evaluate(
+            "async expr => { const { EditorView } = await import('./editor.js');"
+            " const view = EditorView.findFromDOM(document.getElementById('editor'));"
+            " return eval(expr); }", expr)
+
+    def code(self):
+        return self.view("view.state.doc.toString()")
+
+    def open_file(self, path):
+        self.page.select_option("#file", path)
+        assert self.page.input_value("#file") == path
+
+    def replace_code(self, text):
+        """Select all and put `text` in, as a paste would (no auto-indent on the way)."""
+        self.page.click("#editor .cm-content")
+        self.page.keyboard.press("Control+A")
+        self.page.keyboard.insert_text(text)
+        assert self.code() == text
+
+    def shipped(self, path):
+        return self.page.evaluate("p => fetch('code/' + p).then(r => r.text())", path)
+
+    # running
+
+    def runs(self):
+        return int(self.page.get_attribute("#console", "data-runs"))
+
+    def run(self, click="#run", timeout=TIMEOUT_MS):
+        """Start a run (a click or a key), wait for its end; returns (status, new console text)."""
+        n, before = self.runs(), self.console()
+        if click.startswith("key:"):
+            self.page.keyboard.press(click[4:])
+        else:
+            self.page.click(click)
+        self.wait_runs(n + 1, timeout)
+        return self.page.get_attribute("#console", "data-status"), self.console()[len(before):]
+
+    def wait_runs(self, n, timeout=TIMEOUT_MS):
+        self.page.wait_for_function(
+            "n => Number(document.getElementById('console').dataset.runs) >= n", arg=n,
+            timeout=timeout)
+
+    def console(self):
+        return self.page.text_content("#console")
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def open_page(browser, server):
+    pages = []
+
+    def start(base=None, **kw):
+        p = Page(browser, base or server, **kw)
+        pages.append(p)
+        return p
+
+    yield start
+    for p in pages:
+        p.close()
+
+
+def test_typed_code_runs_and_prints(open_page):
+    """Type a script into the editor, Ctrl+Enter: its print output shows in the console, and
+    the script sees the loaded model."""
+    p = open_page().open()
+    assert p.page.evaluate("crossOriginIsolated") is True
+    assert p.page.is_hidden("#isolation-note")
+    assert p.page.input_value("#file") == "scripts/generate.py"
+    p.page.click("#editor .cm-content")
+    p.page.keyboard.press("Control+A")
+    p.page.keyboard.press("Delete")
+    p.page.keyboard.type('print("hello from the editor", 6 * 7, model.config.n_embd)')
+    status, out = p.run("key:Control+Enter")
+    assert status == "ok", out
+    assert "hello from the editor 42 96" in out
+    assert p.page.evaluate("document.documentElement.dataset.state") == "done"
+    # Output is text, never HTML.
+    p.replace_code('print("<b>bold</b> & <script>x</script>")\n')
+    status, out = p.run()
+    assert "<b>bold</b> & <script>x</script>" in out
+    assert p.page.query_selector("#console b") is None
+    # Generate runs scripts/generate.py as edited.
+    shipped = p.shipped("scripts/generate.py")
+    assert "page.output(piece)" in shipped
+    p.replace_code(shipped.replace("page.output(piece)", "page.output(piece.upper() + '|')"))
+    p.page.fill("#max_new_tokens", "6")
+    n = p.runs()
+    p.page.click("#generate")
+    p.wait_runs(n + 1)
+    assert p.wait_for_state("done", "error") == "done", p.page.text_content("#error")
+    text = p.page.text_content("#output")
+    assert text.count("|") >= 1 and text == text.upper(), text
+    assert p.console_errors == [] and p.blocked == []
+
+
+def test_traceback_then_the_next_run_works(open_page):
+    p = open_page().open()
+    p.replace_code("def ratio(a, b):\n    return a / b\n\nprint('before')\nratio(1, 0)\n")
+    status, out = p.run()
+    assert status == "error"
+    assert "before" in out and "Traceback (most recent call last)" in out
+    assert 'File "scripts/generate.py", line 5' in out and 'line 2, in ratio' in out
+    assert out.rstrip().endswith("ZeroDivisionError: division by zero.")
+    assert "webgpt_page" not in out and "worker.py" not in out  # the page's own frames are hidden
+    # The traceback's lines link to the code: a click puts the cursor on that line.
+    p.page.click("#console a.src[data-line='2']")
+    assert p.view("view.state.doc.lineAt(view.state.selection.main.head).number") == 2
+    assert p.page.is_hidden("#error")  # a script's error is the console's business
+    assert p.page.is_enabled("#run") and p.page.is_enabled("#generate")
+
+    p.replace_code("print('unclosed'\n")
+    status, out = p.run()
+    assert status == "error" and "SyntaxError" in out
+
+    p.replace_code("print('works again')\n")
+    status, out = p.run()
+    assert status == "ok" and "works again" in out
+    assert p.console_errors == []
+
+
+def test_stop_interrupts_an_infinite_loop(open_page):
+    p = open_page().open()
+    p.replace_code("n = 0\nwhile True:\n    n += 1\n")
+    n = p.runs()
+    p.page.click("#run")
+    p.page.wait_for_function("document.getElementById('console').dataset.status === 'running'")
+    time.sleep(1)
+    assert p.runs() == n and p.page.is_enabled("#run-stop")
+    t0 = time.monotonic()
+    p.page.click("#run-stop")
+    p.wait_runs(n + 1, timeout=20_000)
+    assert time.monotonic() - t0 < 10
+    assert p.page.get_attribute("#console", "data-status") == "stopped"
+    assert "KeyboardInterrupt" in p.console()
+    # A loop that awaits the GPU is stopped too, and Python is fine afterwards.
+    p.replace_code("ids = model.tokenizer.encode('Hello')\nwhile True:\n"
+                   "    await model.logits(ids)\n")
+    n = p.runs()
+    p.page.click("#run")
+    time.sleep(1.5)
+    p.page.click("#stop")  # the generator's Stop does the same
+    p.wait_runs(n + 1, timeout=20_000)
+    assert p.page.get_attribute("#console", "data-status") == "stopped"
+    p.replace_code("print('alive', len(await model.generate('Hello', max_new_tokens=5, "
+                   "temperature=0)) > 0)\n")
+    status, out = p.run()
+    assert status == "ok" and "alive True" in out, out
+    assert p.console_errors == []
+
+
+def test_edits_survive_a_reload_and_reset_restores(open_page, browser, server):
+    p = open_page().open()
+    shipped = p.shipped("scripts/generate.py")
+    assert p.code() == shipped
+    p.page.click("#editor .cm-content")
+    p.page.keyboard.press("Control+Home")
+    p.page.keyboard.type("# my note\n")
+    edited = "# my note\n" + shipped
+    assert p.code() == edited
+    p.open_file("webgpt/sampling.py")
+    assert "Read-only" in p.page.text_content("#file-note")
+    p.page.click("#edit-toggle")
+    p.page.click("#editor .cm-content")
+    p.page.keyboard.press("Control+End")
+    p.page.keyboard.insert_text("# tuned\n")
+    assert p.code() == p.shipped("webgpt/sampling.py") + "# tuned\n"
+    p.open_file("scripts/generate.py")
+
+    p.page.reload()
+    p.ready()
+    assert p.page.input_value("#file") == "scripts/generate.py"
+    assert p.code() == edited
+    labels = p.page.eval_on_selector_all("#file option", "os => os.map(o => o.textContent)")
+    assert sum("edited" in t for t in labels) == 2, labels
+    p.page.click("#reset")
+    assert p.code() == shipped
+    assert p.page.is_disabled("#reset")
+    p.open_file("webgpt/sampling.py")
+    assert p.code().endswith("\n# tuned\n")
+    assert "Edited" in p.page.text_content("#file-note")
+    p.page.click("#reset")
+
+    p.page.reload()
+    p.ready()
+    assert p.page.input_value("#file") == "webgpt/sampling.py"  # the file in view is kept
+    assert p.code() == p.shipped("webgpt/sampling.py")
+    p.open_file("scripts/generate.py")
+    assert p.code() == shipped
+    assert p.console_errors == []
+
+    # An edit made on an older shipped version is not mixed in: the page says so and lets the
+    # user take it or drop it.
+    old = json.dumps({"base": "0" * 64, "text": "print('my old edit')\n"})
+    key = "webgpt-py/edit/scripts/generate.py"
+    q = open_page(init_script=f"localStorage.setItem({key!r}, {old!r});")
+    q.open()
+    assert q.code() == shipped
+    assert "older version" in q.page.text_content("#file-note")
+    q.page.click("#use-old-edit")
+    assert q.code() == "print('my old edit')\n"
+    status, out = q.run()
+    assert status == "ok" and "my old edit" in out
+
+
+def _greedy(p, n=12):
+    p.page.fill("#prompt", "Hello world")
+    p.page.fill("#temperature", "0")
+    p.page.fill("#max_new_tokens", str(n))
+    n_runs = p.runs()
+    p.page.click("#generate")
+    p.wait_runs(n_runs + 1)
+    assert p.wait_for_state("done", "error") == "done", p.page.text_content("#error")
+    return p.page.text_content("#output")
+
+
+def test_a_shader_edit_changes_the_result(open_page):
+    """Negate the LM head's logits: greedy decoding then picks the least likely token."""
+    p = open_page().open()
+    before = _greedy(p)
+    assert before
+    weights = p.requests.count(f"/models/{MODEL}/model.safetensors")
+
+    p.open_file("shaders/lm_head.wgsl")
+    assert p.page.is_visible("#edit-toggle")
+    src = p.shipped("shaders/lm_head.wgsl")
+    line = "logits[r * V + ROW0 + v] = acc;"
+    assert line in src
+    p.page.click("#edit-toggle")
+    p.replace_code(src.replace(line, "logits[r * V + ROW0 + v] = -acc;"))
+    after = _greedy(p)
+    assert after != before
+    out = p.console()
+    assert "Applied: shaders/lm_head.wgsl (edited)" in out and "rebuilt" in out
+
+    # A WGSL error is reported with its line, and the run does not start.
+    bad = src.replace(line, "logits[r * V + ROW0 + v] = acc + nonsense;")
+    p.replace_code(bad)
+    status, out = p.run()
+    bad_line = bad[:bad.index("nonsense")].count("\n") + 1
+    assert status == "error" and f'File "shaders/lm_head.wgsl", line {bad_line}' in out, out
+    assert "nonsense" in out
+
+    p.page.click("#reset")
+    assert p.code() == src
+    assert _greedy(p) == before
+    # Neither the page nor the weights were loaded again.
+    assert p.requests.count(f"/models/{MODEL}/model.safetensors") == weights
+    assert p.requests.count("/index.html") == 1
+    assert p.console_errors == []
+
+
+def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
+    p = open_page().open()
+    weights = p.requests.count(f"/models/{MODEL}/model.safetensors")
+    p.open_file("webgpt/model.py")
+    src = p.shipped("webgpt/model.py")
+    old = '        return "".join(pieces)\n'
+    assert old in src
+    p.page.click("#edit-toggle")
+    p.replace_code(src.replace(old, '        return "".join(pieces).upper() + "!"\n'))
+    p.open_file("scripts/generate.py")
+    p.replace_code("text = await model.generate('Hello world', max_new_tokens=8, temperature=0)\n"
+                   "print('<<' + text + '>>', type(model).__module__, id(model))\n")
+    status, out = p.run()
+    assert status == "ok", out
+    assert "Applied: webgpt/model.py (edited)" in out
+    text = out.split("<<")[1].split(">>")[0]
+    assert text.endswith("!") and text == text.upper(), text
+    model_id = out.split("webgpt.model ")[1].split()[0]
+
+    # A module that does not import: its traceback, the model untouched, Reset recovers.
+    p.open_file("webgpt/model.py")
+    p.replace_code(src.replace(old, '        return "".join(pieces\n'))
+    p.open_file("scripts/generate.py")
+    status, out = p.run()
+    assert status == "error" and "SyntaxError" in out and 'File "webgpt/model.py"' in out, out
+    p.open_file("webgpt/model.py")
+    p.page.click("#reset")
+    p.open_file("scripts/generate.py")
+    status, out = p.run()
+    assert status == "ok", out
+    assert "(shipped)" in out and "!" not in out.split("<<")[1].split(">>")[0]
+    assert out.split("webgpt.model ")[1].split()[0] == model_id  # the same model object
+    assert p.requests.count(f"/models/{MODEL}/model.safetensors") == weights
+    assert p.console_errors == []
+
+
+def test_examples_run_and_draw(open_page):
+    p = open_page().open(prompt="Hello world")
+    items = p.page.eval_on_selector_all("#examples-list .menu-item",
+                                        "bs => bs.map(b => b.dataset.path)")
+    assert set(items) == {"examples/greedy_vs_sampled.py", "examples/next_token_chart.py",
+                          "examples/ban_a_word.py", "examples/tokens.py"}
+    for path in items:
+        p.page.click("#examples")
+        p.page.click(f"#examples-list .menu-item[data-path='{path}']")
+        assert p.page.input_value("#file") == path
+        assert p.page.text_content("#run-target") == f"runs {path.split('/')[-1]}"
+        status, out = p.run()
+        assert status == "ok", (path, out)
+        if path.endswith("next_token_chart.py"):
+            bars = p.page.query_selector_all("#console svg.chart g.bar")
+            assert len(bars) == 12
+            assert "probability" in out
+        elif path.endswith("tokens.py"):
+            ids = json.loads(out.split("ids: ")[1].split("\n")[0])
+            assert len(p.page.query_selector_all("#console .tokens .tok")) == len(ids)
+        elif path.endswith("ban_a_word.py"):
+            with_rule = out.split("banned:")[1]
+            assert "the" not in with_rule.split("Hello world", 1)[1].lower()
+        elif path.endswith("greedy_vs_sampled.py"):
+            assert out.count("Hello world") >= 3
+    assert p.console_errors == []
+
+
+def test_how_it_works_links_the_code_and_gives_shapes(open_page):
+    p = open_page().open(prompt="Hello world")
+    p.page.click("#howto-toggle")
+    p.page.wait_for_function("document.getElementById('howto').textContent.includes('T = ')")
+    text = p.page.text_content("#howto")
+    assert "C = n_embd = 96" in text and "V = vocab_size = 1000" in text
+    assert "(T, 3C) = (" in text and ", 288)" in text
+    # The embedding step opens model.py at the line that dispatches it, then its shader.
+    step = "#howto li:has-text('Embedding')"
+    p.page.click(f"{step} button.py")
+    assert p.page.input_value("#file") == "webgpt/model.py"
+    flashed = p.page.text_content("#editor .cm-flash")
+    assert "self.embed" in flashed or "x = wte[ids] + wpe" in flashed, flashed
+    p.page.click(f"{step} button.wgsl")
+    assert p.page.input_value("#file") == "shaders/embedding.wgsl"
+    for name in ("attention.wgsl", "layernorm.wgsl", "lm_head.wgsl", "matvec.wgsl"):
+        assert p.page.query_selector(f"#howto button.wgsl:text-is('{name}')"), name
+
+
+def test_download_saves_the_edits(open_page):
+    p = open_page().open()
+    p.replace_code("print('mine')\n")
+    with p.page.expect_download() as d:
+        p.page.click("#download")
+    assert d.value.suggested_filename == "generate.py"
+    with open(d.value.path(), encoding="utf-8") as f:
+        assert f.read() == "print('mine')\n"
+    p.open_file("shaders/argmax.wgsl")
+    p.page.click("#edit-toggle")
+    p.replace_code("// mine\n")
+    with p.page.expect_download() as d:
+        p.page.click("#download-edits")
+    assert d.value.suggested_filename == "webgpt-edits.zip"
+    with zipfile.ZipFile(d.value.path()) as z:
+        assert z.testzip() is None
+        assert sorted(z.namelist()) == ["scripts/generate.py", "shaders/argmax.wgsl"]
+        assert z.read("shaders/argmax.wgsl") == b"// mine\n"
+
+
+@pytest.fixture
+def plain_server(site):
+    """A static server without the COOP/COEP headers: no SharedArrayBuffer on the page."""
+
+    class Plain(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                          ".mjs": "text/javascript", ".js": "text/javascript",
+                          ".wasm": "application/wasm"}
+
+        def __init__(self, *args, **kw):
+            super().__init__(*args, directory=site, **kw)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_without_isolation_stop_still_ends_generation(open_page, plain_server):
+    p = open_page(plain_server).open()
+    assert p.page.evaluate("crossOriginIsolated") is False
+    assert "cannot interrupt" in p.page.text_content("#isolation-note")
+    p.page.fill("#max_new_tokens", "4000")
+    p.page.fill("#temperature", "1")
+    n = p.runs()
+    p.page.click("#generate")
+    p.page.wait_for_function("document.getElementById('output').childNodes.length >= 5",
+                             timeout=TIMEOUT_MS)
+    p.page.click("#stop")
+    p.wait_runs(n + 1, timeout=20_000)
+    assert p.wait_for_state("done", "error") == "done"
+    stats = p.page.text_content("#stats")
+    assert "stopped: yes" in stats
+    # A loop that never awaits cannot be interrupted here: the page offers a restart.
+    p.replace_code("while True:\n    pass\n")
+    p.page.click("#run")
+    time.sleep(0.5)
+    p.page.click("#run-stop")
+    p.page.wait_for_selector("#console .sys.warn button", timeout=20_000)
+    assert "not cross-origin isolated" in p.console()
+    p.page.click("#console .sys.warn button")
+    p.ready()
+    p.replace_code("print('fresh')\n")
+    status, out = p.run()
+    assert status == "ok" and "fresh" in out
+
+
+def test_site_has_the_editor_bundle_and_the_code(site, server):
+    with urllib.request.urlopen(server + "index.html") as r:
+        assert r.headers["Cross-Origin-Opener-Policy"] == "same-origin"
+        assert r.headers["Cross-Origin-Embedder-Policy"] == "require-corp"
+    with open(os.path.join(site, "code", "index.json"), encoding="utf-8") as f:
+        index = {e["path"]: e for e in json.load(f)["files"]}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for path in ("scripts/generate.py", "examples/tokens.py", "webgpt/model.py",
+                 "webgpt/gpu/browser.py", "shaders/matvec.wgsl"):
+        with open(os.path.join(site, "code", path), "rb") as f:
+            data = f.read()
+        assert index[path]["sha256"] == hashlib.sha256(data).hexdigest()
+        assert index[path]["bytes"] == len(data)
+    with open(os.path.join(root, "web", "scripts", "generate.py"), "rb") as f:
+        assert hashlib.sha256(f.read()).hexdigest() == index["scripts/generate.py"]["sha256"]
+    assert {e["kind"] for e in index.values()} == {"script", "example", "module", "shader"}
+    with open(os.path.join(site, "editor.js"), encoding="utf-8") as f:
+        bundle = f.read()
+    assert 'from"@' not in bundle and 'from "@' not in bundle  # one file: nothing left to import
+    with open(os.path.join(site, "editor-licenses.txt"), encoding="utf-8") as f:
+        licenses = f.read()
+    assert "@codemirror/view" in licenses and "MIT" in licenses
+    with open(os.path.join(root, "web", "package.json"), encoding="utf-8") as f:
+        pkg = json.load(f)
+    for name, version in {**pkg.get("dependencies", {}), **pkg.get("devDependencies", {})}.items():
+        assert version[0].isdigit(), f"{name} is not pinned: {version}"
+    with open(os.path.join(root, "web", "package-lock.json"), encoding="utf-8") as f:
+        assert '"resolved"' not in f.read()

@@ -1,0 +1,177 @@
+// "How it works": one forward pass of GPT-2, step by step, each step linked to its line in
+// the Python (found by the text of the line, so the links follow edits of the code) and to
+// its WGSL file, with the tensor shapes of the loaded model. ide.js calls renderHowto.
+
+// Shapes are written with these names; sizes() gives their values for the loaded model.
+function sizes(model, T) {
+  const c = model ? model.config : null;
+  if (!c) return { T };
+  const C = c.n_embd;
+  return {
+    T, C, "3C": 3 * C, "4C": 4 * C, V: c.vocab_size, n_ctx: c.n_positions,
+    n_head: c.n_head, hs: C / c.n_head, pos: T === "T" ? "pos" : T,
+  };
+}
+
+// Where each step is in the code: [file, [texts to look for, first found wins]].
+const MODEL = "webgpt/model.py";
+
+function steps(model) {
+  const c = model && model.config;
+  const L = c ? c.n_layer : "n_layer";
+  const H = c ? c.n_head : "n_head";
+  const hs = c ? c.n_embd / c.n_head : "C / n_head";
+  const gpuPrompt = model && model.layout && model.layout.prefill === "matmul";
+  const fused = model && model.layout && model.layout.fuse_ln;
+  const linear = gpuPrompt
+    ? ["shaders/matvec.wgsl", "shaders/matmul.wgsl"] : ["shaders/matvec.wgsl"];
+  const linearNote = gpuPrompt
+    ? " One token runs through matvec.wgsl; the prompt's T rows through matmul.wgsl's tiles."
+    : " Every row goes through matvec.wgsl (on a CPU adapter the prompt too: tiles that need barriers cost more there than they save).";
+  const lnNote = fused ? " On this GPU the one-token pass does it inside the next matvec (one dispatch fewer)." : "";
+  return [
+    {
+      title: "Tokens", shapes: [["ids", ["T"]]],
+      text: "The tokenizer cuts the prompt into tokens of its vocabulary and the model sees only their ids.",
+      py: [[MODEL, ["def encode_prompt"]], ["webgpt/tokenizer.py", ["def encode("]]],
+    },
+    {
+      title: "Embedding", shapes: [["wte", ["V", "C"]], ["wpe", ["n_ctx", "C"]], ["x", ["T", "C"]]],
+      text: "Each token's row of the token table wte plus its position's row of wpe: the residual stream x, one vector of C numbers per token, which every block reads and adds to.",
+      py: [[MODEL, ["# x = wte[ids] + wpe", "self.embed"]]], wgsl: ["shaders/embedding.wgsl"],
+    },
+    { block: `Then ${L} transformer blocks, one after the other; each does:` },
+    {
+      title: "ln_1: layer norm", shapes: [["ln", ["T", "C"]]],
+      text: "Each token's vector rescaled to mean 0 and variance 1, then by learned weights and biases." + lnNote,
+      py: [[MODEL, ["# ln = ln_1(x)", '"ln_1"']]], wgsl: ["shaders/layernorm.wgsl"],
+    },
+    {
+      title: "c_attn: queries, keys, values", shapes: [["W", ["C", "3C"]], ["qkv", ["T", "3C"]], ["k, v cache", ["n_ctx", "C"]]],
+      text: "One matrix product gives every token a query, a key and a value for each head. Keys and values also go into this layer's KV cache at their positions, so later tokens need not compute them again." + linearNote,
+      py: [[MODEL, ["# qkv = ln @ W + b", '"c_attn"']]], wgsl: linear,
+    },
+    {
+      title: "Attention", shapes: [["scores", ["n_head", "T", "pos"]], ["att", ["T", "C"]]],
+      text: `Each of the ${H} heads (${hs} channels each) scores its query against the keys of this position and every earlier one (never a later one), turns the scores into weights with a softmax, and sums the values with those weights.`,
+      py: [[MODEL, ["# att = attention", '"attn"']]], wgsl: ["shaders/attention.wgsl"],
+    },
+    {
+      title: "attn.c_proj, added to x", shapes: [["W", ["C", "C"]], ["x", ["T", "C"]]],
+      text: "The heads' outputs mixed by one more matrix and added to the residual stream.",
+      py: [[MODEL, ["# x += att @ W + b", '"attn_proj"']]], wgsl: linear,
+    },
+    {
+      title: "ln_2: layer norm", shapes: [["ln", ["T", "C"]]],
+      text: "As ln_1, with its own weights, before the MLP.",
+      py: [[MODEL, ["# ln = ln_2(x)", '"ln_2"']]], wgsl: ["shaders/layernorm.wgsl"],
+    },
+    {
+      title: "MLP: c_fc and GELU", shapes: [["W", ["C", "4C"]], ["fc", ["T", "4C"]]],
+      text: "Each token on its own: up to 4C channels, then the GELU non-linearity (fused into the same kernel).",
+      py: [[MODEL, ["# fc = gelu(", '"c_fc"']]], wgsl: linear,
+    },
+    {
+      title: "MLP: c_proj, added to x", shapes: [["W", ["4C", "C"]], ["x", ["T", "C"]]],
+      text: "Back down to C channels, added to the residual stream: the block's output.",
+      py: [[MODEL, ["# x += fc @ W + b", '"mlp_proj"']]], wgsl: linear,
+    },
+    { block: "After the last block:" },
+    {
+      title: "ln_f: final layer norm", shapes: [["ln", ["T", "C"]]],
+      text: "One more layer norm.",
+      py: [[MODEL, ["# ln = ln_f(x)", "self.ln_f"]]], wgsl: ["shaders/layernorm.wgsl"],
+    },
+    {
+      title: "LM head: logits", shapes: [["wte\u1d40", ["C", "V"]], ["logits", ["1", "V"]]],
+      text: "A score for every token of the vocabulary: the vector times the token table again (GPT-2 ties the two). Generating needs only the last position's row; model.logits computes all T.",
+      py: [[MODEL, ["# logits = ln @ wte^T", "def _encode_lm_head"]]], wgsl: ["shaders/lm_head.wgsl"],
+    },
+    {
+      title: "The next token", shapes: [["next id", ["1"]]],
+      text: "Greedy (temperature 0): the largest logit. Sampling: softmax of logits / temperature, cut to the top-k and top-p, and a seeded draw. It happens on the GPU, so only the chosen id is read back; it is the next pass's input.",
+      py: [[MODEL, ["# ids[0] = argmax"]], [MODEL, ["# ids[0] ~ softmax"]], ["webgpt/sampling.py", ["def candidates(", "def sample("]]],
+      wgsl: ["shaders/argmax.wgsl", "shaders/sample.wgsl"],
+    },
+    {
+      title: "And again", shapes: [["x", ["1", "C"]]],
+      text: "The text of the token is streamed out, and the new token runs through the whole model alone (T = 1), its attention reading the earlier keys and values from the cache.",
+      py: [[MODEL, ["for produced in range(", "async def stream_ids"]], [MODEL, ["async def stream("]]],
+    },
+  ];
+}
+
+function el(tag, props = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(props)) {
+    if (k === "class") e.className = v;
+    else if (k === "dataset") Object.assign(e.dataset, v);
+    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else e.setAttribute(k, v);
+  }
+  e.append(...children);
+  return e;
+}
+
+function shapeText(names, dims) {
+  const sym = `(${names.join(", ")})`;
+  const values = names.map((n) => (n in dims ? dims[n] : n));
+  const num = `(${values.join(", ")})`;
+  return num === sym ? sym : `${sym} = ${num}`;
+}
+
+/** Fill `box` with the walk-through. ctx: {model, promptTokens, has(path), lineOf(path,
+ * anchors), open(path, line)}. */
+export function renderHowto(box, ctx) {
+  const { model, promptTokens } = ctx;
+  const T = promptTokens && Number.isInteger(promptTokens.count) ? promptTokens.count : "T";
+  const dims = sizes(model, T);
+  const parts = [el("h3", {}, "How it works: one forward pass")];
+  if (model && model.config) {
+    const c = model.config;
+    parts.push(el("p", { class: "muted" },
+      `${model.name}: ${c.n_layer} layers, ${c.n_head} heads, C = n_embd = ${c.n_embd}, ` +
+      `V = vocab_size = ${c.vocab_size}, n_ctx = n_positions = ${c.n_positions}; ` +
+      `${model.uses_f16 ? "f16" : "f32"} weights.`));
+  } else {
+    parts.push(el("p", { class: "muted" }, "Load a model to see its sizes."));
+  }
+  parts.push(el("p", { class: "muted" }, T === "T"
+    ? "T is the number of tokens in a pass: the whole prompt in the first one, then 1 per new token."
+    : `T = ${T}: the prompt ${JSON.stringify(promptTokens.text.length > 40 ? promptTokens.text.slice(0, 40) + "\u2026" : promptTokens.text)} in the first pass; then T = 1 for each new token.`));
+
+  const list = el("ol", { class: "steps" });
+  for (const s of steps(model)) {
+    if (s.block) {
+      list.append(el("li", { class: "block" }, s.block));
+      continue;
+    }
+    const links = el("div", { class: "links" });
+    for (const [path, anchors] of s.py || []) {
+      if (!ctx.has(path)) continue;
+      const line = ctx.lineOf(path, anchors);
+      const label = `${path.split("/").pop()}${line ? `:${line}` : ""}`;
+      links.append(el("button", {
+        type: "button", class: "link py", dataset: { path, line: String(line || 1) },
+        title: `Open ${path}${line ? ` at line ${line}` : ""}`,
+        onclick: () => ctx.open(path, ctx.lineOf(path, anchors) || 1), // the line now
+      }, label));
+    }
+    for (const path of s.wgsl || []) {
+      if (!ctx.has(path)) continue;
+      links.append(el("button", {
+        type: "button", class: "link wgsl", dataset: { path, line: "1" },
+        title: `Open ${path} (its header gives the math, bindings and dispatch)`,
+        onclick: () => ctx.open(path, 1),
+      }, path.split("/").pop()));
+    }
+    list.append(el("li", {},
+      el("strong", {}, s.title),
+      el("p", {}, s.text),
+      el("div", { class: "shapes" }, ...s.shapes.map(([name, names]) =>
+        el("code", {}, `${name} ${shapeText(names, dims)}`))),
+      links));
+  }
+  parts.push(list);
+  box.replaceChildren(...parts);
+}
