@@ -10,6 +10,7 @@ Where Chromium or a WebGPU adapter is missing these tests skip, saying why, exce
 (CI=true), where both are installed and a missing one is a failure.
 """
 
+import http.server
 import os
 import shutil
 import sys
@@ -88,6 +89,29 @@ def server(site):
     srv = build.make_server(site, "127.0.0.1", 0)
     thread = threading.Thread(target=srv.serve_forever, daemon=True)
     thread.start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    srv.shutdown()
+    srv.server_close()
+
+
+@pytest.fixture
+def plain_server(site):
+    """Python's own static server on the site: no Range requests, no COOP/COEP headers (so no
+    SharedArrayBuffer on the page): what a plain static host gives."""
+
+    class Plain(http.server.SimpleHTTPRequestHandler):
+        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
+                          ".mjs": "text/javascript", ".js": "text/javascript",
+                          ".wasm": "application/wasm"}
+
+        def __init__(self, *args, **kw):
+            super().__init__(*args, directory=site, **kw)
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Plain)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/"
     srv.shutdown()
     srv.server_close()

@@ -7,10 +7,8 @@ Stop can interrupt any Python; the last test serves it without them. Fixtures: c
 """
 
 import hashlib
-import http.server
 import json
 import os
-import threading
 import time
 import urllib.parse
 import urllib.request
@@ -421,28 +419,6 @@ def test_download_saves_the_edits(open_page):
         assert z.testzip() is None
         assert sorted(z.namelist()) == ["scripts/generate.py", "shaders/argmax.wgsl"]
         assert z.read("shaders/argmax.wgsl") == b"// mine\n"
-
-
-@pytest.fixture
-def plain_server(site):
-    """A static server without the COOP/COEP headers: no SharedArrayBuffer on the page."""
-
-    class Plain(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                          ".mjs": "text/javascript", ".js": "text/javascript",
-                          ".wasm": "application/wasm"}
-
-        def __init__(self, *args, **kw):
-            super().__init__(*args, directory=site, **kw)
-
-        def log_message(self, *args):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/"
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_without_isolation_stop_still_ends_generation(open_page, plain_server):

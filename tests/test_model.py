@@ -210,3 +210,30 @@ def test_sampling_is_seeded(adapter, folder):
     assert a == b and a != c
     assert d == greedy
     assert isinstance(seed, int) and len(e) == 5  # no seed given: a random one, recorded
+
+
+def test_rebuild_recompiles_edited_shaders(adapter, folder):
+    """model.rebuild() (the page's editor uses it) compiles edited WGSL from kernels.sources and
+    remakes activation buffers and bind groups without touching the weights or leaking."""
+    _, ref = refmodels.load_fixture("tiny")
+    prompt, want = ref["prompt"].tolist(), ref["greedy"].tolist()[:8]
+
+    async def run():
+        model = await webgpt.load(folder("tiny"))
+        held = model.device.allocated
+        before = await model.generate_ids(prompt, max_new_tokens=8, temperature=0)
+        # An edited argmax that always answers token 5.
+        text = model.kernels.source("argmax").replace("ids[0] = wi[0];", "ids[0] = 5u;")
+        assert text != model.kernels.source("argmax")
+        model.kernels.sources["argmax"] = text
+        model.rebuild()
+        edited = await model.generate_ids(prompt, max_new_tokens=8, temperature=0)
+        del model.kernels.sources["argmax"]
+        model.rebuild()
+        after = await model.generate_ids(prompt, max_new_tokens=8, temperature=0)
+        return before, edited, after, held, model.device.allocated
+
+    before, edited, after, held, now = asyncio.run(run())
+    assert before == want and after == want
+    assert edited == [5] * 8
+    assert now == held

@@ -5,13 +5,11 @@ console errors; a normal run must have neither. Fixtures are in conftest.py.
 """
 
 import http.client
-import http.server
 import json
 import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import urllib.parse
 
@@ -169,28 +167,6 @@ def test_greedy_continuation_equals_the_cli(run, site, test_models, model):
     page_text = r.text("#output")
     assert page_text == cli_generate(folder, prompt, n)
     assert r.console_errors == [] and r.blocked == []
-
-
-@pytest.fixture
-def plain_server(site):
-    """Python's own static server: no Range requests, no HEAD sizes beyond the plain ones."""
-
-    class Plain(http.server.SimpleHTTPRequestHandler):
-        extensions_map = {**http.server.SimpleHTTPRequestHandler.extensions_map,
-                          ".mjs": "text/javascript", ".js": "text/javascript",
-                          ".wasm": "application/wasm"}
-
-        def __init__(self, *args, **kw):
-            super().__init__(*args, directory=site, **kw)
-
-        def log_message(self, *args):
-            pass
-
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Plain)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{srv.server_address[1]}/"
-    srv.shutdown()
-    srv.server_close()
 
 
 def test_any_static_server_will_do(browser, plain_server, test_models):

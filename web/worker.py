@@ -363,7 +363,7 @@ async def _heal():
     if _model is None:
         return
     bufs = list(getattr(_model, "slots", [])) + [getattr(_model.device, "_readback", None)]
-    bufs = [b for b in bufs if _is_buffer(b)]
+    bufs = [b for b in bufs if isinstance(b, JsProxy) and getattr(b, "mapState", None) is not None]
     for _ in range(200):
         if all(b.mapState != "pending" for b in bufs):
             break
@@ -451,7 +451,7 @@ async def _apply(files):
                 _model.kernels.sources[name] = _applied[path]
             else:
                 _model.kernels.sources.pop(name, None)
-        _rebuild(_model)
+        _model.rebuild()
         _rebuild_needed = False
     except BaseException as e:
         _rebuild_needed = _reload_hint = True
@@ -537,34 +537,6 @@ def _rewrap(model):
             visit(v, depth + 1)
 
     visit(model, 0)
-
-
-def _is_buffer(value):
-    return isinstance(value, JsProxy) and getattr(value, "mapState", None) is not None
-
-
-def _rebuild(model):
-    """Compile the model's pipelines again from the current WGSL and make its activation
-    buffers and bind groups (model._build()); the weights stay where they are. The
-    buffers the previous build made are destroyed first."""
-    keep = {id(b) for b in model.params.values()} | {id(p[0]) for p in model.wte_parts}
-    old = []
-    for name, value in vars(model).items():
-        if name in ("params", "wte_parts"):
-            continue
-        for v in (value if isinstance(value, (list, tuple)) else [value]):
-            if _is_buffer(v) and id(v) not in keep and all(v is not o for o in old):
-                old.append(v)
-    for b in old:
-        if b.usage & js.GPUBufferUsage.MAP_READ:
-            b.destroy()
-        else:
-            model.device.destroy(b)
-    owned = getattr(model, "_owned", None)  # the buffers release() destroys
-    if isinstance(owned, list):
-        owned[:] = [b for b in owned if all(b is not o for o in old)]
-    model.kernels.clear()
-    model._build()
 
 
 # ---------------------------------------------------------------- GPU self-test

@@ -179,6 +179,7 @@ class GPT2:
 
     def _build(self):
         cfg, dev, k = self.config, self.device, self.kernels
+        self._built_from = len(self._owned)  # buffers from here on are _build's (rebuild())
         C, V, n_ctx, L = self.C, self.V, self.n_ctx, cfg.n_layer
         f16, lay, eps = self.uses_f16, self.layout, cfg.layer_norm_epsilon
         f = 4  # bytes per f32
@@ -266,6 +267,19 @@ class GPT2:
         self.argmax = [(a1, bg(a1, bufs), self.argmax_parts), (a2, bg(a2, bufs), 1)]
         sp = k.get("sample", V=V)
         self.sample = (sp, bg(sp, [self.logits_buf, self.probs, self.ids, self.sampler]))
+
+    def rebuild(self):
+        """Compile the pipelines again from the current WGSL (the files, or the texts in
+        `kernels.sources`) and remake the activation buffers and bind groups; the weights stay
+        where they are. For edited shaders and model code (the page's editor)."""
+        self._check_usable()
+        built, self._owned = self._owned[self._built_from:], self._owned[:self._built_from]
+        for b in built:
+            self.device.destroy(b)
+        for b in self.slots:
+            b.destroy()
+        self.kernels.clear()
+        self._build()
 
     def release(self):
         """Destroy every GPU buffer of this model. Idempotent, and safe after a load that
