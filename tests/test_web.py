@@ -325,3 +325,140 @@ def test_site_lists_models_and_pins_the_runtime(site):
         with open(os.path.join(site, name), encoding="utf-8") as f:
             text = f.read()
         assert not re.search(r"https?://(?!localhost)", text), name
+
+
+# ---------------------------------------------------------------- reliability
+
+
+# Markup that runs code if it ever reaches the DOM as HTML: each sets window.__xss.
+XSS = ('<img src=x onerror="window.__xss=1"><svg onload="window.__xss=2"></svg>'
+       '<script>window.__xss=3</script><iframe srcdoc="<script>parent.__xss=4</script>">')
+
+
+def _run_script(r, code):
+    """Put `code` in the page's editor, press Run and wait for the run to end; returns the
+    console's data-status."""
+    r.page.wait_for_selector("#editor .cm-content")
+    r.page.evaluate(
+        "async code => { const { EditorView } = await import('./editor.js');"
+        " const view = EditorView.findFromDOM(document.getElementById('editor'));"
+        " view.dispatch({changes: {from: 0, to: view.state.doc.length, insert: code}}); }", code)
+    n = int(r.page.get_attribute("#console", "data-runs") or 0)
+    r.page.click("#run")
+    r.page.wait_for_function(
+        "n => Number(document.getElementById('console').dataset.runs) > n", arg=n,
+        timeout=TIMEOUT_MS)
+    return r.page.get_attribute("#console", "data-status")
+
+
+def _no_markup_ran(r):
+    r.page.wait_for_timeout(500)  # an image's error event comes a moment after it is added
+    assert r.page.evaluate("window.__xss") is None, "markup from text ran as HTML"
+    assert r.page.evaluate("""[...document.querySelectorAll('*')].filter(e =>
+        [...e.attributes].some(a => a.name.startsWith('on')) || e.tagName === 'IFRAME'
+        || e.tagName === 'IMG' || e.textContent.startsWith('window.__xss')).length""") == 0
+
+
+def test_text_reaches_the_page_only_as_text(run):
+    """Prompts, generated text, printed output, tracebacks, token views, chart labels and
+    error messages that contain HTML are shown as that text, and none of it executes."""
+    r = run().open(model="tiny", prompt=XSS, max_new_tokens=4, temperature=0, autorun=1)
+    assert r.wait_for_state("done", "error") == "done", r.text("#error")
+    assert r.text("#prompt-echo") == XSS
+    status = _run_script(r, (
+        f"x = {XSS!r}\n"
+        "page.output(x)\n"
+        "print(x)\n"
+        "page.tokens([x, (x, 1)], title=x)\n"
+        "page.bar_chart([x, 'b'], [1, 2], title=x)\n"
+        "raise ValueError(x)\n"))
+    assert status == "error"
+    assert r.text("#output").endswith(XSS)
+    console = r.text("#console")
+    assert console.count(XSS) >= 4 and f"ValueError: {XSS}" in console, console
+    _no_markup_ran(r)
+    assert r.console_errors == [] and r.blocked == []
+
+    # The messages of #error: a bad parameter and an unknown model, both quoting the URL.
+    r2 = run().open(model="tiny", temperature='<img src=x onerror="window.__xss=1">', autorun=1)
+    r2.page.wait_for_function("document.getElementById('error').textContent.includes('<img')",
+                              timeout=TIMEOUT_MS)
+    _no_markup_ran(r2)
+    r3 = run().open(model=XSS, autorun=1)
+    assert r3.wait_for_state("error", timeout=30_000) == "error"
+    assert XSS in r3.text("#error")
+    _no_markup_ran(r3)
+
+
+@pytest.mark.parametrize("query, sentence, autorun", [
+    ({"max_new_tokens": "-5"}, "max_new_tokens must be a whole number from 0 to", 1),
+    ({"temperature": "abc"}, "temperature='abc' is not a number", 1),
+    ({"top_p": "2"}, "top_p must be a number from", 1),
+    ({"top_k": "1e999"}, "top_k='1e999' is not a whole number", 1),
+    ({"temperature": "nan"}, "temperature must be 0 (greedy) or a number from", 1),
+    # Without autorun the page checks the URL's values as it starts, before any Generate.
+    ({"temperature": "abc"}, "temperature='abc' is not a number", 0),
+])
+def test_bad_url_parameter_is_explained_and_the_page_stays_usable(run, query, sentence, autorun):
+    """A bad sampling parameter in the URL: #error names it in a sentence (from
+    webgpt.sampling.params_from_strings), nothing is generated, and once the field is fixed
+    Generate works."""
+    r = run().open(model="tiny", prompt="Hello world", autorun=autorun, **query)
+    r.page.wait_for_function("s => document.getElementById('error').textContent.includes(s)",
+                             arg=sentence, timeout=TIMEOUT_MS)
+    assert r.page.is_visible("#error")
+    assert r.wait_for_state("ready") == "ready"  # the model is in; nothing was generated
+    assert r.text("#output") == ""
+    if autorun:
+        assert r.text("#status") == "Nothing ran: a parameter is not usable."
+    # The user fixes the field; Generate then works.
+    name = next(iter(query))
+    r.page.fill(f"#{name}", {"max_new_tokens": "6", "temperature": "0", "top_p": "1",
+                             "top_k": "0"}[name])
+    r.page.fill("#max_new_tokens", "6")
+    r.page.click("#generate")
+    assert r.wait_for_state("done", "error") == "done", r.text("#error")
+    assert r.page.is_hidden("#error")
+    assert r.text("#output") != "" and r.stats()["tokens"] == "6"
+    assert r.console_errors == []
+
+
+# What a driver reset does to the page's GPUDevice, done from the worker's Python.
+DESTROY_DEVICE = ("self.pyodide.runPython("
+                  "'import webgpt_page; webgpt_page._model.device._dev.destroy()')")
+
+
+def test_lost_gpu_device_reloads_the_model_without_reloading_the_page(run):
+    """device.destroy() in the worker (as a driver reset would lose it): the page says so,
+    loads the model again on a new device, and the same greedy text comes out."""
+    r = run().open(model="tiny", prompt="Hello world", max_new_tokens=8, temperature=0, autorun=1)
+    assert r.wait_for_state("done", "error") == "done", r.text("#error")
+    before = r.text("#output")
+    r.page.evaluate("window.__sameDocument = true")
+    r.page.workers[0].evaluate(DESTROY_DEVICE)
+    r.page.wait_for_function(
+        "document.getElementById('status').textContent.includes('loaded again')",
+        timeout=TIMEOUT_MS)
+    assert r.state() == "ready" and r.page.is_hidden("#error")
+    r.page.click("#generate")
+    assert r.wait_for_state("done", "error") == "done", r.text("#error")
+    assert r.text("#output") == before
+    assert r.page.evaluate("window.__sameDocument") is True  # the page was not reloaded
+    # Losing it in the middle of a generation: the run ends with the message, then the same.
+    r.page.fill("#max_new_tokens", "2000")
+    r.page.fill("#temperature", "1")
+    r.page.click("#generate")
+    r.page.wait_for_function("document.getElementById('output').childNodes.length >= 3",
+                             timeout=TIMEOUT_MS)
+    r.page.workers[0].evaluate(DESTROY_DEVICE)
+    r.page.wait_for_function(
+        "document.getElementById('error').textContent.includes('GPU device was lost')",
+        timeout=60_000)
+    r.page.wait_for_function(
+        "document.getElementById('status').textContent.includes('loaded again')",
+        timeout=TIMEOUT_MS)
+    r.page.fill("#max_new_tokens", "8")
+    r.page.fill("#temperature", "0")
+    r.page.click("#generate")
+    assert r.wait_for_state("done", "error") == "done", r.text("#error")
+    assert r.text("#output") == before

@@ -1,8 +1,12 @@
 // The page's main thread: the controls, the text as it streams in, progress and stats, and
 // the code panel (ide.js). All Python (Pyodide, the model, the GPU work) runs in worker.mjs,
 // so this thread never blocks. Messages to the worker: init, load, run, stop, tokenize,
-// selftest; from it: progress, booted, loaded, piece, console, chart, tokens, run-done,
-// tokenized, selftest, error (see worker.mjs and worker.py).
+// selftest, check; from it: progress, booted, loaded, piece, console, chart, tokens, run-done,
+// tokenized, selftest, error, device-lost (see worker.mjs and worker.py).
+//
+// The form's values go to the worker as text, checked there (params_from_strings): a bad one,
+// from the URL or typed, is said in #error and nothing runs. A lost GPU device (device-lost, or
+// a run that ended on it) is said, and the model loads again on a new device.
 //
 // Generate runs the editor's scripts/generate.py (as edited) with the form's values; Run runs
 // the script in the editor. Stop sets a flag the script reads between tokens; a script that
@@ -58,7 +62,7 @@ function setState(state, status) {
   ide.setRunState({ canRun: booted && !busy, running: running !== null });
 }
 
-function showError(message, hint) {
+function showError(message, hint, state = "error") {
   ui.error.replaceChildren();
   const p = document.createElement("p");
   p.className = "message";
@@ -71,7 +75,8 @@ function showError(message, hint) {
     ui.error.append(h);
   }
   ui.error.hidden = false;
-  setState("error", "Failed.");
+  if (state === "error") setState("error", "Failed.");
+  else setState(state);
 }
 
 function clearError() {
@@ -116,31 +121,47 @@ function showStats(s) {
   }));
 }
 
-function loadModel(name) {
+function loadModel(name, keepError = false) {
   const entry = models.find((m) => m.name === name);
   if (!entry) return;
   loading = name;
   loadedModel = null;
   weightsFromDownload = false;
-  clearError();
+  if (!keepError) clearError();
   setProgress("weights", 0, entry.bytes || 0);
   setState("loading", `Loading ${name}…`);
   const url = new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
   worker.postMessage({ type: "load", name, url });
 }
 
+// The form's values as typed (or as the URL gave them), as text: worker.py checks them with
+// webgpt.sampling.params_from_strings, which says in a sentence what is wrong with a bad one.
+// An empty field takes the page's default; an empty seed, a random one.
 function readParams() {
-  const int = (el, dflt) => (el.value.trim() === "" ? dflt : Math.trunc(Number(el.value)));
-  let seed = int(ui.seed, null);
-  if (seed === null) seed = Math.floor(Math.random() * 2 ** 31);
+  const text = (el, dflt) => (el.value.trim() === "" ? dflt : el.value);
   return {
     prompt: ui.prompt.value,
-    max_new_tokens: Math.max(1, int(ui.maxNew, 100)),
-    temperature: Math.max(0, Number(ui.temperature.value) || 0),
-    top_k: Math.max(0, int(ui.topK, 0)),
-    top_p: Math.min(1, Math.max(0, ui.topP.value.trim() === "" ? 1 : Number(ui.topP.value))),
-    seed,
+    max_new_tokens: text(ui.maxNew, "100"),
+    temperature: text(ui.temperature, "0.8"),
+    top_k: text(ui.topK, "0"),
+    top_p: text(ui.topP, "1"),
+    seed: text(ui.seed, String(Math.floor(Math.random() * 2 ** 31))),
   };
+}
+
+// The GPU device was lost (worker.py's "device-lost", or a run that ended on it): say so and
+// load the model again, on a new device, without reloading the page.
+let deviceLost = null; // the message, until the model is loaded again
+let recovering = false;
+
+function recoverDevice() {
+  const name = loadedModel || loading || ui.model.value;
+  const message = deviceLost || "The GPU device was lost.";
+  deviceLost = null;
+  recovering = true;
+  showError(message[0].toUpperCase() + message.slice(1),
+    `Loading ${name} again on a new GPU device; Generate works again once it is in.`, "loading");
+  loadModel(name, true);
 }
 
 function generate() {
@@ -241,6 +262,17 @@ function runDone(m) {
   if (r) clearTimeout(r.timer);
   if (interrupt) Atomics.store(interrupt, 0, 0); // an interrupt that came too late
   ide.console.end(m.status, m.seconds, m.error);
+  if (m.bad_params) { // nothing ran: the form's values need a change
+    showError(`A parameter is not usable: ${m.error}`,
+      "Change it in the form (or in the page's address) and press Generate again.", "ready");
+    ui.status.textContent = "Nothing ran: a parameter is not usable.";
+    return;
+  }
+  if (m.lost || deviceLost) {
+    if (!deviceLost) deviceLost = m.error || "The GPU device was lost.";
+    recoverDevice();
+    return;
+  }
   if (m.reload && loadedModel !== null) {
     const name = loadedModel;
     ide.console.action("An edit that changes what the model sets up as it loads (its __init__ " +
@@ -280,6 +312,9 @@ function onMessage(e) {
       } else if (ui.model.value && !halted) {
         loadModel(ui.model.value);
       }
+      if (!autorun && PARAM_NAMES.some((k) => params.has(k))) {
+        worker.postMessage({ type: "check", params: readParams() }); // said before Generate
+      }
       break;
     case "loaded": {
       const bar = $("progress-weights");
@@ -291,7 +326,14 @@ function onMessage(e) {
       ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${m.uses_f16 ? "f16" : "f32"} weights`;
       ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
       showStats({ load_s: m.load_s });
-      setState("ready", `${m.name} loaded in ${fmt(m.load_s, 1)} s.`);
+      if (recovering) {
+        recovering = false;
+        ui.error.hidden = true;
+        setState("ready", `${m.name} is loaded again (the GPU device had been lost), in ` +
+          `${fmt(m.load_s, 1)} s.`);
+      } else {
+        setState("ready", `${m.name} loaded in ${fmt(m.load_s, 1)} s.`);
+      }
       if (autorun) {
         autorun = false;
         generate();
@@ -327,8 +369,16 @@ function onMessage(e) {
       if (!m.ok) showError(m.text);
       break;
     case "error":
-      if (m.stage === "load") loading = null;
-      showError(m.message, m.hint);
+      if (m.stage === "load") {
+        loading = null;
+        recovering = false;
+      }
+      // A bad parameter from the URL: said, while the model loads all the same.
+      showError(m.message, m.hint, m.stage === "params" ? root.dataset.state : "error");
+      break;
+    case "device-lost":
+      deviceLost = m.message;
+      if (!running && loadedModel !== null) recoverDevice(); // else once the run ends
       break;
     default:
       break;
@@ -346,6 +396,8 @@ async function fetchModels() {
   const index = await resp.json();
   return index.models || [];
 }
+
+const PARAM_NAMES = ["max_new_tokens", "temperature", "top_k", "top_p", "seed"];
 
 async function main() {
   // URL parameters fill the form: index.html?model=NAME&prompt=TEXT&max_new_tokens=N&...

@@ -9,10 +9,10 @@
 //               cross-origin isolated) | {type: "load", name, url}
 //               | {type: "run", code, filename, params, files} | {type: "stop"}
 //               | {type: "cancel"}
-//               | {type: "tokenize", text} | {type: "selftest"}
+//               | {type: "tokenize", text} | {type: "selftest"} | {type: "check", params}
 // Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s}
 //               | the ones worker.py posts (loaded, piece, console, chart, tokens, run-done,
-//               tokenized, selftest, error).
+//               tokenized, selftest, error, device-lost).
 //
 // Stop: the page sets control[0] = 1, which page.stop_requested() reads in Python. Shared
 // with the page, the page writes it directly (and, if the script goes on, 2 = SIGINT into
@@ -100,6 +100,8 @@ function handle(m) {
       });
     case "tokenize":
       return page.tokenize(m.text);
+    case "check":
+      return page.check_params(m.params);
     case "selftest":
       return page.gpu_selftest();
   }

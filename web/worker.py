@@ -23,7 +23,12 @@ Messages to the page's main thread (main.js):
                                                   "sys" (what the page did)
     {type: "chart", title, labels, values}        page.bar_chart(...)
     {type: "tokens", title, pieces}               page.tokens(...): [[text, id], ...]
-    {type: "run-done", status, seconds, error, stats}   status: "ok", "error", "stopped"
+    {type: "run-done", status, seconds, error, stats, reload, lost, bad_params}
+                                                  status: "ok", "error", "stopped"; lost: the
+                                                  GPU device was lost; bad_params: a form
+                                                  value failed params_from_strings, nothing ran
+    {type: "device-lost", message}                the model's GPU device was lost: the page
+                                                  loads the model again (a new device)
     {type: "tokenized", text, count}              the answer to tokenize(text)
     {type: "selftest", ok, text}                  the result of gpu_selftest()
     {type: "error", stage, message, hint}         a sentence for the user, and what to do
@@ -127,6 +132,8 @@ async def load_model(name, url):
     finally:
         await source.close()
     _model = model
+    if hasattr(model.device, "on_lost"):  # the browser backend: say so when the GPU goes
+        model.device.on_lost = _on_device_lost
     _rebuild_needed = False  # made by the current code
     for path, text in _applied.items():  # edited shaders, as for a model loaded before
         if path.endswith(".wgsl"):
@@ -267,7 +274,12 @@ async def run(code, filename, params, files):
     page = Page()
     status, error = "ok", None
     stats_before = _model.stats if _model is not None else None
-    params = _params(params)
+    try:
+        params = _params(params)
+    except ValueError as e:  # a bad form or URL value: say so, run nothing
+        post("run-done", status="error", seconds=0.0, error=str(e), stats=None, reload=False,
+             bad_params=True)
+        return
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _stdout, _stderr
     try:
@@ -317,20 +329,46 @@ async def run(code, filename, params, files):
         stats["pieces"] = page.pieces
         stats["stopped"] = status == "stopped" or page.stop_requested()
         stats["seed"] = params.seed
+    lost = _device_lost()
+    if lost is not None and status == "error":
+        error = str(lost)
     post("run-done", status=status, seconds=time.perf_counter() - t0, error=error, stats=stats,
-         reload=_reload_hint)
+         reload=_reload_hint, lost=lost is not None)
 
 
 def _params(p):
-    """The form's values as the script's `params`: top_k 0 and top_p 1 are None (off)."""
+    """The form's values (strings, as typed or as the URL gave them) as the script's `params`,
+    checked by webgpt.sampling.params_from_strings: a bad value raises ValueError with a
+    sentence. top_k 0 and top_p 1 are None (off)."""
     p = p.to_py() if isinstance(p, JsProxy) else dict(p or {})
-    top_k = int(p.get("top_k") or 0) or None
-    top_p = float(p.get("top_p", 1) if p.get("top_p") is not None else 1)
-    seed = p.get("seed")
+    sampling = importlib.import_module("webgpt.sampling")
+    values = sampling.params_from_strings(
+        {k: p.get(k) for k in ("max_new_tokens", "temperature", "top_k", "top_p", "seed")})
+    top_p = values["top_p"]
     return types.SimpleNamespace(
-        prompt=str(p.get("prompt", "")), max_new_tokens=int(p.get("max_new_tokens", 100)),
-        temperature=float(p.get("temperature", 0.8)), top_k=top_k,
-        top_p=None if top_p >= 1 else top_p, seed=None if seed is None else int(seed))
+        prompt=str(p.get("prompt", "")), max_new_tokens=values["max_new_tokens"],
+        temperature=values["temperature"], top_k=values["top_k"] or None,
+        top_p=None if top_p is None or top_p >= 1 else top_p, seed=values["seed"])
+
+
+def check_params(p):
+    """Check the form's values (e.g. from the URL) before anything runs: posts an error with
+    the sentence if one is bad."""
+    try:
+        _params(p)
+    except ValueError as e:
+        _error("params", f"A parameter is not usable: {e}",
+               "Change it in the form (or in the page's address) and press Generate.")
+
+
+def _device_lost():
+    """The GPUError of the loaded model's lost device, or None while it is alive."""
+    dev = getattr(_model, "device", None)
+    return getattr(dev, "lost", None)
+
+
+def _on_device_lost(err):
+    post("device-lost", message=str(err))
 
 
 def _print_traceback(exc, stream):

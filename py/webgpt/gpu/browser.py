@@ -12,10 +12,15 @@ the Python heap.
 WebGPU reports validation errors asynchronously (on the device's `uncapturederror` event,
 not as exceptions of the call that caused them). They are collected here and raised as a
 `GPUError` by the next `read`, so a bad shader or binding cannot silently produce numbers.
+
+A lost device (the driver reset, the browser reclaimed it, or `destroy()`: the JS
+`device.lost` promise resolves) is recorded: from then on every call raises a `GPUError`
+saying so (the model must be loaded again, on a new device), and `on_lost(error)`, if set,
+is called once.
 """
 
 import js
-from pyodide.ffi import JsProxy, create_proxy, to_js
+from pyodide.ffi import JsProxy, create_once_callable, create_proxy, to_js
 
 from .base import Device, GPUError, resolve_limits
 
@@ -162,6 +167,22 @@ class BrowserDevice(Device):
         # Kept as attributes: the proxies must live as long as the device.
         self._on_error = create_proxy(self._record_error)
         device.addEventListener("uncapturederror", self._on_error)
+        self.lost = None  # the GPUError every call raises once the device is lost
+        self.on_lost = None  # called with that error when the device is lost (not by close())
+        self._closed = False
+        device.lost.then(create_once_callable(self._record_lost))
+
+    def _record_lost(self, info):
+        reason = str(getattr(info, "reason", "") or "unknown")
+        message = str(getattr(info, "message", "") or "").strip()
+        detail = f"{reason}: {message}" if message else reason
+        self.lost = GPUError(f"the GPU device was lost ({detail}); load the model again")
+        if not self._closed and self.on_lost is not None:
+            self.on_lost(self.lost)
+
+    def _check(self):
+        if self.lost is not None:
+            raise GPUError(str(self.lost))
 
     def _record_error(self, event):
         self._errors.append(str(event.error.message))
@@ -174,6 +195,7 @@ class BrowserDevice(Device):
             raise GPUError(f"WebGPU error: {first}{extra}")
 
     def buffer(self, size, label="", uniform=False):
+        self._check()
         # Sizes are rounded up to 4 bytes, as writes and copies need.
         size = max(4, (size + 3) // 4 * 4)
         U = js.GPUBufferUsage
@@ -183,6 +205,7 @@ class BrowserDevice(Device):
         return buf
 
     def write(self, buf, offset, data):
+        self._check()
         queue = self._dev.queue
         if isinstance(data, JsProxy):
             # A typed array (e.g. a chunk of a fetch stream): straight to the queue.
@@ -207,6 +230,7 @@ class BrowserDevice(Device):
             del chunk
 
     def pipeline(self, code, constants=None, label=""):
+        self._check()
         module = self._dev.createShaderModule(_js({"code": code, "label": label}))
         compute = {"module": module, "entryPoint": "main"}
         if constants:
@@ -215,6 +239,7 @@ class BrowserDevice(Device):
             _js({"layout": "auto", "compute": compute, "label": label}))
 
     def bind_group(self, pipeline, buffers, label=""):
+        self._check()
         entries = []
         for i, b in enumerate(buffers):
             if isinstance(b, tuple):
@@ -226,10 +251,12 @@ class BrowserDevice(Device):
             "layout": pipeline.getBindGroupLayout(0), "entries": entries, "label": label}))
 
     def encoder(self):
+        self._check()
         return BrowserEncoder(self._dev)
 
     def readback_buffer(self, size, label="readback"):
         """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""
+        self._check()
         size = max(8, (size + 7) // 8 * 8)
         usage = js.GPUBufferUsage.MAP_READ | js.GPUBufferUsage.COPY_DST
         return self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
@@ -239,6 +266,7 @@ class BrowserDevice(Device):
         try:
             await buf.mapAsync(js.GPUMapMode.READ, 0, buf.size)
         except Exception as e:
+            self._check()
             self._raise_errors()
             raise GPUError(f"WebGPU read-back failed: {e}") from e
         try:
@@ -246,10 +274,12 @@ class BrowserDevice(Device):
             data = js.Uint8Array.new(mapped, 0, size).to_bytes()
         finally:
             buf.unmap()
+        self._check()
         self._raise_errors()
         return data
 
     async def read(self, buf, offset, size):
+        self._check()
         # One staging buffer, grown as needed and reused between reads (a new one while
         # the last is still mapped by a read in flight).
         padded = max(4, (size + 3) // 4 * 4)
@@ -268,6 +298,8 @@ class BrowserDevice(Device):
         buf.destroy()
 
     def close(self):
+        self._closed = True
+        self.on_lost = None
         if self._readback is not None:
             self._readback.destroy()
             self._readback = None
