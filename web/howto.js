@@ -101,7 +101,8 @@ function steps(model) {
   ];
 }
 
-function el(tag, props = {}, ...children) {
+// An element with attributes, listeners and children (ide.js uses it too).
+export function el(tag, props = {}, ...children) {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(props)) {
     if (k === "class") e.className = v;
@@ -109,7 +110,7 @@ function el(tag, props = {}, ...children) {
     else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
     else e.setAttribute(k, v);
   }
-  e.append(...children);
+  e.append(...children); // strings become text nodes: never HTML
   return e;
 }
 

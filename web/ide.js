@@ -10,7 +10,7 @@
 // shipped version is not mixed into the new one; the user is told, and picks.
 
 import { createEditor } from "./editor.js";
-import { renderHowto } from "./howto.js";
+import { el, renderHowto } from "./howto.js";
 
 const STORE = "webgpt-py/edit/"; // + path: {base: sha256 of the shipped text, text}
 const UI_STORE = "webgpt-py/ui"; // {open, target}: the file in view and the script Run runs
@@ -24,17 +24,6 @@ const SHADER_ORDER = ["embedding", "layernorm", "matvec", "matmul", "attention",
 
 const $ = (id) => document.getElementById(id);
 
-function el(tag, props = {}, ...children) {
-  const e = document.createElement(tag);
-  for (const [k, v] of Object.entries(props)) {
-    if (k === "class") e.className = v;
-    else if (k === "dataset") Object.assign(e.dataset, v);
-    else if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
-    else e.setAttribute(k, v);
-  }
-  e.append(...children); // strings become text nodes: never HTML
-  return e;
-}
 
 /** The docstring's first line of a script, "Title: what it does." -> [title, description]. */
 function describe(text, fallback) {

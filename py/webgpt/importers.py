@@ -41,6 +41,23 @@ class ConversionError(ValueError):
     """A source that cannot be converted; the message is one line naming the file."""
 
 
+
+_DIMS = ("n_layer", "n_head", "n_embd", "block_size", "vocab_size")
+
+
+def _dims(args, where, key_format):
+    """(n_layer, n_head, n_embd, block_size, vocab_size, bias) of a checkpoint's settings, each
+    a positive integer and n_embd a multiple of n_head; `key_format` names a key in messages."""
+    for key in _DIMS:
+        v = args.get(key)
+        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+            raise ConversionError(
+                f"{where}: {key_format.format(key)} is {v!r}, not a positive integer")
+    L, H, C, P, V = (args[k] for k in _DIMS)
+    if C % H:
+        raise ConversionError(f"{where}: n_embd ({C}) is not a multiple of n_head ({H})")
+    return L, H, C, P, V, args.get("bias", True) is not False
+
 # ---------------------------------------------------------------- torch.save files, no torch
 
 # torch's legacy storage classes -> the numpy dtype of their elements ('bfloat16' is special:
@@ -421,14 +438,7 @@ def import_nanogpt(ckpt_path, out_dir, dtype="float32", meta_path=None, force=Fa
     args = ckpt["model_args"]
     if not isinstance(args, dict):
         raise ConversionError(f"{where}: model_args is not a dict")
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
-        v = args.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ConversionError(f"{where}: model_args[{key!r}] is {v!r}, not a positive integer")
-    L, H, C, P, V = (args[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"))
-    if C % H:
-        raise ConversionError(f"{where}: n_embd ({C}) is not a multiple of n_head ({H})")
-    bias = args.get("bias", True) is not False
+    L, H, C, P, V, bias = _dims(args, where, "model_args[{!r}]")
 
     # torch.compile'd models save every name with an _orig_mod. prefix.
     state = {}
@@ -558,14 +568,7 @@ def import_webgpt(src_dir, out_dir, dtype="float32", tokens_path=None, force=Fal
         raise ConversionError(f"{params_path} must hold a JSON object")
     if "block_size" not in params and "n_ctx" in params:
         params["block_size"] = params["n_ctx"]
-    for key in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
-        v = params.get(key)
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
-            raise ConversionError(f"{params_path}: {key} is {v!r}, not a positive integer")
-    L, H, C, P, V = (params[k] for k in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"))
-    if C % H:
-        raise ConversionError(f"{params_path}: n_embd ({C}) is not a multiple of n_head ({H})")
-    bias = params.get("bias", True) is not False
+    L, H, C, P, V, bias = _dims(params, params_path, "{}")
     sizes = {"wte.weight": (V, C), "wpe.weight": (P, C)}
 
     def get(name, shape):
