@@ -8,6 +8,8 @@
                                           or a hub repo from Hugging Face into weights/NAME
     python3 build.py import nanogpt CKPT OUT | import webgpt DIR OUT
                                           convert a nanoGPT ckpt.pt or a WebGPT weight folder
+    python3 build.py quantize SRC DST --bits 8|4 [--block 32] [--max-shard MB] [--force]
+                                          write a quantized copy of a model folder
 
 A fresh machine runs this with the system Python before anything is installed, so the top
 level uses the standard library only. Each command first makes what it needs, once (stamp
@@ -15,16 +17,20 @@ files make the checks fast when nothing changed):
 
 - a virtual environment at .venv with requirements.txt (requirements-test.txt for `test`),
   then re-runs itself inside it;
-- `npm ci` in web/ (Pyodide, CodeMirror and esbuild, pinned in web/package-lock.json);
+- `npm ci` in web/ (Pyodide, CodeMirror, hash-wasm and esbuild, pinned in
+  web/package-lock.json);
 - for `test`, as root and where missing: `apt-get install chromium mesa-vulkan-drivers`.
 
 The site (dist/): the page (web/), Pyodide's runtime files, the pure wheels packaging and
 micropip (pinned by sha256 below), this project's own wheel built from py/ and shaders/, and
 every model folder under weights/ that has a config.json, in models/<name>/ with
-models/index.json listing them. Nothing on the page comes from anywhere else. The page's code
-editor is CodeMirror, bundled from web/editor/ into editor.js by esbuild; the files it shows
-(web/scripts/, web/examples/, py/webgpt/, shaders/) are copied into code/, listed with their
-sha256 in code/index.json.
+models/index.json listing them (each file's size and sha256). Nothing on the page comes from
+anywhere else. For offline use, sw.js (a service worker) keeps the files that sw-shell.js
+lists, with their sha256 and a version named by them; the page keeps models by sha256
+(hashing them with hash-wasm, bundled into sha256.js). The page's code editor is CodeMirror,
+bundled from web/editor/ into editor.js by esbuild; the files it shows (web/scripts/,
+web/examples/, py/webgpt/, shaders/) are copied into code/, listed with their sha256 in
+code/index.json.
 """
 
 import argparse
@@ -72,6 +78,8 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index
                "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json"}
 DEFAULT_MODEL = "shakespeare-char"
+# Written by build(): the list of the page's files that the service worker (web/sw.js) keeps.
+SHELL_MANIFEST = "sw-shell.js"
 
 MIME = {
     ".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
@@ -345,9 +353,10 @@ def build(out=DIST, extra_models=None):
         if name not in WEB_EXCLUDE and os.path.isfile(src):
             copy_if_changed(src, os.path.join(out, name))
             page_files.add(name)
-    for path in editor_bundle():  # editor.js and the licenses of what it bundles
+    for path in editor_bundle() + [hash_bundle()]:  # editor.js (+ licenses), sha256.js
         copy_if_changed(path, os.path.join(out, os.path.basename(path)))
         page_files.add(os.path.basename(path))
+    page_files.add(SHELL_MANIFEST)  # written last, below
     copy_code(os.path.join(out, "code"))
     for name in os.listdir(out):
         if name not in page_files and os.path.isfile(os.path.join(out, name)):
@@ -384,7 +393,10 @@ def build(out=DIST, extra_models=None):
     models = find_models(extra_models)
     for name, folder in models.items():
         files = copy_model(folder, os.path.join(models_dir, name))
-        index.append({"name": name, "bytes": sum(files.values()), "files": files})
+        # Each file's sha256: the page keeps files on the device by it, and checks them.
+        hashes = {f: cached_sha256(os.path.join(folder, f)) for f in files}
+        index.append({"name": name, "bytes": sum(files.values()), "files": files,
+                      "sha256": hashes})
     for name in os.listdir(models_dir):
         path = os.path.join(models_dir, name)
         if os.path.isdir(path) and name not in models:
@@ -398,9 +410,110 @@ def build(out=DIST, extra_models=None):
         "micropip_wheels": micropip_wheels,
         "webgpt_wheel": wheel_name,
     })
+    shell = write_shell_manifest(out)
+    save_sha256_cache()
     log(f"built {os.path.relpath(out, ROOT) if out.startswith(ROOT) else out}: Pyodide "
-        f"{pyodide_version}, {wheel_name}, models: {', '.join(models) or 'none'}")
+        f"{pyodide_version}, {wheel_name}, models: {', '.join(models) or 'none'}; "
+        f"offline shell {shell}")
     return out
+
+
+def write_shell_manifest(out):
+    """Write out/sw-shell.js: the page's files (everything but the models and the service
+    worker's own two files) with their sha256, and a version named by them all. sw.js imports
+    it and keeps these files for offline use; a build that changes any of them changes this
+    file, which the browser takes as a new service worker (it replaces the old files in one
+    go). Returns the version."""
+    files = {}
+    for d, dirs, names in os.walk(out):
+        rel_dir = os.path.relpath(d, out).replace(os.sep, "/")
+        if rel_dir == "models" or rel_dir.startswith("models/"):
+            dirs[:] = []
+            continue
+        dirs.sort()
+        for name in sorted(names):
+            rel = name if rel_dir == "." else f"{rel_dir}/{name}"
+            if rel not in ("sw.js", SHELL_MANIFEST) and not name.endswith(".tmp"):
+                files[rel] = cached_sha256(os.path.join(d, name))
+    version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
+    shell = json.dumps({"version": version, "files": files}, indent=1, sort_keys=True)
+    text = ("// Written by build.py: the files sw.js keeps for offline use (the page, Pyodide, the\n"
+            "// wheels, the editor's code files) with their sha256; the version names them all.\n"
+            f"self.SHELL = {shell};\n")
+    path = os.path.join(out, SHELL_MANIFEST)
+    if read_stamp(path) != text.strip():
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    return version
+
+
+_sha256_cache = None  # {path: [size, mtime_ns, sha256]}, kept in build/sha256.json
+
+
+def cached_sha256(path):
+    """sha256 of a file, remembered by its path, size and modification time, so that the
+    weights of unchanged models (hundreds of MB) are not read again at every build."""
+    global _sha256_cache
+    if _sha256_cache is None:
+        try:
+            with open(os.path.join(CACHE, "sha256.json"), encoding="utf-8") as f:
+                _sha256_cache = json.load(f)
+        except (OSError, ValueError):
+            _sha256_cache = {}
+    path = os.path.abspath(path)
+    st = os.stat(path)
+    known = _sha256_cache.get(path)
+    if known and known[:2] == [st.st_size, st.st_mtime_ns]:
+        return known[2]
+    digest = sha256_file(path)
+    _sha256_cache[path] = [st.st_size, st.st_mtime_ns, digest]
+    return digest
+
+
+def save_sha256_cache():
+    """Write build/sha256.json (atomically: other builds may run at the same time), without
+    the files that are gone."""
+    if _sha256_cache is None:
+        return
+    for path in [p for p in _sha256_cache if not os.path.exists(p)]:
+        del _sha256_cache[path]
+    os.makedirs(CACHE, exist_ok=True)
+    path = os.path.join(CACHE, "sha256.json")
+    tmp = f"{path}.{os.getpid()}.tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(_sha256_cache, f)
+    os.replace(tmp, path)
+
+
+def hash_bundle():
+    """sha256.js: hash-wasm's incremental SHA-256 (from npm, pinned in web/package-lock.json)
+    as one ES module, bundled by esbuild into build/hash/ when the lockfile changed. The page's
+    model cache (web/modelcache.js) hashes weights with it as they stream, a few MiB at a time
+    (the browser's crypto.subtle.digest needs a whole file in memory)."""
+    out = os.path.join(CACHE, "hash")
+    bundle = os.path.join(out, "sha256.js")
+    stamp = os.path.join(out, ".sources")
+    digest = sha256_file(os.path.join(WEB, "package-lock.json"))
+    if read_stamp(stamp) == digest and os.path.exists(bundle):
+        return bundle
+    os.makedirs(out, exist_ok=True)
+    package = os.path.join(WEB, "node_modules", "hash-wasm")
+    with open(os.path.join(package, "package.json"), encoding="utf-8") as f:
+        info = json.load(f)
+    with open(os.path.join(package, "LICENSE"), encoding="utf-8") as f:
+        license_text = f.read().strip().replace("*/", "* /")
+    log("$ esbuild (hash-wasm's createSHA256) > build/hash/sha256.js")
+    code = subprocess.run(
+        [esbuild_path(), "--bundle", "--format=esm", "--minify", "--target=es2022",
+         "--log-level=warning"], input='export { createSHA256 } from "hash-wasm";\n',
+        capture_output=True, text=True, cwd=WEB, check=True).stdout
+    tmp = bundle + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(f"/* sha256.js: createSHA256 of {info['name']} {info['version']}, bundled by "
+                f"build.py with esbuild.\n\n{license_text}\n*/\n{code}")
+    os.replace(tmp, bundle)
+    write_stamp(stamp, digest)
+    return bundle
 
 
 def esbuild_path():
@@ -744,21 +857,53 @@ def cmd_import(argv):
     return 0
 
 
+def cmd_quantize(argv):
+    p = argparse.ArgumentParser(
+        prog="build.py quantize", description="Write a quantized copy of a model folder: each "
+        "layer's four matrices and the token table as 8- or 4-bit integers with one f16 scale "
+        "per block of inputs (format: py/webgpt/quantize.py), everything else as it is.")
+    p.add_argument("src", help="the model folder to quantize (f32, f16 or bf16; sharded or not)")
+    p.add_argument("dst", help="the quantized model folder to write")
+    p.add_argument("--bits", type=int, required=True, help="8 or 4")
+    p.add_argument("--block", type=int, default=32,
+                   help="inputs per scale, a multiple of 8 that divides n_embd (default 32)")
+    p.add_argument("--max-shard", type=float, default=1024, metavar="MB",
+                   help="largest weight file in MiB (default 1024); more shards and "
+                   "model.safetensors.index.json when the weights need them")
+    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    a = p.parse_args(argv)
+    _webgpt()
+    from webgpt import quantize
+    from webgpt.folder import ModelFolderError
+    max_shard = int(a.max_shard * 2**20)
+    try:
+        summary = quantize.quantize_folder(
+            a.src, a.dst, a.bits, a.block, max_shard, a.force,
+            progress=lambda line: print(f"build.py: quantize: {line}", file=sys.stderr, flush=True))
+    except (quantize.QuantizeError, ModelFolderError) as e:
+        raise SystemExit(f"build.py: quantize: {e}") from None
+    worst = max((t["max_err_over_scale"] for t in summary["tensors"]), default=0)
+    print(f"{a.dst}: {a.bits}-bit, block {a.block}: {summary['bytes'] / 1e6:.1f} MB in "
+          f"{len(summary['files'])} file(s) (the source's weights: "
+          f"{summary['source_bytes'] / 1e6:.1f} MB); largest |w - w'| {worst:.3f} of its scale")
+    return 0
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] in (["-h"], ["--help"], ["help"]):
         print(__doc__.split("\n\n")[1])
         return 0
     command = argv[0] if argv and not argv[0].startswith("-") else "build"
-    if command not in ("build", "serve", "test", "fetch", "import"):
+    if command not in ("build", "serve", "test", "fetch", "import", "quantize"):
         print(f"build.py: unknown command {command!r}; commands:", file=sys.stderr)
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
     # fetch needs the standard library only: it runs before (or without) the venv.
     if not os.environ.get("WEBGPT_NO_VENV") and command != "fetch":
         ensure_venv(command)  # returns only inside the venv
-    if command in ("fetch", "import"):
-        return {"fetch": cmd_fetch, "import": cmd_import}[command](argv[1:])
+    if command in ("fetch", "import", "quantize"):
+        return {"fetch": cmd_fetch, "import": cmd_import, "quantize": cmd_quantize}[command](argv[1:])
     if command == "test":
         cmd_test(argv[1:])
         return 0

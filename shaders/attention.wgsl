@@ -74,9 +74,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
 
     var m = -3.4e38;
     for (var j = lid; j < n_keys; j += WG) {
-        var s = 0.0;
-        for (var d = 0u; d < d4n; d++) {
-            s += dot(qkv[q0 + d], k_cache[j * c4 + head + d]);
+        // Four independent partial dots, so four loads of the key row are in flight at once
+        // (a loop of one dependent load after another waits out the memory latency each time).
+        let k0 = j * c4 + head;
+        var s4 = vec4<f32>(0.0);
+        var d = 0u;
+        for (; d + 4u <= d4n; d += 4u) {
+            s4 += vec4<f32>(dot(qkv[q0 + d], k_cache[k0 + d]),
+                            dot(qkv[q0 + d + 1u], k_cache[k0 + d + 1u]),
+                            dot(qkv[q0 + d + 2u], k_cache[k0 + d + 2u]),
+                            dot(qkv[q0 + d + 3u], k_cache[k0 + d + 3u]));
+        }
+        var s = s4.x + s4.y + s4.z + s4.w;
+        for (; d < d4n; d++) {
+            s += dot(qkv[q0 + d], k_cache[k0 + d]);
         }
         s *= scale;
         scores[j] = s;
@@ -97,7 +108,15 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let slice = lid / d4n;
     var acc = vec4<f32>(0.0);
     if (slice < slices) {
-        for (var j = slice; j < n_keys; j += slices) {
+        // Four keys per step: four value loads in flight.
+        var j = slice;
+        for (; j + 3u * slices < n_keys; j += 4u * slices) {
+            acc += scores[j] * v_cache[j * c4 + head + d]
+                 + scores[j + slices] * v_cache[(j + slices) * c4 + head + d]
+                 + scores[j + 2u * slices] * v_cache[(j + 2u * slices) * c4 + head + d]
+                 + scores[j + 3u * slices] * v_cache[(j + 3u * slices) * c4 + head + d];
+        }
+        for (; j < n_keys; j += slices) {
             acc += scores[j] * v_cache[j * c4 + head + d];
         }
     }

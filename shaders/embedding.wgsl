@@ -5,7 +5,9 @@
 // The token table may be split by rows across several buffers (a table larger than one
 // storage binding); each part is dispatched on its own and writes only the rows whose token
 // falls in [ROW0, ROW0 + ROWS). Every token id is < vocab_size, so exactly one part writes it.
-// wte and wpe are bound as raw words: f32, or (F16) halves packed two per word.
+// wte and wpe are bound as raw words. wte in the formats of gemv.wgsl: FMT 0 f32, 1 halves
+// packed two per word, 2 q8 and 3 q4 (signed values, an f16 scale per BLOCK values of a row,
+// the scales from word SOFF); wpe f32, or (WPE_F16) halves.
 //
 // Bindings: 0 ids (T) u32, 1 wte part words, 2 wpe words, 3 x (T, C) f32, 4 params (uniform).
 // Dispatch: (ceil(C / WG), T).
@@ -20,7 +22,10 @@ struct Params {
 override C: u32;
 override ROW0: u32 = 0u;
 override ROWS: u32;
-override F16: bool = false;
+override FMT: u32 = 0u;
+override BLOCK: u32 = 32u;
+override SOFF: u32 = 0u;
+override WPE_F16: bool = false;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
@@ -29,16 +34,25 @@ override WG: u32 = 64u;
 @group(0) @binding(3) var<storage, read_write> x: array<f32>;
 @group(0) @binding(4) var<uniform> p: Params;
 
-// Element i of a table of f32 or packed halves.
-fn wte_at(i: u32) -> f32 {
-    if (F16) {
-        return unpack2x16float(wte[i / 2u])[i % 2u];
+// wte[r, c] of this part.
+fn wte_at(r: u32, c: u32) -> f32 {
+    let i = r * C + c;
+    switch FMT {
+        case 0u: { return bitcast<f32>(wte[i]); }
+        case 1u: { return unpack2x16float(wte[i / 2u])[i % 2u]; }
+        default: {
+            let b = r * (C / BLOCK) + c / BLOCK;
+            let s = unpack2x16float(wte[SOFF + b / 2u])[b % 2u];
+            if (FMT == 2u) {
+                return f32(extractBits(i32(wte[i / 4u]), 8u * (i % 4u), 8u)) * s;
+            }
+            return f32(extractBits(i32(wte[i / 8u]), 4u * (i % 8u), 4u)) * s;
+        }
     }
-    return bitcast<f32>(wte[i]);
 }
 
 fn wpe_at(i: u32) -> f32 {
-    if (F16) {
+    if (WPE_F16) {
         return unpack2x16float(wpe[i / 2u])[i % 2u];
     }
     return bitcast<f32>(wpe[i]);
@@ -55,5 +69,5 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (id < ROW0 || id >= ROW0 + ROWS) {
         return;
     }
-    x[t * C + c] = wte_at((id - ROW0) * C + c) + wpe_at((p.pos0 + t) * C + c);
+    x[t * C + c] = wte_at(id - ROW0, c) + wpe_at((p.pos0 + t) * C + c);
 }

@@ -1,22 +1,25 @@
 // Matrix product for the prompt (T > 1), tiled in workgroup memory, with the bias and optional
 // epilogues.
 //
-//   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N), N % 4 == 0
+//   y[t, n] = sum_k x[t, k] * Wt[n, k] + bias[ROW0 + n]   x: (T, K), Wt: (ROWS, K) part of an
+//                                                          (OUT_N, K) matrix, y: (T, OUT_N)
 //   GELU:     y = gelu(y)
-//   RESIDUAL: out[t, n] += y;  else out[t, n] = y
-//   KV:       for the attention's c_attn (N = 3C): the key and value columns of y are also
-//             stored in the caches at row pos0 + t
+//   RESIDUAL: out[t, ROW0 + n] += y;  else out[t, ROW0 + n] = y
+//   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
+//             ([2C, 3C)) are also stored in the caches at row pos0 + t
 //
-// W is [in, out] as stored, bound as raw words: f32, or (F16) halves packed two per word.
+// Wt holds one row per output (a Conv1D weight transposed at load), as raw words in the
+// formats of gemv.wgsl: FMT 0 f32, 1 f16 pairs, 2 q8, 3 q4 (the last two with f16 scales per
+// BLOCK values of a row, from word SOFF). K % 4 == 0 (K % 32 for q8, q4).
 // A workgroup of 16 x 16 invocations computes a 64 x 64 block of out; each invocation a 4 x 4
 // block (4 rows, 4 neighbouring columns). Per step of 16 along K, the 64 x 16 tile of x and the
-// 16 x 64 tile of W are staged in workgroup memory, so each value is read from memory once per
+// 64 x 16 tile of Wt are staged in workgroup memory, so each value is read from memory once per
 // block and reused 64 times. Out-of-range rows, columns and K load zeros and store nothing.
 //
-// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32,
-//           4 k_cache (n_positions, N / 3), 5 v_cache (same), 6 params (uniform).
+// Bindings: 0 x (T, K) f32, 1 Wt words, 2 bias (OUT_N) f32, 3 out (T, OUT_N) f32,
+//           4 k_cache (n_positions, OUT_N / 3), 5 v_cache (same), 6 params (uniform).
 //           Without KV the caches' bindings take any small buffer.
-// Dispatch: (ceil(N / 64), ceil(T / 64)).
+// Dispatch: (ceil(ROWS / 64), ceil(T / 64)).
 
 struct Params {
     T: u32,          // tokens in this forward pass
@@ -26,97 +29,148 @@ struct Params {
 }
 
 override K: u32;
-override N: u32;
-override F16: bool = false;
+override ROWS: u32;             // rows of Wt in this part
+override ROW0: u32 = 0u;        // first output of this part
+override OUT_N: u32;            // outputs in all (columns of out)
+override FMT: u32 = 0u;
+override BLOCK: u32 = 32u;
+override SOFF: u32 = 0u;        // word offset of the scales (q8, q4)
 override GELU: bool = false;
 override RESIDUAL: bool = false;
 override KV: bool = false;
-const BLOCK: u32 = 64u;   // rows and columns of out per workgroup
+const TILE: u32 = 64u;    // rows and columns of out per workgroup
 const TK: u32 = 16u;      // step along K
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
-@group(0) @binding(1) var<storage, read> W: array<vec2<u32>>;
-@group(0) @binding(2) var<storage, read> bias: array<vec4<f32>>;
-@group(0) @binding(3) var<storage, read_write> out: array<vec4<f32>>;
-@group(0) @binding(4) var<storage, read_write> k_cache: array<vec4<f32>>;
-@group(0) @binding(5) var<storage, read_write> v_cache: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> Wt: array<u32>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(5) var<storage, read_write> v_cache: array<f32>;
 @group(0) @binding(6) var<uniform> p: Params;
 
-var<workgroup> xs: array<array<f32, TK>, BLOCK>;        // xs[row][k]
-var<workgroup> ws: array<array<vec4<f32>, 16>, TK>;     // ws[k][column group]
+var<workgroup> xs: array<array<vec4<f32>, 16>, TK>;    // xs[k][row group]: 4 rows of x
+var<workgroup> ws: array<array<vec4<f32>, 16>, TK>;    // ws[k][column group]: 4 rows of Wt
 
-fn load4(k: u32, c4: u32) -> vec4<f32> {
-    let i = k * (N / 4u) + c4;
-    if (F16) {
-        let w = W[i];
-        return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
+fn scale(r: u32, k: u32) -> f32 {
+    let i = r * (K / BLOCK) + k / BLOCK;
+    return unpack2x16float(Wt[SOFF + i / 2u])[i % 2u];
+}
+
+// Wt[r, k .. k + 3] as f32 (k % 4 == 0).
+fn load4(r: u32, k: u32) -> vec4<f32> {
+    let e = r * K + k;
+    switch FMT {
+        case 0u: {
+            return bitcast<vec4<f32>>(vec4<u32>(Wt[e], Wt[e + 1u], Wt[e + 2u], Wt[e + 3u]));
+        }
+        case 1u: {
+            return vec4<f32>(unpack2x16float(Wt[e / 2u]), unpack2x16float(Wt[e / 2u + 1u]));
+        }
+        case 2u: {
+            let s = i32(Wt[e / 4u]);
+            return vec4<f32>(f32(extractBits(s, 0u, 8u)), f32(extractBits(s, 8u, 8u)),
+                             f32(extractBits(s, 16u, 8u)), f32(extractBits(s, 24u, 8u)))
+                   * scale(r, k);
+        }
+        default: {
+            let s = i32(Wt[e / 8u]);
+            let b = 16u * ((e / 4u) % 2u);
+            return vec4<f32>(f32(extractBits(s, b, 4u)), f32(extractBits(s, b + 4u, 4u)),
+                             f32(extractBits(s, b + 8u, 4u)), f32(extractBits(s, b + 12u, 4u)))
+                   * scale(r, k);
+        }
     }
-    return bitcast<vec4<f32>>(vec4<u32>(W[2u * i], W[2u * i + 1u]));
 }
 
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
-fn gelu(h: vec4<f32>) -> vec4<f32> {
-    let u = clamp(SQRT_2_OVER_PI * (h + 0.044715 * h * h * h), vec4<f32>(-15.0), vec4<f32>(15.0));
+fn gelu(h: f32) -> f32 {
+    let u = clamp(SQRT_2_OVER_PI * (h + 0.044715 * h * h * h), -15.0, 15.0);
     return 0.5 * h * (1.0 + tanh(u));
 }
 
 @compute @workgroup_size(16, 16)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let n4 = N / 4u;
-    let t0 = wid.y * BLOCK;
-    let c4 = wid.x * 16u + lid.x;          // this invocation's column group
+    let t0 = wid.y * TILE;
+    let r0 = wid.x * TILE;
     let flat = lid.y * 16u + lid.x;
-    var acc: array<vec4<f32>, 4>;
+    // acc_i[c]: out[t0 + 4 lid.y + i, r0 + 4 lid.x + c]. Four named vectors, not an array:
+    // a dynamically indexed array may be kept in (slow) local memory instead of registers.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    var acc2 = vec4<f32>(0.0);
+    var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < K; k0 += TK) {
-        // Stage x: 64 x 16 values, 4 per invocation.
-        for (var r = 0u; r < 4u; r++) {
-            let i = flat + r * 256u;
-            let row = i / TK;
-            let kk = i % TK;
+        // Stage x: 64 rows x 16 values, 4 per invocation (neighbouring invocations read
+        // neighbouring k of a row).
+        for (var i = 0u; i < 4u; i++) {
+            let j = flat + i * 256u;
+            let row = j / TK;
+            let kk = j % TK;
             let t = t0 + row;
             let k = k0 + kk;
-            xs[row][kk] = select(0.0, x[t * K + k], t < p.T && k < K);
+            xs[kk][row / 4u][row % 4u] = select(0.0, x[t * K + k], t < p.T && k < K);
         }
-        // Stage W: 16 rows x 16 column groups, one vec4 per invocation.
-        let kw = k0 + lid.y;
+        // Stage Wt: 64 rows x 16 values, 4 neighbouring values of one row per invocation,
+        // stored transposed (ws[k][column]) for the product below.
+        let wr = flat / 4u;
+        let kw = k0 + 4u * (flat % 4u);
         var w = vec4<f32>(0.0);
-        if (kw < K && c4 < n4) {
-            w = load4(kw, c4);
+        if (kw < K && r0 + wr < ROWS) {
+            w = load4(r0 + wr, kw);
         }
-        ws[lid.y][lid.x] = w;
+        let k4 = 4u * (flat % 4u);
+        ws[k4][wr / 4u][wr % 4u] = w.x;
+        ws[k4 + 1u][wr / 4u][wr % 4u] = w.y;
+        ws[k4 + 2u][wr / 4u][wr % 4u] = w.z;
+        ws[k4 + 3u][wr / 4u][wr % 4u] = w.w;
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             let wv = ws[kk][lid.x];
-            for (var r = 0u; r < 4u; r++) {
-                acc[r] += xs[lid.y * 4u + r][kk] * wv;
-            }
+            let xv = xs[kk][lid.y];
+            acc0 += xv.x * wv;
+            acc1 += xv.y * wv;
+            acc2 += xv.z * wv;
+            acc3 += xv.w * wv;
         }
         workgroupBarrier();
     }
-    if (c4 >= n4) {
-        return;
-    }
-    let b = bias[c4];
-    for (var r = 0u; r < 4u; r++) {
-        let t = t0 + lid.y * 4u + r;
-        if (t < p.T) {
-            var y = acc[r] + b;
+    for (var i = 0u; i < 4u; i++) {
+        let t = t0 + lid.y * 4u + i;
+        if (t >= p.T) {
+            continue;
+        }
+        var acc = acc0;
+        switch i {
+            case 1u: { acc = acc1; }
+            case 2u: { acc = acc2; }
+            case 3u: { acc = acc3; }
+            default: {}
+        }
+        for (var c = 0u; c < 4u; c++) {
+            let r = r0 + 4u * lid.x + c;
+            if (r >= ROWS) {
+                continue;
+            }
+            let n = ROW0 + r;
+            var y = acc[c] + bias[n];
             if (GELU) {
                 y = gelu(y);
             }
+            let o = t * OUT_N + n;
             if (RESIDUAL) {
-                out[t * n4 + c4] += y;
+                out[o] += y;
             } else {
-                out[t * n4 + c4] = y;
+                out[o] = y;
             }
             if (KV) {
-                let c4n = n4 / 3u;
-                let row = (p.pos0 + t) * c4n;
-                if (c4 >= 2u * c4n) {
-                    v_cache[row + c4 - 2u * c4n] = y;
-                } else if (c4 >= c4n) {
-                    k_cache[row + c4 - c4n] = y;
+                let C = OUT_N / 3u;
+                let row = (p.pos0 + t) * C;
+                if (n >= 2u * C) {
+                    v_cache[row + n - 2u * C] = y;
+                } else if (n >= C) {
+                    k_cache[row + n - C] = y;
                 }
             }
         }

@@ -53,3 +53,22 @@ def forward(weights, cfg, ids):
         x = x + h @ w[p + "mlp.c_proj.weight"] + w[p + "mlp.c_proj.bias"]
     x = layernorm(x, w["ln_f.weight"], w["ln_f.bias"], eps)
     return x @ w["wte.weight"].T
+
+
+def load_folder(folder):
+    """(cfg dict, {canonical name: float32 array}) of a model folder read through webgpt's own
+    folder checks; a quantized folder's weights come dequantized (webgpt.quantize), in the
+    plain layout, so forward() runs it as the GPU kernels should."""
+    from webgpt.quantize import load_weights
+
+    config, weights = load_weights(folder)
+    cfg = {"n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,
+           "vocab_size": config.vocab_size, "n_positions": config.n_positions,
+           "layer_norm_epsilon": config.layer_norm_epsilon}
+    return cfg, weights
+
+
+def forward_folder(folder, ids):
+    """forward() of a model folder, quantized or not: logits (T, V), float64."""
+    cfg, weights = load_folder(folder)
+    return forward(weights, cfg, ids)

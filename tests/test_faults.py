@@ -162,7 +162,7 @@ def test_out_of_memory_during_load(folders, capsys):
     cache after them: MemoryError naming the buffer, and every buffer made so far destroyed."""
     dev = new_device()
     probe = run(webgpt.load(folders["tiny"], device=dev))
-    weights = sum(b.size for b in probe.params.values()) + sum(b.size for b, _, _ in probe.wte_parts)
+    weights = probe.weight_bytes()
     total = dev.allocated
     probe.release()
     assert dev.allocated == 0 and weights < total

@@ -67,9 +67,10 @@ def test_every_shader_compiles_alone(dev):
     import os
     k = Kernels(dev)
     names = sorted(f[:-5] for f in os.listdir(shader_dir()) if f.endswith(".wgsl"))
-    assert {"attention", "embedding", "layernorm", "lm_head", "matmul", "matvec",
+    assert {"attention", "embedding", "layernorm", "gemv", "matmul", "matvec", "transpose",
             "argmax", "convert", "copy"} <= set(names)
-    consts = dict(C=36, N=44, K=37, V=101, ROWS=101, N_HEAD=3, N_CTX=40, PARTS=1, N4=10)
+    consts = dict(C=36, N=44, K=36, V=101, ROWS=101, OUT_N=101, N_HEAD=3, N_CTX=40, PARTS=1,
+                  N4=10, K0=0, KR=36, N0=0, NR=44)
     for name in names:
         text = k.source(name)
         needed = {c: v for c, v in consts.items() if f"override {c}:" in text}
@@ -84,6 +85,35 @@ def weights(W, f16):
         h = W.astype(np.float16)
         return h.tobytes(), h.astype(np.float64)
     return W.tobytes(), W.astype(np.float64)
+
+
+FMT = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}
+
+
+def rows_data(Wt, fmt, block=32):
+    # block: values per scale (q8, q4); 32 by default, 8 and 16 where a test asks
+    """A part of a row-major matrix (rows, K) as gemv/matmul bind it: (bytes, scales word
+    offset, the values it stands for). q8/q4: webgpt.quantize's format, scales after the values
+    at a 256-byte boundary (as the loader places them)."""
+    if fmt in ("f32", "f16"):
+        data, Wv = weights(Wt, fmt == "f16")
+        return data, 0, Wv
+    from webgpt.quantize import dequantize, quantize
+    bits = int(fmt[1])
+    q, scales = quantize(Wt, bits, block)
+    values = q.tobytes()
+    soff = -(-len(values) // 256) * 256
+    data = values + bytes(soff - len(values)) + scales.tobytes()
+    data += bytes(-len(data) % 16)
+    return data, soff // 4, dequantize(q, scales, bits, block).astype(np.float64)
+
+
+def split_rows(N):
+    """Two parts when there are enough rows (a matrix split across bindings), else one."""
+    if N < 8:
+        return [(0, N)]
+    first = N // 3 + 1
+    return [(0, first), (first, N - first)]
 
 
 def upload_bytes(dev, data):
@@ -108,20 +138,96 @@ def epilogue(y, out0, GELU, RESIDUAL):
     return y + out0 if RESIDUAL else y
 
 
-@pytest.mark.parametrize("T,K,N", [(17, 37, 44), (2, 70, 4), (65, 16, 132), (130, 129, 68)])
-@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("T,K,N,fmt,block", [(17, 36, 44, "f32", 0), (2, 72, 4, "f32", 0),
+                                             (65, 16, 132, "f16", 0), (130, 128, 68, "f16", 0),
+                                             (70, 64, 100, "q8", 32), (3, 96, 36, "q4", 32),
+                                             (9, 40, 20, "q8", 8), (5, 48, 12, "q4", 16)])
 @pytest.mark.parametrize("ep", range(3))
-def test_matmul(dev, T, K, N, f16, ep):
+def test_matmul(dev, T, K, N, fmt, block, ep):
+    """The prompt's product with weights as rows in every format, split into two parts."""
     rng = np.random.default_rng(T * K + ep)
-    x, W, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, K), (K, N), (N,)])
+    x, Wt, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, K), (N, K), (N,)])
     out0 = rng.standard_normal((T, N)).astype(np.float32)
     out = upload(dev, out0)
-    data, Wv = weights(W, f16)
-    pipe = Kernels(dev).get("matmul", K=K, N=N, F16=f16, **EPILOGUES[ep])
-    dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out,
-                         dev.buffer(16), dev.buffer(16), params(dev, T)], cdiv(N, 64), cdiv(T, 64))
-    want = epilogue(x.astype(np.float64) @ Wv + b, out0, **EPILOGUES[ep])
-    check(f"matmul T={T} K={K} N={N} f16={f16} {EPILOGUES[ep]}", read(dev, out, T * N).reshape(T, N), want)
+    k = Kernels(dev)
+    enc = dev.encoder()
+    want_w = np.zeros((N, K))
+    xb, bb = upload(dev, x), upload(dev, b)
+    for row0, rows in split_rows(N):
+        data, soff, Wv = rows_data(Wt[row0:row0 + rows], fmt, block or 32)
+        want_w[row0:row0 + rows] = Wv
+        pipe = k.get("matmul", K=K, ROWS=rows, ROW0=row0, OUT_N=N, FMT=FMT[fmt], SOFF=soff,
+                     BLOCK=block or 32, **EPILOGUES[ep])
+        enc.dispatch(pipe, dev.bind_group(pipe, [xb, upload_bytes(dev, data), bb, out,
+                                                 dev.buffer(16), dev.buffer(16), params(dev, T)]),
+                     cdiv(rows, 64), cdiv(T, 64))
+    enc.submit()
+    want = epilogue(x.astype(np.float64) @ want_w.T + b, out0, **EPILOGUES[ep])
+    check(f"matmul T={T} K={K} N={N} {fmt} {EPILOGUES[ep]}", read(dev, out, T * N).reshape(T, N), want)
+
+
+@pytest.mark.parametrize("T,K,N,fmt,block", [(1, 32, 44, "f32", 0), (3, 96, 288, "f16", 0),
+                                             (1, 768, 2304, "f16", 0), (2, 64, 20, "q8", 32),
+                                             (1, 768, 100, "q8", 32), (1, 96, 37, "q4", 32),
+                                             (4, 3072, 40, "q4", 32), (1, 8, 4, "f16", 0),
+                                             (2, 48, 30, "q8", 8), (1, 96, 21, "q4", 16),
+                                             (1, 64, 9, "q4", 8)])
+@pytest.mark.parametrize("ep", range(3))
+@pytest.mark.parametrize("shape", [dict(TPR=32, RPW=8), dict(TPR=1, RPW=64), dict(TPR=4, RPW=2),
+                                   dict(TPR=16, RPW=4, U=4), dict(TPR=2, RPW=8, U=2)])
+def test_gemv(dev, T, K, N, fmt, block, ep, shape):
+    """One token's (and the CPU's prompt's) product with weights as rows, split into parts."""
+    rng = np.random.default_rng(K + N + ep)
+    x, Wt, b, out0 = (rng.standard_normal(s).astype(np.float32) for s in [(T, K), (N, K), (N,), (T, N)])
+    out = upload(dev, out0)
+    k = Kernels(dev)
+    enc = dev.encoder()
+    want_w = np.zeros((N, K))
+    xb, bb, p = upload(dev, x), upload(dev, b), params(dev, T)
+    for row0, rows in split_rows(N):
+        data, soff, Wv = rows_data(Wt[row0:row0 + rows], fmt, block or 32)
+        want_w[row0:row0 + rows] = Wv
+        pipe = k.get("gemv", K=K, ROWS=rows, ROW0=row0, OUT_N=N, FMT=FMT[fmt], SOFF=soff,
+                     BLOCK=block or 32, **EPILOGUES[ep], **shape)
+        enc.dispatch(pipe, dev.bind_group(pipe, [xb, upload_bytes(dev, data), bb, out,
+                                                 *unused(dev), p]), cdiv(rows, shape["RPW"]), T)
+    enc.submit()
+    want = epilogue(x.astype(np.float64) @ want_w.T + b, out0, **EPILOGUES[ep])
+    check(f"gemv T={T} K={K} N={N} {fmt} {shape}", read(dev, out, T * N).reshape(T, N), want)
+
+
+@pytest.mark.parametrize("K,N,src,f16", [(36, 44, "F32", False), (70, 9, "F16", False),
+                                         (64, 40, "F16", True), (12, 300, "BF16", False)])
+def test_transpose_in_chunks_and_parts(dev, K, N, src, f16):
+    """A Conv1D weight (K, N) to rows (N, K), streamed in chunks of source rows into parts."""
+    rng = np.random.default_rng(K * N)
+    W = rng.standard_normal((K, N)).astype(np.float32)
+    if src == "F16":
+        raw = W.astype(np.float16)
+        want, data = raw, raw.tobytes()
+    elif src == "BF16":
+        bits = (W.view(np.uint32) >> 16).astype(np.uint16)
+        want, data = (bits.astype(np.uint32) << 16).view(np.float32), bits.tobytes()
+    else:
+        want, data = W, W.tobytes()
+    isz = 4 if src == "F32" else 2
+    parts = split_rows(N)
+    outs = [dev.buffer(rows * K * (2 if f16 else 4)) for _, rows in parts]
+    k = Kernels(dev)
+    chunk = 6  # source rows per chunk (even, as f16 output needs)
+    for k0 in range(0, K, chunk):
+        kr = min(chunk, K - k0)
+        staging = upload_bytes(dev, data[k0 * N * isz:(k0 + kr) * N * isz])
+        enc = dev.encoder()
+        for (row0, rows), buf in zip(parts, outs):
+            pipe = k.get("transpose", K=K, N=N, K0=k0, KR=kr, N0=row0, NR=rows,
+                         SRC={"F32": 0, "F16": 1, "BF16": 2}[src], DST_F16=f16, WG=WG)
+            words = rows * kr // (2 if f16 else 1)
+            enc.dispatch(pipe, dev.bind_group(pipe, [staging, buf]), cdiv(words, WG))
+        enc.submit()
+    for (row0, rows), buf in zip(parts, outs):
+        got = read(dev, buf, rows * K, np.float16 if f16 else np.float32).reshape(rows, K)
+        assert np.array_equal(got, want.T[row0:row0 + rows].astype(got.dtype))
 
 
 @pytest.mark.parametrize("T,K,N", [(1, 36, 44), (3, 96, 288), (1, 4, 4), (1, 768, 2304), (7, 52, 20)])
@@ -174,17 +280,41 @@ def test_matvec_fused_layernorm_and_kv(dev, T, C, shape):
     check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
 
 
+@pytest.mark.parametrize("T,C,fmt", [(1, 768, "f16"), (3, 32, "q8"), (1, 96, "q4"), (2, 36, "f32")])
+@pytest.mark.parametrize("shape", [dict(TPR=32, RPW=8), dict(TPR=8, RPW=4)])
+def test_gemv_fused_layernorm_and_kv(dev, T, C, fmt, shape):
+    """c_attn as a GPU decodes it: ln_1 staged in workgroup memory, keys and values stored."""
+    rng = np.random.default_rng(C + T)
+    N, n_ctx, pos0 = 3 * C, 12, 5
+    x = (rng.standard_normal((T, C)) * 2 + 3).astype(np.float32)
+    lw, lb = (1 + 0.1 * rng.standard_normal(C)).astype(np.float32), rng.standard_normal(C).astype(np.float32)
+    Wt, b = rng.standard_normal((N, C)).astype(np.float32), rng.standard_normal(N).astype(np.float32)
+    out = dev.buffer(T * N * 4)
+    kc, vc = upload(dev, np.zeros((n_ctx, C), np.float32)), upload(dev, np.zeros((n_ctx, C), np.float32))
+    data, soff, Wv = rows_data(Wt, fmt)
+    pipe = Kernels(dev).get("gemv", K=C, ROWS=N, OUT_N=N, FMT=FMT[fmt], SOFF=soff, LN=True,
+                            LN_MAX=C, EPS=1e-5, KV=True, **shape)
+    dispatch(dev, pipe, [upload(dev, x), upload_bytes(dev, data), upload(dev, b), out, upload(dev, lw),
+                         upload(dev, lb), kc, vc, params(dev, T, pos0)], cdiv(N, shape["RPW"]), T)
+    want = npref.layernorm(x, lw, lb) @ Wv.T + b
+    check(f"gemv LN+KV T={T} C={C} {fmt} {shape}", read(dev, out, T * N).reshape(T, N), want)
+    k_want, v_want = np.zeros((n_ctx, C)), np.zeros((n_ctx, C))
+    k_want[pos0:pos0 + T], v_want[pos0:pos0 + T] = want[:, C:2 * C], want[:, 2 * C:]
+    check("k_cache", read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_want)
+    check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
+
+
 @pytest.mark.parametrize("T,C", [(70, 24), (3, 100)])
 def test_matmul_kv(dev, T, C):
     rng = np.random.default_rng(T * C)
     N, n_ctx, pos0 = 3 * C, T + 9, 4
-    x, W, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, C), (C, N), (N,)])
+    x, Wt, b = (rng.standard_normal(s).astype(np.float32) for s in [(T, C), (N, C), (N,)])
     out = dev.buffer(T * N * 4)
     kc, vc = upload(dev, np.zeros((n_ctx, C), np.float32)), upload(dev, np.zeros((n_ctx, C), np.float32))
-    pipe = Kernels(dev).get("matmul", K=C, N=N, KV=True)
-    dispatch(dev, pipe, [upload(dev, x), upload(dev, W), upload(dev, b), out, kc, vc,
+    pipe = Kernels(dev).get("matmul", K=C, ROWS=N, OUT_N=N, KV=True)
+    dispatch(dev, pipe, [upload(dev, x), upload(dev, Wt), upload(dev, b), out, kc, vc,
                          params(dev, T, pos0)], cdiv(N, 64), cdiv(T, 64))
-    want = x.astype(np.float64) @ W + b
+    want = x.astype(np.float64) @ Wt.T + b
     check(f"matmul KV T={T} C={C}", read(dev, out, T * N).reshape(T, N), want)
     k_want = np.zeros((n_ctx, C))
     k_want[pos0:pos0 + T] = want[:, C:2 * C]
@@ -227,31 +357,39 @@ def test_attention(dev, T, pos0, C, n_head, n_ctx, wg):
     check(f"attention T={T} pos0={pos0} C={C} heads={n_head}", read(dev, y, T * C).reshape(T, C), want)
 
 
-@pytest.mark.parametrize("f16", [False, True])
+@pytest.mark.parametrize("fmt", ["f32", "f16", "q8", "q4"])
 @pytest.mark.parametrize("shape", [dict(TPR=32, RPW=8), dict(TPR=1, RPW=64)])
-def test_embedding_and_lm_head_split_in_parts(dev, f16, shape):
-    T, C, V, n_pos, pos0 = 6, 20, 77, 30, 4
+def test_embedding_and_lm_head_split_in_parts(dev, fmt, shape):
+    T, C, V, n_pos, pos0 = 6, 32, 77, 30, 4
     rng = np.random.default_rng(5)
     wte = rng.standard_normal((V, C)).astype(np.float32)
     wpe = rng.standard_normal((n_pos, C)).astype(np.float32)
-    wte_data, wte_v = weights(wte, f16)
-    wpe_data, wpe_v = weights(wpe, f16)
+    wpe_f16 = fmt != "f32"
+    wpe_data, wpe_v = weights(wpe, wpe_f16)
     ids = np.array([0, 76, 30, 31, 29, 60], np.uint32)
     k = Kernels(dev)
     x = dev.buffer(T * C * 4)
     p = params(dev, T, pos0, 1, T - 1)
     parts = [(0, 30), (30, 30), (60, 17)]  # a token table split in three row ranges
-    size = 2 if f16 else 4
-    bufs = [upload_bytes(dev, wte_data[row0 * C * size:(row0 + rows) * C * size]) for row0, rows in parts]
+    wte_v = np.zeros((V, C))
+    bufs = []
+    for row0, rows in parts:
+        data, soff, Wv = rows_data(wte[row0:row0 + rows], fmt)
+        wte_v[row0:row0 + rows] = Wv
+        bufs.append((upload_bytes(dev, data), soff))
     logits = dev.buffer((T - 1) * V * 4)
+    r, r2 = dev.buffer(16), dev.buffer(16)
     enc = dev.encoder()
-    for (row0, rows), part in zip(parts, bufs):  # every part writes its tokens' rows of x
-        pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, F16=f16, WG=WG)
+    for (row0, rows), (part, soff) in zip(parts, bufs):  # every part writes its tokens' rows of x
+        pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, FMT=FMT[fmt], SOFF=soff,
+                   WPE_F16=wpe_f16, WG=WG)
         group = dev.bind_group(pe, [upload(dev, ids), part, upload_bytes(dev, wpe_data), x, p])
         enc.dispatch(pe, group, cdiv(C, WG), T)
-    for (row0, rows), part in zip(parts, bufs):  # then every part writes its logit columns
-        pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, F16=f16, **shape)
-        enc.dispatch(pl, dev.bind_group(pl, [x, part, logits, p]), cdiv(rows, shape["RPW"]), T - 1)
+    for (row0, rows), (part, soff) in zip(parts, bufs):  # then every part writes its logit columns
+        pl = k.get("gemv", K=C, ROWS=rows, ROW0=row0, OUT_N=V, FMT=FMT[fmt], SOFF=soff, LM=True,
+                   **shape)
+        enc.dispatch(pl, dev.bind_group(pl, [x, part, r, logits, r, r, r2, dev.buffer(16), p]),
+                     cdiv(rows, shape["RPW"]), T - 1)
     enc.submit()
     xe = wte_v[ids] + wpe_v[pos0:pos0 + T]
     check("embedding", read(dev, x, T * C).reshape(T, C), xe)

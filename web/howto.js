@@ -23,11 +23,16 @@ function steps(model) {
   const hs = c ? c.n_embd / c.n_head : "C / n_head";
   const gpuPrompt = model && model.layout && model.layout.prefill === "matmul";
   const fused = model && model.layout && model.layout.fuse_ln;
-  const linear = gpuPrompt
-    ? ["shaders/matvec.wgsl", "shaders/matmul.wgsl"] : ["shaders/matvec.wgsl"];
-  const linearNote = gpuPrompt
-    ? " One token runs through matvec.wgsl; the prompt's T rows through matmul.wgsl's tiles."
-    : " Every row goes through matvec.wgsl (on a CPU adapter the prompt too: tiles that need barriers cost more there than they save).";
+  const rows = model && model.layout && model.layout.weights === "rows";
+  const oneToken = rows ? "shaders/gemv.wgsl" : "shaders/matvec.wgsl";
+  const linear = gpuPrompt ? [oneToken, "shaders/matmul.wgsl"] : [oneToken];
+  const name = oneToken.slice("shaders/".length);
+  const linearNote = (rows
+    ? " W was transposed at load (transpose.wgsl) to one row per output, so a GPU spreads the rows over all its cores."
+    : " W stays [in, out] as the file stores it: on a CPU adapter each invocation streams 4 neighbouring columns.")
+    + (gpuPrompt
+      ? ` One token runs through ${name}; the prompt's T rows through matmul.wgsl's tiles.`
+      : ` Every row goes through ${name} (on a CPU adapter the prompt too: tiles that need barriers cost more there than they save).`);
   const lnNote = fused ? " On this GPU the one-token pass does it inside the next matvec (one dispatch fewer)." : "";
   return [
     {
@@ -85,7 +90,7 @@ function steps(model) {
     {
       title: "LM head: logits", shapes: [["wte\u1d40", ["C", "V"]], ["logits", ["1", "V"]]],
       text: "A score for every token of the vocabulary: the vector times the token table again (GPT-2 ties the two). Generating needs only the last position's row; model.logits computes all T.",
-      py: [[MODEL, ["# logits = ln @ wte^T", "def _encode_lm_head"]]], wgsl: ["shaders/lm_head.wgsl"],
+      py: [[MODEL, ["# logits = ln @ wte^T", "def _encode_lm_head"]]], wgsl: ["shaders/gemv.wgsl"],
     },
     {
       title: "The next token", shapes: [["next id", ["1"]]],

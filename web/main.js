@@ -13,8 +13,14 @@
 // goes on for another second is cancelled where it awaits and, where the page is cross-origin
 // isolated (SharedArrayBuffer), interrupted: a KeyboardInterrupt through Pyodide's interrupt
 // buffer, which stops any Python, even a loop that never awaits.
+//
+// Offline (offline.js): the model index comes through the model cache (the server's, or the
+// copy on this device when the server is gone); a model's files are saved on this device as
+// the worker loads them (modelcache.js), and sw.js keeps the page's own files. Offline, only
+// the models saved here can load.
 
 import { createIDE } from "./ide.js";
+import { createOffline } from "./offline.js";
 
 const $ = (id) => document.getElementById(id);
 const root = document.documentElement;
@@ -46,6 +52,7 @@ let interrupt = null;
 const STOP_GRACE_MS = 1000; // how long a script may take to stop by itself
 const GENERATE_SCRIPT = "scripts/generate.py";
 
+const offline = createOffline();
 const ide = createIDE({
   onRun: () => runScript(),
   onStop: () => stop(),
@@ -124,6 +131,13 @@ function showStats(s) {
 function loadModel(name, keepError = false) {
   const entry = models.find((m) => m.name === name);
   if (!entry) return;
+  if (offline.offline && !offline.isSaved(name)) { // the model in the worker stays
+    if (loadedModel !== null) ui.model.value = loadedModel;
+    showError(`${name} is not saved on this device, and the server cannot be reached.`,
+      "Pick a model that the Offline panel lists, or load this one again once the server is " +
+      "back.", loadedModel !== null ? "ready" : "error");
+    return;
+  }
   loading = name;
   loadedModel = null;
   weightsFromDownload = false;
@@ -131,7 +145,7 @@ function loadModel(name, keepError = false) {
   setProgress("weights", 0, entry.bytes || 0);
   setState("loading", `Loading ${name}…`);
   const url = new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
-  worker.postMessage({ type: "load", name, url });
+  worker.postMessage({ type: "load", name, url, entry });
 }
 
 // The form's values as typed (or as the URL gave them), as text: worker.py checks them with
@@ -317,6 +331,8 @@ function onMessage(e) {
       }
       break;
     case "loaded": {
+      offline.start();
+      offline.keep(m.name);
       const bar = $("progress-weights");
       setProgress("weights", bar.max, bar.max);
       loading = null;
@@ -363,7 +379,11 @@ function onMessage(e) {
     case "tokenized":
       ide.setPromptTokens(m.text, m.count);
       break;
+    case "cache":
+      offline.cacheEvent(m);
+      break;
     case "selftest":
+      offline.start();
       ui.output.textContent = m.text;
       setState(m.ok ? "done" : "error", m.ok ? "GPU self-test passed." : "GPU self-test failed.");
       if (!m.ok) showError(m.text);
@@ -372,6 +392,7 @@ function onMessage(e) {
       if (m.stage === "load") {
         loading = null;
         recovering = false;
+        offline.start();
       }
       // A bad parameter from the URL: said, while the model loads all the same.
       showError(m.message, m.hint, m.stage === "params" ? root.dataset.state : "error");
@@ -386,15 +407,12 @@ function onMessage(e) {
 }
 
 async function fetchModels() {
-  let resp;
   try {
-    resp = await fetch("models/index.json");
+    const { index } = await offline.load();
+    return index.models || [];
   } catch (e) {
     return [];
   }
-  if (!resp.ok) return [];
-  const index = await resp.json();
-  return index.models || [];
 }
 
 const PARAM_NAMES = ["max_new_tokens", "temperature", "top_k", "top_p", "seed"];
@@ -430,14 +448,20 @@ async function main() {
       names.length ? `Models here: ${names.join(", ")}. Pick one in the list.`
         : "Put a model folder under weights/ and run python build.py again.");
     halted = true;
+  } else if (names.length === 0 && offline.offline) {
+    showError("The server cannot be reached, and no model is saved on this device.",
+      "Open the page once while the server is up: the models it loads are saved for offline use.");
+    halted = true;
   } else if (names.length === 0) {
     showError("This site has no model.",
       "Put a model folder (config.json, model.safetensors, tokenizer files) under weights/ " +
       "and run python build.py again.");
     halted = true;
   }
+  // Offline, the default is a model saved on this device.
+  const usable = offline.offline ? names.filter((n) => offline.isSaved(n)) : names;
   ui.model.value = wanted && names.includes(wanted) ? wanted
-    : names.includes("shakespeare-char") ? "shakespeare-char" : (names[0] || "");
+    : usable.includes("shakespeare-char") ? "shakespeare-char" : (usable[0] || names[0] || "");
 
   ui.model.addEventListener("change", () => { if (booted) loadModel(ui.model.value); });
   ui.controls.addEventListener("submit", (e) => { e.preventDefault(); generate(); });

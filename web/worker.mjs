@@ -6,13 +6,16 @@
 // work: load a model, run the editor's scripts (Generate runs one too).
 //
 // Messages in:  {type: "init", control, interrupt} (SharedArrayBuffers, when the page is
-//               cross-origin isolated) | {type: "load", name, url}
+//               cross-origin isolated) | {type: "load", name, url, entry} (entry: the
+//               model's models/index.json entry, with each file's size and sha256)
 //               | {type: "run", code, filename, params, files} | {type: "stop"}
 //               | {type: "cancel"}
 //               | {type: "tokenize", text} | {type: "selftest"} | {type: "check", params}
 // Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s}
-//               | the ones worker.py posts (loaded, piece, console, chart, tokens, run-done,
-//               tokenized, selftest, error, device-lost).
+//               | {type: "cache", event, model, file, detail} (the model cache: a file
+//               stored, or a damaged copy replaced) | the ones worker.py posts (loaded,
+//               piece, console, chart, tokens, run-done, tokenized, selftest, error,
+//               device-lost).
 //
 // Stop: the page sets control[0] = 1, which page.stop_requested() reads in Python. Shared
 // with the page, the page writes it directly (and, if the script goes on, 2 = SIGINT into
@@ -22,6 +25,12 @@
 // Stop (and, shared, SIGINT soon after, for a script that never awaits).
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
+import { cachingFetch } from "./modelcache.js";
+
+// Model files are read through the model cache (modelcache.js): saved on this device as they
+// first stream in, read from there (checked by sha256) afterwards, and so without the server.
+const models = cachingFetch(globalThis.fetch, (e) => postMessage({ type: "cache", ...e }));
+globalThis.fetch = models.fetch;
 
 const here = (path) => new URL(path, import.meta.url).href;
 let page = null; // the Python module worker.py, once booted
@@ -90,6 +99,7 @@ async function boot() {
 function handle(m) {
   switch (m.type) {
     case "load":
+      if (m.entry) models.register(m.url, m.entry);
       return page.load_model(m.name, m.url);
     case "run":
       if (!shared) control[0] = 0;

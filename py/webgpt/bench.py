@@ -15,8 +15,8 @@ import json
 import math
 import time
 
-from .config import GPT2Config
-from .folder import ModelSpec, TensorRef, expected_shapes
+from .config import GPT2Config, Quantization
+from .folder import ModelSpec, QuantizedRef, TensorRef, expected_shapes, quantized_names
 from .kernels import Kernels
 from .model import GPT2, PIPELINE
 
@@ -26,7 +26,8 @@ SHAPES = {
     "774M": dict(n_layer=36, n_head=20, n_embd=1280),
     "1.5B": dict(n_layer=48, n_head=25, n_embd=1600),
 }
-ITEMSIZE = {"F32": 4, "F16": 2}
+ITEMSIZE = {"F32": 4, "F16": 2, "Q8": 2, "Q4": 2}  # Q8, Q4: f16 vectors, scales, wpe
+BLOCK = 32  # values per scale of the quantized rows
 
 
 class RandomSource:
@@ -55,14 +56,34 @@ class RandomSource:
 
 
 def random_spec(shape, dtype):
-    cfg = GPT2Config(vocab_size=50257, n_positions=1024, **SHAPES[shape])
+    """A spec of the GPT-2 `shape` with random weights in `dtype`: F32, F16, or Q8 / Q4 (the
+    format of webgpt/quantize.py: matrices as rows of signed values with f16 block scales, the
+    rest f16)."""
+    bits = {"Q8": 8, "Q4": 4}.get(dtype)
+    quant = Quantization(bits, BLOCK) if bits else None
+    cfg = GPT2Config(vocab_size=50257, n_positions=1024, quantization=quant, **SHAPES[shape])
     size = ITEMSIZE[dtype]
     tensors, offset = {}, 0
-    for name, shp in expected_shapes(cfg).items():
-        n = math.prod(shp) * size
-        tensors[name] = TensorRef("model.safetensors", dtype, shp, offset, offset + n)
+
+    def ref(dt, shp, itemsize):
+        nonlocal offset
+        n = math.prod(shp) * itemsize
+        r = TensorRef("model.safetensors", dt, shp, offset, offset + n)
         offset += n
-    return ModelSpec(config=cfg, source=RandomSource(dtype), tensors=tensors)
+        return r
+
+    quantized = set(quantized_names(cfg)) if bits else set()
+    for name, shp in expected_shapes(cfg).items():
+        if name in quantized:
+            transposed = name != "wte.weight"
+            N, K = (shp[1], shp[0]) if transposed else shp
+            q = ref("I8" if bits == 8 else "U8", (N, K * bits // 8), 1)
+            tensors[name] = QuantizedRef(q, ref("F16", (N, K // BLOCK), 2), bits, BLOCK, shp,
+                                         transposed)
+        else:
+            tensors[name] = ref("F32" if dtype == "F32" else "F16", shp, size)
+    return ModelSpec(config=cfg, source=RandomSource("F32" if dtype == "F32" else "F16"),
+                     tensors=tensors)
 
 
 class _NoTokenizer:
@@ -96,26 +117,28 @@ async def copy_bandwidth(dev, nbytes=256 << 20, repeats=10):
     return 2 * nbytes * repeats / dt
 
 
-async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log, profile=False):
+async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log, profile=False,
+                      layout=None):
+    """One row of the table: `shape` with random `dtype` weights, loaded with `layout` (the
+    adapter's default when None)."""
     spec = random_spec(shape, dtype)
     before = dev.allocated
     t0 = time.perf_counter()
-    model = GPT2(spec, dev, _NoTokenizer())
+    model = GPT2(spec, dev, _NoTokenizer(), layout)
     await model.upload()
     await model.sync()  # wait until every upload and conversion has run
     load_s = time.perf_counter() - t0
     gpu_bytes = dev.allocated - before
     cfg = spec.config
     row = {"shape": shape, "file dtype": dtype,
-           "weights": "f16" if model.uses_f16 else "f32", "load_s": load_s,
+           "weights": model.weights, "load_s": load_s,
            "gpu_MiB": gpu_bytes / 2**20}
     # Prefill: the second run, once pipelines exist.
     prompt = [(i * 7919) % cfg.vocab_size for i in range(prompt_len)]
     for _ in range(2):
         await model.generate_ids(prompt, max_new_tokens=1, temperature=0)
     row["prefill_tok_s"] = prompt_len / model.stats["prefill_s"]
-    weight_bytes = sum(b.size for b in model.params.values()) + \
-        sum(b.size for b, _, _ in model.wte_parts)
+    weight_bytes = model.weight_bytes()
     for ctx in contexts:
         ids = prompt[:1] * ctx if ctx > len(prompt) else prompt[:ctx]
 
@@ -139,6 +162,9 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
         log(f"  {shape} {dtype}: {ms:.2f} ms/token at context {ctx}")
     if profile:
         row["profile_us"] = await profile_decode(model)
+        row["profile_prefill_us"] = await profile_decode(model, T=prompt_len, pos0=0)
+        log(f"  profile of the {prompt_len}-token prompt (us per dispatch): " +
+            ", ".join(f"{k} {v:.1f}" for k, v in row["profile_prefill_us"].items()))
         row["dispatch_us"] = await dispatch_cost(dev)
         log("  tiny dispatch (us, incl. one submit + read-back / 200): " +
             ", ".join(f"{k} {v:.1f}" for k, v in row["dispatch_us"].items()))
@@ -174,30 +200,40 @@ async def dispatch_cost(dev, n=200):
     return out
 
 
-async def profile_decode(model, repeats=50):
-    """Microseconds per decode-step dispatch of each op (T = 1), each repeated `repeats` times
-    in one encoder, less the cost of an empty submit + read-back; and the whole step. (With the
-    GPU layout, c_attn and c_fc include their layer norms, and c_attn the KV-cache store.)"""
+async def profile_decode(model, repeats=50, T=1, pos0=16):
+    """Microseconds per dispatch of each op of a pass of T tokens at position pos0 (T = 1: a
+    decode step; T = 512: the prompt), each repeated in one encoder (`repeats` times, fewer for
+    long passes), less the cost of an empty submit + read-back; and the whole pass. (With the
+    GPU layout the one-token c_attn and c_fc include their layer norms, and c_attn the
+    KV-cache store.)"""
     dev = model.device
-    model._write_params(1, 16, 0, 1)
+    model._write_params(T, pos0, T - 1, 1)
     layer = model.layers[0]
-    def cdiv(a, b):
-        return -(-a // b)
+    matvec = T == 1 or model.layout["prefill"] == "matvec"
+    rows = T if matvec else -(-T // 64)
 
     def linear(op):
-        return lambda enc: enc.dispatch(*op["mv"], cdiv(op["N"] // 4, op["TX"]), 1)
+        return lambda enc: [enc.dispatch(p, g, n, rows) for p, g, n in op["mv" if matvec else "mm"]]
+
+    def norm(key, op):
+        if matvec and op["fused_ln"]:
+            return None
+        return lambda enc: enc.dispatch(*layer[key], T)
 
     ops = {
-        "ln_1": lambda enc: enc.dispatch(*layer["ln_1"], 1),
+        "ln_1": norm("ln_1", layer["c_attn"]),
         "c_attn": linear(layer["c_attn"]),
-        "attention@16": lambda enc: enc.dispatch(*layer["attn"], 1, model.config.n_head),
+        f"attention@{pos0 + T}": lambda enc: enc.dispatch(*layer["attn"], T, model.config.n_head),
         "attn_proj": linear(layer["attn_proj"]),
+        "ln_2": norm("ln_2", layer["c_fc"]),
         "c_fc": linear(layer["c_fc"]),
         "mlp_proj": linear(layer["mlp_proj"]),
         "lm_head": lambda enc: model._encode_lm_head(enc, 1),
         "argmax": lambda enc: [enc.dispatch(p, g, n) for p, g, n in model.argmax],
-        "whole step": lambda enc: model._encode(enc, 1, 1, True),
+        "whole pass": lambda enc: model._encode(enc, T, 1, "argmax"),
     }
+    if T > 1:
+        repeats = max(3, repeats // 10)
 
     async def timed(record, n):
         enc = dev.encoder()
@@ -211,7 +247,9 @@ async def profile_decode(model, repeats=50):
     empty = min([await timed(lambda enc: None, 1) for _ in range(5)])
     out = {"submit + read-back": empty * 1e6}
     for name, record in ops.items():
-        n = 5 if name == "whole step" else repeats
+        if record is None:
+            continue
+        n = 3 if name == "whole pass" else repeats
         await timed(record, 2)
         best = min([await timed(record, n) for _ in range(3)])
         out[name] = (best - empty) / n * 1e6
@@ -243,7 +281,7 @@ def torch_baseline(shape, dtype, contexts, decode_tokens):
             return time.perf_counter() - t
 
         run(2)
-        n = decode_tokens + 1
+        n = min(decode_tokens, cfg.n_positions - ctx - 1) + 1  # stay inside the context
         out[ctx] = (run(n) - run(1)) / (n - 1) * 1e3
     model = None  # free the GPU memory before the next shape
     torch.cuda.empty_cache()
@@ -310,7 +348,7 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
         for dtype in dtypes:
             row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log,
                                     profile)
-            if baseline:
+            if baseline and dtype in ("F32", "F16"):
                 row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
             rows.append(row)
     text = table(rows, contexts, bandwidth, dev.describe())

@@ -1,4 +1,4 @@
-"""Command line: `python -m webgpt generate | info`.
+"""Command line: `python -m webgpt generate | info | bench | quantize`.
 
 User mistakes (a bad folder, a bad parameter, no GPU) print one line and exit with status 1;
 only bugs show a traceback.
@@ -45,8 +45,9 @@ def _parser():
     b = sub.add_parser("bench", help="speed of the GPT-2 shapes on this adapter (random weights)")
     b.add_argument("--shapes", nargs="+", default=["124M", "355M", "774M", "1.5B"],
                    choices=["124M", "355M", "774M", "1.5B"])
-    b.add_argument("--dtypes", nargs="+", default=["F32", "F16"], choices=["F32", "F16"],
-                   help="dtype of the weights in the file")
+    b.add_argument("--dtypes", nargs="+", default=["F32", "F16", "Q8", "Q4"],
+                   choices=["F32", "F16", "Q8", "Q4"],
+                   help="weights in the file: f32, f16, or quantized to 8 or 4 bits")
     b.add_argument("--contexts", nargs="+", type=int, default=[16, 256, 1000])
     b.add_argument("--decode-tokens", type=int, default=20, help="tokens timed per context")
     b.add_argument("--prompt", type=int, default=512, help="prompt length for prefill")
@@ -54,7 +55,25 @@ def _parser():
     b.add_argument("--json", help="write the results as JSON here")
     b.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     b.add_argument("--profile", action="store_true", help="also time each decode op alone")
+    q = sub.add_parser("quantize", help="write a quantized copy of a model folder (8 or 4 bits)")
+    q.add_argument("src", help="the model folder to quantize")
+    q.add_argument("dst", help="the quantized model folder to write")
+    q.add_argument("--bits", type=int, required=True, help="8 or 4")
+    q.add_argument("--block", type=int, default=32, help="inputs per f16 scale (default 32)")
+    q.add_argument("--max-shard", type=float, default=1024, metavar="MB",
+                   help="largest weight file in MiB (default 1024)")
+    q.add_argument("--force", action="store_true", help="write into a non-empty folder")
     return p
+
+
+def _quantize(a):
+    from .quantize import quantize_folder
+
+    summary = quantize_folder(a.src, a.dst, a.bits, a.block, int(a.max_shard * 2**20), a.force,
+                              progress=lambda line: print(line, file=sys.stderr, flush=True))
+    print(f"{a.dst}: {a.bits}-bit, block {a.block}: {summary['bytes'] / 1e6:.1f} MB in "
+          f"{len(summary['files'])} file(s) (the source's weights: "
+          f"{summary['source_bytes'] / 1e6:.1f} MB)")
 
 
 async def _generate(a):
@@ -134,6 +153,8 @@ def _run(a, mistakes):
                 raise ValueError("--prompt must be in 1..1024 and --decode-tokens at least 1")
             from .bench import main as bench
             bench(a)
+        elif a.command == "quantize":
+            _quantize(a)
         else:
             asyncio.run(_info())
     except mistakes as e:

@@ -15,6 +15,10 @@ TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 LIMITS = {"n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16, "vocab_size": 1 << 24,
           "n_positions": 1 << 20}
 
+# config.json's key for a folder written by `build.py quantize` (webgpt/quantize.py).
+QUANTIZATION_KEY = "webgpt_quantization"
+QUANT_BITS = (8, 4)
+
 
 def _show(v):
     """repr of a config value for a message, cut short."""
@@ -23,6 +27,35 @@ def _show(v):
     except RecursionError:
         text = f"a deeply nested {type(v).__name__}"
     return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
+
+
+@dataclass(frozen=True)
+class Quantization:
+    """How a quantized folder stores its matrices (webgpt/quantize.py has the format).
+
+    bits: 8 (signed int8 values) or 4 (signed 4-bit values, two per byte); block: how many
+    consecutive inputs share one f16 scale (a multiple of 8).
+    """
+    bits: int
+    block: int
+
+    @property
+    def qmax(self):
+        return 127 if self.bits == 8 else 7
+
+    @property
+    def qdtype(self):
+        """The safetensors dtype of the .qweight tensors."""
+        return "I8" if self.bits == 8 else "U8"
+
+
+def check_quantization(bits, block):
+    """None when (bits, block) is a valid quantization, else the sentence that says why not."""
+    if not isinstance(bits, int) or isinstance(bits, bool) or bits not in QUANT_BITS:
+        return f"bits must be 8 or 4, not {_show(bits)}"
+    if not isinstance(block, int) or isinstance(block, bool) or block <= 0 or block % 8:
+        return f"block must be a positive multiple of 8, not {_show(block)}"
+    return None
 
 
 @dataclass
@@ -34,6 +67,8 @@ class GPT2Config:
     n_positions: int
     layer_norm_epsilon: float = 1e-5
     activation_function: str = "gelu_new"
+    # Set for a quantized folder (config.json's "webgpt_quantization": {"bits", "block"}).
+    quantization: Quantization = None
 
     @property
     def head_size(self):
@@ -112,6 +147,22 @@ class GPT2Config:
             raise ModelFolderError(
                 f"{where}: scale_attn_by_inverse_layer_idx = true is not supported")
 
+        quantization = None
+        if QUANTIZATION_KEY in d:
+            q = d[QUANTIZATION_KEY]
+            if not isinstance(q, dict) or set(q) != {"bits", "block"}:
+                raise ModelFolderError(
+                    f"{where}: {QUANTIZATION_KEY} must be an object {{\"bits\": 8 or 4, "
+                    f"\"block\": B}}, not {_show(q)}")
+            why = check_quantization(q["bits"], q["block"])
+            if why:
+                raise ModelFolderError(f"{where}: {QUANTIZATION_KEY}: {why}")
+            if n_embd % q["block"]:
+                raise ModelFolderError(
+                    f"{where}: {QUANTIZATION_KEY} block {q['block']} does not divide n_embd "
+                    f"({n_embd}), the length of the rows it quantizes")
+            quantization = Quantization(q["bits"], q["block"])
+
         return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
                    n_positions=n_positions, layer_norm_epsilon=float(eps),
-                   activation_function=act)
+                   activation_function=act, quantization=quantization)

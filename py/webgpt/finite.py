@@ -19,20 +19,40 @@ NONE = 0xFFFFFFFF   # "no index" in the shader's atomicMin
 
 
 def _buffers(model):
-    """[(tensor name, buffer, first element, number of values)]: every weight buffer, with the
-    tensor it holds (the token table is split into parts by rows)."""
-    C = model.config.n_embd
+    """[(tensor name, buffer, (offset, size) or None for all of it, f16, index)]: every weight
+    buffer with the tensor it holds, and `index(i)`: the flat index in the file's tensor of
+    value i of the range. Matrices are split into parts by rows and may be transposed; of a
+    quantized matrix only the f16 scales can be non-finite."""
     out = []
-    for name in model.spec.tensors:
-        if name == "wte.weight":
-            out += [(name, buf, row0 * C, rows * C) for buf, row0, rows in model.wte_parts]
-        elif name in model.params:
-            shape = model.spec.tensors[name].shape
-            n = 1
-            for d in shape:
-                n *= d
-            out.append((name, model.params[name], 0, n))
+    for name, ref in model.spec.tensors.items():
+        m = model.mats.get(name)
+        if m is None:
+            if name in model.params:
+                buf, n = model.params[name], _numel(ref.shape)
+                f16 = _is_f16(buf, n)
+                if f16 is not None:
+                    out.append((name, buf, None, f16, lambda i: i))
+            continue
+        for buf, row0, rows, soff in m.parts:
+            if m.fmt in ("q8", "q4"):
+                nb = m.K // m.block
+                size = -(-rows * nb * 2 // 4) * 4
+                out.append((name + ".scales", buf, (soff * 4, size), True,
+                            lambda i, row0=row0, nb=nb: row0 * nb + i))
+            elif name == "wte.weight":
+                out.append((name, buf, None, m.fmt == "f16", lambda i, row0=row0, K=m.K: row0 * K + i))
+            else:
+                # Rows [row0, row0 + rows) of the transposed (N, K) matrix; the file has (K, N).
+                out.append((name, buf, None, m.fmt == "f16",
+                            lambda i, row0=row0, K=m.K, N=m.N: (i % K) * N + row0 + i // K))
     return out
+
+
+def _numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def _is_f16(buf, n):
@@ -48,8 +68,7 @@ def _is_f16(buf, n):
 async def check_finite(model):
     """Raise ModelFolderError naming the file and tensor if any weight is NaN or infinite."""
     dev, kernels = model.device, model.kernels
-    todo = [(name, buf, first, n, _is_f16(buf, n)) for name, buf, first, n in _buffers(model)]
-    todo = [t for t in todo if t[4] is not None]
+    todo = _buffers(model)
     if not todo:
         return
     # One [count, first index] pair per buffer, each at an offset a binding may start at.
@@ -58,27 +77,30 @@ async def check_finite(model):
     try:
         dev.write(results, 0, (struct.pack("<2I", 0, NONE) + bytes(align - 8)) * len(todo))
         enc = dev.encoder()
-        for k, (_, buf, _, n, f16) in enumerate(todo):
+        for k, (_, buf, span, f16, _) in enumerate(todo):
             pipe = kernels.get("check_finite", F16=f16, WG=WG)
-            words = buf.size // 4
+            data = buf if span is None else (buf, *span)
+            words = (buf.size if span is None else span[1]) // 4
             groups = max(1, min(MAX_GROUPS, -(-words // WG)))
-            enc.dispatch(pipe, dev.bind_group(pipe, [buf, (results, k * align, 8)]), groups)
+            enc.dispatch(pipe, dev.bind_group(pipe, [data, (results, k * align, 8)]), groups)
         enc.submit()
         raw = await dev.read(results, 0, len(todo) * align)
     finally:
         dev.destroy(results)
 
     bad = {}    # tensor name -> [count, first flat index], in file order
-    for k, (name, _, first, _, _) in enumerate(todo):
+    for k, (name, _, _, _, to_index) in enumerate(todo):
         count, index = struct.unpack_from("<2I", raw, k * align)
         if count:
             entry = bad.setdefault(name, [0, None])
             entry[0] += count
-            at = first + index
+            at = to_index(index)
             entry[1] = at if entry[1] is None else min(entry[1], at)
     if bad:
         name, (count, index) = next(iter(bad.items()))
-        ref = model.spec.tensors[name]
+        ref = model.spec.tensors.get(name)
+        if ref is None:  # NAME.scales of a quantized matrix
+            ref = model.spec.tensors[name[:-len(".scales")]].scales
         where = model.spec.source.where(ref.file)
         if len(ref.shape) == 2:
             at = f"row {index // ref.shape[1]}, column {index % ref.shape[1]}"

@@ -28,22 +28,36 @@ from .kernels import Kernels
 WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, kv_store, layernorm)
 ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
 PIPELINE = 4  # decode passes queued ahead of the token being read back
+STAGING = 16 << 20  # bytes of a Conv1D weight streamed per chunk to be transposed at load
+FMT = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}  # weight formats of gemv.wgsl and matmul.wgsl
+SCALE_ALIGN = 256  # byte offset of a quantized part's scales (a binding offset must align)
 
 
 def layouts(device, kind=None):
-    """Workgroup shapes for this adapter (or for `kind`, "cpu" or "gpu"). On a CPU adapter a workgroup barrier switches between
-    all its invocations, so kernels there work without barriers (one invocation per output);
-    on a GPU they split each reduction across many invocations to keep memory busy."""
+    """Workgroup shapes for this adapter (or for `kind`, "cpu" or "gpu"). On a CPU adapter a
+    workgroup barrier switches between all its invocations, so kernels there work without
+    barriers (one invocation per output); on a GPU they split each reduction across many
+    invocations to keep memory busy.
+
+    "weights" says how a Conv1D matrix is kept: "cols", [in, out] as stored (matvec.wgsl: an
+    invocation per 4 outputs, which a CPU streams fastest), or "rows", transposed on the GPU at
+    load to one row per output (gemv.wgsl: a GPU needs many rows to spread the reads over).
+    Quantized weights are always rows (the folder stores them so)."""
     if kind == "cpu" or (kind is None and device.is_cpu):
         # Widening halves costs more there than the bytes it saves (measured on SwiftShader:
         # 124M decodes in 237 ms/token with f32 weights, 323 with packed f16), so f16 files
         # are widened to f32 at load.
-        return {"matvec": dict(TX=64, TY=1), "lm_head": dict(TPR=1, RPW=64), "attention": 64,
-                "prefill": "matvec", "fuse_ln": False, "f16": False}
+        return {"weights": "cols", "matvec": dict(TX=64, TY=1), "gemv": dict(TPR=1, RPW=64),
+                "lm_head": dict(TPR=1, RPW=64), "attention": 64, "prefill": "matvec",
+                "fuse_ln": False, "f16": False}
     # On a GPU each dependent dispatch costs microseconds of drain and refill, so the decode
     # matvecs also do the layer norms before them (fuse_ln), and the prompt uses matmul's tiles.
-    return {"matvec": dict(TX=8, TY=32), "lm_head": dict(TPR=32, RPW=8), "attention": 256,
-            "prefill": "matmul", "fuse_ln": True, "f16": True}
+    # gemv/lm_head shapes measured end to end on an H200 (tests/tune_kernels.py): with two or
+    # four loads in flight per invocation, 1.5B f16 decodes at 2.9-3.0 ms/token at context 16
+    # against 3.26 with one.
+    return {"weights": "rows", "matvec": dict(TX=8, TY=32), "gemv": dict(TPR=32, RPW=8, U=2),
+            "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256, "prefill": "matmul",
+            "fuse_ln": True, "f16": True}
 MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
@@ -51,6 +65,41 @@ LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 def cdiv(a, b):
     return -(-a // b)
 
+
+def is_matrix(name):
+    """A weight the linear kernels read: wte and the four Conv1D matrices of each layer."""
+    return name == "wte.weight" or (name.startswith("h.") and name.endswith(".weight")
+                                    and (".attn.c_" in name or ".mlp.c_" in name))
+
+
+class Matrix:
+    """A weight matrix on the GPU as rows (one per output, K values each), split by rows into
+    parts that each fit one storage binding: parts = [(buffer, first row, rows, scales word
+    offset)]. fmt: "f32" | "f16" | "q8" | "q4" (block: values per scale)."""
+
+    def __init__(self, name, K, N, fmt, block=0):
+        self.name, self.K, self.N, self.fmt, self.block = name, K, N, fmt, block
+        self.parts = []
+
+    def row_bytes(self):
+        """Bytes of one row's values (scales not counted)."""
+        return {"f32": 4 * self.K, "f16": 2 * self.K, "q8": self.K, "q4": self.K // 2}[self.fmt]
+
+    def part_bytes(self, rows):
+        """(values bytes, scales offset in bytes, total bytes) of a part of `rows` rows."""
+        values = rows * self.row_bytes()
+        if self.fmt not in ("q8", "q4"):
+            return values, values, values
+        soff = cdiv(values, SCALE_ALIGN) * SCALE_ALIGN
+        return values, soff, soff + cdiv(rows * (self.K // self.block) * 2, 16) * 16
+
+    def rows_per_part(self, limit):
+        """Rows per part so that a part fits `limit` bytes (the last part may have fewer)."""
+        per_row = self.row_bytes() + (2 * self.K // self.block if self.block else 0)
+        rows = max(1, min(self.N, (limit - SCALE_ALIGN - 16) // per_row))
+        while rows > 1 and self.part_bytes(rows)[2] > limit:
+            rows -= 1
+        return rows
 
 
 class GPT2:
@@ -63,41 +112,66 @@ class GPT2:
         self.device = device
         self.tokenizer = tokenizer
         self.kernels = Kernels(device)
-        self.layout = layout or layouts(device)
-        # f16 storage when every matrix in the file is f16 (as a model saved in half precision)
-        # and the layout keeps halves.
-        matrices = [t for t in spec.tensors.values() if len(t.shape) == 2]
-        self.uses_f16 = self.layout["f16"] and all(t.dtype == "F16" for t in matrices)
+        self.layout = dict(layout or layouts(device))
+        self.quantization = getattr(spec, "quantization", None)
+        C, V, n_ctx = cfg.n_embd, cfg.vocab_size, cfg.n_positions
+        self.C, self.V, self.n_ctx = C, V, n_ctx
+        # Quantized folders store rows; a matrix too big for one binding as [in, out] needs
+        # rows too (rows split into parts; columns would not).
+        too_big = 4 * C * C * 4 > device.max_binding
+        if self.quantization is not None or too_big:
+            self.layout["weights"] = "rows"
+        self.rows = self.layout["weights"] == "rows"
+        # f16 storage when every float matrix in the file is f16 (as a model saved in half
+        # precision) and the layout keeps halves (rows of 16-byte groups: C % 8 == 0).
+        floats = [t for n, t in spec.tensors.items()
+                  if is_matrix(n) and not hasattr(t, "qweight")]
+        self.uses_f16 = (self.layout["f16"] and all(t.dtype == "F16" for t in floats)
+                         and (not self.rows or C % 8 == 0))
+        wpe = spec.tensors.get("wpe.weight")
+        self.wpe_f16 = self.layout["f16"] and wpe is not None and wpe.dtype == "F16"
+        q = self.quantization
+        self.weights = f"q{q.bits}" if q is not None else ("f16" if self.uses_f16 else "f32")
         self.stats = {}
         self.released = False  # release() was called: every method raises
         self._owned = []  # every buffer made by _buffer and not destroyed yet
         self.pos = 0  # tokens held in the KV cache
-        C, V, n_ctx = cfg.n_embd, cfg.vocab_size, cfg.n_positions
-        self.C, self.V, self.n_ctx = C, V, n_ctx
-        self.params = {}  # canonical tensor name -> GPU buffer
-        self.wte_parts = []  # [(buffer, first row, rows)]: the token table, split by binding size
+        self.params = {}  # canonical tensor name -> GPU buffer (vectors, wpe, "cols" matrices)
+        self.mats = {}  # canonical name -> Matrix (wte always; Conv1D weights with "rows")
         self._check_fits()
+
+    @property
+    def wte_parts(self):
+        """[(buffer, first row, rows)]: the token table, split by binding size."""
+        m = self.mats.get("wte.weight")
+        return [(b, r0, n) for b, r0, n, _ in m.parts] if m else []
+
+    def weight_bytes(self):
+        """Bytes of GPU memory the weights take."""
+        return sum(b.size for b in self.params.values()) + \
+            sum(p[0].size for m in self.mats.values() for p in m.parts)
 
     # ---------------------------------------------------------------- limits
 
     def _check_fits(self):
         """Fail before any upload if the model cannot run on this device, saying why."""
         cfg, dev = self.config, self.device
-        C, n_ctx = self.C, self.n_ctx
+        C, V, n_ctx = self.C, self.V, self.n_ctx
         if C % 4 or (C // cfg.n_head) % 4:
             raise ValueError(f"n_embd ({C}) and the head size n_embd / n_head "
                              f"({C / cfg.n_head:g}) must be multiples of 4: the kernels read vec4s")
         limit = dev.max_binding
-        wsize = 2 if self.uses_f16 else 4
+        # Matrices are split into parts that fit; activations and caches are not.
         biggest = {
-            "mlp.c_fc.weight (n_embd x 4 n_embd)": C * 4 * C * wsize,
-            "the MLP activations (n_positions x 4 n_embd)": n_ctx * 4 * C * 4,
+            "the MLP activations (n_positions x 4 n_embd, f32)": n_ctx * 4 * C * 4,
+            "one row of logits (vocab_size, f32)": V * 4,
         }
         for what, nbytes in biggest.items():
             if nbytes > limit:
                 raise MemoryError(
-                    f"{what} needs {nbytes / 2**20:.1f} MiB in one storage binding, but this adapter "
-                    f"({dev.describe()}) allows {limit / 2**20:.1f} MiB; use a smaller model")
+                    f"{what} need {nbytes / 2**20:.1f} MiB in one storage binding, but this "
+                    f"adapter ({dev.describe()}) allows {limit / 2**20:.1f} MiB; use a smaller "
+                    f"model, or one with a shorter context (n_positions)")
         wg_bytes = dev.limits.get("max-compute-workgroup-storage-size", 16384)
         att_wg = self.layout["attention"]
         need = (n_ctx + att_wg * 5) * 4  # scores, max/sum tree, vec4 partial sums
@@ -106,52 +180,130 @@ class GPT2:
                 f"attention keeps {n_ctx} scores in workgroup memory ({need} bytes in all), more "
                 f"than this adapter's {wg_bytes}; n_positions must be at most "
                 f"{wg_bytes // 4 - att_wg * 5}")
+        if self.rows and self.layout["fuse_ln"] and C * 4 > wg_bytes - 4096:
+            self.layout["fuse_ln"] = False  # gemv stages the normalised row in workgroup memory
 
     # ---------------------------------------------------------------- loading
 
     async def upload(self, progress=None):
-        """Stream every tensor from the model folder into its GPU buffer."""
-        spec, dev = self.spec, self.device
-        C, V = self.C, self.V
-        total = sum(t.end - t.start for t in spec.tensors.values())
-        done = 0
+        """Stream every tensor from the model folder into its GPU buffer(s).
 
-        def report():
+        Matrices become rows (Matrix parts): quantized ones as stored, Conv1D weights
+        transposed on the GPU chunk by chunk ("rows" layout), the token table as stored. The CPU
+        holds one chunk of a file at a time, whatever the model's size.
+        """
+        spec = self.spec
+        total = sum(t.nbytes for t in spec.tensors.values())
+        self._done = 0
+
+        def report(n=0):
+            self._done += n
             if progress is not None:
-                progress("weights", done, total)
+                progress("weights", self._done, total)
 
+        self._report = report
         report()
+        self._staging = None
         # spec.tensors is in file order, so a streaming source reads each file front to back.
-        wsize = 2 if self.uses_f16 else 4
-        rows_per_part = max(1, dev.max_binding // (C * wsize))
         for name, ref in spec.tensors.items():
-            if name == "wte.weight":
-                # The token table may exceed one binding (V * C * 4 bytes in f32): split by rows.
-                itemsize = ref.nbytes // (V * C)
-                for row0 in range(0, V, rows_per_part):
-                    rows = min(rows_per_part, V - row0)
-                    start = ref.start + row0 * C * itemsize
-                    buf = await self._upload_tensor(ref, start, start + rows * C * itemsize,
-                                                    rows * C, f"wte[{row0}:{row0 + rows}]")
-                    self.wte_parts.append((buf, row0, rows))
-                    done += rows * C * itemsize
-                    report()
+            if hasattr(ref, "qweight"):
+                await self._upload_quantized(name, ref)
+            elif name == "wte.weight":
+                await self._upload_rows(name, ref)
+            elif is_matrix(name) and self.rows:
+                await self._upload_transposed(name, ref)
             else:
+                keep_f16 = self.wpe_f16 if name == "wpe.weight" else self.uses_f16
                 self.params[name] = await self._upload_tensor(ref, ref.start, ref.end,
-                                                              _numel(ref.shape), name)
-                done += ref.nbytes
-                report()
+                                                              _numel(ref.shape), name, keep_f16)
+                report(ref.nbytes)
+        if self._staging is not None:
+            self._owned.remove(self._staging)
+            self.device.destroy(self._staging)  # freed once the submitted transposes have run
+            self._staging = None
         self._build()
 
-    async def _upload_tensor(self, ref, start, end, n, label):
+    def _new_matrix(self, name, K, N, fmt, block=0):
+        m = Matrix(name, K, N, fmt, block)
+        per_part = m.rows_per_part(self.device.max_binding)
+        for row0 in range(0, N, per_part):
+            rows = min(per_part, N - row0)
+            _, soff, size = m.part_bytes(rows)
+            label = name if rows == N else f"{name}[{row0}:{row0 + rows}]"
+            m.parts.append((self._buffer(size, label), row0, rows, soff // 4))
+        self.mats[name] = m
+        return m
+
+    async def _upload_rows(self, name, ref):
+        """A float matrix stored as rows ([V, C] token table): each part's bytes as they are,
+        or widened to f32 by the convert kernel."""
+        N, K = ref.shape
+        fmt = "f16" if self.uses_f16 else "f32"
+        m = Matrix(name, K, N, fmt)
+        per_part = m.rows_per_part(self.device.max_binding)
+        itemsize = ref.nbytes // (N * K)
+        for row0 in range(0, N, per_part):
+            rows = min(per_part, N - row0)
+            start = ref.start + row0 * K * itemsize
+            buf = await self._upload_tensor(ref, start, start + rows * K * itemsize, rows * K,
+                                            f"{name}[{row0}:{row0 + rows}]", self.uses_f16)
+            m.parts.append((buf, row0, rows, 0))
+            self._report(rows * K * itemsize)
+        self.mats[name] = m
+
+    async def _upload_quantized(self, name, ref):
+        """qweight rows then scales into each part (values, then scales from SCALE_ALIGN)."""
+        m = self._new_matrix(name, ref.K, ref.N, f"q{ref.bits}", ref.block)
+        qrow = ref.qweight.nbytes // ref.N
+        srow = ref.scales.nbytes // ref.N
+        for t, row_bytes, at in ((ref.qweight, qrow, 0), (ref.scales, srow, None)):
+            for buf, row0, rows, soff in m.parts:
+                start = t.start + row0 * row_bytes
+                await self._stream_into(t.file, start, start + rows * row_bytes, buf,
+                                        soff * 4 if at is None else at)
+                self._report(rows * row_bytes)
+
+    async def _upload_transposed(self, name, ref):
+        """A Conv1D weight [K, N] as rows [N, K]: streamed in chunks of whole source rows into
+        a staging buffer, each chunk transposed into every part by transpose.wgsl."""
+        dev = self.device
+        K, N = ref.shape
+        fmt = "f16" if self.uses_f16 else "f32"
+        m = self._new_matrix(name, K, N, fmt)
+        src = {"F32": 0, "F16": 1, "BF16": 2}[ref.dtype]
+        itemsize = ref.nbytes // (K * N)
+        chunk_rows = max(2, min(K, STAGING // (N * itemsize)) // 2 * 2)
+        if self._staging is None or self._staging.size < chunk_rows * N * itemsize:
+            if self._staging is not None:
+                self._owned.remove(self._staging)
+                dev.destroy(self._staging)
+            self._staging = self._buffer(chunk_rows * N * itemsize, "staging (transpose)")
+        for k0 in range(0, K, chunk_rows):
+            kr = min(chunk_rows, K - k0)
+            start = ref.start + k0 * N * itemsize
+            await self._stream_into(ref.file, start, start + kr * N * itemsize, self._staging)
+            enc = dev.encoder()
+            for buf, row0, rows, _ in m.parts:
+                words = rows * kr // (2 if fmt == "f16" else 1)
+                groups = cdiv(words, WG)
+                gx = min(groups, MAX_WORKGROUPS)
+                pipe = self.kernels.get("transpose", K=K, N=N, K0=k0, KR=kr, N0=row0, NR=rows,
+                                        SRC=src, DST_F16=(fmt == "f16"), WG=WG)
+                enc.dispatch(pipe, dev.bind_group(pipe, [self._staging, buf]), gx,
+                             cdiv(groups, gx))
+            # Queue order keeps the next chunk's write after this transpose has read.
+            enc.submit()
+            self._report(kr * N * itemsize)
+
+    async def _upload_tensor(self, ref, start, end, n, label, keep_f16=False):
         """Copy bytes [start, end) of a file (n values) into a new buffer.
 
-        Data already in the storage dtype goes straight in: f32, or f16 matrices when the model
-        runs in f16. Other 16-bit data (bf16, f16 vectors) goes into a staging buffer and is
+        Data already in the storage dtype goes straight in: f32, or f16 matrices kept as halves
+        (`keep_f16`). Other 16-bit data (bf16, f16 vectors) goes into a staging buffer and is
         widened to f32 by the convert kernel on the GPU; no CPU pass ever touches the weights.
         """
         dev = self.device
-        keep_f16 = self.uses_f16 and ref.dtype == "F16" and len(ref.shape) == 2
+        keep_f16 = keep_f16 and ref.dtype == "F16" and len(ref.shape) == 2
         if ref.dtype == "F32" or keep_f16:
             out = self._buffer(end - start, label)
             await self._stream_into(ref.file, start, end, out)
@@ -169,8 +321,7 @@ class GPT2:
         dev.destroy(staging)  # freed once the submitted conversion has run
         return out
 
-    async def _stream_into(self, file, start, end, buf):
-        offset = 0
+    async def _stream_into(self, file, start, end, buf, offset=0):
         async for chunk in self.spec.source.chunks(file, start, end):
             self.device.write(buf, offset, chunk)
             offset += len(chunk)
@@ -210,27 +361,40 @@ class GPT2:
         unused_r, unused_k, unused_v = self.unused
 
         def linear(src, prefix, out, K, N, ln=None, gelu=False, residual=False, kv=None):
-            """out = src @ W + b with its fused steps: bind groups for the prompt (matmul, GPU
-            layout) and for one token (matvec). With `ln` and the fuse_ln layout, the decode
-            matvec reads the residual stream x and does that layer norm itself."""
-            w, b = P[prefix + ".weight"], P[prefix + ".bias"]
+            """out = src @ W + b with its fused steps: dispatches (pipeline, bind group,
+            workgroups along x) for one token ("mv") and for the prompt ("mm", matmul's tiles
+            on a GPU); with `ln` and the fuse_ln layout, the one-token pass reads the residual
+            stream x and does that layer norm itself."""
+            b = P[prefix + ".bias"]
             kc, vc = kv or (unused_k, unused_v)
             fuse = ln is not None and lay["fuse_ln"]
             lw, lb = (P[ln + ".weight"], P[ln + ".bias"]) if fuse else (unused_r, unused_r)
-            shape = dict(lay["matvec"])
-            if shape["TY"] > 1 and N // 4 // shape["TX"] < 64:
-                # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of
-                # the GPU reads W at once.
-                shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
-            mv = k.get("matvec", K=K, N=N, F16=f16, LN=fuse, EPS=eps, GELU=gelu,
-                       RESIDUAL=residual, KV=kv is not None, **shape)
-            op = {"N": N, "TX": shape["TX"], "fused_ln": fuse,
-                  "mv": (mv, bg(mv, [self.x if fuse else src, w, b, out, lw, lb, kc, vc,
-                                     self.uniform]))}
-            if lay["prefill"] == "matmul":
-                mm = k.get("matmul", K=K, N=N, F16=f16, GELU=gelu, RESIDUAL=residual,
-                           KV=kv is not None)
-                op["mm"] = (mm, bg(mm, [src, w, b, out, kc, vc, self.uniform]))
+            flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
+            op = {"fused_ln": fuse, "mv": [], "mm": []}
+            if not self.rows:
+                shape = dict(lay["matvec"])
+                if shape["TY"] > 1 and N // 4 // shape["TX"] < 64:
+                    # Few columns (c_proj's N = C): narrower workgroups, more of them, so more
+                    # of the GPU reads W at once.
+                    shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
+                mv = k.get("matvec", K=K, N=N, F16=f16, LN=fuse, EPS=eps, **flags, **shape)
+                op["mv"].append((mv, bg(mv, [self.x if fuse else src, P[prefix + ".weight"], b,
+                                             out, lw, lb, kc, vc, self.uniform]),
+                                 cdiv(N // 4, shape["TX"])))
+                return op
+            m = self.mats[prefix + ".weight"]
+            for part, row0, rows, soff in m.parts:
+                fmt = dict(K=K, ROWS=rows, ROW0=row0, OUT_N=N, FMT=FMT[m.fmt],
+                           BLOCK=m.block or 32, SOFF=soff)
+                mv = k.get("gemv", **fmt, LN=fuse, EPS=eps, LN_MAX=K if fuse else 1, **flags,
+                           **lay["gemv"])
+                op["mv"].append((mv, bg(mv, [self.x if fuse else src, part, b, out, lw, lb, kc,
+                                             vc, self.uniform]),
+                                 cdiv(rows, lay["gemv"]["RPW"])))
+                if lay["prefill"] == "matmul":
+                    mm = k.get("matmul", **fmt, **flags)
+                    op["mm"].append((mm, bg(mm, [src, part, b, out, kc, vc, self.uniform]),
+                                     cdiv(rows, 64)))
             return op
 
         def norm(x, prefix, out):
@@ -239,12 +403,15 @@ class GPT2:
 
         self.embed = []
         self.lm_head = []
-        wpe = P["wpe.weight"]
-        for part, row0, rows in self.wte_parts:
-            pe = k.get("embedding", C=C, ROW0=row0, ROWS=rows, F16=f16, WG=WG)
+        wpe, wte = P["wpe.weight"], self.mats["wte.weight"]
+        for part, row0, rows, soff in wte.parts:
+            fmt = dict(ROWS=rows, ROW0=row0, FMT=FMT[wte.fmt], BLOCK=wte.block or 32, SOFF=soff)
+            pe = k.get("embedding", C=C, WPE_F16=self.wpe_f16, WG=WG, **fmt)
             self.embed.append((pe, bg(pe, [self.ids, part, wpe, self.x, self.uniform])))
-            pl = k.get("lm_head", C=C, V=V, ROW0=row0, ROWS=rows, F16=f16, **lay["lm_head"])
-            self.lm_head.append((pl, bg(pl, [self.ln, part, self.logits_buf, self.uniform]), rows))
+            pl = k.get("gemv", K=C, OUT_N=V, LM=True, **fmt, **lay["lm_head"])
+            self.lm_head.append((pl, bg(pl, [self.ln, part, unused_r, self.logits_buf, unused_r,
+                                             unused_r, unused_k, unused_v, self.uniform]),
+                                 cdiv(rows, lay["lm_head"]["RPW"])))
 
         self.layers = []
         att = k.get("attention", C=C, N_HEAD=cfg.n_head, N_CTX=n_ctx, WG=lay["attention"])
@@ -288,7 +455,7 @@ class GPT2:
             return
         self.released = True
         owned, self._owned = self._owned, []
-        self.params, self.wte_parts = {}, []
+        self.params, self.mats = {}, {}
         for b in owned:
             self.device.destroy(b)
         for b in getattr(self, "slots", []):
@@ -326,10 +493,8 @@ class GPT2:
                 enc.dispatch(*layer_norm, T)
 
         def linear(op):
-            if matvec:
-                enc.dispatch(*op["mv"], cdiv(op["N"] // 4, op["TX"]), T)
-            else:
-                enc.dispatch(*op["mm"], cdiv(op["N"], 64), cdiv(T, 64))
+            for pipe, group, groups in op["mv"] if matvec else op["mm"]:
+                enc.dispatch(pipe, group, groups, T if matvec else cdiv(T, 64))
 
         heads = self.config.n_head
         for layer in self.layers:
@@ -350,9 +515,8 @@ class GPT2:
             enc.dispatch(*self.sample, 1)                        # ids[0] ~ softmax(logits[0] / t)
 
     def _encode_lm_head(self, enc, lm_rows):
-        rpw = self.layout["lm_head"]["RPW"]
-        for pipe, group, rows in self.lm_head:
-            enc.dispatch(pipe, group, cdiv(rows, rpw), lm_rows)
+        for pipe, group, groups in self.lm_head:
+            enc.dispatch(pipe, group, groups, lm_rows)
 
     def _write_params(self, T, pos0, lm_row0, lm_rows):
         self.device.write(self.uniform, 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))

