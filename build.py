@@ -66,7 +66,8 @@ PURE_WHEELS = {
 }
 PYODIDE_PYTHON = "3.14"
 # Files of web/ that are not part of the page.
-WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png", ".npmrc"}
+WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png", "bench-h200.png",
+               ".npmrc"}
 # The in-page editor: the bundle's entry (CodeMirror from npm, bundled by esbuild) and the
 # folders of the files it shows, by their path on the page (code/<path> in the site).
 EDITOR_SOURCES = os.path.join(WEB, "editor")

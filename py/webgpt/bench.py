@@ -319,18 +319,23 @@ def plot(rows, contexts, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4))
+    # One colour per shape, one marker per dtype; transformers dashed.
+    fig, ax = plt.subplots(figsize=(9, 5))
+    shapes = list(dict.fromkeys(r["shape"] for r in rows))
+    colours = dict(zip(shapes, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    markers = {"F32": "o", "F16": "s", "Q8": "^", "Q4": "v"}
     for r in rows:
-        ax.plot(contexts, [r[f"ms/token @{c}"] for c in contexts], marker="o",
-                label=f"{r['shape']} {r['file dtype']}")
+        style = dict(color=colours[r["shape"]], marker=markers.get(r["file dtype"], "o"))
+        ax.plot(contexts, [r[f"ms/token @{c}"] for c in contexts],
+                label=f"{r['shape']} {r['file dtype']}", **style)
         if r.get("hf"):
-            ax.plot(contexts, [r["hf"][c] for c in contexts], linestyle="--", marker="x",
-                    label=f"{r['shape']} {r['file dtype']} transformers")
+            ax.plot(contexts, [r["hf"][c] for c in contexts], linestyle="--", alpha=0.6,
+                    label=f"{r['shape']} {r['file dtype']} transformers", **style)
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("ms per token (greedy decode)")
     ax.set_yscale("log")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     return True

@@ -272,7 +272,7 @@ class GPT2:
         m = self._new_matrix(name, K, N, fmt)
         src = {"F32": 0, "F16": 1, "BF16": 2}[ref.dtype]
         itemsize = ref.nbytes // (K * N)
-        chunk_rows = max(2, min(K, STAGING // (N * itemsize)) // 2 * 2)
+        chunk_rows = max(2, min(K, min(STAGING, dev.max_binding) // (N * itemsize)) // 2 * 2)
         if self._staging is None or self._staging.size < chunk_rows * N * itemsize:
             if self._staging is not None:
                 self._owned.remove(self._staging)
@@ -463,10 +463,37 @@ class GPT2:
 
     def _buffer(self, size, label, uniform=False):
         """device.buffer, remembered so that release() destroys it, even one a failed load
-        made before it could be kept anywhere else."""
-        b = self.device.buffer(size, label, uniform)
+        made before it could be kept anywhere else. Out of memory says what the whole model
+        needs and what would fit."""
+        try:
+            b = self.device.buffer(size, label, uniform)
+        except MemoryError as e:
+            weights, total = self.planned_bytes()
+            raise MemoryError(
+                f"{e}. This model needs about {total / 2**20:.0f} MiB of GPU memory in all "
+                f"({weights / 2**20:.0f} MiB of {self.weights} weights); smaller weights fit in "
+                f"less: f16 (half of f32), or 8 or 4 bits (python build.py quantize)") from None
         self._owned.append(b)
         return b
+
+    def planned_bytes(self):
+        """(weights, total): GPU bytes this model takes once loaded, weights and in all
+        (activations sized for the whole context and the KV cache included)."""
+        cfg = self.config
+        C, V, n_ctx, L = self.C, self.V, self.n_ctx, cfg.n_layer
+        weights = 0
+        for name, ref in self.spec.tensors.items():
+            if hasattr(ref, "qweight"):
+                weights += ref.nbytes
+            elif len(ref.shape) == 2:
+                f16 = self.wpe_f16 if name == "wpe.weight" else self.uses_f16
+                weights += _numel(ref.shape) * (2 if f16 else 4)
+            else:
+                weights += _numel(ref.shape) * 4
+        logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4)))
+        activations = 4 * (n_ctx * C * 3 + n_ctx * 3 * C + n_ctx * 4 * C + logit_rows * V + V
+                           + 2 * L * n_ctx * C)
+        return weights, weights + activations
 
     async def close(self):
         """release(), for `await model.close()` beside the async API."""

@@ -1,5 +1,8 @@
 """Native backend: wgpu-py (WebGPU over Vulkan / Metal / D3D12) in CPython."""
 
+import asyncio
+import time
+
 from .base import Device, GPUError, resolve_limits
 
 try:
@@ -145,13 +148,33 @@ class NativeDevice(Device):
     async def map_read(self, buf, size):
         """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
         try:
-            await buf.map_async(wgpu.MapMode.READ, 0, buf.size)
+            await self._until_mapped(buf, buf.map_async(wgpu.MapMode.READ, 0, buf.size))
             try:
                 return bytes(buf.read_mapped(0, size, copy=True))
             finally:
                 buf.unmap()
         except wgpu.GPUError as e:
             raise _error(e, "reading back a result") from e
+
+    async def _until_mapped(self, buf, promise):
+        """Await a map_async promise, polling the device without blocking.
+
+        wgpu-py's own wait (a poll thread) blocks until *all* submitted work is done before it
+        reports the mapping, so a token read back while later decode passes are queued would
+        arrive only after those passes, and nothing new would be queued meanwhile: the GPU
+        would drain between tokens. Polling without waiting reports each mapping as soon as
+        its own pass is done. (`_poll` is a wgpu-py internal, pinned by requirements; without it
+        this falls back to wgpu-py's wait.)
+        """
+        poll = getattr(self._dev, "_poll", None)
+        if poll is not None:
+            while buf.map_state == "pending":
+                poll(False)
+                if buf.map_state != "pending":
+                    break
+                await asyncio.sleep(0)   # other tasks may run
+                time.sleep(20e-6)        # and the CPU rests a little between polls
+        await promise
 
     async def read(self, buf, offset, size):
         # One staging buffer, grown as needed and reused between reads.
