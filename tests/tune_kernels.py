@@ -1,6 +1,6 @@
 """Compare workgroup shapes of the decode kernels end to end on this machine's adapter: greedy
 decode ms/token of GPT-2 shapes (random weights) with model.layouts' GPU layout and variants of
-its gemv (TPR, RPW, U) and lm_head settings. To choose the GPU defaults.
+its gemv (TPR, RPW, U), gemv_ln (the products with the layer norm fused) and lm_head settings. To choose the GPU defaults.
 
     PYTHONPATH=py python tests/tune_kernels.py [--shapes 124M 1.5B] [--dtype F16]
 
@@ -27,6 +27,10 @@ VARIANTS = {
     "lm_head TPR=16 U=4": dict(lm_head=dict(TPR=16, RPW=16, U=4)),
     "lm_head TPR=8 U=2": dict(lm_head=dict(TPR=8, RPW=32, U=2)),
     "attention WG=128": dict(attention=128),
+    "gemv_ln TPR=16 RPW=16 U=2": dict(gemv_ln=dict(TPR=16, RPW=16, U=2)),
+    "gemv_ln TPR=8 RPW=32 U=2": dict(gemv_ln=dict(TPR=8, RPW=32, U=2)),
+    "gemv_ln TPR=32 RPW=16 U=2": dict(gemv_ln=dict(TPR=32, RPW=16, U=2)),
+    "gemv_ln TPR=16 RPW=32 U=2": dict(gemv_ln=dict(TPR=16, RPW=32, U=2)),
 }
 
 
