@@ -97,7 +97,8 @@ class Matrix:
     def rows_per_part(self, limit):
         """Rows per part so that a part fits `limit` bytes (the last part may have fewer)."""
         per_row = self.row_bytes() + (2 * self.K // self.block if self.block else 0)
-        rows = max(1, min(self.N, (limit - SCALE_ALIGN - 16) // per_row))
+        slack = SCALE_ALIGN + 16 if self.block else 0  # the scales' alignment and padding
+        rows = max(1, min(self.N, (limit - slack) // per_row))
         while rows > 1 and self.part_bytes(rows)[2] > limit:
             rows -= 1
         return rows
