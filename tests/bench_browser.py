@@ -1,15 +1,21 @@
 """Browser bench: decoding speed through the page, in headless Chromium (WebGPU on SwiftShader
 on a machine without a GPU), the same way a user runs it.
 
-    .venv/bin/python tests/bench_browser.py [--repeats 2] [--json out.json]
+    .venv/bin/python tests/bench_browser.py [--repeats 2] [--models NAME ...] [--json out.json]
 
-Two models with random weights, each run greedy from an 8-token prompt through the page's
-autorun link (index.html?model=...&prompt=...&temperature=0&autorun=1), reading ms/token from
-#stats:
-- "gpt2-124m": GPT-2 124M's shape (12 layers, 768 wide, full vocabulary), 20 new tokens,
-  in f32 and f16 files;
+Each model runs through the page's autorun link (index.html?model=...&prompt=...&autorun=1) in
+a fresh page, and ms/token is read from #stats. Models with random weights, greedy from an
+8-token prompt:
+- "gpt2-124m-f32", "gpt2-124m-f16": GPT-2 124M's shape (12 layers, 768 wide, full
+  vocabulary), 20 new tokens, from an f32 and an f16 file;
 - "char-4l": a 4-layer, 4-head, 128-wide character model with context 64 and 65 symbols,
   50 new tokens (the shape of the original WebGPT's Shakespeare model).
+The shipped models (weights/, 6 layers, 384 wide, 256 symbols), from the prompt "ROMEO:":
+- "shakespeare-char" (f16 file), "shakespeare-char-q8", "shakespeare-char-q4" (block-quantized
+  8 and 4 bits): greedy, 100 new tokens;
+- "shakespeare-char-sampled": the f16 model sampled as the README's screenshot is (temperature
+  0.8, top-k 40, seed 7, 200 new tokens).
+A shipped model that is not under weights/ is left out, saying so.
 For scale, the original WebGPT measured on this kind of machine (2 cores, SwiftShader):
 1.7 s/token for the 124M shape (it recomputes the whole context every token) and 92 ms/token
 for the character model. Not a test: timings are reported, not asserted.
@@ -18,6 +24,7 @@ for the character model. Not a test: timings are reported, not asserted.
 import argparse
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -29,25 +36,36 @@ sys.path[:0] = [HERE, os.path.dirname(HERE)]
 import refmodels  # noqa: E402
 from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 
+GPT2_124M = dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024)
+GREEDY = {"temperature": 0}
+
+# name -> (random model's config or None for a shipped one, file dtype, prompt, new tokens,
+# sampling parameters, the page's model name).
 MODELS = {
-    "gpt2-124m-f32": (dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
-                      "float32", "The quick brown fox jumps over the lazy", 20),
-    "gpt2-124m-f16": (dict(n_layer=12, n_head=12, n_embd=768, vocab_size=50257, n_positions=1024),
-                      "float16", "The quick brown fox jumps over the lazy", 20),
+    "gpt2-124m-f32": (GPT2_124M, "float32", "The quick brown fox jumps over the lazy", 20,
+                      GREEDY, "gpt2-124m-f32"),
+    "gpt2-124m-f16": (GPT2_124M, "float16", "The quick brown fox jumps over the lazy", 20,
+                      GREEDY, "gpt2-124m-f16"),
     # 65 symbols: the first 65 byte symbols of GPT-2's table ('!' to 'a'), so an 8-character
     # prompt of capitals and punctuation is 8 tokens.
     "char-4l": (dict(n_layer=4, n_head=4, n_embd=128, vocab_size=65, n_positions=64),
-                "float32", "ROMEO:AB", 50),
+                "float32", "ROMEO:AB", 50, GREEDY, "char-4l"),
+    "shakespeare-char": (None, None, "ROMEO:", 100, GREEDY, "shakespeare-char"),
+    "shakespeare-char-q8": (None, None, "ROMEO:", 100, GREEDY, "shakespeare-char-q8"),
+    "shakespeare-char-q4": (None, None, "ROMEO:", 100, GREEDY, "shakespeare-char-q4"),
+    "shakespeare-char-sampled": (None, None, "ROMEO:", 200,
+                                 {"temperature": 0.8, "top_k": 40, "seed": 7},
+                                 "shakespeare-char"),
 }
 
 
-def run_page(browser, base, name, prompt, n, timeout_ms=900_000):
+def run_page(browser, base, name, prompt, n, sampling=GREEDY, timeout_ms=900_000):
     from urllib.parse import urlencode
 
     page = browser.new_page()
     try:
-        query = urlencode({"model": name, "prompt": prompt, "max_new_tokens": n,
-                           "temperature": 0, "autorun": 1})
+        query = urlencode({"model": name, "prompt": prompt, "max_new_tokens": n, **sampling,
+                           "autorun": 1})
         t0 = time.perf_counter()
         page.goto(base + "index.html?" + query)
         page.wait_for_function(
@@ -71,13 +89,29 @@ def main():
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
 
+    tmp = tempfile.mkdtemp(prefix="webgpt-bench-")
+    try:
+        results = bench(a, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # the random models: up to 750 MB
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+def bench(a, tmp):
     import build
     from playwright.sync_api import sync_playwright
 
-    tmp = tempfile.mkdtemp(prefix="webgpt-bench-")
     folders = {}
-    for name in a.models:
-        cfg, dtype, _, _ = MODELS[name]
+    for name in list(a.models):
+        cfg, dtype, _, _, _, page_name = MODELS[name]
+        if cfg is None:
+            if not os.path.exists(os.path.join(os.path.dirname(HERE), "weights", page_name,
+                                               "config.json")):
+                print(f"{name}: weights/{page_name} is not there, left out", flush=True)
+                a.models.remove(name)
+            continue
         print(f"writing {name} ...", flush=True)
         folders[name] = refmodels.write_folder(os.path.join(tmp, name), cfg,
                                                refmodels.make_weights(cfg, 1), dtype=dtype)
@@ -89,16 +123,15 @@ def main():
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         for name in a.models:
-            _, _, prompt, n = MODELS[name]
-            runs = [run_page(browser, base, name, prompt, n) for _ in range(a.repeats)]
+            _, _, prompt, n, sampling, page_name = MODELS[name]
+            runs = [run_page(browser, base, page_name, prompt, n, sampling)
+                    for _ in range(a.repeats)]
             results[name] = runs
             for r in runs:
                 print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
         browser.close()
     srv.shutdown()
-    if a.json:
-        with open(a.json, "w") as f:
-            json.dump(results, f, indent=1)
+    return results
 
 
 if __name__ == "__main__":

@@ -27,7 +27,10 @@ function steps(model) {
   const oneToken = rows ? "shaders/gemv.wgsl" : "shaders/matvec.wgsl";
   const linear = gpuPrompt ? [oneToken, "shaders/matmul.wgsl"] : [oneToken];
   const name = oneToken.slice("shaders/".length);
-  const linearNote = (rows
+  const quantized = model && /^q\d+$/.test(model.weights || "");
+  const linearNote = (quantized
+    ? ` W is stored as rows of ${model.weights.slice(1)}-bit integers with one f16 scale per block (a quantized folder): one row per output, widened to f32 in the kernel.`
+    : rows
     ? " W was transposed at load (transpose.wgsl) to one row per output, so a GPU spreads the rows over all its cores."
     : " W stays [in, out] as the file stores it: on a CPU adapter each invocation streams 4 neighbouring columns.")
     + (gpuPrompt
@@ -138,7 +141,7 @@ export function renderHowto(box, ctx) {
     parts.push(el("p", { class: "muted" },
       `${model.name}: ${c.n_layer} layers, ${c.n_head} heads, C = n_embd = ${c.n_embd}, ` +
       `V = vocab_size = ${c.vocab_size}, n_ctx = n_positions = ${c.n_positions}; ` +
-      `${model.uses_f16 ? "f16" : "f32"} weights.`));
+      `${model.weights || (model.uses_f16 ? "f16" : "f32")} weights.`));
   } else {
     parts.push(el("p", { class: "muted" }, "Load a model to see its sizes."));
   }

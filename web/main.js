@@ -337,10 +337,13 @@ function onMessage(e) {
       setProgress("weights", bar.max, bar.max);
       loading = null;
       loadedModel = m.name;
-      ide.setModel({ name: m.name, config: m.config, layout: m.layout, uses_f16: m.uses_f16 });
+      // How the GPU holds the weights: f32, f16, q8 or q4 (a worker of before q8/q4: uses_f16).
+      const weights = m.weights || (m.uses_f16 ? "f16" : "f32");
+      ide.setModel({ name: m.name, config: m.config, layout: m.layout, uses_f16: m.uses_f16, weights });
       if (ide.howtoVisible()) requestTokens();
-      ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${m.uses_f16 ? "f16" : "f32"} weights`;
+      ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${weights} weights`;
       ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
+      ui.adapter.dataset.weights = weights;
       showStats({ load_s: m.load_s });
       if (recovering) {
         recovering = false;

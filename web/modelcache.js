@@ -411,6 +411,13 @@ export function lockstepTee(body) {
   const branch = (i) => new ReadableStream({
     async pull(controller) {
       for (;;) {
+        // Cancelled or dropped while this pull waited: stop reading for it. (Its loop would
+        // otherwise go on after the other branch is gone too, each read of the finished body
+        // resolving at once: a microtask loop that never lets the worker run anything else.)
+        if (!open[i]) {
+          controller.error(new Error("this branch of the tee was given up")); // no-op if cancelled
+          return;
+        }
         if (queues[i].length) {
           const item = queues[i].shift();
           wake();

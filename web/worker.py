@@ -17,7 +17,9 @@ bind groups are made again from the current WGSL, all without loading the weight
 Messages to the page's main thread (main.js):
 
     {type: "progress", stage, done, total}       weights streaming in
-    {type: "loaded", name, device, has_f16, uses_f16, load_s, config, layout}
+    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, config, layout}
+                                                  weights: how the GPU holds the matrices,
+                                                  "f32", "f16", "q8" or "q4"
     {type: "piece", text}                         page.output(text): the generated text
     {type: "console", stream, text}               stream: "out", "err", "tb" (a traceback),
                                                   "sys" (what the page did)
@@ -140,12 +142,14 @@ async def load_model(name, url):
             model.kernels.sources[_shader_name(path)] = text
     cfg = model.config
     load_s = model.stats.get("load_s") or (time.perf_counter() - t0)
+    weights = getattr(model, "weights", None) or ("f16" if model.uses_f16 else "f32")
     post("loaded", name=name, device=model.device.describe(), has_f16=bool(model.device.has_f16),
-         uses_f16=bool(model.uses_f16), load_s=load_s,
+         uses_f16=bool(model.uses_f16), weights=str(weights), load_s=load_s,
          config={k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
                                                "n_positions")},
          layout={"prefill": str(model.layout.get("prefill")),
                  "fuse_ln": bool(model.layout.get("fuse_ln")),
+                 "weights": str(model.layout.get("weights")),
                  "cpu": bool(getattr(model.device, "is_cpu", False))})
 
 

@@ -7,6 +7,15 @@ streaming response per file open and hands out pieces of it (JS `Uint8Array`s, w
 chunk size whatever the model size. The loader asks for tensors in increasing offset order
 within a file, which is the order in which the stream delivers them.
 
+Where the body is a byte stream (a response from the server, or from the model cache's
+stored copy) a BYOB reader reads straight into one staging ArrayBuffer of the source, so
+reading allocates nothing per piece: JS memory that becomes garbage is freed only when the
+worker's collector runs, which can be 100 MB or more later (tests/test_web.py measures the
+page's peak memory during a load). A chunk handed out by `chunks()` is therefore valid only
+until the next one is asked for; `Device.write` (`queue.writeBuffer`) copies it at once. A
+plain stream (the model cache's tee, on a model's first load) hands out its network pieces,
+or copies where a chunk spans two of them.
+
 Small reads (the safetensors header) use HTTP Range requests; a server that ignores `Range`
 still works: the body is read up to the wanted end, then the stream is cancelled.
 """
@@ -37,6 +46,7 @@ class FetchSource:
         self._sizes = {}
         self._streamed = 0
         self._reported = 0
+        self._staging = None  # the JS ArrayBuffer that BYOB reads fill (each read moves it)
 
     def where(self, name):
         return self.base_url + name
@@ -151,10 +161,17 @@ class FetchSource:
             total = sum(self._sizes[k] for k in self._sizes if k.endswith(".safetensors"))
             self.progress("download", self._streamed, max(total, self._streamed))
 
+    def _buffer(self, n):
+        """The staging ArrayBuffer, at least n bytes (made once: CHUNK_SIZE, or n if more)."""
+        if self._staging is None or self._staging.byteLength < n:
+            self._staging = js.ArrayBuffer.new(max(n, CHUNK_SIZE))
+        return self._staging
+
     async def close(self):
         for stream in list(self._streams.values()):
             await stream.close()
         self._streams.clear()
+        self._staging = None
 
 
 class _Stream:
@@ -167,32 +184,69 @@ class _Stream:
         length = _header(resp, "Content-Length")
         self.length = int(length) if length is not None and length.isdigit() else None
         self.end = pos + self.length if self.length is not None else None
-        self._reader = resp.body.getReader()
-        self._piece = None  # the Uint8Array last read from the network
+        try:  # a byte stream: read into the source's staging buffer, no piece allocated
+            self._reader = resp.body.getReader(to_js({"mode": "byob"},
+                                                     dict_converter=js.Object.fromEntries))
+            self._byob = True
+        except Exception:  # a plain stream (TypeError): take its pieces as they come
+            self._reader = resp.body.getReader()
+            self._byob = False
+        self._piece = None  # the Uint8Array last read from the network (plain reader)
         self._used = 0  # bytes of it already handed out
         self._eof = False
 
     def at_end(self):
         return self._eof or (self.end is not None and self.pos >= self.end)
 
+    def _ended(self):
+        self._eof = True
+        self._piece = None
+        self.source._count(0, final=True)
+
+    def _counted(self, n):
+        """n more bytes came from the network (self.pos not yet advanced past them)."""
+        self.source._count(n, final=self.end is not None and self.pos + n >= self.end)
+
     async def _next(self):
-        """The next network piece into self._piece; False at the end of the body."""
+        """The next network piece into self._piece (plain reader); False at the end."""
         result = await self._reader.read()
         if result.done:
-            self._eof = True
-            self._piece = None
-            self.source._count(0, final=True)
+            self._ended()
             return False
         self._piece = result.value
         self._used = 0
-        self.source._count(self._piece.length, final=self.end is not None
-                           and self.pos + self._piece.length >= self.end)
+        self._counted(self._piece.length)
         return True
 
     def _left(self):
         return 0 if self._piece is None else self._piece.length - self._used
 
+    async def _fill(self, n):
+        """BYOB: read up to n bytes into the staging buffer; a view of what came (None at
+        the end of the body)."""
+        buf = self.source._buffer(n)
+        filled = 0
+        while filled < n and not self._eof:
+            # The read moves the buffer's memory into a new ArrayBuffer: keep that one.
+            result = await self._reader.read(js.Uint8Array.new(buf, filled, n - filled))
+            if result.value is not None:
+                buf = result.value.buffer
+                self.source._staging = buf
+            if result.done:
+                self._ended()
+                break
+            k = result.value.byteLength
+            self._counted(k)
+            self.pos += k
+            filled += k
+        return js.Uint8Array.new(buf, 0, filled) if filled else None
+
     async def skip(self, n):
+        if self._byob:
+            while n > 0 and not self._eof:
+                got = await self._fill(min(n, CHUNK_SIZE))
+                n -= got.length if got is not None else n
+            return
         while n > 0:
             if self._left() == 0 and not await self._next():
                 return
@@ -203,7 +257,10 @@ class _Stream:
 
     async def take(self, n):
         """Exactly n bytes as a Uint8Array (fewer at the end of the file, None past it).
-        A view into the network piece where it holds them all, else a copy into a new one."""
+        BYOB: a view of the source's staging buffer, valid until the next take. Otherwise a
+        view into the network piece where it holds them all, else a copy into a new one."""
+        if self._byob:
+            return await self._fill(n) if not self._eof else None
         if self._left() == 0 and not await self._next():
             return None
         if self._left() >= n:
