@@ -144,3 +144,10 @@ def browser(server):
             b.close()
     finally:
         pw.stop()
+
+
+def wait_for_state(page, states, timeout):
+    """Wait until the page's root data-state is one of `states`; return it."""
+    page.wait_for_function("states => states.includes(document.documentElement.dataset.state)",
+                           arg=list(states), timeout=timeout)
+    return page.evaluate("document.documentElement.dataset.state")

@@ -16,6 +16,8 @@ import zipfile
 
 import pytest
 
+from conftest import wait_for_state
+
 TIMEOUT_MS = 240_000  # boot + load + a run on SwiftShader, with a wide margin
 MODEL = "tiny"
 
@@ -56,10 +58,7 @@ class Page:
         return self
 
     def wait_for_state(self, *states, timeout=TIMEOUT_MS):
-        self.page.wait_for_function(
-            "states => states.includes(document.documentElement.dataset.state)",
-            arg=list(states), timeout=timeout)
-        return self.page.evaluate("document.documentElement.dataset.state")
+        return wait_for_state(self.page, states, timeout)
 
     # the editor
 

@@ -22,7 +22,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import ROOT, _import_build
+from conftest import ROOT, _import_build, wait_for_state
 from test_web import cli_generate
 
 TIMEOUT_MS = 240_000
@@ -102,10 +102,7 @@ class Visit:
         return self
 
     def wait_for_state(self, *states, timeout=TIMEOUT_MS):
-        self.page.wait_for_function(
-            "states => states.includes(document.documentElement.dataset.state)",
-            arg=list(states), timeout=timeout)
-        return self.page.evaluate("document.documentElement.dataset.state")
+        return wait_for_state(self.page, states, timeout)
 
     def generate(self):
         """Wait for the autorun generation; its text."""

@@ -23,27 +23,12 @@ import pytest
 import npref
 import refmodels
 from conftest import missing
-from test_model import RTOL, check_close
+from test_model import check_close, folder  # noqa: F401  (folder: a fixture)
 
 import webgpt
 from webgpt.quantize import quantize_folder
 
 SPLIT_LIMIT = {"tiny": 128 << 10, "tiny_f16": 128 << 10, "ctx40": 96 << 10}
-
-
-@pytest.fixture(scope="module")
-def folder(tmp_path_factory):
-    made = {}
-
-    def get(name):
-        if name not in made:
-            meta, _ = refmodels.load_fixture(name)
-            weights = refmodels.make_weights(meta["config"], meta["seed"])
-            path = tmp_path_factory.mktemp(name)
-            made[name] = str(refmodels.write_folder(path, meta["config"], weights, meta["dtype"]))
-        return made[name]
-
-    return get
 
 
 def device(limit=None):

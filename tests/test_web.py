@@ -15,7 +15,7 @@ import urllib.parse
 
 import pytest
 
-from conftest import IN_CI, ROOT
+from conftest import IN_CI, ROOT, wait_for_state
 
 # Boot (about 4 s) + load + generation on SwiftShader, with a wide margin for a busy machine.
 TIMEOUT_MS = 240_000
@@ -59,10 +59,7 @@ class PageRun:
         return self.page.evaluate("document.documentElement.dataset.state")
 
     def wait_for_state(self, *states, timeout=TIMEOUT_MS):
-        self.page.wait_for_function(
-            "states => states.includes(document.documentElement.dataset.state)",
-            arg=list(states), timeout=timeout)
-        return self.state()
+        return wait_for_state(self.page, states, timeout)
 
     def text(self, selector):
         return self.page.text_content(selector)

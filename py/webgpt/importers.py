@@ -309,12 +309,15 @@ def _config(n_layer, n_head, n_embd, n_positions, vocab_size, eot, dtype, dropou
     }
 
 
-def _prepare_out(out_dir, force):
+def _prepare_out(out_dir, force, error=ConversionError):
+    """Make out_dir ready for a model folder's files: new, empty, or (force) emptied of an
+    earlier model's weights. Mistakes raise `error` (ConversionError here; quantize passes its
+    own)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise ConversionError(f"{out_dir} exists and is not a folder")
+        raise error(f"{out_dir} exists and is not a folder")
     if os.path.isdir(out_dir) and os.listdir(out_dir) and not force:
-        raise ConversionError(f"{out_dir} is not empty; choose a new folder (or pass --force to "
-                              f"overwrite the model files in it)")
+        raise error(f"{out_dir} is not empty; choose a new folder (or pass --force to "
+                    f"overwrite the model files in it)")
     os.makedirs(out_dir, exist_ok=True)
     for name in os.listdir(out_dir):  # an earlier model's weights would mix with these
         if name.endswith(".safetensors") or name == "model.safetensors.index.json":

@@ -42,6 +42,7 @@ import numpy as np
 
 from .config import QUANTIZATION_KEY, check_quantization
 from .folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
+from .importers import _prepare_out
 from .safetensors import read_header
 
 __all__ = ["QuantizeError", "quantize", "dequantize", "pack_int4", "unpack_int4", "error_stats",
@@ -233,15 +234,7 @@ def _plan_shards(outputs, max_shard, metadata):
 def _prepare_dst(src, dst, force):
     if os.path.realpath(src) == os.path.realpath(dst):
         raise QuantizeError(f"{dst} is the source folder; write the quantized model elsewhere")
-    if os.path.exists(dst) and not os.path.isdir(dst):
-        raise QuantizeError(f"{dst} exists and is not a folder")
-    if os.path.isdir(dst) and os.listdir(dst) and not force:
-        raise QuantizeError(f"{dst} exists and is not empty; choose a new folder (or pass "
-                            f"--force to replace the model files in it)")
-    os.makedirs(dst, exist_ok=True)
-    for name in os.listdir(dst):    # an earlier model's weights would mix with these
-        if name.endswith(".safetensors") or name in (INDEX, "config.json"):
-            os.remove(os.path.join(dst, name))
+    _prepare_out(dst, force, QuantizeError)
 
 
 def _saved_names(spec):
