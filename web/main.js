@@ -270,10 +270,24 @@ function requestTokens() {
   if (booted && loadedModel !== null) worker.postMessage({ type: "tokenize", text: ui.prompt.value });
 }
 
+// The service worker saves the page's files when it starts (tens of MB fetched and hashed):
+// once the page is idle, not while the generation an autorun link starts is running beside it
+// on the same cores.
+let offlinePending = false;
+
+function startOffline() {
+  if (running || autorun) offlinePending = true;
+  else offline.start();
+}
+
 function runDone(m) {
   const r = running;
   running = null;
   if (r) clearTimeout(r.timer);
+  if (offlinePending) {
+    offlinePending = false;
+    offline.start();
+  }
   if (interrupt) Atomics.store(interrupt, 0, 0); // an interrupt that came too late
   ide.console.end(m.status, m.seconds, m.error);
   if (m.bad_params) { // nothing ran: the form's values need a change
@@ -331,7 +345,7 @@ function onMessage(e) {
       }
       break;
     case "loaded": {
-      offline.start();
+      startOffline();
       offline.keep(m.name);
       const bar = $("progress-weights");
       setProgress("weights", bar.max, bar.max);
