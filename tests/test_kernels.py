@@ -59,6 +59,17 @@ def check(name, got, want, tol=1e-5):
     assert err <= tol * scale
 
 
+def check_kv(dev, kc, vc, want, pos0):
+    """The caches (n_ctx, C) hold the key and value columns of want (T, 3C) at rows pos0.. and
+    zeros elsewhere."""
+    T, C = want.shape[0], want.shape[1] // 3
+    n_ctx = kc.size // (4 * C)
+    for name, buf, cols in (("k_cache", kc, want[:, C:2 * C]), ("v_cache", vc, want[:, 2 * C:])):
+        expect = np.zeros((n_ctx, C))
+        expect[pos0:pos0 + T] = cols
+        check(name, read(dev, buf, n_ctx * C).reshape(n_ctx, C), expect)
+
+
 def cdiv(a, b):
     return -(-a // b)
 
@@ -274,10 +285,7 @@ def test_matvec_fused_layernorm_and_kv(dev, T, C, shape):
                          upload(dev, lb), kc, vc, params(dev, T, pos0)], cdiv(N // 4, shape["TX"]), T)
     want = npref.layernorm(x, lw, lb) @ W + b
     check(f"matvec LN+KV T={T} C={C} {shape}", read(dev, out, T * N).reshape(T, N), want)
-    k_want, v_want = np.zeros((n_ctx, C)), np.zeros((n_ctx, C))
-    k_want[pos0:pos0 + T], v_want[pos0:pos0 + T] = want[:, C:2 * C], want[:, 2 * C:]
-    check("k_cache", read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_want)
-    check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
+    check_kv(dev, kc, vc, want, pos0)
 
 
 @pytest.mark.parametrize("T,C,fmt", [(1, 768, "f16"), (3, 32, "q8"), (1, 96, "q4"), (2, 36, "f32")])
@@ -298,10 +306,7 @@ def test_gemv_fused_layernorm_and_kv(dev, T, C, fmt, shape):
                          upload(dev, lb), kc, vc, params(dev, T, pos0)], cdiv(N, shape["RPW"]), T)
     want = npref.layernorm(x, lw, lb) @ Wv.T + b
     check(f"gemv LN+KV T={T} C={C} {fmt} {shape}", read(dev, out, T * N).reshape(T, N), want)
-    k_want, v_want = np.zeros((n_ctx, C)), np.zeros((n_ctx, C))
-    k_want[pos0:pos0 + T], v_want[pos0:pos0 + T] = want[:, C:2 * C], want[:, 2 * C:]
-    check("k_cache", read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_want)
-    check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
+    check_kv(dev, kc, vc, want, pos0)
 
 
 @pytest.mark.parametrize("T,C", [(70, 24), (3, 100)])
@@ -316,12 +321,7 @@ def test_matmul_kv(dev, T, C):
                          params(dev, T, pos0)], cdiv(N, 64), cdiv(T, 64))
     want = x.astype(np.float64) @ Wt.T + b
     check(f"matmul KV T={T} C={C}", read(dev, out, T * N).reshape(T, N), want)
-    k_want = np.zeros((n_ctx, C))
-    k_want[pos0:pos0 + T] = want[:, C:2 * C]
-    check("k_cache", read(dev, kc, n_ctx * C).reshape(n_ctx, C), k_want)
-    v_want = np.zeros((n_ctx, C))
-    v_want[pos0:pos0 + T] = want[:, 2 * C:]
-    check("v_cache", read(dev, vc, n_ctx * C).reshape(n_ctx, C), v_want)
+    check_kv(dev, kc, vc, want, pos0)
 
 
 def test_gelu_epilogue_with_large_inputs(dev):

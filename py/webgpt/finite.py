@@ -9,6 +9,7 @@ per tensor. It reads each weight once, as a decode step does, so it costs about 
 time at load.
 """
 
+import math
 import struct
 
 from .sources import ModelFolderError
@@ -28,7 +29,7 @@ def _buffers(model):
         m = model.mats.get(name)
         if m is None:
             if name in model.params:
-                buf, n = model.params[name], _numel(ref.shape)
+                buf, n = model.params[name], math.prod(ref.shape)
                 f16 = _is_f16(buf, n)
                 if f16 is not None:
                     out.append((name, buf, None, f16, lambda i: i))
@@ -46,13 +47,6 @@ def _buffers(model):
                 out.append((name, buf, None, m.fmt == "f16",
                             lambda i, row0=row0, K=m.K, N=m.N: (i % K) * N + row0 + i // K))
     return out
-
-
-def _numel(shape):
-    n = 1
-    for d in shape:
-        n *= d
-    return n
 
 
 def _is_f16(buf, n):
