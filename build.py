@@ -74,6 +74,8 @@ EDITOR_SOURCES = os.path.join(WEB, "editor")
 CODE_FOLDERS = {"scripts": os.path.join(WEB, "scripts"), "examples": os.path.join(WEB, "examples"),
                 "webgpt": os.path.join(ROOT, "py", "webgpt"), "shaders": os.path.join(ROOT, "shaders")}
 CODE_SUFFIXES = (".py", ".wgsl")
+# Parts of py/webgpt/ the page does not have: the CPython-only tools (not in the page's wheel).
+RUNTIME_EXCLUDE = ("tools", "__main__.py")
 # Files of a model folder that go into the site (scripts, logs and caches stay behind).
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json",
                "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
@@ -572,8 +574,12 @@ def code_files():
     files = {}
     for prefix, top in CODE_FOLDERS.items():
         for d, dirs, names in os.walk(top):
-            dirs[:] = sorted(x for x in dirs if x != "__pycache__")
+            runtime_top = prefix == "webgpt" and d == top
+            dirs[:] = sorted(x for x in dirs if x != "__pycache__"
+                             and not (runtime_top and x in RUNTIME_EXCLUDE))
             for name in sorted(names):
+                if runtime_top and name in RUNTIME_EXCLUDE:
+                    continue
                 if name.endswith(CODE_SUFFIXES):
                     rel = os.path.relpath(os.path.join(d, name), top).replace(os.sep, "/")
                     files[f"{prefix}/{rel}"] = os.path.join(d, name)
@@ -797,97 +803,12 @@ def cmd_test(pytest_args):
 # ---------------------------------------------------------------- models: fetch, import
 
 
-def _webgpt():
-    """The webgpt package from py/ (also where the venv's .pth is not in effect)."""
-    sys.path.insert(0, os.path.join(ROOT, "py"))
-    import webgpt
-    return webgpt
-
-
-def cmd_fetch(argv):
-    p = argparse.ArgumentParser(
-        prog="build.py fetch", description="Download a GPT-2 model folder from the Hugging Face "
-        "hub (HF_ENDPOINT overrides https://huggingface.co); an interrupted download resumes.")
-    p.add_argument("name", help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, or a hub "
-                   "repository id (owner/name) with safetensors weights")
-    p.add_argument("--dest", help="the model folder to write (default weights/NAME)")
-    p.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
-    a = p.parse_args(argv)
-    _webgpt()
-    from webgpt import hub
-    dest = os.path.abspath(a.dest or os.path.join(WEIGHTS, a.name.rstrip("/").rsplit("/", 1)[-1]))
-    try:
-        hub.fetch(a.name, dest, a.revision)
-    except hub.HubError as e:
-        raise SystemExit(f"build.py: fetch: {e}") from None
-    except KeyboardInterrupt:
-        raise SystemExit("build.py: fetch: interrupted; run it again to resume") from None
-    return 0
-
-
-def cmd_import(argv):
-    p = argparse.ArgumentParser(prog="build.py import",
-                                description="Convert a model trained elsewhere into a model folder.")
-    sub = p.add_subparsers(dest="kind", required=True)
-    n = sub.add_parser("nanogpt", help="a nanoGPT checkpoint (train.py's ckpt.pt)")
-    n.add_argument("ckpt", help="the checkpoint file")
-    n.add_argument("--meta", help="meta.pkl of a character-level model (default: beside the "
-                   "checkpoint, or data/<dataset>/meta.pkl as nanoGPT's sample.py finds it)")
-    w = sub.add_parser("webgpt", help="an original WebGPT weight folder (params_gpt.json + *_gpt.bin)")
-    w.add_argument("dir", help="the weight folder")
-    w.add_argument("--tokens", help="WebGPT's simple_tokens.json for a character-level model "
-                   "(default: found in the folder or ../tokenization/)")
-    for q in (n, w):
-        q.add_argument("out", help="the model folder to write")
-        q.add_argument("--dtype", choices=["float32", "float16"], default="float32",
-                       help="dtype of the written weights (default float32)")
-        q.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    a = p.parse_args(argv)
-    _webgpt()
-    from webgpt import importers
-    try:
-        if a.kind == "nanogpt":
-            summary, notes = importers.import_nanogpt(a.ckpt, a.out, a.dtype, a.meta, a.force)
-        else:
-            summary, notes = importers.import_webgpt(a.dir, a.out, a.dtype, a.tokens, a.force)
-    except importers.ConversionError as e:
-        raise SystemExit(f"build.py: import: {e}") from None
-    for note in notes:
-        print(f"build.py: import: warning: {note}", file=sys.stderr)
-    print(summary)
-    return 0
-
-
-def cmd_quantize(argv):
-    p = argparse.ArgumentParser(
-        prog="build.py quantize", description="Write a quantized copy of a model folder: each "
-        "layer's four matrices and the token table as 8- or 4-bit integers with one f16 scale "
-        "per block of inputs (format: py/webgpt/quantize.py), everything else as it is.")
-    p.add_argument("src", help="the model folder to quantize (f32, f16 or bf16; sharded or not)")
-    p.add_argument("dst", help="the quantized model folder to write")
-    p.add_argument("--bits", type=int, required=True, help="8 or 4")
-    p.add_argument("--block", type=int, default=32,
-                   help="inputs per scale, a multiple of 8 that divides n_embd (default 32)")
-    p.add_argument("--max-shard", type=float, default=1024, metavar="MB",
-                   help="largest weight file in MiB (default 1024); more shards and "
-                   "model.safetensors.index.json when the weights need them")
-    p.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    a = p.parse_args(argv)
-    _webgpt()
-    from webgpt import quantize
-    from webgpt.folder import ModelFolderError
-    max_shard = int(a.max_shard * 2**20)
-    try:
-        summary = quantize.quantize_folder(
-            a.src, a.dst, a.bits, a.block, max_shard, a.force,
-            progress=lambda line: print(f"build.py: quantize: {line}", file=sys.stderr, flush=True))
-    except (quantize.QuantizeError, ModelFolderError) as e:
-        raise SystemExit(f"build.py: quantize: {e}") from None
-    worst = max((t["max_err_over_scale"] for t in summary["tensors"]), default=0)
-    print(f"{a.dst}: {a.bits}-bit, block {a.block}: {summary['bytes'] / 1e6:.1f} MB in "
-          f"{len(summary['files'])} file(s) (the source's weights: "
-          f"{summary['source_bytes'] / 1e6:.1f} MB); largest |w - w'| {worst:.3f} of its scale")
-    return 0
+def cmd_model(command, argv):
+    """fetch, import, quantize: webgpt's own command line (py/webgpt/tools/cli.py) runs them,
+    with messages that start "build.py: COMMAND: " and models written under weights/."""
+    sys.path.insert(0, os.path.join(ROOT, "py"))  # also where the venv's .pth is not in effect
+    from webgpt.tools import cli
+    return cli.main([command, *argv], prog="build.py", weights_dir=WEIGHTS)
 
 
 def main(argv=None):
@@ -904,7 +825,7 @@ def main(argv=None):
     if not os.environ.get("WEBGPT_NO_VENV") and command != "fetch":
         ensure_venv(command)  # returns only inside the venv
     if command in ("fetch", "import", "quantize"):
-        return {"fetch": cmd_fetch, "import": cmd_import, "quantize": cmd_quantize}[command](argv[1:])
+        return cmd_model(command, argv[1:])
     if command == "test":
         cmd_test(argv[1:])
         return 0

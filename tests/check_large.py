@@ -27,8 +27,8 @@ sys.path.insert(0, HERE)
 import refmodels  # noqa: E402
 
 import webgpt  # noqa: E402
-from webgpt.bench import SHAPES  # noqa: E402
-from webgpt.quantize import quantize_folder  # noqa: E402
+from webgpt.tools.bench import SHAPES  # noqa: E402
+from webgpt.tools.quantize import quantize_folder  # noqa: E402
 
 
 def hf_logits(model, ids):

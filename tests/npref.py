@@ -57,9 +57,9 @@ def forward(weights, cfg, ids):
 
 def load_folder(folder):
     """(cfg dict, {canonical name: float32 array}) of a model folder read through webgpt's own
-    folder checks; a quantized folder's weights come dequantized (webgpt.quantize), in the
+    folder checks; a quantized folder's weights come dequantized (webgpt.tools.quantize), in the
     plain layout, so forward() runs it as the GPU kernels should."""
-    from webgpt.quantize import load_weights
+    from webgpt.tools.quantize import load_weights
 
     config, weights = load_weights(folder)
     cfg = {"n_layer": config.n_layer, "n_head": config.n_head, "n_embd": config.n_embd,

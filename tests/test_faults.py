@@ -25,7 +25,7 @@ import refmodels
 from gpu_fixture import open_device
 
 import webgpt
-from webgpt import cli
+from webgpt.tools import cli
 from webgpt.config import GPT2Config
 from webgpt.folder import ModelFolderError, ModelSpec, TensorRef, expected_shapes
 from webgpt.gpu import GPUError

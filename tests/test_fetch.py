@@ -31,7 +31,7 @@ import refmodels
 from conftest import missing
 
 import webgpt
-from webgpt import hub
+from webgpt.tools import hub
 
 REPO = "test-org/tiny-gpt2"
 SHARDED = "test-org/sharded-gpt2"

@@ -32,7 +32,7 @@ import refmodels
 from conftest import missing
 
 import webgpt
-from webgpt import importers
+from webgpt.tools import importers
 from webgpt.tokenizer import Tokenizer
 
 try:
@@ -230,7 +230,7 @@ def test_reads_torch_save_without_torch(char_ckpt, tmp_path):
     assert float(ckpt["best_val_loss"].numpy()) == float(ref["best_val_loss"])
 
     code = ("import sys; sys.modules['torch'] = None\n"
-            "from webgpt.importers import import_nanogpt\n"
+            "from webgpt.tools.importers import import_nanogpt\n"
             f"print(import_nanogpt({path!r}, {str(tmp_path / 'out')!r})[0])\n"
             "assert sys.modules['torch'] is None\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True,

@@ -30,7 +30,7 @@ import refmodels
 from gpu_fixture import gpu_device  # noqa: F401  (a fixture)
 
 import webgpt
-from webgpt import cli
+from webgpt.tools import cli
 from webgpt.folder import ModelFolderError
 from webgpt.sampling import MAX_NEW_TOKENS, check_params, params_from_strings
 from webgpt.sources import LocalSource

@@ -104,12 +104,12 @@ FMT = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}
 def rows_data(Wt, fmt, block=32):
     # block: values per scale (q8, q4); 32 by default, 8 and 16 where a test asks
     """A part of a row-major matrix (rows, K) as gemv/matmul bind it: (bytes, scales word
-    offset, the values it stands for). q8/q4: webgpt.quantize's format, scales after the values
+    offset, the values it stands for). q8/q4: webgpt.tools.quantize's format, scales after the values
     at a 256-byte boundary (as the loader places them)."""
     if fmt in ("f32", "f16"):
         data, Wv = weights(Wt, fmt == "f16")
         return data, 0, Wv
-    from webgpt.quantize import dequantize, quantize
+    from webgpt.tools.quantize import dequantize, quantize
     bits = int(fmt[1])
     q, scales = quantize(Wt, bits, block)
     values = q.tobytes()

@@ -1,6 +1,6 @@
 """Quantized weights on the CPU: quantize/dequantize, the folder converter, and folder.py's checks.
 
-The format is fixed by webgpt/quantize.py's docstring (the GPU kernels read it): here it is
+The format is fixed by webgpt/tools/quantize.py's docstring (the GPU kernels read it): here it is
 checked from the definition (hand-made bytes, numpy arithmetic written out again), not from the
 code under test. Fast, CPU only.
 """
@@ -21,11 +21,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import npref  # noqa: E402
 import refmodels  # noqa: E402
 
-from webgpt import quantize as qz  # noqa: E402
+from webgpt.tools import quantize as qz  # noqa: E402
 from webgpt.config import GPT2Config, Quantization  # noqa: E402
 from webgpt.folder import (ModelFolderError, QuantizedRef, TensorRef,  # noqa: E402
                            open_folder, quantized_names)
-from webgpt.quantize import QuantizeError, dequantize, quantize, quantize_folder  # noqa: E402
+from webgpt.tools.quantize import QuantizeError, dequantize, quantize, quantize_folder  # noqa: E402
 
 HF_TINY = os.path.join(refmodels.FIXTURES, "hf_tiny")     # C = 96, V = 1000, 2 layers, f32
 QMAX = {8: 127, 4: 7}

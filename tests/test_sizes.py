@@ -5,7 +5,7 @@
   parts; logits must equal the Hugging Face fixtures within test_model's tolerance (1e-4 of
   the logit scale), in both kernel layouts (the CPU layout switches to rows for matrices that
   do not fit as [in, out]).
-- Quantized: folders written by webgpt.quantize (8 and 4 bits; blocks 32, 16 and 8) against
+- Quantized: folders written by webgpt.tools.quantize (8 and 4 bits; blocks 32, 16 and 8) against
   the numpy forward pass on the dequantized weights, which the GPU must reproduce within the
   same 1e-4 (dequantization is exact in f32; only the order of sums differs). The error
   against the unquantized model is printed: that is what quantizing costs.
@@ -26,7 +26,7 @@ from conftest import missing
 from test_model import check_close, folder  # noqa: F401  (folder: a fixture)
 
 import webgpt
-from webgpt.quantize import quantize_folder
+from webgpt.tools.quantize import quantize_folder
 
 SPLIT_LIMIT = {"tiny": 128 << 10, "tiny_f16": 128 << 10, "ctx40": 96 << 10}
 

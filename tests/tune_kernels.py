@@ -6,7 +6,7 @@ its gemv (TPR, RPW, U), gemv_ln (the products with the layer norm fused) and lm_
 
 Whole decode steps, not kernels alone: a kernel repeated on its own reads its weights from the
 GPU's L2 cache, which a real step (hundreds of MB of weights) cannot. Each variant is loaded
-and timed by webgpt.bench.bench_model (steady state: the difference of two runs).
+and timed by webgpt.tools.bench.bench_model (steady state: the difference of two runs).
 Not a test: pytest does not collect it (no test_ prefix).
 """
 
@@ -15,7 +15,7 @@ import asyncio
 import sys
 
 from webgpt import gpu
-from webgpt.bench import SHAPES, bench_model
+from webgpt.tools.bench import SHAPES, bench_model
 from webgpt.model import layouts
 
 VARIANTS = {

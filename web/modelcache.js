@@ -11,7 +11,7 @@
 // only if it matches.
 //
 // The worker (worker.mjs) puts cachingFetch in front of fetch; the Python that loads a model
-// (webgpt.fetch_source) reads through it as it did from the server: HEAD for sizes, Range
+// (webgpt.sources.fetch) reads through it as it did from the server: HEAD for sizes, Range
 // requests for headers, one stream per file. Stored files answer all three from a disk-backed
 // Blob; a file not yet stored streams from the network as before, through a tee that feeds the
 // cache at the same pace (one piece at a time: memory stays bounded), so the first load is

@@ -103,7 +103,7 @@ async def load_model(name, url):
     t0 = time.perf_counter()
     try:
         webgpt = _pkg()
-        from webgpt.fetch_source import FetchSource
+        from webgpt.sources.fetch import FetchSource
         from webgpt.gpu import GPUError
     except Exception as e:
         traceback.print_exc()

@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 
-from .sources import ModelFolderError
+from .errors import ModelFolderError
 
 # Both names are GPT-2's tanh approximation of GELU; any other activation would compute
 # something the kernels do not implement, so it is refused rather than run wrong.
@@ -15,7 +15,7 @@ TANH_GELU = ("gelu_new", "gelu_pytorch_tanh")
 LIMITS = {"n_layer": 1024, "n_head": 1024, "n_embd": 1 << 16, "vocab_size": 1 << 24,
           "n_positions": 1 << 20}
 
-# config.json's key for a folder written by `build.py quantize` (webgpt/quantize.py).
+# config.json's key for a folder written by `build.py quantize` (webgpt/tools/quantize.py).
 QUANTIZATION_KEY = "webgpt_quantization"
 QUANT_BITS = (8, 4)
 
@@ -31,7 +31,7 @@ def _show(v):
 
 @dataclass(frozen=True)
 class Quantization:
-    """How a quantized folder stores its matrices (webgpt/quantize.py has the format).
+    """How a quantized folder stores its matrices (webgpt/tools/quantize.py has the format).
 
     bits: 8 (signed int8 values) or 4 (signed 4-bit values, two per byte); block: how many
     consecutive inputs share one f16 scale (a multiple of 8).

@@ -12,7 +12,7 @@ time at load.
 import math
 import struct
 
-from .sources import ModelFolderError
+from .errors import ModelFolderError
 
 WG = 256
 MAX_GROUPS = 1024   # workgroups per buffer: enough to fill a large GPU, few for a CPU adapter

@@ -5,7 +5,7 @@ model.safetensors.index.json, and the GPT-2 BPE files vocab.json + merges.txt. o
 reads only the small files and the safetensors headers; it returns a ModelSpec that says where
 each tensor's bytes are, so the loader can stream them straight to GPU buffers.
 
-Quantized folders (written by `build.py quantize`, format in webgpt/quantize.py) have
+Quantized folders (written by `build.py quantize`, format in webgpt/tools/quantize.py) have
 "webgpt_quantization": {"bits": 8 or 4, "block": S} in config.json (spec.quantization, a
 config.Quantization) and hold, in place of each quantized weight NAME (the four matrices of
 every layer, QUANTIZED, and wte.weight), two tensors: NAME.qweight and NAME.scales. In
@@ -29,7 +29,8 @@ from dataclasses import dataclass
 
 from .config import QUANTIZATION_KEY, GPT2Config
 from .safetensors import QWEIGHT_SUFFIX, read_header
-from .sources import ModelFolderError, open_source
+from .errors import ModelFolderError
+from .sources import open_source
 
 __all__ = ["ModelFolderError", "ModelSpec", "TensorRef", "QuantizedRef", "open_folder",
            "expected_shapes", "quantized_names", "QUANTIZED"]

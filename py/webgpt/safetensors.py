@@ -10,7 +10,7 @@ at load with one sentence naming it, before any GPU work.
 import json
 from dataclasses import dataclass
 
-from .sources import ModelFolderError
+from .errors import ModelFolderError
 
 # Dtypes the model can upload; their size in bytes.
 DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}

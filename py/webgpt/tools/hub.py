@@ -37,8 +37,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .config import GPT2Config
-from .sources import ModelFolderError
+from ..config import GPT2Config
+from ..errors import ModelFolderError
 
 __all__ = ["HubError", "MODELS", "endpoint", "fetch"]
 

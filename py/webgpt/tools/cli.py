@@ -1,7 +1,12 @@
-"""Command line: `python -m webgpt generate | info | bench | quantize`.
+"""Command line: `python -m webgpt generate | info | bench | quantize | fetch | import`.
 
-User mistakes (a bad folder, a bad parameter, no GPU) print one line and exit with status 1;
-only bugs show a traceback.
+The one implementation of every model command: build.py's `fetch`, `import` and `quantize`
+call `main([...], prog="build.py")`, which only changes how messages start ("build.py:
+quantize: ..." rather than "error: ...").
+
+User mistakes (a bad folder, a bad parameter, no GPU, a model the hub does not have) print one
+line and exit with status 1; only bugs show a traceback. fetch needs the standard library only
+(build.py runs it before any virtual environment exists).
 """
 
 import argparse
@@ -29,8 +34,8 @@ class _QuietDeviceLost(logging.Filter):
         return "device lost" not in text and "device was lost" not in text
 
 
-def _parser():
-    p = _Parser(prog="python -m webgpt", description="GPT-2 over WebGPU (wgpu-py).")
+def _parser(prog="python -m webgpt"):
+    p = _Parser(prog=prog, description="GPT-2 over WebGPU (wgpu-py).")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
     g.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
@@ -63,22 +68,68 @@ def _parser():
     q.add_argument("--max-shard", type=float, default=1024, metavar="MB",
                    help="largest weight file in MiB (default 1024)")
     q.add_argument("--force", action="store_true", help="write into a non-empty folder")
+    f = sub.add_parser("fetch", help="download a model folder from the Hugging Face hub "
+                       "(HF_ENDPOINT overrides https://huggingface.co); resumes when interrupted")
+    f.add_argument("name", help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, distilgpt2, or a hub "
+                   "repository id (owner/name) with safetensors weights")
+    f.add_argument("--dest", help="the model folder to write (default weights/NAME)")
+    f.add_argument("--revision", default="main", help="branch, tag or commit (default main)")
+    i = sub.add_parser("import", help="convert a model trained elsewhere into a model folder")
+    kinds = i.add_subparsers(dest="kind", required=True)
+    n = kinds.add_parser("nanogpt", help="a nanoGPT checkpoint (train.py's ckpt.pt)")
+    n.add_argument("ckpt", help="the checkpoint file")
+    n.add_argument("--meta", help="meta.pkl of a character-level model (default: beside the "
+                   "checkpoint, or data/<dataset>/meta.pkl as nanoGPT's sample.py finds it)")
+    w = kinds.add_parser("webgpt", help="an original WebGPT weight folder (params_gpt.json + "
+                         "*_gpt.bin)")
+    w.add_argument("dir", help="the weight folder")
+    w.add_argument("--tokens", help="WebGPT's simple_tokens.json for a character-level model "
+                   "(default: found in the folder or ../tokenization/)")
+    for k in (n, w):
+        k.add_argument("out", help="the model folder to write")
+        k.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                       help="dtype of the written weights (default float32)")
+        k.add_argument("--force", action="store_true", help="write into a non-empty folder")
     return p
 
 
-def _quantize(a):
+def _quantize(a, say):
     from .quantize import quantize_folder
 
     summary = quantize_folder(a.src, a.dst, a.bits, a.block, int(a.max_shard * 2**20), a.force,
-                              progress=lambda line: print(line, file=sys.stderr, flush=True))
+                              progress=say)
+    worst = max((t["max_err_over_scale"] for t in summary["tensors"]), default=0)
     print(f"{a.dst}: {a.bits}-bit, block {a.block}: {summary['bytes'] / 1e6:.1f} MB in "
           f"{len(summary['files'])} file(s) (the source's weights: "
-          f"{summary['source_bytes'] / 1e6:.1f} MB)")
+          f"{summary['source_bytes'] / 1e6:.1f} MB); largest |w - w'| {worst:.3f} of its scale")
+
+
+def _fetch(a):
+    from . import hub
+
+    name = a.name.rstrip("/").rsplit("/", 1)[-1]
+    dest = os.path.abspath(a.dest or os.path.join(a.weights_dir, name))
+    try:
+        hub.fetch(a.name, dest, a.revision)
+    except KeyboardInterrupt:
+        raise hub.HubError("interrupted; run it again to resume") from None
+
+
+def _import(a, say):
+    from . import importers
+
+    if a.kind == "nanogpt":
+        summary, notes = importers.import_nanogpt(a.ckpt, a.out, a.dtype, a.meta, a.force)
+    else:
+        summary, notes = importers.import_webgpt(a.dir, a.out, a.dtype, a.tokens, a.force)
+    for note in notes:
+        say(f"warning: {note}")
+    print(summary)
 
 
 async def _generate(a):
     import webgpt
-    from .sampling import check_params
+    from ..sampling import check_params
 
     check_params(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
     model = await webgpt.load(a.model)
@@ -112,7 +163,7 @@ async def _generate(a):
 
 
 async def _info():
-    from . import gpu
+    from .. import gpu
 
     dev = await gpu.request_device()
     print(f"adapter: {dev.describe()}")
@@ -122,26 +173,55 @@ async def _info():
         print(f"  {k}: {dev.limits[k]}")
 
 
-def main(argv=None):
-    a = _parser().parse_args(argv)
-    from .folder import ModelFolderError
-    from .gpu import GPUError
-    from .tokenizer import TokenizerError
-
-    mistakes = (ModelFolderError, GPUError, TokenizerError, ValueError, MemoryError)
+def main(argv=None, prog=None, weights_dir="weights"):
+    """Run one command; returns the exit status. `prog="build.py"` makes messages start with
+    "build.py: COMMAND: " (build.py delegates its model commands here); `fetch` writes into
+    weights_dir/NAME unless --dest says where."""
+    a = _parser(prog or "python -m webgpt").parse_args(argv)
+    a.weights_dir = weights_dir
+    if prog:
+        lead = f"{prog}: {a.command}: "
+        a.error_lead, a.note_lead = lead, lead
+    else:
+        a.error_lead, a.note_lead = "error: ", ""
+    if a.command == "fetch":  # the standard library only: no GPU, numpy or wgpu imports
+        return _run(a, _mistakes(a.command))
     try:
         import wgpu  # noqa: F401  (first: wgpu checks that its logger is of its own class)
     except ImportError:
-        return _run(a, mistakes)  # no GPU commands will work; they say so in one line
+        return _run(a, _mistakes(a.command))  # GPU commands will say so in one line
     quiet = _QuietDeviceLost()
     logging.getLogger("wgpu").addFilter(quiet)
     try:
-        return _run(a, mistakes)
+        return _run(a, _mistakes(a.command))
     finally:
         logging.getLogger("wgpu").removeFilter(quiet)
 
 
+def _mistakes(command):
+    """The exceptions that mean a user mistake (one line, status 1) for `command`."""
+    from ..errors import ModelFolderError
+
+    if command == "fetch":
+        from .hub import HubError
+        return (HubError, ModelFolderError)
+    from ..gpu import GPUError
+    from ..tokenizer import TokenizerError
+
+    mistakes = (ModelFolderError, GPUError, TokenizerError, ValueError, MemoryError)
+    if command == "import":
+        from .importers import ConversionError
+        mistakes += (ConversionError,)
+    elif command == "quantize":
+        from .quantize import QuantizeError
+        mistakes += (QuantizeError,)
+    return mistakes
+
+
 def _run(a, mistakes):
+    def say(line):
+        print(f"{a.note_lead}{line}", file=sys.stderr, flush=True)
+
     try:
         if a.command == "generate":
             asyncio.run(_generate(a))
@@ -154,11 +234,15 @@ def _run(a, mistakes):
             from .bench import main as bench
             bench(a)
         elif a.command == "quantize":
-            _quantize(a)
+            _quantize(a, say)
+        elif a.command == "fetch":
+            _fetch(a)
+        elif a.command == "import":
+            _import(a, say)
         else:
             asyncio.run(_info())
     except mistakes as e:
-        print(f"error: {_one_line(e)}", file=sys.stderr)
+        print(f"{a.error_lead}{_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -40,10 +40,10 @@ import shutil
 
 import numpy as np
 
-from .config import QUANTIZATION_KEY, check_quantization
-from .folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
+from ..config import QUANTIZATION_KEY, check_quantization
+from ..folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
 from .importers import _prepare_out
-from .safetensors import read_header
+from ..safetensors import read_header
 
 __all__ = ["QuantizeError", "quantize", "dequantize", "pack_int4", "unpack_int4", "error_stats",
            "quantize_folder", "load_weights", "read_tensor", "DEFAULT_BLOCK", "DEFAULT_MAX_SHARD"]

@@ -15,10 +15,10 @@ import json
 import math
 import time
 
-from .config import GPT2Config, Quantization
-from .folder import ModelSpec, QuantizedRef, TensorRef, expected_shapes, quantized_names
-from .kernels import Kernels
-from .model import GPT2, PIPELINE
+from ..config import GPT2Config, Quantization
+from ..folder import ModelSpec, QuantizedRef, TensorRef, expected_shapes, quantized_names
+from ..kernels import Kernels
+from ..model import GPT2, PIPELINE
 
 SHAPES = {
     "124M": dict(n_layer=12, n_head=12, n_embd=768),
@@ -57,7 +57,7 @@ class RandomSource:
 
 def random_spec(shape, dtype):
     """A spec of the GPT-2 `shape` with random weights in `dtype`: F32, F16, or Q8 / Q4 (the
-    format of webgpt/quantize.py: matrices as rows of signed values with f16 block scales, the
+    format of webgpt/tools/quantize.py: matrices as rows of signed values with f16 block scales, the
     rest f16)."""
     bits = {"Q8": 8, "Q4": 4}.get(dtype)
     quant = Quantization(bits, BLOCK) if bits else None
@@ -343,7 +343,7 @@ def plot(rows, contexts, path):
 
 async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baseline, out_json,
                     out_png, log=print, profile=False):
-    from . import gpu
+    from .. import gpu
 
     dev = await gpu.request_device()
     bandwidth = await copy_bandwidth(dev)

@@ -23,12 +23,12 @@ import zipfile
 
 import numpy as np
 
-from .tokenizer import BYTE_SYMBOLS
+from ..tokenizer import BYTE_SYMBOLS
 
 __all__ = ["ConversionError", "import_nanogpt", "import_webgpt", "read_torch_checkpoint"]
 
 # The vendored GPT-2 BPE files (encoder.json / vocab.bpe under their Hugging Face names).
-DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")  # webgpt/data
 GPT2_VOCAB_SIZE = 50257
 GPT2_EOT = 50256
 

@@ -1,6 +1,6 @@
 """A model folder served over HTTP, read with the browser's `fetch` (Pyodide).
 
-`FetchSource` implements the `Source` protocol of webgpt.sources for a folder URL. Weights are
+`FetchSource` implements webgpt.sources.base.Source for a folder URL. Weights are
 never held whole, neither in the Python heap nor in one JS ArrayBuffer: `chunks()` keeps one
 streaming response per file open and hands out pieces of it (JS `Uint8Array`s, which
 `Device.write` passes to `queue.writeBuffer` as they are), so memory stays bounded by the
@@ -23,7 +23,8 @@ still works: the body is read up to the wanted end, then the stream is cancelled
 import js
 from pyodide.ffi import to_js
 
-from .sources import ModelFolderError
+from ..errors import ModelFolderError
+from .base import Source
 
 CHUNK_SIZE = 4 << 20
 # Progress is reported at most once per this many streamed bytes (and at each file's end).
@@ -36,7 +37,7 @@ def _header(resp, name):
     return value if isinstance(value, str) else None
 
 
-class FetchSource:
+class FetchSource(Source):
     def __init__(self, base_url, progress=None):
         """`base_url`: the folder's URL. `progress(stage, done_bytes, total_bytes)` is told
         how many bytes of weights have streamed in, out of the sizes of the files opened."""

@@ -1,47 +1,9 @@
-"""Where a model folder's bytes come from: a directory on disk, or (in the browser) a URL.
-
-Every method is async because the browser has no blocking I/O: there a Source is backed by
-`fetch`, and the same loader code awaits it. File names are relative to the folder
-("config.json", "model-00001-of-00002.safetensors"); `where(name)` gives the full path or URL
-for messages.
-"""
+"""A model folder on the local file system (or in Pyodide's virtual one)."""
 
 import os
-import sys
 
-
-class ModelFolderError(ValueError):
-    """A model folder that cannot be used: missing file, bad config, bad or truncated weights.
-
-    The message is one sentence for the user, naming the file (and tensor where there is one).
-    """
-
-
-class Source:
-    """The interface every source implements (LocalSource here, FetchSource in the browser)."""
-
-    def where(self, name):
-        """Path or URL of file `name`, for messages."""
-        raise NotImplementedError
-
-    async def exists(self, name):
-        raise NotImplementedError
-
-    async def text(self, name):
-        """The whole of a small text file (JSON, vocabulary), decoded as UTF-8."""
-        raise NotImplementedError
-
-    async def size(self, name):
-        raise NotImplementedError
-
-    async def read(self, name, start, end):
-        """Bytes [start, end) of a file: a small range, such as a safetensors header."""
-        raise NotImplementedError
-
-    async def chunks(self, name, start, end, chunk_size=8 << 20):
-        """Async generator of bytes-like chunks that cover [start, end) in order."""
-        raise NotImplementedError
-        yield
+from ..errors import ModelFolderError
+from .base import Source
 
 
 class LocalSource(Source):
@@ -136,35 +98,3 @@ def _short(where, start, end, reached):
     return ModelFolderError(
         f"{where} is truncated: bytes {start}..{end} were expected, "
         f"but the file ends at byte {reached}")
-
-
-def _is_url(s):
-    return s.startswith(("http://", "https://"))
-
-
-def open_source(path_or_url):
-    """A Source for a local folder, or, in the browser, for a URL (absolute or page-relative)."""
-    # Already a source (FetchSource need not subclass Source: the interface is duck-typed).
-    if isinstance(path_or_url, Source) or hasattr(path_or_url, "chunks"):
-        return path_or_url
-    where = os.fspath(path_or_url)
-    if not where:
-        raise ModelFolderError("no model folder was given: pass the folder that holds "
-                               "config.json")
-    if sys.platform == "emscripten":
-        # In Pyodide a folder in the virtual file system (written by the user's own code)
-        # is read directly; anything else is a URL, relative to the page when not absolute.
-        if not _is_url(where) and os.path.isdir(where):
-            return LocalSource(where)
-        from .fetch_source import FetchSource
-        return FetchSource(where)
-    if _is_url(where):
-        raise ModelFolderError(
-            f"{where}: URLs are only supported in the browser; download the model with "
-            f"'python build.py fetch' and pass its folder")
-    if not os.path.exists(where):
-        raise ModelFolderError(f"model folder {where} does not exist")
-    if not os.path.isdir(where):
-        raise ModelFolderError(
-            f"{where} is not a folder; pass the model folder that holds config.json")
-    return LocalSource(where)
