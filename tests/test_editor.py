@@ -322,35 +322,36 @@ def test_a_shader_edit_changes_the_result(open_page):
 def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
     p = open_page().open()
     weights = p.requests.count(f"/models/{MODEL}/model.safetensors")
-    p.open_file("webgpt/model.py")
-    src = p.shipped("webgpt/model.py")
+    p.open_file("webgpt/model/generator.py")
+    src = p.shipped("webgpt/model/generator.py")
     old = '        return "".join(pieces)\n'
     assert old in src
     p.page.click("#edit-toggle")
     p.replace_code(src.replace(old, '        return "".join(pieces).upper() + "!"\n'))
     p.open_file("scripts/generate.py")
     p.replace_code("text = await model.generate('Hello world', max_new_tokens=8, temperature=0)\n"
-                   "print('<<' + text + '>>', type(model).__module__, id(model))\n")
+                   "print('<<' + text + '>>', type(model).__module__, id(model.weight_store))\n")
     status, out = p.run()
     assert status == "ok", out
-    assert "Applied: webgpt/model.py (edited)" in out
+    assert "Applied: webgpt/model/generator.py (edited)" in out
     text = out.split("<<")[1].split(">>")[0]
     assert text.endswith("!") and text == text.upper(), text
-    model_id = out.split("webgpt.model ")[1].split()[0]
+    # The edited class took over the loaded weights (Model.adopt): the same weight store.
+    weights_id = out.split("webgpt.model.generator ")[1].split()[0]
 
     # A module that does not import: its traceback, the model untouched, Reset recovers.
-    p.open_file("webgpt/model.py")
+    p.open_file("webgpt/model/generator.py")
     p.replace_code(src.replace(old, '        return "".join(pieces\n'))
     p.open_file("scripts/generate.py")
     status, out = p.run()
-    assert status == "error" and "SyntaxError" in out and 'File "webgpt/model.py"' in out, out
-    p.open_file("webgpt/model.py")
+    assert status == "error" and "SyntaxError" in out and 'File "webgpt/model/generator.py"' in out, out
+    p.open_file("webgpt/model/generator.py")
     p.page.click("#reset")
     p.open_file("scripts/generate.py")
     status, out = p.run()
     assert status == "ok", out
     assert "(shipped)" in out and "!" not in out.split("<<")[1].split(">>")[0]
-    assert out.split("webgpt.model ")[1].split()[0] == model_id  # the same model object
+    assert out.split("webgpt.model.generator ")[1].split()[0] == weights_id  # the same weights
     assert p.requests.count(f"/models/{MODEL}/model.safetensors") == weights
     assert p.console_errors == []
 
@@ -390,12 +391,13 @@ def test_how_it_works_links_the_code_and_gives_shapes(open_page):
     text = p.page.text_content("#howto")
     assert "C = n_embd = 96" in text and "V = vocab_size = 1000" in text
     assert "(T, 3C) = (" in text and ", 288)" in text
-    # The embedding step opens model.py at the line that dispatches it, then its shader.
+    # The embedding step opens the forward pass at the line that records it, then its shader
+    # (named by the plan's launch record for it).
     step = "#howto li:has-text('Embedding')"
     p.page.click(f"{step} button.py")
-    assert p.page.input_value("#file") == "webgpt/model.py"
+    assert p.page.input_value("#file") == "webgpt/model/gpt2.py"
     flashed = p.page.text_content("#editor .cm-flash")
-    assert "self.embed" in flashed or "x = wte[ids] + wpe" in flashed, flashed
+    assert "x = wte[ids] + wpe" in flashed, flashed
     p.page.click(f"{step} button.wgsl")
     assert p.page.input_value("#file") == "shaders/embedding.wgsl"
     for name in ("attention.wgsl", "layernorm.wgsl", "gemv.wgsl", "matvec.wgsl"):
@@ -458,7 +460,7 @@ def test_site_has_the_editor_bundle_and_the_code(site, server):
     with open(os.path.join(site, "code", "index.json"), encoding="utf-8") as f:
         index = {e["path"]: e for e in json.load(f)["files"]}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in ("scripts/generate.py", "examples/tokens.py", "webgpt/model.py",
+    for path in ("scripts/generate.py", "examples/tokens.py", "webgpt/model/gpt2.py",
                  "webgpt/gpu/browser.py", "shaders/matvec.wgsl"):
         with open(os.path.join(site, "code", path), "rb") as f:
             data = f.read()

@@ -237,3 +237,100 @@ def test_rebuild_recompiles_edited_shaders(adapter, folder):
     assert before == want and after == want
     assert edited == [5] * 8
     assert now == held
+
+
+def test_plan_is_data_and_adopt_keeps_the_weights(adapter, folder):
+    """The plan's launch lists name every op's .wgsl file; the layout is a frozen value; a
+    model of re-imported code adopts the uploaded weights (the editor's reload) and gives the
+    same tokens, with no GPU bytes gained or lost."""
+    import dataclasses
+
+    from webgpt.model import Model
+
+    _, ref = refmodels.load_fixture("tiny")
+    prompt, want = ref["prompt"].tolist(), ref["greedy"].tolist()[:8]
+
+    async def run():
+        model = await webgpt.load(folder("tiny"))
+        plan = model.plan.describe()
+        with pytest.raises(dataclasses.FrozenInstanceError):
+            model.layout.fuse_ln = False
+        held = model.device.allocated
+        store = model.weight_store
+        new = Model.adopt(model)
+        assert new.weight_store is store and new.plan is not model.plan
+        with pytest.raises(webgpt.gpu.GPUError, match="released"):
+            await model.generate_ids(prompt, max_new_tokens=1)
+        got = await new.generate_ids(prompt, max_new_tokens=8, temperature=0)
+        return plan, held, new.device.allocated, got, new.config.n_layer
+
+    plan, held, now, got, n_layer = asyncio.run(run())
+    assert got == want and now == held
+    assert set(plan) == {"prompt", "decode", "lm_head", "argmax", "sample"}
+    for kind in ("prompt", "decode"):
+        names = [n for n, _, _ in plan[kind]]
+        assert names[0] == "embedding" and names[-1] == "lm_head", names
+        assert sum(n.endswith(".attn") for n in names) == n_layer
+        assert all(shader.endswith(".wgsl") for _, shader, _ in plan[kind])
+    shaders = {s for launches in plan.values() for _, s, _ in launches}
+    assert {"embedding.wgsl", "attention.wgsl", "argmax.wgsl", "sample.wgsl"} <= shaders
+
+
+def test_bind_by_name_names_the_shader_and_binding(adapter):
+    """A binding left out or misnamed fails when the bind group is built, saying which."""
+    from webgpt.kernels import BindingError, Kernels
+
+    dev = asyncio.run(webgpt.gpu.request_device())
+    k = Kernels(dev)
+    pipe = k.get("convert", N=8, BF16=False, WG=64)
+    a, b = dev.buffer(16, "a"), dev.buffer(32, "b")
+    assert k.bindings("convert") == {"src": (0, "storage, read"), "out": (1, "storage, read_write")}
+    with pytest.raises(BindingError, match=r"convert\.wgsl: nothing was given for out"):
+        k.bind("convert", pipe, src=a)
+    with pytest.raises(BindingError, match=r"convert\.wgsl: it has no binding named dst"):
+        k.bind("convert", pipe, src=a, out=b, dst=b)
+    k.bind("convert", pipe, out=b, src=a)  # any order: by name
+
+
+@pytest.mark.parametrize("temperature", [0, 0.8])
+def test_logits_hook_edits_each_step_at_decode_speed(adapter, folder, temperature):
+    """stream(logits_hook=...) sees each step's logits and ids; banning the greedy choice
+    changes the text, a hook that changes nothing gives the same tokens as no hook, and a
+    full-logits reference (logits() per step, banned token removed) gives the same tokens."""
+    _, ref = refmodels.load_fixture("tiny")
+    prompt = ref["prompt"].tolist()
+    seen = []
+
+    async def run():
+        model = await webgpt.load(folder("tiny"))
+        kw = dict(max_new_tokens=6, temperature=temperature, seed=7)
+        plain = await model.generate_ids(prompt, **kw)
+
+        def watch(logits, ids):
+            seen.append((len(logits), list(ids)))
+
+        same = await model.generate_ids(prompt, logits_hook=watch, **kw)
+        banned = plain[0]
+
+        def ban(logits, ids):
+            logits[banned] = float("-inf")
+
+        edited = await model.generate_ids(prompt, logits_hook=ban, **kw)
+        greedy_ref = []
+        if temperature == 0:  # the same rule through full logits, one step at a time
+            ids = list(prompt)
+            for _ in range(6):
+                row = np.asarray(await model.logits(ids))[-1].copy()
+                row[banned] = -np.inf
+                ids.append(int(row.argmax()))
+                greedy_ref.append(ids[-1])
+        with pytest.raises(ValueError, match="logits_hook returned 3 values"):
+            await model.generate_ids(prompt, logits_hook=lambda lg, ids: [0.0] * 3, **kw)
+        return plain, same, edited, greedy_ref, model.V
+
+    plain, same, edited, greedy_ref, V = asyncio.run(run())
+    assert same == plain
+    assert seen[0] == (V, prompt) and seen[1][1] == prompt + plain[:1]
+    assert plain[0] not in edited
+    if temperature == 0:
+        assert edited == greedy_ref

@@ -60,7 +60,7 @@ def test_split_across_bindings_matches_hf(folder, name, layout):
         if not model.uses_f16:  # in f16 (GPU layout) c_fc is smaller than the MLP activations
             assert parts["h.0.mlp.c_fc.weight"] > 1
         assert model.layout["weights"] == "rows"
-        for buf in model._owned:
+        for buf in model.buffers():
             assert buf.size <= limit
         got = np.asarray(asyncio.run(model.logits(ref["ids"].tolist())))
         check_close(f"{name} split ({layout})", got[ref["rows"]], ref["logits"])

@@ -44,7 +44,7 @@ async def main(a):
             if name not in a.variants:
                 continue
             row = await bench_model(dev, shape, a.dtype, a.contexts, a.tokens, 64,
-                                    lambda *_: None, layout=dict(base, **change))
+                                    lambda *_: None, layout=base.replace(**change))
             cells = ", ".join(f"@{c} {row[f'ms/token @{c}']:.3f}" for c in a.contexts)
             print(f"{shape} {a.dtype} {name}: ms/token {cells}", flush=True)
 

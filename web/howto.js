@@ -1,6 +1,8 @@
 // "How it works": one forward pass of GPT-2, step by step, each step linked to its line in
 // the Python (found by the text of the line, so the links follow edits of the code) and to
-// its WGSL file, with the tensor shapes of the loaded model. ide.js calls renderHowto.
+// the WGSL files the loaded model's plan runs for it (the launch records the worker sends:
+// one hop from an op to its kernel), with the tensor shapes of the loaded model. ide.js
+// calls renderHowto.
 
 // Shapes are written with these names; sizes() gives their values for the loaded model.
 function sizes(model, T) {
@@ -14,7 +16,24 @@ function sizes(model, T) {
 }
 
 // Where each step is in the code: [file, [texts to look for, first found wins]].
-const MODEL = "webgpt/model.py";
+const MODEL = "webgpt/model/gpt2.py"; // the forward pass, one line per op
+const GEN = "webgpt/model/generator.py"; // generation and the text API
+const PLAN = "webgpt/model/plan.py"; // pass kinds and their launch lists
+
+// The shader files the plan runs for an op (launches named like "h.0.attn.c_attn", or
+// "h.0.ln_1 + h.0.attn.c_attn" where a norm is fused into the product), over every pass.
+function planShaders(model, op, fallback) {
+  const plan = model && model.plan;
+  if (!plan || !op) return fallback;
+  const files = [];
+  for (const launches of Object.values(plan)) {
+    for (const [name, shader] of launches) {
+      const parts = name.split(" + ").map((n) => n.replace(/^h\.0\./, ""));
+      if (parts.includes(op) && !files.includes(`shaders/${shader}`)) files.push(`shaders/${shader}`);
+    }
+  }
+  return files.length ? files : fallback;
+}
 
 function steps(model) {
   const c = model && model.config;
@@ -41,70 +60,70 @@ function steps(model) {
     {
       title: "Tokens", shapes: [["ids", ["T"]]],
       text: "The tokenizer cuts the prompt into tokens of its vocabulary and the model sees only their ids.",
-      py: [[MODEL, ["def encode_prompt"]], ["webgpt/tokenizer.py", ["def encode("]]],
+      py: [[GEN, ["def encode_prompt"]], ["webgpt/tokenizer.py", ["def encode("]]],
     },
     {
       title: "Embedding", shapes: [["wte", ["V", "C"]], ["wpe", ["n_ctx", "C"]], ["x", ["T", "C"]]],
       text: "Each token's row of the token table wte plus its position's row of wpe: the residual stream x, one vector of C numbers per token, which every block reads and adds to.",
-      py: [[MODEL, ["# x = wte[ids] + wpe", "self.embed"]]], wgsl: ["shaders/embedding.wgsl"],
+      py: [[MODEL, ["# x = wte[ids] + wpe"]]], wgsl: planShaders(model, "embedding", ["shaders/embedding.wgsl"]),
     },
     { block: `Then ${L} transformer blocks, one after the other; each does:` },
     {
       title: "ln_1: layer norm", shapes: [["ln", ["T", "C"]]],
       text: "Each token's vector rescaled to mean 0 and variance 1, then by learned weights and biases." + lnNote,
-      py: [[MODEL, ["# ln = ln_1(x)", '"ln_1"']]], wgsl: ["shaders/layernorm.wgsl"],
+      py: [[MODEL, ["# ln = ln_1(x)"]]], wgsl: planShaders(model, "ln_1", ["shaders/layernorm.wgsl"]),
     },
     {
       title: "c_attn: queries, keys, values", shapes: [["W", ["C", "3C"]], ["qkv", ["T", "3C"]], ["k, v cache", ["n_ctx", "C"]]],
       text: "One matrix product gives every token a query, a key and a value for each head. Keys and values also go into this layer's KV cache at their positions, so later tokens need not compute them again." + linearNote,
-      py: [[MODEL, ["# qkv = ln @ W + b", '"c_attn"']]], wgsl: linear,
+      py: [[MODEL, ["# qkv = ln @ W + b"]]], wgsl: planShaders(model, "attn.c_attn", linear),
     },
     {
       title: "Attention", shapes: [["scores", ["n_head", "T", "pos"]], ["att", ["T", "C"]]],
       text: `Each of the ${H} heads (${hs} channels each) scores its query against the keys of this position and every earlier one (never a later one), turns the scores into weights with a softmax, and sums the values with those weights.`,
-      py: [[MODEL, ["# att = attention", '"attn"']]], wgsl: ["shaders/attention.wgsl"],
+      py: [[MODEL, ["# att = attention"]]], wgsl: planShaders(model, "attn", ["shaders/attention.wgsl"]),
     },
     {
       title: "attn.c_proj, added to x", shapes: [["W", ["C", "C"]], ["x", ["T", "C"]]],
       text: "The heads' outputs mixed by one more matrix and added to the residual stream.",
-      py: [[MODEL, ["# x += att @ W + b", '"attn_proj"']]], wgsl: linear,
+      py: [[MODEL, ["# x += att @ W + b"]]], wgsl: planShaders(model, "attn.c_proj", linear),
     },
     {
       title: "ln_2: layer norm", shapes: [["ln", ["T", "C"]]],
       text: "As ln_1, with its own weights, before the MLP.",
-      py: [[MODEL, ["# ln = ln_2(x)", '"ln_2"']]], wgsl: ["shaders/layernorm.wgsl"],
+      py: [[MODEL, ["# ln = ln_2(x)"]]], wgsl: planShaders(model, "ln_2", ["shaders/layernorm.wgsl"]),
     },
     {
       title: "MLP: c_fc and GELU", shapes: [["W", ["C", "4C"]], ["fc", ["T", "4C"]]],
       text: "Each token on its own: up to 4C channels, then the GELU non-linearity (fused into the same kernel).",
-      py: [[MODEL, ["# fc = gelu(", '"c_fc"']]], wgsl: linear,
+      py: [[MODEL, ["# fc = gelu("]]], wgsl: planShaders(model, "mlp.c_fc", linear),
     },
     {
       title: "MLP: c_proj, added to x", shapes: [["W", ["4C", "C"]], ["x", ["T", "C"]]],
       text: "Back down to C channels, added to the residual stream: the block's output.",
-      py: [[MODEL, ["# x += fc @ W + b", '"mlp_proj"']]], wgsl: linear,
+      py: [[MODEL, ["# x += fc @ W + b"]]], wgsl: planShaders(model, "mlp.c_proj", linear),
     },
     { block: "After the last block:" },
     {
       title: "ln_f: final layer norm", shapes: [["ln", ["T", "C"]]],
       text: "One more layer norm.",
-      py: [[MODEL, ["# ln = ln_f(x)", "self.ln_f"]]], wgsl: ["shaders/layernorm.wgsl"],
+      py: [[MODEL, ["# ln = ln_f(x)"]]], wgsl: planShaders(model, "ln_f", ["shaders/layernorm.wgsl"]),
     },
     {
       title: "LM head: logits", shapes: [["wte\u1d40", ["C", "V"]], ["logits", ["1", "V"]]],
       text: "A score for every token of the vocabulary: the vector times the token table again (GPT-2 ties the two). Generating needs only the last position's row; model.logits computes all T.",
-      py: [[MODEL, ["# logits = ln @ wte^T", "def _encode_lm_head"]]], wgsl: ["shaders/gemv.wgsl"],
+      py: [[MODEL, ["# logits = ln @ wte^T"]]], wgsl: planShaders(model, "lm_head", ["shaders/gemv.wgsl"]),
     },
     {
       title: "The next token", shapes: [["next id", ["1"]]],
       text: "Greedy (temperature 0): the largest logit. Sampling: softmax of logits / temperature, cut to the top-k and top-p, and a seeded draw. It happens on the GPU, so only the chosen id is read back; it is the next pass's input.",
-      py: [[MODEL, ["# ids[0] = argmax"]], [MODEL, ["# ids[0] ~ softmax"]], ["webgpt/sampling.py", ["def candidates(", "def sample("]]],
+      py: [[PLAN, ["ids[0] = argmax"]], [PLAN, ["ids[0] ~ softmax"]], ["webgpt/sampling.py", ["def candidates(", "def sample("]]],
       wgsl: ["shaders/argmax.wgsl", "shaders/sample.wgsl"],
     },
     {
       title: "And again", shapes: [["x", ["1", "C"]]],
       text: "The text of the token is streamed out, and the new token runs through the whole model alone (T = 1), its attention reading the earlier keys and values from the cache.",
-      py: [[MODEL, ["for produced in range(", "async def stream_ids"]], [MODEL, ["async def stream("]]],
+      py: [[GEN, ["for produced in range(", "async def stream_ids"]], [GEN, ["async def stream("]]],
     },
   ];
 }

@@ -4,22 +4,24 @@ It loads a model with `webgpt.load` from the site's models/<name>/ URL and runs 
 the page's code editor: the Generate button runs scripts/generate.py (as edited), the Run
 button whichever script is open. A script sees these globals:
 
-    model    the loaded model (webgpt's GPT2), kept across runs: the weights load once
+    model    the loaded model (webgpt.model.Model), kept across runs: the weights load once
     params   the form's values: prompt, max_new_tokens, temperature, top_k, top_p, seed
     page     page.output(text), page.stop_requested(), page.bar_chart(...), page.tokens(...)
     webgpt   the package, as edited
 
 print() goes to the page's console as it happens; an exception's traceback goes there too.
 Edited package modules and shaders are written over the installed ones before a run: the
-package is imported afresh, the loaded model takes the new classes, and its pipelines and
-bind groups are made again from the current WGSL, all without loading the weights again.
+package is imported afresh, and the re-imported Model class adopts the loaded weights
+(`Model.adopt`: a new plan, with pipelines and bind groups made from the current code and
+WGSL), all without loading the weights again.
 
 Messages to the page's main thread (main.js):
 
     {type: "progress", stage, done, total}       weights streaming in
-    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, config, layout}
+    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, config, layout, plan}
                                                   weights: how the GPU holds the matrices,
-                                                  "f32", "f16", "q8" or "q4"
+                                                  "f32", "f16", "q8" or "q4"; plan: {pass kind:
+                                                  [[launch name, shader file], ...]}
     {type: "piece", text}                         page.output(text): the generated text
     {type: "console", stream, text}               stream: "out", "err", "tb" (a traceback),
                                                   "sys" (what the page did)
@@ -150,7 +152,17 @@ async def load_model(name, url):
          layout={"prefill": str(model.layout.get("prefill")),
                  "fuse_ln": bool(model.layout.get("fuse_ln")),
                  "weights": str(model.layout.get("weights")),
-                 "cpu": bool(getattr(model.device, "is_cpu", False))})
+                 "cpu": bool(getattr(model.device, "is_cpu", False))},
+         plan=_plan_of(model))
+
+
+def _plan_of(model):
+    """{pass kind: [[launch name, shader file], ...]} of the model's plan, for the page."""
+    plan = getattr(model, "plan", None)
+    if plan is None:
+        return {}
+    return {kind: [[str(name), str(shader)] for name, shader, _ in launches]
+            for kind, launches in plan.describe().items()}
 
 
 def tokenize(text):
@@ -377,7 +389,7 @@ def _on_device_lost(err):
 
 def _print_traceback(exc, stream):
     """The traceback without this file's frames, with the package's files named as the
-    editor names them (webgpt/model.py), to the console."""
+    editor names them (webgpt/model/gpt2.py), to the console."""
     te = traceback.TracebackException.from_exception(exc)
     for t in _chain(te):
         t.stack = traceback.StackSummary.from_list(
@@ -399,20 +411,11 @@ def _chain(te):
 
 
 async def _heal():
-    """After a run that ended by surprise: read-back buffers whose mapping was under way
-    are let finish (unmapping them early would reject a promise nobody awaits any more),
-    then unmapped, so the next read can map them again."""
-    if _model is None:
-        return
-    bufs = list(getattr(_model, "slots", [])) + [getattr(_model.device, "_readback", None)]
-    bufs = [b for b in bufs if isinstance(b, JsProxy) and getattr(b, "mapState", None) is not None]
-    for _ in range(200):
-        if all(b.mapState != "pending" for b in bufs):
-            break
-        await asyncio.sleep(0.01)
-    for b in bufs:
-        if b.mapState == "mapped":
-            b.unmap()
+    """After a run that ended by surprise: read-backs that were under way are let finish
+    (unmapping them early would reject a promise nobody awaits any more), then unmapped, so
+    the next read can map them again (the device's settle())."""
+    if _model is not None and getattr(_model.device, "lost", None) is None:
+        await _model.device.settle()
 
 
 # ---------------------------------------------------------------- edited files
@@ -445,7 +448,7 @@ async def _apply(files):
     """Make the installed package match the editor: `files` {path: text} are the edited
     modules and shaders; a file edited before and not in `files` goes back to its shipped
     text. Returns False (and says why in the console) when an edit cannot be used."""
-    global _import_failed, _rebuild_needed, _reload_hint
+    global _model, _import_failed, _rebuild_needed, _reload_hint
     changed = sorted(p for p in set(files) | set(_applied) if files.get(p) != _applied.get(p))
     if not changed and not _import_failed and not _rebuild_needed:
         return True
@@ -486,14 +489,17 @@ async def _apply(files):
     if _model is None or not (reimport or shaders or _rebuild_needed):
         return True
     try:
-        _rewrap(_model)
         for path in shaders:
             name = _shader_name(path)
             if path in _applied:
                 _model.kernels.sources[name] = _applied[path]
             else:
                 _model.kernels.sources.pop(name, None)
-        _model.rebuild()
+        if reimport:
+            # The re-imported Model class takes over the uploaded weights with a new plan.
+            _model = _pkg().model.Model.adopt(_model)
+        else:
+            _model.rebuild()
         _rebuild_needed = False
     except BaseException as e:
         _rebuild_needed = _reload_hint = True
@@ -508,19 +514,12 @@ async def _apply(files):
 async def _shader_errors(shaders):
     """{path: [(line, column, kind, message)]} of the WGSL compile errors of edited shaders
     (compiled on the model's device; nothing is checked while no model is loaded)."""
-    device = getattr(getattr(_model, "device", None), "_dev", None)
+    device = getattr(_model, "device", None)
     if device is None:
         return {}
     bad = {}
     for path, text in shaders.items():
-        # In an error scope: the errors are reported here, not later by the model's next read.
-        device.pushErrorScope("validation")
-        module = device.createShaderModule(to_js({"code": text, "label": path},
-                                                 dict_converter=js.Object.fromEntries))
-        await device.popErrorScope()
-        info = await module.getCompilationInfo()
-        errors = [(int(m.lineNum), int(m.linePos), str(m.type), str(m.message))
-                  for m in info.messages if str(m.type) == "error"]
+        errors = await device.shader_errors(text, label=path)
         if errors:
             bad[path] = errors
     return bad
@@ -544,41 +543,6 @@ def _reimport():
             del sys.modules[n]
         sys.modules.update(old)
         raise
-
-
-def _rewrap(model):
-    """Give the model's objects (the model, its tokenizer, device, kernels, config ...) the
-    classes of the re-imported modules, so their methods are the edited ones; their data
-    (weights on the GPU, vocabulary) stays. Attributes that __init__ would now set up
-    differently need the model loaded again."""
-    seen = set()
-
-    def visit(obj, depth):
-        if id(obj) in seen or depth > 4:
-            return
-        seen.add(id(obj))
-        if isinstance(obj, (dict, list, tuple)):
-            items = obj.values() if isinstance(obj, dict) else obj
-            if len(obj) <= 2000:
-                for v in items:
-                    visit(v, depth + 1)
-            return
-        cls = type(obj)
-        if not _is_package(getattr(cls, "__module__", "")):
-            return
-        new = sys.modules.get(cls.__module__)
-        for part in cls.__qualname__.split("."):
-            new = getattr(new, part, None)
-        if isinstance(new, type) and new is not cls:
-            try:
-                object.__setattr__(obj, "__class__", new)
-            except TypeError as e:  # e.g. __slots__ changed
-                _sys(f"The loaded {cls.__qualname__} keeps its old code ({e}): pick the model "
-                     f"again to load it with the edit.")
-        for v in getattr(obj, "__dict__", {}).values():
-            visit(v, depth + 1)
-
-    visit(model, 0)
 
 
 # ---------------------------------------------------------------- GPU self-test

@@ -29,7 +29,7 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
     weights) destroys the buffers it made before it raises: nothing stays on the GPU.
     """
     from .finite import check_finite
-    from .model import GPT2, layouts
+    from .model import Model, layouts
 
     if layout not in (None, "cpu", "gpu"):
         raise ValueError(f"layout must be 'cpu', 'gpu' or None, got {layout!r}")
@@ -39,7 +39,7 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
     tokenizer = await _tokenizer(source, spec)
     if device is None:
         device = await gpu.request_device()
-    model = GPT2(spec, device, tokenizer, layouts(device, layout))
+    model = Model(spec, device, tokenizer, layouts(device, layout))
     try:
         await model.upload(progress)
         if check_weights:

@@ -40,7 +40,7 @@ def _buffers(model):
                 size = -(-rows * nb * 2 // 4) * 4
                 out.append((name + ".scales", buf, (soff * 4, size), True,
                             lambda i, row0=row0, nb=nb: row0 * nb + i))
-            elif name == "wte.weight":
+            elif model.arch.matrix_storage(name) == "rows":  # stored as rows: as in the file
                 out.append((name, buf, None, m.fmt == "f16", lambda i, row0=row0, K=m.K: row0 * K + i))
             else:
                 # Rows [row0, row0 + rows) of the transposed (N, K) matrix; the file has (K, N).
@@ -76,7 +76,8 @@ async def check_finite(model):
             data = buf if span is None else (buf, *span)
             words = (buf.size if span is None else span[1]) // 4
             groups = max(1, min(MAX_GROUPS, -(-words // WG)))
-            enc.dispatch(pipe, dev.bind_group(pipe, [data, (results, k * align, 8)]), groups)
+            group = kernels.bind("check_finite", pipe, data=data, result=(results, k * align, 8))
+            enc.dispatch(pipe, group, groups)
         enc.submit()
         raw = await dev.read(results, 0, len(todo) * align)
     finally:

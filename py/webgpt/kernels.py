@@ -1,11 +1,18 @@
-"""WGSL kernels: find the shader files and compile each (shader, constants) pair once.
+"""WGSL kernels: find the shader files, compile each (shader, constants) pair once, and bind
+buffers to a kernel by the names its WGSL gives them.
 
 The shaders are one .wgsl file per op under the repository's top-level `shaders/`; the wheel
 carries them as `webgpt/shaders/` (see pyproject.toml). Each file is valid WGSL on its own and
 is specialised with `override` constants, never by editing its text.
+
+Bindings are read from each shader's `@group(0) @binding(n) var<...> NAME` declarations, so a
+bind group is built by name (`kernels.bind("gemv", pipe, x=..., Wt=..., out=...)`): a name
+the shader lacks, or one of its bindings left out, fails at build time naming the shader and
+the binding, and reordering the bindings in a .wgsl file cannot silently swap buffers.
 """
 
 import os
+import re
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Installed wheel first, then a checkout (py/webgpt/ -> ../../shaders).
@@ -24,6 +31,24 @@ def shader_source(name):
         return f.read()
 
 
+_BINDING = re.compile(
+    r"@group\(\s*0\s*\)\s*@binding\(\s*(\d+)\s*\)\s*var\s*(<[^>]*>)?\s*([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def parse_bindings(wgsl):
+    """{name: (binding index, address space and access)} of a shader's group-0 bindings,
+    e.g. {"x": (0, "storage, read"), "p": (8, "uniform")}. Comments are ignored."""
+    text = re.sub(r"//[^\n]*", "", wgsl)
+    out = {}
+    for index, space, name in _BINDING.findall(text):
+        out[name] = (int(index), (space or "<>")[1:-1].strip())
+    return out
+
+
+class BindingError(ValueError):
+    """A bind group that does not match its shader's declared bindings."""
+
+
 class Kernels:
     """Pipeline cache of one device, keyed by (shader name, override constants).
 
@@ -36,6 +61,7 @@ class Kernels:
         self.sources = {}
         self._text = {}
         self._pipelines = {}
+        self._bindings = {}
 
     def source(self, name):
         if name in self.sources:
@@ -54,6 +80,43 @@ class Kernels:
             self._pipelines[key] = pipe
         return pipe
 
+    def bindings(self, name):
+        """{binding name: (index, address space)} of shader `name` (as currently edited)."""
+        text = self.source(name)
+        got = self._bindings.get(name)
+        if got is None or got[0] is not text:
+            got = self._bindings[name] = (text, parse_bindings(text))
+        return got[1]
+
+    def bind(self, name, pipeline, standin=None, **buffers):
+        """A bind group of `pipeline` (compiled from shader `name`) with each binding given by
+        its WGSL name. A value may be a buffer, a (buffer, offset, size) range, or None for a
+        binding this variant of the kernel does not use: `standin(index, space)` gives a small
+        buffer to fill it (WebGPU needs every declared binding bound)."""
+        declared = self.bindings(name)
+        unknown = sorted(set(buffers) - set(declared))
+        missing = sorted(set(declared) - set(buffers))
+        if unknown or missing:
+            detail = "; ".join(x for x in (
+                f"it has no binding named {', '.join(unknown)}" if unknown else "",
+                f"nothing was given for {', '.join(missing)}" if missing else "") if x)
+            raise BindingError(f"{name}.wgsl: {detail} (its bindings: "
+                               f"{', '.join(sorted(declared, key=lambda n: declared[n][0]))})")
+        ordered = [None] * (max((i for i, _ in declared.values()), default=-1) + 1)
+        for binding, (index, space) in declared.items():
+            b = buffers[binding]
+            if b is None:
+                if standin is None:
+                    raise BindingError(f"{name}.wgsl: binding {binding} was left out (None) and "
+                                       f"there is no stand-in buffer for it")
+                b = standin(index, space)
+            ordered[index] = b
+        if any(b is None for b in ordered):
+            gaps = [i for i, b in enumerate(ordered) if b is None]
+            raise BindingError(f"{name}.wgsl: bindings {gaps} are not declared as var<...> NAME")
+        return self.device.bind_group(pipeline, ordered, label=name)
+
     def clear(self):
         self._text.clear()
         self._pipelines.clear()
+        self._bindings.clear()

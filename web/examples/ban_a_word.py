@@ -1,15 +1,15 @@
-"""Ban a word: a custom logits rule, in a generation loop written out.
+"""Ban a word: a custom logits rule, run inside generation at decoding speed.
 
 Generation is a loop: run the model, take the scores (logits) of the next token, pick one,
-append it, repeat. Here that loop is spelled out, with one more step: before picking, every
-token that would complete the banned word gets a score of minus infinity, so it is never
-picked and the model has to go on another way. Both continuations are greedy (the likeliest
-token each time), so they match up to where the rule steps in. model.logits runs the whole
-text at every step, without the KV cache model.generate uses: slower, but every step is plain.
+append it, repeat. `model.stream` takes a `logits_hook`: a function that sees each step's
+logits (a float32 array of vocab_size scores, and the ids so far) before the pick, and may
+change them. Here every token that would complete the banned word gets a score of minus
+infinity, so it is never picked and the model has to go on another way. The KV cache keeps
+working: each step still runs one token through the model, not the whole text again. Both
+continuations are greedy (the likeliest token each time), so they match up to where the rule
+steps in.
 """
 import math
-
-from webgpt.tokenizer import StreamDecoder
 
 BANNED = "the"  # any text: a word, a name, a letter (compared in lower case)
 n = 40          # new tokens
@@ -17,12 +17,16 @@ n = 40          # new tokens
 tok = model.tokenizer
 V = model.config.vocab_size
 texts = [tok.decode([i]).lower() for i in range(V)]  # each token's text
+prompt_ids = tok.encode(params.prompt)
 
 
-def completes_banned(text, token):
-    """True when writing `token` after `text` makes BANNED appear."""
+def ban(logits, ids):
+    """The rule: no token may make BANNED appear after the text so far."""
+    text = params.prompt.lower() + "".join(texts[i] for i in ids[len(prompt_ids):])
     tail = text[len(text) - len(BANNED) + 1:] if len(BANNED) > 1 else ""
-    return BANNED in tail + texts[token]
+    for token in range(V):
+        if BANNED in tail + texts[token]:
+            logits[token] = -math.inf
 
 
 plain = await model.generate(params.prompt, max_new_tokens=n, temperature=0)
@@ -31,19 +35,9 @@ print(params.prompt + plain + "\n")
 
 print(f"With the rule, {BANNED!r} banned:")
 print(params.prompt, end="")
-ids = tok.encode(params.prompt)
-text = params.prompt.lower()
-decoder = StreamDecoder(tok)  # token ids -> text, whole characters at a time
-for _ in range(n):
-    logits = await model.logits(ids[-model.config.n_positions:])  # (T, V)
-    row = logits.cast("B").cast("f")[-V:].tolist()  # the last row: the next token's scores
-    for token in range(V):
-        if completes_banned(text, token):
-            row[token] = -math.inf  # the rule
-    token = max(range(V), key=row.__getitem__)  # greedy: the likeliest token left
-    ids.append(token)
-    text += texts[token]
-    print(decoder.push(token), end="")
-    if token == tok.eot_id or page.stop_requested():
+async for piece in model.stream(params.prompt, max_new_tokens=n, temperature=0,
+                                logits_hook=ban):
+    print(piece, end="")
+    if page.stop_requested():
         break
-print(decoder.flush())
+print()

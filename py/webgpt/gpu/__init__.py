@@ -21,7 +21,12 @@ The interface is a thin subset of WebGPU, just what compute work needs:
     data = await dev.read(buf, offset, nbytes)   # -> bytes
     rb = dev.readback_buffer(nbytes)             # mappable; filled by enc.copy(...)
     data = await dev.map_read(rb, nbytes)        # -> bytes, once the work writing it is done
-    dev.destroy(buf)
+    dev.destroy(buf); dev.destroy_readback(rb)
+    errors = await dev.shader_errors(code)       # [(line, column, kind, message)] of WGSL
+    await dev.settle()                           # after an interrupted run: unmap read-backs
+
+Bind groups are built by binding name one layer up (webgpt.kernels.Kernels.bind), which
+reads the names from each shader's WGSL; this layer takes them in binding order.
 
 `dev.info` describes the adapter (name, vendor, backend, type), `dev.features` is a set
 of feature names and `dev.limits` a dict with WebGPU's kebab-case limit names.

@@ -40,6 +40,7 @@ class Device:
     features: set
     limits: dict
     allocated: int = 0  # bytes held by live buffers from buffer(); destroy() gives them back
+    lost = None  # the GPUError every call raises once the device is lost (browser backend)
 
     @property
     def has_f16(self):
@@ -89,4 +90,19 @@ class Device:
         raise NotImplementedError
 
     def destroy(self, buf):
+        raise NotImplementedError
+
+    def destroy_readback(self, buf):
+        """Destroy a buffer made by readback_buffer()."""
+        raise NotImplementedError
+
+    async def shader_errors(self, code, label=""):
+        """The compile errors of WGSL `code` as [(line, column, kind, message)] (empty when it
+        compiles), reported here rather than later by whatever uses the shader."""
+        raise NotImplementedError
+
+    async def settle(self):
+        """After a run that ended by surprise (an interrupted or cancelled script): let the
+        read-backs that were under way finish, then unmap their buffers, so the next read can
+        map them again. Queued GPU work is left to run."""
         raise NotImplementedError

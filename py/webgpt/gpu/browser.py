@@ -163,6 +163,7 @@ class BrowserDevice(Device):
         self.limits = _limits_of(device.limits)
         self.allocated = 0  # bytes in live buffers made by buffer()
         self._readback = None
+        self._mappable = []  # live buffers made by readback_buffer()
         self._errors = []
         # Kept as attributes: the proxies must live as long as the device.
         self._on_error = create_proxy(self._record_error)
@@ -259,7 +260,14 @@ class BrowserDevice(Device):
         self._check()
         size = max(8, (size + 7) // 8 * 8)
         usage = js.GPUBufferUsage.MAP_READ | js.GPUBufferUsage.COPY_DST
-        return self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
+        buf = self._dev.createBuffer(_js({"size": size, "usage": usage, "label": label}))
+        self._mappable.append(buf)
+        return buf
+
+    def destroy_readback(self, buf):
+        if buf in self._mappable:
+            self._mappable.remove(buf)
+        buf.destroy()
 
     async def map_read(self, buf, size):
         """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
@@ -286,7 +294,7 @@ class BrowserDevice(Device):
         staging = self._readback
         if staging is None or staging.size < padded or staging.mapState != "unmapped":
             if staging is not None and staging.mapState == "unmapped":
-                staging.destroy()
+                self.destroy_readback(staging)
             staging = self._readback = self.readback_buffer(max(256, padded))
         enc = self._dev.createCommandEncoder()
         enc.copyBufferToBuffer(buf, offset, staging, 0, padded)
@@ -297,11 +305,33 @@ class BrowserDevice(Device):
         self.allocated -= buf.size
         buf.destroy()
 
+    async def shader_errors(self, code, label=""):
+        self._check()
+        # In an error scope: the errors are reported here, not later by the next read.
+        self._dev.pushErrorScope("validation")
+        module = self._dev.createShaderModule(_js({"code": code, "label": label}))
+        await self._dev.popErrorScope()
+        info = await module.getCompilationInfo()
+        return [(int(m.lineNum), int(m.linePos), str(m.type), str(m.message))
+                for m in info.messages if str(m.type) == "error"]
+
+    async def settle(self):
+        import asyncio
+
+        live = [b for b in self._mappable if getattr(b, "mapState", None) is not None]
+        for _ in range(200):
+            if all(b.mapState != "pending" for b in live):
+                break
+            await asyncio.sleep(0.01)
+        for b in live:
+            if b.mapState == "mapped":
+                b.unmap()
+
     def close(self):
         self._closed = True
         self.on_lost = None
         if self._readback is not None:
-            self._readback.destroy()
+            self.destroy_readback(self._readback)
             self._readback = None
         self._dev.removeEventListener("uncapturederror", self._on_error)
         self._on_error.destroy()

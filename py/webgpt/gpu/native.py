@@ -1,6 +1,7 @@
 """Native backend: wgpu-py (WebGPU over Vulkan / Metal / D3D12) in CPython."""
 
 import asyncio
+import re
 import time
 
 from .base import Device, GPUError, resolve_limits
@@ -96,6 +97,7 @@ class NativeDevice(Device):
         self.limits = dict(device.limits)
         self.allocated = 0  # bytes in live buffers made by buffer()
         self._readback = None
+        self._mappable = []  # live buffers made by readback_buffer()
 
     def buffer(self, size, label="", uniform=False):
         # Sizes are rounded up to 4 bytes, as writes and copies need.
@@ -143,7 +145,14 @@ class NativeDevice(Device):
     def readback_buffer(self, size, label="readback"):
         """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""
         size = max(8, (size + 7) // 8 * 8)
-        return self._dev.create_buffer(size=size, usage=_usage(READBACK), label=label)
+        buf = self._dev.create_buffer(size=size, usage=_usage(READBACK), label=label)
+        self._mappable.append(buf)
+        return buf
+
+    def destroy_readback(self, buf):
+        if buf in self._mappable:
+            self._mappable.remove(buf)
+        buf.destroy()
 
     async def map_read(self, buf, size):
         """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
@@ -181,7 +190,7 @@ class NativeDevice(Device):
         try:
             if self._readback is None or self._readback.size < size:
                 if self._readback is not None:
-                    self._readback.destroy()
+                    self.destroy_readback(self._readback)
                 self._readback = self.readback_buffer(max(256, size))
             enc = self._dev.create_command_encoder()
             enc.copy_buffer_to_buffer(buf, offset, self._readback, 0, size)
@@ -194,8 +203,32 @@ class NativeDevice(Device):
         self.allocated -= buf.size
         buf.destroy()
 
+    async def shader_errors(self, code, label=""):
+        try:
+            self._dev.create_shader_module(code=code, label=label)
+        except wgpu.GPUError as e:
+            text = str(e)
+            # wgpu (naga) points at the error as "wgsl:LINE:COLUMN" (or ":LINE:COLUMN").
+            at = re.search(r":(\d+):(\d+)", text)
+            line, col = (int(at.group(1)), int(at.group(2))) if at else (0, 0)
+            lines = [x.strip() for x in text.splitlines() if x.strip()]
+            message = next((x for x in lines if x.lower().startswith("shader")), lines[0] if
+                           lines else type(e).__name__)
+            return [(line, col, "error", message)]
+        return []
+
+    async def settle(self):
+        for _ in range(200):
+            if all(b.map_state != "pending" for b in self._mappable):
+                break
+            self._dev._poll(False)
+            await asyncio.sleep(0.01)
+        for b in self._mappable:
+            if b.map_state == "mapped":
+                b.unmap()
+
     def close(self):
         if self._readback is not None:
-            self._readback.destroy()
+            self.destroy_readback(self._readback)
             self._readback = None
         self._dev.destroy()

@@ -19,6 +19,7 @@ from ..config import GPT2Config, Quantization
 from ..folder import ModelSpec, QuantizedRef, TensorRef, expected_shapes, quantized_names
 from ..kernels import Kernels
 from ..model import GPT2, PIPELINE
+from ..model.plan import resolve_grid
 
 SHAPES = {
     "124M": dict(n_layer=12, n_head=12, n_embd=768),
@@ -203,35 +204,31 @@ async def dispatch_cost(dev, n=200):
 async def profile_decode(model, repeats=50, T=1, pos0=16):
     """Microseconds per dispatch of each op of a pass of T tokens at position pos0 (T = 1: a
     decode step; T = 512: the prompt), each repeated in one encoder (`repeats` times, fewer for
-    long passes), less the cost of an empty submit + read-back; and the whole pass. (With the
-    GPU layout the one-token c_attn and c_fc include their layer norms, and c_attn the
-    KV-cache store.)"""
-    dev = model.device
-    model._write_params(T, pos0, T - 1, 1)
-    layer = model.layers[0]
-    matvec = T == 1 or model.layout["prefill"] == "matvec"
-    rows = T if matvec else -(-T // 64)
+    long passes), less the cost of an empty submit + read-back; and the whole pass. The ops are
+    the plan's launch records of layer 0 (and the LM head and argmax), by name, so a fused
+    record ("h.0.ln_1 + h.0.attn.c_attn") is timed as the one dispatch it is."""
+    dev, plan = model.device, model.plan
+    kind = "decode" if T == 1 else "prompt"
+    plan.write_params(T, pos0, T - 1, 1)
+    launches = plan.launches(kind) + plan.launches("argmax")
+    ops = {}
+    for launch in launches:
+        if launch.name.startswith("h.") and not launch.name.startswith("h.0."):
+            continue  # every layer runs the same kernels: time layer 0's
+        name = launch.name.replace("h.0.", "")
+        if name == "attn":
+            name = f"attention@{pos0 + T}"
+        ops.setdefault(name, []).append(launch)
 
-    def linear(op):
-        return lambda enc: [enc.dispatch(p, g, n, rows) for p, g, n in op["mv" if matvec else "mm"]]
+    def record_of(group):
+        def record(enc):
+            for launch in group:
+                enc.dispatch(launch.pipeline, launch.bind_group,
+                             *(resolve_grid(v, T, 1) for v in launch.grid))
+        return record
 
-    def norm(key, op):
-        if matvec and op["fused_ln"]:
-            return None
-        return lambda enc: enc.dispatch(*layer[key], T)
-
-    ops = {
-        "ln_1": norm("ln_1", layer["c_attn"]),
-        "c_attn": linear(layer["c_attn"]),
-        f"attention@{pos0 + T}": lambda enc: enc.dispatch(*layer["attn"], T, model.config.n_head),
-        "attn_proj": linear(layer["attn_proj"]),
-        "ln_2": norm("ln_2", layer["c_fc"]),
-        "c_fc": linear(layer["c_fc"]),
-        "mlp_proj": linear(layer["mlp_proj"]),
-        "lm_head": lambda enc: model._encode_lm_head(enc, 1),
-        "argmax": lambda enc: [enc.dispatch(p, g, n) for p, g, n in model.argmax],
-        "whole pass": lambda enc: model._encode(enc, T, 1, "argmax"),
-    }
+    ops = {name: record_of(group) for name, group in ops.items()}
+    ops["whole pass"] = lambda enc: (plan.encode(enc, kind, T, 1), plan.encode(enc, "argmax"))
     if T > 1:
         repeats = max(3, repeats // 10)
 

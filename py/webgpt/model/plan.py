@@ -1,0 +1,307 @@
+"""The forward pass as data: for each pass kind, a flat list of launch records.
+
+A `Launch` is (name, shader, pipeline, bind group, grid): what the GPU runs for one op, built
+once at load from the resolved layout and the uploaded weights. Encoding a pass is a loop
+over its list; the profiler (tools/bench.py) and the page's "How it works" panel read the same
+lists by name, and each record names its .wgsl file: one hop from an op to its kernel.
+
+Pass kinds:
+    "prompt"   a pass of T > 1 tokens (the prompt; logits of a sequence), ending in the LM head
+    "decode"   a pass of one token through the KV cache, ending in the LM head
+    "lm_head"  the LM head alone (more rows of logits() after the first chunk)
+    "argmax"   ids[0] = argmax(logits[0])   (greedy)
+    "sample"   ids[0] ~ softmax(logits[0] / temperature), top-k, top-p, seeded
+
+The architecture module (gpt2.py) says which ops run in which order with which weights, by
+calling the recorder `Forward` once per pass kind: one line per op, as llm.c's gpt2_forward.
+`Forward` picks the kernel for each op from the layout (one place decides: `linear` below),
+fuses a norm into the product after it where the layout allows, and binds buffers by the
+names the shader declares (kernels.bind).
+
+A grid entry is a number or a symbol resolved when the pass is encoded: "T" (tokens in the
+pass), "T64" (ceil(T / 64): matmul's row tiles), "rows" (rows of logits).
+"""
+
+import collections
+import struct
+
+from .weights import Allocator, cdiv
+
+WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, layernorm)
+ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
+PIPELINE = 4  # decode passes queued ahead of the token being read back
+LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
+
+Launch = collections.namedtuple("Launch", "name shader pipeline bind_group grid")
+
+
+def resolve_grid(v, T, rows):
+    """A grid entry's value for T tokens and `rows` rows of logits."""
+    if v.__class__ is int:
+        return v
+    return T if v == "T" else cdiv(T, 64) if v == "T64" else rows
+
+
+class Plan:
+    """Activations, bind groups and launch lists of one model over its uploaded weights.
+
+    Made again by `rebuild` (an edited shader or module) over the same weights: only this
+    object's buffers are destroyed and remade.
+    """
+
+    def __init__(self, arch, config, weights, layout, kernels, device):
+        self.arch, self.config, self.weights, self.layout = arch, config, weights, layout
+        self.kernels, self.device = kernels, device
+        self.alloc = Allocator(device, weights.alloc.oom_note)
+        self.dims = d = arch.dims(config)
+        V, n_ctx = d["V"], d["n_ctx"]
+        self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4), device.max_binding // (V * 4)))
+        self.argmax_parts = cdiv(V, ARGMAX_SPAN)
+        self.slots = []
+        self._standins = {}
+        self._resolved = {}
+        try:
+            self.buf = self._buffers()
+            # Mappable slots for token ids: read while the passes queued after them run.
+            self.slots = [device.readback_buffer(8, f"token slot {i}") for i in range(PIPELINE)]
+            self.passes = {}
+            for kind in ("prompt", "decode"):
+                f = Forward(self, kind)
+                arch.forward(f, config)
+                self.passes[kind] = f.launches
+                if kind == "prompt":
+                    self.passes["lm_head"] = f.lm_head_launches
+            self.passes["argmax"], self.passes["sample"] = self._choose()
+        except BaseException:
+            self.release()
+            raise
+
+    @staticmethod
+    def planned_bytes(arch, config):
+        """GPU bytes of the activations, KV cache and scratch this plan will make."""
+        d = arch.dims(config)
+        V, n_ctx = d["V"], d["n_ctx"]
+        logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4)))
+        acts = sum(arch.activations(config).values())
+        return acts + 4 * (n_ctx + logit_rows * V + V + 2 * cdiv(V, ARGMAX_SPAN)) + 48
+
+    def _buffers(self):
+        b = self.alloc.buffer
+        d = self.dims
+        V, n_ctx = d["V"], d["n_ctx"]
+        out = {"ids": b(n_ctx * 4, "ids")}                                # (n_ctx) u32
+        for name, nbytes in self.arch.activations(self.config).items():
+            out[name] = b(nbytes, name)                                   # see the arch module
+        out["logits"] = b(self.logit_rows * V * 4, "logits")              # (rows, V)
+        out["best_v"] = b(self.argmax_parts * 4, "argmax values")         # (parts) f32
+        out["best_i"] = b(self.argmax_parts * 4, "argmax indices")        # (parts) u32
+        out["probs"] = b(V * 4, "probs")                                  # (V) sampling scratch
+        out["params"] = b(16, "params", uniform=True)   # T, pos0, lm_row0, lm_rows
+        out["sampler"] = b(32, "sampler", uniform=True)  # temperature, top_k, top_p, seed, step
+        return out
+
+    def standin(self, index, space):
+        """A small buffer for binding `index` where a kernel variant does not use it: one per
+        binding index, so two writable stand-ins never alias each other."""
+        key = (index, space == "uniform")
+        if key not in self._standins:
+            self._standins[key] = self.alloc.buffer(16, f"unused binding {index}",
+                                                    uniform=key[1])
+        return self._standins[key]
+
+    def bind(self, shader, pipeline, **buffers):
+        return self.kernels.bind(shader, pipeline, standin=self.standin, **buffers)
+
+    def _choose(self):
+        k, b, V = self.kernels, self.buf, self.dims["V"]
+        out = {"logits": b["logits"], "best_v": b["best_v"], "best_i": b["best_i"], "ids": b["ids"]}
+        argmax = []
+        for final, groups in ((False, self.argmax_parts), (True, 1)):
+            pipe = k.get("argmax", V=V, PARTS=self.argmax_parts, FINAL=final)
+            argmax.append(Launch("argmax" + (" (final)" if final else ""), "argmax.wgsl", pipe,
+                                 self.bind("argmax", pipe, **out), (groups, 1, 1)))
+        pipe = k.get("sample", V=V)
+        sample = [Launch("sample", "sample.wgsl", pipe,
+                         self.bind("sample", pipe, logits=b["logits"], probs=b["probs"],
+                                   ids=b["ids"], s=b["sampler"]), (1, 1, 1))]
+        return argmax, sample
+
+    # ------------------------------------------------------------ encoding
+
+    def dispatches(self, kind, T=1, rows=1):
+        """The launches of pass `kind` as (pipeline, bind group, x, y, z) for T tokens and
+        `rows` rows of logits (cached: a decode pass is the same list every token)."""
+        key = (kind, T, rows)
+        got = self._resolved.get(key)
+        if got is None:
+            got = [(l.pipeline, l.bind_group, *(resolve_grid(v, T, rows) for v in l.grid))
+                   for l in self.passes[kind]]
+            if len(self._resolved) > 64:
+                self._resolved.clear()
+            self._resolved[key] = got
+        return got
+
+    def encode(self, enc, kind, T=1, rows=1):
+        for pipe, group, x, y, z in self.dispatches(kind, T, rows):
+            enc.dispatch(pipe, group, x, y, z)
+
+    def write_params(self, T, pos0, lm_row0, lm_rows):
+        self.device.write(self.buf["params"], 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))
+
+    def launches(self, kind):
+        """The launch records of pass `kind` (name, shader, pipeline, bind group, grid)."""
+        return list(self.passes[kind])
+
+    def describe(self):
+        """{kind: [(name, shader file, grid)]}: the plan as plain data (the page shows it)."""
+        return {kind: [(l.name, l.shader, tuple(l.grid)) for l in launches]
+                for kind, launches in self.passes.items()}
+
+    def buffers(self):
+        return list(self.alloc.owned)
+
+    def release(self):
+        self.alloc.release()
+        for s in self.slots:
+            self.device.destroy_readback(s)
+        self.slots = []
+        self._standins = {}
+        self._resolved = {}
+
+
+class Forward:
+    """Records the ops of one pass kind as launches; the architecture module calls it in order.
+
+    Buffers are named: activations by the names the architecture's `activations()` gives
+    ("x", "ln", "qkv", ...), weights by their tensor names. `decode` passes use the one-token
+    kernels (and may fuse a norm into the product that follows it); `prompt` passes use the
+    layout's prefill kernels.
+    """
+
+    def __init__(self, plan, kind):
+        self.plan, self.kind = plan, kind
+        self.launches = []
+        self.lm_head_launches = []  # the LM head's, also a pass of their own
+        lay = plan.layout
+        self.matvec = kind == "decode" or lay.prefill == "matvec"
+        self.fuse = self.matvec and lay.fuse_ln
+        self._pending = None  # a norm waiting to be fused into the next product
+
+    # helpers
+
+    def _param(self, name):
+        return self.plan.weights.params[name]
+
+    def _add(self, name, shader, pipe, group, grid):
+        self.launches.append(Launch(name, shader + ".wgsl", pipe, group, tuple(grid)))
+
+    def _flush(self):
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            self._emit_norm(*pending)
+
+    # ops
+
+    def embedding(self, name, ids, table, positions, out):
+        """out[t] = table[ids[t]] + positions[pos0 + t]            (T, C)"""
+        self._flush()
+        p, k = self.plan, self.plan.kernels
+        C = p.dims["C"]
+        m = p.weights.mats[table]
+        for part in m.parts:
+            pipe = k.get("embedding", C=C, WPE_F16=p.weights.keeps_f16(positions), WG=WG,
+                         **m.constants(part))
+            group = p.bind("embedding", pipe, ids=p.buf[ids], wte=part[0],
+                           wpe=self._param(positions), x=p.buf[out], p=p.buf["params"])
+            self._add(name, "embedding", pipe, group, (cdiv(C, WG), "T", 1))
+
+    def layer_norm(self, name, x, out):
+        """out = (x - mean) / sqrt(var + eps) * w + b, per row     (T, C)
+        In a pass whose products can do it, it is left to the next product that reads `out`."""
+        self._flush()
+        if self.fuse:
+            self._pending = (name, x, out)
+        else:
+            self._emit_norm(name, x, out)
+
+    def _emit_norm(self, name, x, out):
+        p = self.plan
+        pipe = p.kernels.get("layernorm", C=p.dims["C"], EPS=p.dims["eps"], WG=WG)
+        group = p.bind("layernorm", pipe, x=p.buf[x], w=self._param(name + ".weight"),
+                       b=self._param(name + ".bias"), out=p.buf[out], p=p.buf["params"])
+        self._add(name, "layernorm", pipe, group, ("T", 1, 1))
+
+    def linear(self, name, x, out, K, N, gelu=False, residual=False, kv=None):
+        """out = x @ W + b, with its fused epilogue: gelu, out += (residual), and with kv=i the
+        k and v thirds stored into layer i's caches at pos0 + t.    (T, N)
+        Which kernel runs is decided here, for every product of every architecture."""
+        p, lay, k = self.plan, self.plan.layout, self.plan.kernels
+        norm = None
+        if self._pending is not None and self._pending[2] == x:
+            norm, self._pending = self._pending, None
+        self._flush()
+        src = p.buf[norm[1] if norm else x]
+        bufs = dict(bias=self._param(name + ".bias"), out=p.buf[out],
+                    k_cache=p.buf[f"k_cache.{kv}"] if kv is not None else None,
+                    v_cache=p.buf[f"v_cache.{kv}"] if kv is not None else None, p=p.buf["params"])
+        ln = dict(ln_w=self._param(norm[0] + ".weight") if norm else None,
+                  ln_b=self._param(norm[0] + ".bias") if norm else None)
+        flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
+        eps = p.dims["eps"]
+        label = f"{norm[0]} + {name}" if norm else name
+        if lay.weights == "cols":
+            if not self.matvec:
+                raise ValueError("the 'cols' weight layout runs prompts with matvec "
+                                 "(prefill='matvec')")
+            shape = dict(lay.matvec)
+            if shape["TY"] > 1 and N // 4 // shape["TX"] < 64:
+                # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of
+                # the GPU reads W at once.
+                shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
+            pipe = k.get("matvec", K=K, N=N, F16=p.weights.uses_f16, LN=norm is not None,
+                         EPS=eps, **flags, **shape)
+            group = p.bind("matvec", pipe, x=src, W=self._param(name + ".weight"), **bufs, **ln)
+            self._add(label, "matvec", pipe, group, (cdiv(N // 4, shape["TX"]), "T", 1))
+            return
+        m = p.weights.mats[name + ".weight"]
+        for part in m.parts:
+            fmt = dict(K=K, OUT_N=N, **m.constants(part))
+            rows = part[2]
+            if self.matvec:
+                # With the norm fused, each workgroup first normalises its row of x: "gemv_ln"
+                # may give those products more rows per workgroup to share that work.
+                shape = lay.gemv_ln if norm else lay.gemv
+                pipe = k.get("gemv", **fmt, LN=norm is not None, EPS=eps,
+                             LN_MAX=K if norm else 1, **flags, **shape)
+                group = p.bind("gemv", pipe, x=src, Wt=part[0], **bufs, **ln)
+                self._add(label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
+            else:
+                pipe = k.get("matmul", **fmt, **flags)
+                group = p.bind("matmul", pipe, x=src, Wt=part[0], **bufs)
+                self._add(label, "matmul", pipe, group, (cdiv(rows, 64), "T64", 1))
+
+    def attention(self, name, qkv, layer, out):
+        """out = softmax(q k^T / sqrt(hs), causal) v per head, over the KV cache   (T, C)"""
+        self._flush()
+        p, d = self.plan, self.plan.dims
+        pipe = p.kernels.get("attention", C=d["C"], N_HEAD=d["n_head"], N_CTX=d["n_ctx"],
+                             WG=p.layout.attention)
+        group = p.bind("attention", pipe, qkv=p.buf[qkv], k_cache=p.buf[f"k_cache.{layer}"],
+                       v_cache=p.buf[f"v_cache.{layer}"], y=p.buf[out], p=p.buf["params"])
+        self._add(name, "attention", pipe, group, ("T", d["n_head"], 1))
+
+    def lm_head(self, name, x, out):
+        """logits = x[lm_row0 : lm_row0 + rows] @ W^T              (rows, V)"""
+        self._flush()
+        p, lay = self.plan, self.plan.layout
+        m = p.weights.mats[name]
+        C, V = p.dims["C"], p.dims["V"]
+        for part in m.parts:
+            pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part),
+                                 **lay.lm_head)
+            group = p.bind("gemv", pipe, x=p.buf[x], Wt=part[0], bias=None, out=p.buf[out],
+                           ln_w=None, ln_b=None, k_cache=None, v_cache=None, p=p.buf["params"])
+            launch = Launch("lm_head", "gemv.wgsl", pipe, group,
+                            (cdiv(part[2], lay.lm_head["RPW"]), "rows", 1))
+            self.launches.append(launch)
+            self.lm_head_launches.append(launch)

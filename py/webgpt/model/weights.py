@@ -1,0 +1,298 @@
+"""A model's weights on the GPU: streamed in once from the model folder, kept until release.
+
+Matrices the products read (the token table and each layer's linear weights, as the
+architecture names them) become `Matrix` objects: rows, one per output, split by rows into
+parts that each fit one storage binding. Conv1D weights ([in, out] in the file) are transposed
+on the GPU chunk by chunk on the way in (the "rows" layout) or kept as stored ("cols", the CPU
+layout); quantized matrices arrive as rows. Vectors (biases, norms) and position tables are
+f32 always; f16 data other than kept matrices and bf16 are widened by the convert kernel on the
+GPU. The CPU holds one chunk of a file at a time, whatever the model's size, and never touches
+a weight's value.
+"""
+
+import math
+
+from ..gpu import GPUError
+
+WG = 64  # invocations per workgroup of the load kernels (convert, transpose)
+STAGING = 16 << 20  # bytes of a Conv1D weight streamed per chunk to be transposed at load
+SCALE_ALIGN = 256  # byte offset of a quantized part's scales (a binding offset must align)
+MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
+FMT = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}  # weight formats of gemv, matmul, embedding
+
+
+def cdiv(a, b):
+    return -(-a // b)
+
+
+def numel(shape):
+    return math.prod(shape) if shape else 1
+
+
+class Matrix:
+    """A weight matrix on the GPU as rows (one per output, K values each), split by rows into
+    parts that each fit one storage binding: parts = [(buffer, first row, rows, scales word
+    offset)]. fmt: "f32" | "f16" | "q8" | "q4" (block: values per scale)."""
+
+    def __init__(self, name, K, N, fmt, block=0):
+        self.name, self.K, self.N, self.fmt, self.block = name, K, N, fmt, block
+        self.parts = []
+
+    def row_bytes(self):
+        """Bytes of one row's values (scales not counted)."""
+        return {"f32": 4 * self.K, "f16": 2 * self.K, "q8": self.K, "q4": self.K // 2}[self.fmt]
+
+    def part_bytes(self, rows):
+        """(values bytes, scales offset in bytes, total bytes) of a part of `rows` rows."""
+        values = rows * self.row_bytes()
+        if self.fmt not in ("q8", "q4"):
+            return values, values, values
+        soff = cdiv(values, SCALE_ALIGN) * SCALE_ALIGN
+        return values, soff, soff + cdiv(rows * (self.K // self.block) * 2, 16) * 16
+
+    def rows_per_part(self, limit):
+        """Rows per part so that a part fits `limit` bytes (the last part may have fewer)."""
+        per_row = self.row_bytes() + (2 * self.K // self.block if self.block else 0)
+        slack = SCALE_ALIGN + 16 if self.block else 0  # the scales' alignment and padding
+        rows = max(1, min(self.N, (limit - slack) // per_row))
+        while rows > 1 and self.part_bytes(rows)[2] > limit:
+            rows -= 1
+        return rows
+
+    def constants(self, part):
+        """The override constants that say where a part's rows and scales are."""
+        _, row0, rows, soff = part
+        return dict(ROWS=rows, ROW0=row0, FMT=FMT[self.fmt], BLOCK=self.block or 32, SOFF=soff)
+
+
+class Allocator:
+    """Makes GPU buffers and remembers them, so that `release()` destroys every one, even one a
+    failed load made before it could be kept anywhere else. `oom_note()` adds to an
+    out-of-memory error what the whole model needs and what would fit."""
+
+    def __init__(self, device, oom_note=None):
+        self.device = device
+        self.owned = []
+        self.oom_note = oom_note
+
+    def buffer(self, size, label, uniform=False):
+        try:
+            b = self.device.buffer(size, label, uniform)
+        except MemoryError as e:
+            note = self.oom_note() if self.oom_note is not None else ""
+            raise MemoryError(f"{e}{note}") from None
+        self.owned.append(b)
+        return b
+
+    def destroy(self, b):
+        self.owned.remove(b)
+        self.device.destroy(b)
+
+    def release(self):
+        owned, self.owned = self.owned, []
+        for b in owned:
+            self.device.destroy(b)
+
+
+class Weights:
+    """Every weight of one model on one device: `params` (name -> buffer: vectors, position
+    tables, and matrices kept as [in, out]) and `mats` (name -> Matrix)."""
+
+    def __init__(self, spec, device, kernels, layout, arch, oom_note=None):
+        self.spec, self.device, self.kernels, self.layout = spec, device, kernels, layout
+        self.arch = arch
+        self.alloc = Allocator(device, oom_note)
+        self.params = {}
+        self.mats = {}
+        self.rows = layout.weights == "rows"
+        q = getattr(spec, "quantization", None)
+        # f16 storage when every float matrix in the file is f16 (as a model saved in half
+        # precision) and the layout keeps halves (rows of 16-byte groups: K % 8 == 0).
+        floats = [t for n, t in spec.tensors.items()
+                  if arch.is_matrix(n) and not hasattr(t, "qweight")]
+        C = arch.dims(spec.config)["C"]
+        self.uses_f16 = (layout.f16 and all(t.dtype == "F16" for t in floats)
+                         and (not self.rows or C % 8 == 0))
+        self.f16_tables = {n for n, t in spec.tensors.items()
+                           if arch.is_table(n) and layout.f16 and t.dtype == "F16"}
+        self.format = f"q{q.bits}" if q is not None else ("f16" if self.uses_f16 else "f32")
+
+    def keeps_f16(self, name):
+        """Whether tensor `name` stays as f16 halves on the GPU (else f32)."""
+        return name in self.f16_tables if self.arch.is_table(name) else self.uses_f16
+
+    def bytes(self):
+        """Bytes of GPU memory the weights take."""
+        return sum(b.size for b in self.params.values()) + \
+            sum(p[0].size for m in self.mats.values() for p in m.parts)
+
+    def planned_bytes(self):
+        """Bytes the weights will take once loaded (before any upload)."""
+        total = 0
+        for name, ref in self.spec.tensors.items():
+            if hasattr(ref, "qweight"):
+                total += ref.nbytes
+            elif len(ref.shape) == 2:
+                total += numel(ref.shape) * (2 if self.keeps_f16(name) else 4)
+            else:
+                total += numel(ref.shape) * 4
+        return total
+
+    def buffers(self):
+        return list(self.alloc.owned)
+
+    def release(self):
+        self.params, self.mats = {}, {}
+        self.alloc.release()
+
+    async def upload(self, progress=None):
+        """Stream every tensor from the model folder into its GPU buffer(s), in file order (so
+        a streaming source reads each file front to back)."""
+        await _Upload(self, progress).run()
+
+
+class _Upload:
+    """The transient state of one upload: progress so far and the transpose staging buffer."""
+
+    def __init__(self, weights, progress):
+        self.w = weights
+        self.dev = weights.device
+        self.progress = progress
+        self.total = sum(t.nbytes for t in weights.spec.tensors.values())
+        self.done = 0
+        self.staging = None
+
+    def report(self, n=0):
+        self.done += n
+        if self.progress is not None:
+            self.progress("weights", self.done, self.total)
+
+    async def run(self):
+        w = self.w
+        self.report()
+        try:
+            for name, ref in w.spec.tensors.items():
+                stored = w.arch.matrix_storage(name)  # None (not a matrix), "rows" or "cols"
+                if hasattr(ref, "qweight"):
+                    await self.quantized(name, ref)
+                elif stored == "rows":
+                    await self.rows(name, ref)
+                elif stored == "cols" and w.rows:
+                    await self.transposed(name, ref)
+                else:
+                    w.params[name] = await self.tensor(ref, ref.start, ref.end, numel(ref.shape),
+                                                       name, w.keeps_f16(name))
+                    self.report(ref.nbytes)
+        finally:
+            if self.staging is not None:
+                w.alloc.destroy(self.staging)  # freed once the submitted transposes have run
+
+    def new_matrix(self, name, K, N, fmt, block=0):
+        m = Matrix(name, K, N, fmt, block)
+        per_part = m.rows_per_part(self.dev.max_binding)
+        for row0 in range(0, N, per_part):
+            rows = min(per_part, N - row0)
+            _, soff, size = m.part_bytes(rows)
+            label = name if rows == N else f"{name}[{row0}:{row0 + rows}]"
+            m.parts.append((self.w.alloc.buffer(size, label), row0, rows, soff // 4))
+        self.w.mats[name] = m
+        return m
+
+    async def rows(self, name, ref):
+        """A float matrix stored as rows ([N, K], e.g. the token table): each part's bytes as
+        they are, or widened to f32 by the convert kernel."""
+        N, K = ref.shape
+        f16 = self.w.uses_f16
+        m = Matrix(name, K, N, "f16" if f16 else "f32")
+        per_part = m.rows_per_part(self.dev.max_binding)
+        itemsize = ref.nbytes // (N * K)
+        for row0 in range(0, N, per_part):
+            rows = min(per_part, N - row0)
+            start = ref.start + row0 * K * itemsize
+            buf = await self.tensor(ref, start, start + rows * K * itemsize, rows * K,
+                                    f"{name}[{row0}:{row0 + rows}]", f16)
+            m.parts.append((buf, row0, rows, 0))
+            self.report(rows * K * itemsize)
+        self.w.mats[name] = m
+
+    async def quantized(self, name, ref):
+        """qweight rows then scales into each part (values, then scales from SCALE_ALIGN)."""
+        m = self.new_matrix(name, ref.K, ref.N, f"q{ref.bits}", ref.block)
+        qrow = ref.qweight.nbytes // ref.N
+        srow = ref.scales.nbytes // ref.N
+        for t, row_bytes, at in ((ref.qweight, qrow, 0), (ref.scales, srow, None)):
+            for buf, row0, rows, soff in m.parts:
+                start = t.start + row0 * row_bytes
+                await self.stream_into(t.file, start, start + rows * row_bytes, buf,
+                                       soff * 4 if at is None else at)
+                self.report(rows * row_bytes)
+
+    async def transposed(self, name, ref):
+        """A Conv1D weight [K, N] as rows [N, K]: streamed in chunks of whole source rows into
+        a staging buffer, each chunk transposed into every part by transpose.wgsl."""
+        dev, alloc = self.dev, self.w.alloc
+        K, N = ref.shape
+        fmt = "f16" if self.w.uses_f16 else "f32"
+        m = self.new_matrix(name, K, N, fmt)
+        src = {"F32": 0, "F16": 1, "BF16": 2}[ref.dtype]
+        itemsize = ref.nbytes // (K * N)
+        chunk_rows = max(2, min(K, min(STAGING, dev.max_binding) // (N * itemsize)) // 2 * 2)
+        if self.staging is None or self.staging.size < chunk_rows * N * itemsize:
+            if self.staging is not None:
+                alloc.destroy(self.staging)
+                self.staging = None
+            self.staging = alloc.buffer(chunk_rows * N * itemsize, "staging (transpose)")
+        kernels = self.w.kernels
+        for k0 in range(0, K, chunk_rows):
+            kr = min(chunk_rows, K - k0)
+            start = ref.start + k0 * N * itemsize
+            await self.stream_into(ref.file, start, start + kr * N * itemsize, self.staging)
+            enc = dev.encoder()
+            for buf, row0, rows, _ in m.parts:
+                words = rows * kr // (2 if fmt == "f16" else 1)
+                groups = cdiv(words, WG)
+                gx = min(groups, MAX_WORKGROUPS)
+                pipe = kernels.get("transpose", K=K, N=N, K0=k0, KR=kr, N0=row0, NR=rows,
+                                   SRC=src, DST_F16=(fmt == "f16"), WG=WG)
+                enc.dispatch(pipe, kernels.bind("transpose", pipe, src=self.staging, out=buf),
+                             gx, cdiv(groups, gx))
+            # Queue order keeps the next chunk's write after this transpose has read.
+            enc.submit()
+            self.report(kr * N * itemsize)
+
+    async def tensor(self, ref, start, end, n, label, keep_f16=False):
+        """Bytes [start, end) of a file (n values) into a new buffer.
+
+        Data already in the storage dtype goes straight in: f32, or f16 matrices kept as halves
+        (`keep_f16`). Other 16-bit data (bf16, f16 vectors) goes into a staging buffer and is
+        widened to f32 by the convert kernel on the GPU.
+        """
+        dev, alloc = self.dev, self.w.alloc
+        keep_f16 = keep_f16 and ref.dtype == "F16" and len(ref.shape) == 2
+        if ref.dtype == "F32" or keep_f16:
+            out = alloc.buffer(end - start, label)
+            await self.stream_into(ref.file, start, end, out)
+            return out
+        out = alloc.buffer(n * 4, label)
+        staging = alloc.buffer(end - start, label + " (16-bit)")
+        await self.stream_into(ref.file, start, end, staging)
+        groups = cdiv(cdiv(n, 2), WG)
+        gx = min(groups, MAX_WORKGROUPS)
+        kernels = self.w.kernels
+        pipe = kernels.get("convert", N=n, BF16=(ref.dtype == "BF16"), WG=WG)
+        enc = dev.encoder()
+        enc.dispatch(pipe, kernels.bind("convert", pipe, src=staging, out=out), gx,
+                     cdiv(groups, gx))
+        enc.submit()
+        alloc.destroy(staging)  # freed once the submitted conversion has run
+        return out
+
+    async def stream_into(self, file, start, end, buf, offset=0):
+        async for chunk in self.w.spec.source.chunks(file, start, end):
+            self.dev.write(buf, offset, chunk)
+            offset += len(chunk)
+
+
+def released_error():
+    return GPUError("this model was released (release() or close()); load it again with "
+                    "webgpt.load")
