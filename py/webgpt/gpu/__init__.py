@@ -17,6 +17,7 @@ The interface is a thin subset of WebGPU, just what compute work needs:
     bg = dev.bind_group(pipe, [buf | (buf, offset, size), ...])   # bindings 0..n-1
     enc = dev.encoder()
     enc.dispatch(pipe, bg, x, y, z); enc.copy(src, src_off, dst, dst_off, n)
+    seq = dev.sequence([(pipe, bg, x, y, z), ...]); enc.run(seq)   # a fixed list, made once
     enc.submit()
     data = await dev.read(buf, offset, nbytes)   # -> bytes
     rb = dev.readback_buffer(nbytes)             # mappable; filled by enc.copy(...)

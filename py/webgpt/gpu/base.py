@@ -80,6 +80,12 @@ class Device:
     def encoder(self):
         raise NotImplementedError
 
+    def sequence(self, dispatches):
+        """A backend's replayable form of a fixed list of (pipeline, bind group, x, y, z);
+        `encoder.run(sequence)` records it. A backend may prepare it once (e.g. as one JS
+        array the browser replays in a single call from Python)."""
+        raise NotImplementedError
+
     async def read(self, buf, offset, size):
         raise NotImplementedError
 

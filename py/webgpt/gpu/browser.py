@@ -140,6 +140,11 @@ class BrowserEncoder:
         p.setBindGroup(0, bind_group)
         p.dispatchWorkgroups(x, y, z)
 
+    def run(self, sequence):
+        """Record a sequence made by device.sequence() (dispatches in one compute pass)."""
+        for pipeline, bind_group, x, y, z in sequence:
+            self.dispatch(pipeline, bind_group, x, y, z)
+
     def _end_pass(self):
         if self._pass is not None:
             self._pass.end()
@@ -254,6 +259,11 @@ class BrowserDevice(Device):
     def encoder(self):
         self._check()
         return BrowserEncoder(self._dev)
+
+    def sequence(self, dispatches):
+        """A fixed list of (pipeline, bind group, x, y, z), made once and recorded by
+        encoder.run() as often as needed (a decode pass is the same list every token)."""
+        return tuple(tuple(d) for d in dispatches)
 
     def readback_buffer(self, size, label="readback"):
         """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""

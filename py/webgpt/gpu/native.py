@@ -67,6 +67,16 @@ class NativeEncoder:
         p.set_bind_group(0, bind_group)
         p.dispatch_workgroups(x, y, z)
 
+    def run(self, sequence):
+        """Record a sequence made by device.sequence() (dispatches in one compute pass)."""
+        if self._pass is None:
+            self._pass = self._enc.begin_compute_pass()
+        p = self._pass
+        for pipeline, bind_group, x, y, z in sequence:
+            p.set_pipeline(pipeline)
+            p.set_bind_group(0, bind_group)
+            p.dispatch_workgroups(x, y, z)
+
     def _end_pass(self):
         if self._pass is not None:
             self._pass.end()
@@ -141,6 +151,11 @@ class NativeDevice(Device):
 
     def encoder(self):
         return NativeEncoder(self._dev)
+
+    def sequence(self, dispatches):
+        """A fixed list of (pipeline, bind group, x, y, z), made once and recorded by
+        encoder.run() as often as needed (a decode pass is the same list every token)."""
+        return tuple(tuple(d) for d in dispatches)
 
     def readback_buffer(self, size, label="readback"):
         """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""

@@ -129,21 +129,22 @@ class Plan:
     # ------------------------------------------------------------ encoding
 
     def dispatches(self, kind, T=1, rows=1):
-        """The launches of pass `kind` as (pipeline, bind group, x, y, z) for T tokens and
-        `rows` rows of logits (cached: a decode pass is the same list every token)."""
+        """The launches of pass `kind` as the device's replayable sequence of (pipeline, bind
+        group, x, y, z) for T tokens and `rows` rows of logits; made once per (kind, T, rows)
+        and kept (a decode pass is the same sequence every token)."""
         key = (kind, T, rows)
         got = self._resolved.get(key)
         if got is None:
-            got = [(l.pipeline, l.bind_group, *(resolve_grid(v, T, rows) for v in l.grid))
-                   for l in self.passes[kind]]
+            got = self.device.sequence(
+                [(l.pipeline, l.bind_group, *(resolve_grid(v, T, rows) for v in l.grid))
+                 for l in self.passes[kind]])
             if len(self._resolved) > 64:
                 self._resolved.clear()
             self._resolved[key] = got
         return got
 
     def encode(self, enc, kind, T=1, rows=1):
-        for pipe, group, x, y, z in self.dispatches(kind, T, rows):
-            enc.dispatch(pipe, group, x, y, z)
+        enc.run(self.dispatches(kind, T, rows))
 
     def write_params(self, T, pos0, lm_row0, lm_rows):
         self.device.write(self.buf["params"], 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))
