@@ -1,19 +1,25 @@
-// Causal multi-head self-attention over the KV cache.
+// Causal multi-head self-attention over the KV cache, with grouped-query attention (GQA).
 //
-// For query t of this pass (absolute position pos0 + t) and head h, with hs = C / N_HEAD:
-//   s[j] = q[t, h, :] . k_cache[j, h, :] / sqrt(hs)       for j in 0 ..= pos0 + t
+// For query t of this pass (absolute position pos0 + t) and head h, with hs = C / N_HEAD and
+// the key/value head g = h / (N_HEAD / N_KV) that h shares with N_HEAD / N_KV - 1 others:
+//   s[j] = q[t, h, :] . k_cache[j, g, :] / sqrt(hs)       for j in 0 ..= pos0 + t
 //   a    = softmax(s)
-//   y[t, h, :] = sum_j a[j] * v_cache[j, h, :]              y: (T, C), heads side by side
-// q is the first C columns of qkv (T, 3C); this pass's keys and values are already in the
-// caches (the c_attn product stores them there). hs % 4 == 0: heads are read as vec4.
+//   y[t, h, :] = sum_j a[j] * v_cache[j, g, :]              y: (T, C), heads side by side
+// q is the first C columns of each row of qkv, rows QKV_STRIDE values apart; this pass's keys
+// and values are already in the caches (GPT-2: the c_attn product stores them there; Llama,
+// Qwen: rope.wgsl). hs % 4 == 0 and QKV_STRIDE % 4 == 0: heads are read as vec4.
+//   GPT-2 (the defaults): C = n_embd, N_KV = N_HEAD, qkv (T, 3C), caches (N_CTX, C).
+//   Llama/Qwen: C = n_head * head_dim (may differ from the hidden size), N_KV = n_kv_head
+//   (dividing N_HEAD), QKV_STRIDE = (n_head + 2 n_kv_head) * head_dim, caches
+//   (N_CTX, N_KV * head_dim): one row per position, the KV heads side by side.
 //
 // One workgroup per (t, h). The row's scores live in workgroup memory (N_CTX floats); max and
 // sum are reduced with a barrier tree. For the weighted sum of values, the WG invocations split
 // into hs / 4 lanes of 4 channels times WG / (hs / 4) slices of the keys, and the slices' partial
 // sums meet in workgroup memory: every invocation works however short the head or long the row.
 //
-// Bindings: 0 qkv (T, 3C), 1 k_cache (N_CTX, C), 2 v_cache (N_CTX, C), 3 y (T, C),
-//           4 params (uniform).
+// Bindings: 0 qkv (T, QKV_STRIDE), 1 k_cache (N_CTX, N_KV * hs), 2 v_cache (same),
+//           3 y (T, C), 4 params (uniform).
 // Dispatch: (T, N_HEAD).
 
 struct Params {
@@ -25,6 +31,8 @@ struct Params {
 
 override C: u32;
 override N_HEAD: u32;
+override N_KV: u32 = N_HEAD;           // key/value heads
+override QKV_STRIDE: u32 = 3u * C;      // values per row of qkv
 override N_CTX: u32;
 override WG: u32 = 256u;
 
@@ -67,16 +75,17 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     let c4 = C / 4u;
     let d4n = C / N_HEAD / 4u;            // vec4s per head
+    let kv4 = N_KV * d4n;                 // vec4s per row of the caches
     let n_keys = p.pos0 + t + 1u;
-    let q0 = t * 3u * c4 + h * d4n;       // q is the first C columns of the row
-    let head = h * d4n;
+    let q0 = t * (QKV_STRIDE / 4u) + h * d4n;   // q is the first C columns of the row
+    let head = (h / (N_HEAD / N_KV)) * d4n;     // this head's keys and values in a cache row
     let scale = inverseSqrt(f32(4u * d4n));
 
     var m = -3.4e38;
     for (var j = lid; j < n_keys; j += WG) {
         // Four independent partial dots, so four loads of the key row are in flight at once
         // (a loop of one dependent load after another waits out the memory latency each time).
-        let k0 = j * c4 + head;
+        let k0 = j * kv4 + head;
         var s4 = vec4<f32>(0.0);
         var d = 0u;
         for (; d + 4u <= d4n; d += 4u) {
@@ -111,13 +120,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         // Four keys per step: four value loads in flight.
         var j = slice;
         for (; j + 3u * slices < n_keys; j += 4u * slices) {
-            acc += scores[j] * v_cache[j * c4 + head + d]
-                 + scores[j + slices] * v_cache[(j + slices) * c4 + head + d]
-                 + scores[j + 2u * slices] * v_cache[(j + 2u * slices) * c4 + head + d]
-                 + scores[j + 3u * slices] * v_cache[(j + 3u * slices) * c4 + head + d];
+            acc += scores[j] * v_cache[j * kv4 + head + d]
+                 + scores[j + slices] * v_cache[(j + slices) * kv4 + head + d]
+                 + scores[j + 2u * slices] * v_cache[(j + 2u * slices) * kv4 + head + d]
+                 + scores[j + 3u * slices] * v_cache[(j + 3u * slices) * kv4 + head + d];
         }
         for (; j < n_keys; j += slices) {
-            acc += scores[j] * v_cache[j * c4 + head + d];
+            acc += scores[j] * v_cache[j * kv4 + head + d];
         }
     }
     partial[lid] = acc;
@@ -126,6 +135,6 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var s = 1u; s < slices; s++) {
             acc += partial[s * d4n + d];
         }
-        y[t * c4 + head + d] = acc / l;
+        y[t * c4 + h * d4n + d] = acc / l;
     }
 }

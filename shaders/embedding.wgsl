@@ -1,6 +1,8 @@
 // Token + position embedding.
 //
 //   x[t, c] = wte[ids[t], c] + wpe[pos0 + t, c]        x: (T, C)
+//   WPE false: x[t, c] = wte[ids[t], c]   (no position embeddings: Llama, Qwen; wpe is not
+//              read and takes any small buffer)
 //
 // The token table may be split by rows across several buffers (a table larger than one
 // storage binding); each part is dispatched on its own and writes only the rows whose token
@@ -25,6 +27,7 @@ override ROWS: u32;
 override FMT: u32 = 0u;
 override BLOCK: u32 = 32u;
 override SOFF: u32 = 0u;
+override WPE: bool = true;
 override WPE_F16: bool = false;
 override WG: u32 = 64u;
 
@@ -69,5 +72,9 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (id < ROW0 || id >= ROW0 + ROWS) {
         return;
     }
-    x[t * C + c] = wte_at(id - ROW0, c) + wpe_at((p.pos0 + t) * C + c);
+    if (WPE) {
+        x[t * C + c] = wte_at(id - ROW0, c) + wpe_at((p.pos0 + t) * C + c);
+    } else {
+        x[t * C + c] = wte_at(id - ROW0, c);
+    }
 }

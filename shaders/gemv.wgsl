@@ -4,6 +4,12 @@
 //   y[t, n] = sum_k x[t, k] * Wt[n, k] + bias[ROW0 + n]     x: (T, K), Wt: (ROWS, K) part of
 //                                                            an (OUT_N, K) matrix, y: (T, OUT_N)
 //   LN:       x[t, :] is first layer-normalised: (x - mean) / sqrt(var + EPS) * ln_w + ln_b
+//   RMS:      with LN, the norm is an RMSNorm (Llama, Qwen): x / sqrt(mean(x^2) + EPS) * ln_w
+//             (ln_b is not read)
+//   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
+//             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
+//             down projection), silu(g) = g / (1 + exp(-g)); not with LN
+//   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, ROW0 + n] += y; else out[t, ROW0 + n] = y
 //   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
@@ -32,10 +38,11 @@
 // TPR = 1 gives one invocation per row and no barrier (CPU adapters, without LN).
 // With LN the normalised row of x is staged in workgroup memory (K <= 4096).
 //
-// Bindings: 0 x (T, K) f32, 1 Wt words (values, then scales), 2 bias (OUT_N) f32,
-//           3 out (T, OUT_N) f32, 4 ln_w (K), 5 ln_b (K), 6 k_cache (n_positions, OUT_N / 3),
-//           7 v_cache (same), 8 params (uniform). Bindings a variant does not use take any
-//           small buffer.
+// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 Wt words (values, then scales),
+//           2 bias (OUT_N) f32, 3 out (T, OUT_N) f32, 4 ln_w (K), 5 ln_b (K),
+//           6 k_cache (n_positions, OUT_N / 3), 7 v_cache (same), 8 params (uniform).
+//           Bindings a variant does not use (bias without BIAS or with LM, ln_* without LN,
+//           ln_b with RMS, caches without KV) take any small buffer.
 // Dispatch: (ceil(ROWS / RPW), T), or (ceil(ROWS / RPW), lm_rows) with LM.
 
 struct Params {
@@ -53,7 +60,10 @@ override FMT: u32 = 0u;
 override BLOCK: u32 = 32u;
 override SOFF: u32 = 0u;        // word offset of the scales (q8, q4)
 override LN: bool = false;
+override RMS: bool = false;
 override EPS: f32 = 1e-5;
+override SWIGLU_IN: bool = false;
+override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
 override KV: bool = false;
@@ -86,12 +96,22 @@ fn group_values() -> u32 {
     }
 }
 
-// x[t, 4 i .. 4 i + 3], layer-normalised when LN (staged in xn).
+// x[t, 4 i .. 4 i + 3], layer-normalised when LN (staged in xn), silu(gate) * up with SWIGLU_IN.
 fn xv(x0: u32, i: u32) -> vec4<f32> {
     if (LN) {
         return xn[i];
     }
+    if (SWIGLU_IN) {
+        return silu(x[x0 + i]) * x[x0 + K / 4u + i];
+    }
     return x[x0 + i];
+}
+
+// g / (1 + exp(-g)) without overflow: exp of -|g| only, so the result is finite for every
+// finite g (a naive exp(-g) is inf below g = -88; inf's behaviour is not defined in WGSL).
+fn silu(g: vec4<f32>) -> vec4<f32> {
+    let e = exp(-abs(g));
+    return select(g * e, g, g >= vec4<f32>(0.0)) / (1.0 + e);
 }
 
 // The f16 scale of row r, block b.
@@ -190,9 +210,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (LM) {
         xrow = p.lm_row0 + t;
     }
-    let x0 = xrow * (K / 4u);
+    var x0 = xrow * (K / 4u);
+    if (SWIGLU_IN) {
+        x0 = xrow * (K / 2u);    // rows of 2K values
+    }
 
-    if (LN) {
+    if (LN && RMS) {
+        // As transformers' LlamaRMSNorm in f32: x * rsqrt(mean(x^2) + eps), then * w.
+        let flat = lid.y * TPR + lid.x;
+        let n = TPR * RPW;
+        var q = 0.0;
+        for (var i = flat; i < K / 4u; i += n) {
+            q += dot(x[x0 + i], x[x0 + i]);
+        }
+        let rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
+        for (var i = flat; i < K / 4u; i += n) {
+            xn[i] = x[x0 + i] * rstd * ln_w[i];
+        }
+        workgroupBarrier();
+    } else if (LN) {
         // Workgroup size TPR * RPW is a power of two here (the loader keeps it so).
         let flat = lid.y * TPR + lid.x;
         let n = TPR * RPW;
@@ -250,7 +286,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     let n = ROW0 + r;
     var y = acc;
-    if (!LM) {
+    if (!LM && BIAS) {
         y += bias[n];
     }
     if (GELU) {

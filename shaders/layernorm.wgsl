@@ -1,9 +1,11 @@
-// Layer normalisation over the channels of each row.
+// Layer normalisation over the channels of each row, or (RMS) its root-mean-square form.
 //
 //   out[t, :] = (x[t, :] - mean) / sqrt(var + EPS) * w + b       x, out: (T, C)
+//   RMS:  out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + EPS) * w  (Llama's and Qwen's RMSNorm:
+//         no mean subtracted, no bias; b is not read and takes any small buffer)
 //
 // One workgroup per row; mean and variance are reduced in workgroup memory (two passes over
-// the row, which is in cache: numerically better than E[x^2] - E[x]^2).
+// the row, which is in cache: numerically better than E[x^2] - E[x]^2). RMS needs one.
 //
 // Bindings: 0 x (T, C), 1 w (C), 2 b (C), 3 out (T, C), 4 params (uniform).
 // Dispatch: (T).
@@ -17,6 +19,7 @@ struct Params {
 
 override C: u32;
 override EPS: f32 = 1e-5;
+override RMS: bool = false;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -49,6 +52,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let row = t * C;
     // t is uniform across the workgroup, so this early exit keeps barriers uniform.
     if (t >= p.T) {
+        return;
+    }
+    if (RMS) {
+        // As transformers' LlamaRMSNorm in f32: x * rsqrt(mean(x^2) + eps), then * w.
+        var q = 0.0;
+        for (var c = lid; c < C; c += WG) {
+            q += x[row + c] * x[row + c];
+        }
+        let rstd = inverseSqrt(workgroup_sum(q, lid) / f32(C) + EPS);
+        for (var c = lid; c < C; c += WG) {
+            out[row + c] = x[row + c] * rstd * w[c];
+        }
         return;
     }
     var s = 0.0;

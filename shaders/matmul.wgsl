@@ -3,6 +3,10 @@
 //
 //   y[t, n] = sum_k x[t, k] * Wt[n, k] + bias[ROW0 + n]   x: (T, K), Wt: (ROWS, K) part of an
 //                                                          (OUT_N, K) matrix, y: (T, OUT_N)
+//   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
+//             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
+//             down projection), silu(g) = g / (1 + exp(-g))
+//   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)
 //   RESIDUAL: out[t, ROW0 + n] += y;  else out[t, ROW0 + n] = y
 //   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
@@ -16,9 +20,10 @@
 // 64 x 16 tile of Wt are staged in workgroup memory, so each value is read from memory once per
 // block and reused 64 times. Out-of-range rows, columns and K load zeros and store nothing.
 //
-// Bindings: 0 x (T, K) f32, 1 Wt words, 2 bias (OUT_N) f32, 3 out (T, OUT_N) f32,
-//           4 k_cache (n_positions, OUT_N / 3), 5 v_cache (same), 6 params (uniform).
-//           Without KV the caches' bindings take any small buffer.
+// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 Wt words, 2 bias (OUT_N) f32,
+//           3 out (T, OUT_N) f32, 4 k_cache (n_positions, OUT_N / 3), 5 v_cache (same),
+//           6 params (uniform). Without KV the caches' bindings, without BIAS the bias's,
+//           take any small buffer.
 // Dispatch: (ceil(ROWS / 64), ceil(T / 64)).
 
 struct Params {
@@ -35,6 +40,8 @@ override OUT_N: u32;            // outputs in all (columns of out)
 override FMT: u32 = 0u;
 override BLOCK: u32 = 32u;
 override SOFF: u32 = 0u;        // word offset of the scales (q8, q4)
+override SWIGLU_IN: bool = false;
+override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
 override KV: bool = false;
@@ -83,6 +90,21 @@ fn load4(r: u32, k: u32) -> vec4<f32> {
     }
 }
 
+// g / (1 + exp(-g)) without overflow: exp of -|g| only, so the result is finite for every
+// finite g (a naive exp(-g) is inf below g = -88; inf's behaviour is not defined in WGSL).
+fn silu(g: f32) -> f32 {
+    let e = exp(-abs(g));
+    return select(g * e, g, g >= 0.0) / (1.0 + e);
+}
+
+// x'[t, k] of an in-range (t, k): x[t, k], or silu(gate) * up with SWIGLU_IN.
+fn x_at(t: u32, k: u32) -> f32 {
+    if (SWIGLU_IN) {
+        return silu(x[2u * t * K + k]) * x[2u * t * K + K + k];
+    }
+    return x[t * K + k];
+}
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 fn gelu(h: f32) -> f32 {
@@ -110,7 +132,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let kk = j % TK;
             let t = t0 + row;
             let k = k0 + kk;
-            xs[kk][row / 4u][row % 4u] = select(0.0, x[t * K + k], t < p.T && k < K);
+            var xk = 0.0;
+            if (t < p.T && k < K) {
+                xk = x_at(t, k);
+            }
+            xs[kk][row / 4u][row % 4u] = xk;
         }
         // Stage Wt: 64 rows x 16 values, 4 neighbouring values of one row per invocation,
         // stored transposed (ws[k][column]) for the product below.
@@ -154,7 +180,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 continue;
             }
             let n = ROW0 + r;
-            var y = acc[c] + bias[n];
+            var y = acc[c];
+            if (BIAS) {
+                y += bias[n];
+            }
             if (GELU) {
                 y = gelu(y);
             }

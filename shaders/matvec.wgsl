@@ -3,8 +3,14 @@
 // with barriers, cost more than they save).
 //
 //   LN:       x[t, :] is first layer-normalised: (x - mean) / sqrt(var + EPS) * ln_w + ln_b
+//   RMS:      with LN, the norm is an RMSNorm (Llama, Qwen): x / sqrt(mean(x^2) + EPS) * ln_w
+//             (ln_b is not read)
+//   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
+//             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
+//             down projection), silu(g) = g / (1 + exp(-g)); not with LN
 //   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N)
 //                                                   K % 4 == 0 and N % 4 == 0
+//   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, n] += y (adds into the residual stream); else out[t, n] = y
 //   KV:       for the attention's c_attn (N = 3C): the key and value columns of y are also
@@ -25,10 +31,10 @@
 // keep a discrete GPU's memory busy. With TY = 1 and LN off there is no barrier at all, which
 // suits CPU adapters (SwiftShader, lavapipe) where a barrier switches between every invocation.
 //
-// Bindings: 0 x (T, K) f32, 1 W words, 2 bias (N) f32, 3 out (T, N) f32, 4 ln_w (K), 5 ln_b (K),
-//           6 k_cache (n_positions, N / 3), 7 v_cache (same), 8 params (uniform).
-//           Bindings a variant does not use (ln_* without LN, caches without KV) take any
-//           small buffer.
+// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 W words, 2 bias (N) f32, 3 out (T, N) f32,
+//           4 ln_w (K), 5 ln_b (K), 6 k_cache (n_positions, N / 3), 7 v_cache (same),
+//           8 params (uniform). Bindings a variant does not use (bias without BIAS, ln_*
+//           without LN, ln_b with RMS, caches without KV) take any small buffer.
 // Dispatch: (ceil(N / 4 / TX), T).
 
 struct Params {
@@ -42,7 +48,10 @@ override K: u32;
 override N: u32;
 override F16: bool = false;
 override LN: bool = false;
+override RMS: bool = false;
 override EPS: f32 = 1e-5;
+override SWIGLU_IN: bool = false;
+override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
 override KV: bool = false;
@@ -92,6 +101,13 @@ fn workgroup_sum(v: f32, flat: u32) -> f32 {
     return total;
 }
 
+// g / (1 + exp(-g)) without overflow: exp of -|g| only, so the result is finite for every
+// finite g (a naive exp(-g) is inf below g = -88; inf's behaviour is not defined in WGSL).
+fn silu(g: vec4<f32>) -> vec4<f32> {
+    let e = exp(-abs(g));
+    return select(g * e, g, g >= vec4<f32>(0.0)) / (1.0 + e);
+}
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 // h^3 as h * h * h (pow is undefined for negative bases in WGSL); the tanh argument is clamped
@@ -107,12 +123,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let c4 = wid.x * TX + lid.x;
     let n4 = N / 4u;
     let k4n = K / 4u;
-    let x0 = t * k4n;
+    var x0 = t * k4n;
+    if (SWIGLU_IN) {
+        x0 = 2u * t * k4n;    // rows of 2K values
+    }
 
     // Layer norm statistics of row t, two passes (the row is in cache).
     var mean = 0.0;
     var rstd = 1.0;
-    if (LN) {
+    if (LN && RMS) {
+        // As transformers' LlamaRMSNorm in f32: x * rsqrt(mean(x^2) + eps), then * w.
+        let flat = lid.y * TX + lid.x;
+        var q = 0.0;
+        for (var k4 = flat; k4 < k4n; k4 += TX * TY) {
+            q += dot(x[x0 + k4], x[x0 + k4]);
+        }
+        rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
+    } else if (LN) {
         let flat = lid.y * TX + lid.x;
         var s = 0.0;
         for (var k4 = flat; k4 < k4n; k4 += TX * TY) {
@@ -131,8 +158,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (c4 < n4) {
         for (var k4 = lid.y; k4 < k4n; k4 += TY) {
             var xv = x[x0 + k4];
-            if (LN) {
+            if (LN && RMS) {
+                xv = xv * rstd * ln_w[k4];
+            } else if (LN) {
                 xv = (xv - mean) * rstd * ln_w[k4] + ln_b[k4];
+            } else if (SWIGLU_IN) {
+                xv = silu(xv) * x[x0 + k4n + k4];
             }
             let k = 4u * k4;
             acc += xv.x * load4(k, c4) + xv.y * load4(k + 1u, c4)
@@ -151,7 +182,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     if (lid.y != 0u || c4 >= n4) {
         return;
     }
-    var y = acc + bias[c4];
+    var y = acc;
+    if (BIAS) {
+        y += bias[c4];
+    }
     if (GELU) {
         y = gelu(y);
     }
