@@ -35,6 +35,7 @@ code/index.json.
 
 import argparse
 import email.utils
+import errno
 import glob
 import hashlib
 import http.server
@@ -42,6 +43,7 @@ import json
 import os
 import posixpath
 import shutil
+import stat
 import subprocess
 import sys
 import urllib.parse
@@ -322,24 +324,89 @@ def find_models(extra=None):
     if os.path.isdir(WEIGHTS):
         for name in sorted(os.listdir(WEIGHTS)):
             folder = os.path.join(WEIGHTS, name)
-            if os.path.isfile(os.path.join(folder, "config.json")):
+            # Anything called config.json: copy_model says what is wrong with it if it is not
+            # a file (a broken link, a pipe), rather than leaving the model out in silence.
+            if os.path.isdir(folder) and os.path.lexists(os.path.join(folder, "config.json")):
                 models[name] = folder
     models.update(extra or {})
     return models
 
 
+def shown(text):
+    """A name for a message, with control characters escaped (a name can hold a terminal's
+    escape sequences). webgpt.errors.printable does this for the package; the build uses the
+    standard library only."""
+    text = str(text)
+    return text if text.isprintable() else text.encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def _inside(path, folder):
+    return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def model_file_problem(folder, name):
+    """None when file `name` of model folder `folder` may go into the site, else a sentence.
+
+    The symlink policy: a link is followed only where it stays inside the model folder, or, for
+    a Hugging Face cache snapshot (<repo>/snapshots/<rev>/, whose files are links to
+    ../../blobs/<hash>), inside that repository's blobs/. A link anywhere else would publish a
+    file of this machine on the site. Only regular files are copied (a pipe would block the
+    build, a link to /dev/zero never end)."""
+    src = os.path.join(folder, name)
+    root = os.path.realpath(folder)
+    if os.path.islink(src):
+        real = os.path.realpath(src)
+        allowed = [root]
+        if os.path.basename(os.path.dirname(root)) == "snapshots":
+            allowed.append(os.path.realpath(os.path.join(os.path.dirname(os.path.dirname(root)),
+                                                         "blobs")))
+        if not any(_inside(real, a) for a in allowed):
+            return (f"{shown(src)} is a symbolic link to {shown(os.readlink(src))}, outside the "
+                    f"model folder (links are followed only inside it, or into the blobs/ of the "
+                    f"Hugging Face cache repository it is a snapshot of); copy the file into the "
+                    f"folder instead")
+    try:
+        st = os.stat(src)
+    except OSError as e:
+        if os.path.islink(src):
+            why = "loops" if e.errno == errno.ELOOP else "leads nowhere"
+            return f"{shown(src)} is a symbolic link that {why} ({e.strerror})"
+        return f"{shown(src)} cannot be read ({e.strerror})"
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else
+                "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else
+                "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else
+                "not a regular file")
+        return f"{shown(src)} is {kind}, not a file a model folder can hold"
+    return None
+
+
+def _remove(path):
+    """Remove a file, a link (never what it points to) or a folder from the built site."""
+    if os.path.isdir(path) and not os.path.islink(path):
+        shutil.rmtree(path)
+    else:
+        os.remove(path)
+
+
 def copy_model(folder, dst):
+    """Copy model folder `folder`'s files (MODEL_FILES and the weights) into `dst`; returns
+    {name: size}. A file the symlink policy refuses (model_file_problem) stops the build with
+    its sentence."""
     files = {}
     os.makedirs(dst, exist_ok=True)
     for name in sorted(os.listdir(folder)):
+        if name not in MODEL_FILES and not name.endswith(".safetensors"):
+            continue
+        problem = model_file_problem(folder, name)
+        if problem:
+            raise SystemExit(f"build.py: {problem}")
         src = os.path.join(folder, name)
-        if os.path.isfile(src) and (name in MODEL_FILES or name.endswith(".safetensors")):
-            copy_if_changed(src, os.path.join(dst, name))
-            files[name] = os.path.getsize(src)
+        copy_if_changed(src, os.path.join(dst, name))
+        files[name] = os.path.getsize(src)
     for name in os.listdir(dst):  # files removed from the source folder since the last build
         if name not in files:
-            path = os.path.join(dst, name)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+            _remove(os.path.join(dst, name))
     return files
 
 
@@ -361,9 +428,10 @@ def build(out=DIST, extra_models=None):
         page_files.add(os.path.basename(path))
     page_files.add(SHELL_MANIFEST)  # written last, below
     copy_code(os.path.join(out, "code"))
-    for name in os.listdir(out):
-        if name not in page_files and os.path.isfile(os.path.join(out, name)):
-            os.remove(os.path.join(out, name))
+    for name in os.listdir(out):  # and any stray link, which the site must not serve
+        path = os.path.join(out, name)
+        if name not in page_files and (os.path.islink(path) or os.path.isfile(path)):
+            os.remove(path)
 
     # Pyodide, the pure wheels, our wheel.
     boot_files = {}
@@ -402,8 +470,8 @@ def build(out=DIST, extra_models=None):
                       "sha256": hashes})
     for name in os.listdir(models_dir):
         path = os.path.join(models_dir, name)
-        if os.path.isdir(path) and name not in models:
-            shutil.rmtree(path)
+        if (os.path.isdir(path) or os.path.islink(path)) and name not in models:
+            _remove(path)
     default = DEFAULT_MODEL if DEFAULT_MODEL in models else (index[0]["name"] if index else None)
     _write_json(os.path.join(models_dir, "index.json"), {"default": default, "models": index})
 
@@ -428,7 +496,7 @@ def write_shell_manifest(out):
     file, which the browser takes as a new service worker (it replaces the old files in one
     go). Returns the version."""
     files = {}
-    for d, dirs, names in os.walk(out):
+    for d, dirs, names in os.walk(out):  # links to folders are listed in dirs, never entered
         rel_dir = os.path.relpath(d, out).replace(os.sep, "/")
         if rel_dir == "models" or rel_dir.startswith("models/"):
             dirs[:] = []
@@ -436,8 +504,14 @@ def write_shell_manifest(out):
         dirs.sort()
         for name in sorted(names):
             rel = name if rel_dir == "." else f"{rel_dir}/{name}"
-            if rel not in ("sw.js", SHELL_MANIFEST) and not name.endswith(".tmp"):
-                files[rel] = cached_sha256(os.path.join(d, name))
+            if rel in ("sw.js", SHELL_MANIFEST) or name.endswith(".tmp"):
+                continue
+            # Only the files the build wrote: a stray link (a loop, or out of dist/) is left
+            # out, as the server leaves it out.
+            if not stat.S_ISREG(os.lstat(os.path.join(d, name)).st_mode):
+                log(f"not in the offline shell: {shown(rel)}, which is not a file the build wrote")
+                continue
+            files[rel] = cached_sha256(os.path.join(d, name))
     version = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()[:16]
     shell = json.dumps({"version": version, "files": files}, indent=1, sort_keys=True)
     text = ("// Written by build.py: the files sw.js keeps for offline use (the page, Pyodide, the\n"
@@ -579,6 +653,10 @@ def code_files():
                              and not (runtime_top and x in RUNTIME_EXCLUDE))
             for name in sorted(names):
                 if runtime_top and name in RUNTIME_EXCLUDE:
+                    continue
+                # The symlink policy: a link that leaves the folder is not published.
+                real = os.path.realpath(os.path.join(d, name))
+                if not _inside(real, os.path.realpath(top)) or not os.path.isfile(real):
                     continue
                 if name.endswith(CODE_SUFFIXES):
                     rel = os.path.relpath(os.path.join(d, name), top).replace(os.sep, "/")
@@ -754,6 +832,9 @@ def parse_range(header, size):
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # The listen backlog: socketserver's default of 5 drops connections when a page opens
+    # dozens at once (the kernel caps it at net.core.somaxconn).
+    request_queue_size = 1024
 
 
 def make_server(root=DIST, host="127.0.0.1", port=8000, quiet=True):

@@ -18,7 +18,7 @@ st_numpy = pytest.importorskip(
 
 from webgpt.config import GPT2Config  # noqa: E402
 from webgpt.folder import ModelFolderError, ModelSpec, TensorRef, expected_shapes, open_folder  # noqa: E402
-from webgpt.safetensors import parse_header, read_header  # noqa: E402
+from webgpt.safetensors import MAX_HEADER, parse_header, read_header  # noqa: E402
 from webgpt.sources import LocalSource, open_source  # noqa: E402
 
 L, H, C, V, P = 2, 2, 8, 300, 16
@@ -368,14 +368,14 @@ def test_file_too_small(tmp_path):
 def test_header_length_absurd(tmp_path):
     fails(folder_with_raw(tmp_path, {}, length=5000), "model.safetensors", "5000",
           "past the end")
-    fails(folder_with_raw(tmp_path, {}, length=1 << 40), "model.safetensors", "over 100000000")
+    fails(folder_with_raw(tmp_path, {}, length=1 << 40), "model.safetensors", f"over {MAX_HEADER}")
 
 
 def test_header_not_json(tmp_path):
     path = make_folder(tmp_path / "m")
     with open(os.path.join(path, "model.safetensors"), "wb") as f:
         f.write(struct.pack("<Q", 5) + b"{abc}")
-    fails(path, "model.safetensors", "not JSON")
+    fails(path, "model.safetensors", "not valid JSON")
     fails(folder_with_raw(tmp_path, [1, 2]), "model.safetensors", "not a JSON object")
 
 

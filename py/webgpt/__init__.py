@@ -41,6 +41,10 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
         device = await gpu.request_device()
     model = Model(spec, device, tokenizer, layouts(device, layout))
     try:
+        # A CPU adapter's buffers are the host's memory: refuse what it cannot hold, before
+        # streaming (planned_bytes comes from config.json and the headers alone).
+        from .limits import check_host_memory
+        check_host_memory(device, model.planned_bytes()[1], "this model")
         await model.upload(progress)
         if check_weights:
             await check_finite(model)

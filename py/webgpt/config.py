@@ -1,9 +1,9 @@
 """GPT-2 hyperparameters, read from a model folder's config.json (Hugging Face GPT2Config keys)."""
 
-import json
 from dataclasses import dataclass
 
 from .errors import ModelFolderError
+from .limits import json_budget, parse_json
 
 # Both names are GPT-2's tanh approximation of GELU; any other activation would compute
 # something the kernels do not implement, so it is refused rather than run wrong.
@@ -85,10 +85,9 @@ class GPT2Config:
     @classmethod
     def from_json(cls, text, where="config.json"):
         """Parse config.json text; `where` (its path or URL) names the file in error messages."""
-        try:
-            d = json.loads(text)
-        except (ValueError, RecursionError) as e:   # RecursionError: absurdly deep nesting
-            raise ModelFolderError(f"{where} is not valid JSON: {e}") from None
+        # Bounded: a config.json of a million nested lists is one sentence, not a traceback
+        # or gigabytes of lists.
+        d = parse_json(text, where, budget=json_budget("config.json"))
         if not isinstance(d, dict):
             raise ModelFolderError(f"{where} must hold a JSON object of GPT2Config keys")
 

@@ -23,11 +23,11 @@ spec.tensors such a weight is one QuantizedRef under its plain name:
 Every other tensor (and every tensor of a plain folder) is a TensorRef of a float dtype.
 """
 
-import json
 import os
 from dataclasses import dataclass
 
 from .config import QUANTIZATION_KEY, GPT2Config
+from .limits import json_budget, parse_json
 from .safetensors import QWEIGHT_SUFFIX, read_header
 from .errors import ModelFolderError
 from .sources import open_source
@@ -185,10 +185,7 @@ async def _weight_files(source):
             f"model either{hint}")
 
     where = source.where(INDEX)
-    try:
-        index = json.loads(await source.text(INDEX))
-    except ValueError as e:
-        raise ModelFolderError(f"{where} is not valid JSON: {e}") from None
+    index = parse_json(await source.text(INDEX), where, budget=json_budget(INDEX))
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise ModelFolderError(
@@ -196,7 +193,8 @@ async def _weight_files(source):
     files = {}
     for tensor, file in weight_map.items():
         # A shard is a file beside the index: no paths, which could leave the folder.
-        if not isinstance(file, str) or not file or "/" in file or "\\" in file or file in (".", ".."):
+        if (not isinstance(file, str) or not file or "/" in file or "\\" in file or "\0" in file
+                or file in (".", "..")):
             raise ModelFolderError(
                 f"{where} maps tensor {tensor!r} to {file!r}, which is not a file name in the folder")
         files.setdefault(file, set()).add(tensor)

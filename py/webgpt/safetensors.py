@@ -7,10 +7,10 @@ tensors straight to the GPU is in the header, so it is checked here in full: a b
 at load with one sentence naming it, before any GPU work.
 """
 
-import json
 from dataclasses import dataclass
 
 from .errors import ModelFolderError
+from .limits import no_cycle_collection, parse_json
 
 # Dtypes the model can upload; their size in bytes.
 DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
@@ -18,9 +18,14 @@ DTYPE_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
 # only (folder.py checks which one against config.json's quantization).
 QWEIGHT_SUFFIX = ".qweight"
 QWEIGHT_DTYPE_SIZES = {"I8": 1, "U8": 1}
+QWEIGHT_SIZES = {**DTYPE_SIZES, **QWEIGHT_DTYPE_SIZES}
 
-# GPT-2 XL's header is about 60 KB; a header this large is corruption, not a model.
-MAX_HEADER = 100_000_000
+# GPT-2 XL's header is about 60 KB, a shard of a large sharded model's a few hundred KB, and
+# 100,000 tensors in one file would take about 10 MB; a larger header is corruption.
+MAX_HEADER = 32 << 20
+# What parsing a header may take (webgpt.limits.parse_json estimates it before parsing): a real
+# header costs about 1 KB per tensor, a header of tiny nested lists 25 times its size.
+HEADER_BUDGET = 256 << 20
 
 U64 = (1 << 64) - 1
 
@@ -56,16 +61,25 @@ class _DuplicateKey(Exception):
 
 def _no_duplicates(pairs):
     # json.loads would keep the last of two equal keys; two tensors of one name is corruption.
-    d = {}
-    for k, v in pairs:
-        if k in d:
-            raise _DuplicateKey(k)
-        d[k] = v
+    # Called for every object of the header: the usual case (no duplicate) stays in C.
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        for k, _ in pairs:
+            if k in seen:
+                raise _DuplicateKey(k)
+            seen.add(k)
     return d
 
 
-def _is_int(v):
-    return isinstance(v, int) and not isinstance(v, bool)
+def _u64s(values):
+    """Whether `values` is a list of integers in 0..2**64-1 (bool is not one)."""
+    return (type(values) is list and set(map(type, values)) <= {int}
+            and (not values or (min(values) >= 0 and max(values) <= U64)))
+
+
+def _what(key, name):
+    return f"tensor {_show(key)} in {name}"
 
 
 def _show(v):
@@ -85,15 +99,19 @@ def parse_header(header_bytes, file_size, name):
     Returns {tensor name: TensorInfo} in file order. `name` (path or URL) names the file in
     messages.
     """
+    with no_cycle_collection():     # a header of 100,000 tensors makes 500,000 objects
+        return _parse_header(header_bytes, file_size, name)
+
+
+def _parse_header(header_bytes, file_size, name):
     n = len(header_bytes)
     if n > MAX_HEADER or 8 + n > file_size:
         raise _size_error(name, n, file_size)
     try:
-        header = json.loads(bytes(header_bytes).decode("utf-8"), object_pairs_hook=_no_duplicates)
+        header = parse_json(header_bytes, name, budget=HEADER_BUDGET, hook=_no_duplicates,
+                            subject=f"{name} is not a safetensors file: its header")
     except _DuplicateKey as e:
         raise ModelFolderError(f"{name} lists {_show(e.args[0])} twice in its header") from None
-    except (ValueError, RecursionError) as e:  # RecursionError: absurdly deep nesting
-        raise ModelFolderError(f"{name} is not a safetensors file: its header is not JSON ({e})") from None
     if not isinstance(header, dict):
         raise ModelFolderError(f"{name} is not a safetensors file: its header is not a JSON object")
 
@@ -103,15 +121,16 @@ def parse_header(header_bytes, file_size, name):
     for key, entry in header.items():
         if key == "__metadata__":
             continue
-        what = f"tensor {_show(key)} in {name}"
-        if not isinstance(entry, dict) or not all(
-                k in entry for k in ("dtype", "shape", "data_offsets")):
-            raise ModelFolderError(f"{what} lacks dtype, shape or data_offsets in the header")
+        if type(entry) is not dict or "dtype" not in entry or "shape" not in entry \
+                or "data_offsets" not in entry:
+            raise ModelFolderError(f"{_what(key, name)} lacks dtype, shape or data_offsets in "
+                                   f"the header")
         dtype, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
         sizes = DTYPE_SIZES
         if key.endswith(QWEIGHT_SUFFIX):
-            sizes = {**DTYPE_SIZES, **QWEIGHT_DTYPE_SIZES}
-        if not isinstance(dtype, str) or dtype not in sizes:
+            sizes = QWEIGHT_SIZES
+        if type(dtype) is not str or dtype not in sizes:
+            what = _what(key, name)
             also = ""
             if isinstance(dtype, str) and dtype in QWEIGHT_DTYPE_SIZES:
                 also = f" ({dtype} only for the {QWEIGHT_SUFFIX} tensors of a quantized folder)"
@@ -119,14 +138,15 @@ def parse_header(header_bytes, file_size, name):
                 f"{what} has dtype {_show(dtype)}; supported dtypes are "
                 f"{', '.join(DTYPE_SIZES)}{also}")
         # The format stores sizes and offsets as u64.
-        if not isinstance(shape, list) or not all(_is_int(d) and 0 <= d <= U64 for d in shape):
-            raise ModelFolderError(f"{what} has an invalid shape {_show(shape)}")
-        if (not isinstance(offsets, list) or len(offsets) != 2
-                or not all(_is_int(o) and 0 <= o <= U64 for o in offsets)):
-            raise ModelFolderError(f"{what} has invalid data_offsets {_show(offsets)}")
+        if not _u64s(shape):
+            raise ModelFolderError(f"{_what(key, name)} has an invalid shape {_show(shape)}")
+        if not _u64s(offsets) or len(offsets) != 2:
+            raise ModelFolderError(
+                f"{_what(key, name)} has invalid data_offsets {_show(offsets)}")
         if offsets[0] > offsets[1]:
             raise ModelFolderError(
-                f"{what} has data_offsets {_show(offsets)} that end before they begin")
+                f"{_what(key, name)} has data_offsets {_show(offsets)} that end before they "
+                f"begin")
         count = 0 if 0 in shape else 1
         for d in shape:
             count *= d
@@ -135,7 +155,7 @@ def parse_header(header_bytes, file_size, name):
         begin, end = offsets
         if end - begin != count * sizes[dtype]:
             raise ModelFolderError(
-                f"{what} has {_show(end - begin)} bytes, but shape {_show(shape)} in {dtype} "
+                f"{_what(key, name)} has {_show(end - begin)} bytes, but shape {_show(shape)} in {dtype} "
                 f"needs {_show(count * sizes[dtype])}")
         tensors[key] = TensorInfo(dtype, tuple(shape), data_start + begin, data_start + end)
 

@@ -17,10 +17,12 @@ encode_ordinary): special tokens never come from user text.
 
 import codecs
 import heapq
-import json
 import operator
 import unicodedata
 from importlib import resources
+
+from .errors import EscapedMessage
+from .limits import json_budget, parse_json
 
 __all__ = ["Tokenizer", "StreamDecoder", "TokenizerError", "pretokenize", "EOT",
            "BYTE_SYMBOLS", "WHITE_SPACE"]
@@ -28,7 +30,7 @@ __all__ = ["Tokenizer", "StreamDecoder", "TokenizerError", "pretokenize", "EOT",
 EOT = "<|endoftext|>"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(EscapedMessage, ValueError):
     """Text the vocabulary cannot encode, an id it cannot decode, or unusable tokenizer files.
 
     The message is one sentence for the user. For text that cannot be encoded, `position` is
@@ -199,6 +201,9 @@ _BPE_CACHE_MAX_PIECE = 64
 # Token ids are below this (GPT-2 has 50257; the largest vocabularies about 2**18): a larger id
 # in vocab.json is corruption, and would make the id -> bytes table absurdly large.
 MAX_TOKEN_ID = 1 << 24
+# Lines of merges.txt (GPT-2 has 50000 merges; the largest BPE vocabularies a few hundred
+# thousand): more is a corrupt or hostile file, refused before it is split into lines.
+MAX_MERGES = 1 << 19
 
 
 class Tokenizer:
@@ -232,10 +237,9 @@ class Tokenizer:
 
         `vocab_name` and `merges_name` (paths or URLs) name the files in error messages.
         """
-        try:
-            vocab = json.loads(vocab_json_text)
-        except (ValueError, RecursionError) as e:     # RecursionError: absurdly deep nesting
-            raise TokenizerError(f"{vocab_name} is not valid JSON: {e}") from None
+        # Bounded: a vocab.json of tiny nested lists is one sentence, not gigabytes of lists.
+        vocab = parse_json(vocab_json_text, vocab_name, TokenizerError,
+                           budget=json_budget("vocab.json"))
         if not isinstance(vocab, dict):
             raise TokenizerError(f"{vocab_name} must hold a JSON object of token string -> id")
         return cls(vocab, _parse_merges(merges_text, merges_name), vocab_name)
@@ -404,6 +408,12 @@ def _parse_merges(merges_text, merges_name="merges.txt"):
     """Ranked (left, right) pairs from merges.txt: an optional '#version' first line, then one
     'left right' pair per line, best first."""
     merges = []
+    # Each line becomes a few small objects (about 300 bytes): count them before splitting.
+    count = merges_text.count("\n") + 1
+    if count > MAX_MERGES:
+        raise TokenizerError(
+            f"{merges_name} has {count} lines; a BPE vocabulary has at most {MAX_MERGES} merges "
+            f"here (GPT-2's has 50000): it is not a model's merges.txt")
     lines = merges_text.split("\n")     # not splitlines(): it also splits on \x1c, \x85, \u2028
     for number, line in enumerate(lines, start=1):
         line = line.rstrip("\r")

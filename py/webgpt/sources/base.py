@@ -19,8 +19,17 @@ class Source:
         raise NotImplementedError
 
     async def text(self, name):
-        """The whole of a small text file (JSON, vocabulary), decoded as UTF-8."""
+        """The whole of a small text file (JSON, vocabulary), decoded as UTF-8.
+
+        Bounded: a file larger than webgpt.limits.text_limit(name) is a ModelFolderError
+        naming it, its size and the limit, and is never read past that limit.
+        """
         raise NotImplementedError
+
+    async def json(self, name):
+        """A small JSON file, parsed within webgpt.limits' memory budget for its name."""
+        from ..limits import parse_json
+        return parse_json(await self.text(name), self.where(name))
 
     async def size(self, name):
         raise NotImplementedError

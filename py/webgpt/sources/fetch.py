@@ -24,6 +24,7 @@ import js
 from pyodide.ffi import to_js
 
 from ..errors import ModelFolderError
+from ..limits import check_text_size, text_limit
 from .base import Source
 
 CHUNK_SIZE = 4 << 20
@@ -79,8 +80,33 @@ class FetchSource(Source):
         return bool(resp.ok)
 
     async def text(self, name):
+        """The whole of a small text file, at most limits.text_limit(name) bytes: a larger
+        Content-Length is refused before the body is read, and a body that runs past the
+        limit (no length, or a compressed one) is cancelled there."""
+        where, limit = self.where(name), text_limit(name)
         resp = await self._fetch(name)
-        return str(await resp.text())
+        length = _header(resp, "Content-Length")
+        data, reader = bytearray(), None
+        try:
+            if length is not None and length.isdigit():
+                check_text_size(where, name, int(length))
+            reader = resp.body.getReader() if resp.body else None
+            while reader is not None:
+                result = await reader.read()
+                if result.done:
+                    break
+                check_text_size(where, name, len(data) + result.value.length)
+                data += result.value.to_bytes()
+        except ModelFolderError:
+            try:    # stop the download: the rest is never read
+                await (reader.cancel() if reader is not None else resp.body.cancel())
+            except Exception:
+                pass
+            raise
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ModelFolderError(f"{where} is not UTF-8 text") from None
 
     async def size(self, name):
         if name not in self._sizes:

@@ -16,6 +16,8 @@ import os
 import sys
 import warnings
 
+from ..errors import printable
+
 DEFAULT_MODEL = "weights/shakespeare-char"
 
 
@@ -23,7 +25,7 @@ class _Parser(argparse.ArgumentParser):
     """A usage mistake (an unknown option, -n abc) is one line and status 1, like the others."""
 
     def error(self, message):
-        self.exit(1, f"error: {message} (see '{self.prog} --help')\n")
+        self.exit(1, f"error: {printable(message)} (see '{self.prog} --help')\n")
 
 
 class _QuietDeviceLost(logging.Filter):
@@ -99,7 +101,7 @@ def _quantize(a, say):
     summary = quantize_folder(a.src, a.dst, a.bits, a.block, int(a.max_shard * 2**20), a.force,
                               progress=say)
     worst = max((t["max_err_over_scale"] for t in summary["tensors"]), default=0)
-    print(f"{a.dst}: {a.bits}-bit, block {a.block}: {summary['bytes'] / 1e6:.1f} MB in "
+    print(f"{printable(a.dst)}: {a.bits}-bit, block {a.block}: {summary['bytes'] / 1e6:.1f} MB in "
           f"{len(summary['files'])} file(s) (the source's weights: "
           f"{summary['source_bytes'] / 1e6:.1f} MB); largest |w - w'| {worst:.3f} of its scale")
 
@@ -124,7 +126,7 @@ def _import(a, say):
         summary, notes = importers.import_webgpt(a.dir, a.out, a.dtype, a.tokens, a.force)
     for note in notes:
         say(f"warning: {note}")
-    print(summary)
+    print(printable(summary))
 
 
 async def _generate(a):
@@ -136,19 +138,22 @@ async def _generate(a):
     # A terminal whose encoding lacks a character the model wrote shows '?', not a traceback.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
+    # A hostile vocabulary can hold escape sequences: a terminal sees them escaped (newlines
+    # and tabs kept); a pipe or a file gets the text exactly as the model wrote it.
+    shown = _terminal_text if sys.stdout.isatty() else str
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
             async for piece in model.stream(a.prompt, max_new_tokens=a.max_new_tokens,
                                             temperature=a.temperature, top_k=a.top_k,
                                             top_p=a.top_p, seed=a.seed):
-                sys.stdout.write(piece)
+                sys.stdout.write(shown(piece))
                 sys.stdout.flush()
         finally:
             sys.stdout.write("\n")     # the error line, if any, goes below the text so far
             sys.stdout.flush()
     for w in caught:
-        print(f"note: {w.message}", file=sys.stderr)
+        print(f"note: {printable(w.message)}", file=sys.stderr)
     if a.stats:
         s = model.stats
         print(f"adapter: {model.device.describe()}", file=sys.stderr)
@@ -220,7 +225,7 @@ def _mistakes(command):
 
 def _run(a, mistakes):
     def say(line):
-        print(f"{a.note_lead}{line}", file=sys.stderr, flush=True)
+        print(f"{a.note_lead}{printable(line)}", file=sys.stderr, flush=True)
 
     try:
         if a.command == "generate":
@@ -260,9 +265,16 @@ def _run(a, mistakes):
     return 0
 
 
+def _terminal_text(piece):
+    """Generated text for a terminal: escape sequences escaped, lines and tabs as they are."""
+    return "\n".join("\t".join(printable(part) for part in line.split("\t"))
+                     for line in piece.split("\n"))
+
+
 def _one_line(e):
-    """An error as one line: wgpu's messages span several, the last of which says why."""
+    """An error as one line: wgpu's messages span several, the last of which says why. Control
+    characters (a name from a hostile folder) are escaped, whatever raised it."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     if len(lines) <= 1:
-        return lines[0] if lines else type(e).__name__
-    return lines[-1] if type(e).__module__.split(".")[0] == "wgpu" else " ".join(lines)
+        return printable(lines[0] if lines else type(e).__name__)
+    return printable(lines[-1] if type(e).__module__.split(".")[0] == "wgpu" else " ".join(lines))

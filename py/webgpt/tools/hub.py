@@ -28,7 +28,6 @@ tests' local server).
 
 import hashlib
 import http.client
-import json
 import os
 import shutil
 import sys
@@ -38,7 +37,8 @@ import urllib.parse
 import urllib.request
 
 from ..config import GPT2Config
-from ..errors import ModelFolderError
+from ..errors import EscapedMessage, ModelFolderError, printable
+from ..limits import check_text_size, parse_json, text_limit
 
 __all__ = ["HubError", "MODELS", "endpoint", "fetch"]
 
@@ -61,11 +61,15 @@ OPTIONAL = ("generation_config.json",)
 
 USER_AGENT = "webgpt-py (urllib)"
 CHUNK = 1 << 20
+# The API's listing of a repository's files: openai-community/gpt2's is 10 KB; a repository of
+# ten thousand files a few MB. More is not a hub's answer.
+MAX_LISTING = 64 << 20
+LISTING_BUDGET = 256 << 20
 
 
-class HubError(Exception):
+class HubError(EscapedMessage, Exception):
     """A download that cannot go on: no network, no such model or file, a bad hash, no space.
-    The message is one line for the user."""
+    The message is one line for the user (names from the hub with control characters escaped)."""
 
 
 def endpoint():
@@ -116,6 +120,8 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     def get(filename):
         url = hub.resolve_url(repo, commit, filename)
         want = _expected(filename, siblings.get(filename), hub.head(url, filename))
+        if not filename.endswith(".safetensors"):   # a text file, which is read whole
+            check_text_size(f"{where}: {filename}", filename, want.size, HubError)
         # Storage URLs are signed for a while only: a retry asks the hub for a fresh one.
         want.relocate = lambda: hub.head(url, filename)["location"]
         path = os.path.join(dest, filename)
@@ -124,8 +130,8 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
         return path
 
     # Small files first: a config webgpt cannot run fails before gigabytes are downloaded.
-    with open(get("config.json"), encoding="utf-8") as f:
-        config_text = f.read()
+    with open(get("config.json"), encoding="utf-8", errors="replace") as f:
+        config_text = f.read(text_limit("config.json") + 1)
     try:
         GPT2Config.from_json(config_text, f"{where}: config.json")
     except ModelFolderError as e:
@@ -176,14 +182,17 @@ class _Hub:
                f"?blobs=true")
         try:
             with self.open(url) as r:
-                body = r.read()
+                body = r.read(MAX_LISTING + 1)
         except urllib.error.HTTPError as e:
             raise _http_error(e, f"model {repo} (revision {revision})") from None
+        if len(body) > MAX_LISTING:
+            raise HubError(f"{url} answered with more than {MAX_LISTING >> 20} MiB; is "
+                           f"{self.base} a Hugging Face hub?")
         try:
-            info = json.loads(body)
-        except ValueError:
-            raise HubError(f"{url} did not answer with JSON; is {self.base} a Hugging Face "
-                           f"hub?") from None
+            info = parse_json(body, url, HubError, budget=LISTING_BUDGET)
+        except HubError as e:
+            raise HubError(f"{url} did not answer with JSON a hub sends ({e}); is {self.base} a "
+                           f"Hugging Face hub?") from None
         if not isinstance(info, dict) or not isinstance(info.get("siblings"), list):
             raise HubError(f"{url} did not list the repository's files (no \"siblings\")")
         return info
@@ -304,15 +313,18 @@ def _size_of(sibling):
 
 def _shards(index_path, where, siblings):
     try:
-        with open(index_path, encoding="utf-8") as f:
-            weight_map = json.load(f).get("weight_map")
-    except (OSError, ValueError, AttributeError) as e:
-        raise HubError(f"{where}: {INDEX} is not a valid index ({e})") from None
+        with open(index_path, "rb") as f:
+            index = parse_json(f.read(text_limit(INDEX) + 1), f"{where}: {INDEX}", HubError)
+    except OSError as e:
+        raise HubError(f"{where}: {INDEX} cannot be read ({e.strerror})") from None
+    weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict) or not weight_map:
         raise HubError(f"{where}: {INDEX} has no weight_map")
-    shards = sorted(set(weight_map.values()))
+    shards = sorted(set(map(str, weight_map.values())))
     for shard in shards:
-        if not isinstance(shard, str) or "/" in shard or shard not in siblings:
+        # A file beside the index, as webgpt.folder reads it: no paths out of the folder.
+        if (not shard or "/" in shard or "\\" in shard or "\0" in shard or shard in (".", "..")
+                or shard not in siblings):
             raise HubError(f"{where}: {INDEX} names shard {shard!r}, which the repository lacks")
     return shards
 
@@ -463,7 +475,7 @@ def _ignore_in_git(dest):
 
 
 def _stderr(line):
-    print(line, file=sys.stderr, flush=True)
+    print(printable(line), file=sys.stderr, flush=True)
 
 
 def _mb(n):
@@ -499,8 +511,8 @@ class _Progress:
         pct = 100.0 * self.done_bytes / self.total if self.total else 100.0
         line = (f"{self.name}: {_mb(self.done_bytes)} / {_mb(self.total)} ({pct:.0f}%) "
                 f"{rate / 1e6:.1f} MB/s")
-        if self.tty:
-            sys.stderr.write("\r\x1b[K" + line + ("\n" if end == "\n" else ""))
+        if self.tty:   # our own escape (erase the line), then the line with any escaped
+            sys.stderr.write("\r\x1b[K" + printable(line) + ("\n" if end == "\n" else ""))
             sys.stderr.flush()
         else:
             self.log(line)

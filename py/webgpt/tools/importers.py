@@ -23,6 +23,9 @@ import zipfile
 
 import numpy as np
 
+from ..errors import EscapedMessage
+from ..limits import MiB, parse_json
+from ..sources.local import open_regular, os_error, read_text_file, stat_regular
 from ..tokenizer import BYTE_SYMBOLS
 
 __all__ = ["ConversionError", "import_nanogpt", "import_webgpt", "read_torch_checkpoint"]
@@ -37,8 +40,13 @@ LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 NORMS = ("ln_1", "ln_2")
 
 
-class ConversionError(ValueError):
+class ConversionError(EscapedMessage, ValueError):
     """A source that cannot be converted; the message is one line naming the file."""
+
+
+# data.pkl of a nanoGPT checkpoint (the structure, not the tensors: a few KB) and meta.pkl (a
+# character table) are unpickled whole; larger ones are not a checkpoint's.
+MAX_PICKLE = 16 * MiB
 
 
 
@@ -80,10 +88,17 @@ class _Storage:
     def array(self):
         if self._array is None:
             try:
-                raw = self.zf.read(self.name)
+                info = self.zf.getinfo(self.name)
             except KeyError:
                 raise ConversionError(
                     f"{self.where} lacks {self.name}, the data of a tensor") from None
+            itemsize = 2 if self.dtype == "bfloat16" else np.dtype(self.dtype).itemsize
+            # Checked before inflating it: a compressed entry could unpack to any size.
+            if info.file_size > self.numel * itemsize:
+                raise ConversionError(
+                    f"{self.where}: {self.name} holds {info.file_size} bytes, more than the "
+                    f"{self.numel} elements of {itemsize} bytes its storage declares")
+            raw = self.zf.read(self.name)
             if self.dtype == "bfloat16":
                 bits = np.frombuffer(raw, "<u2").astype(np.uint32) << 16
                 a = bits.view(np.float32)
@@ -190,8 +205,7 @@ def read_torch_checkpoint(path):
     The zip stays open while the returned tensors are in use (they read it lazily), so a
     checkpoint's optimizer state is never read at all.
     """
-    if not os.path.isfile(path):
-        raise ConversionError(f"{path} does not exist")
+    stat_regular(path, ConversionError)    # a pipe or a device is named, never opened
     if not zipfile.is_zipfile(path):
         raise ConversionError(
             f"{path} is not a zip-format torch checkpoint (torch >= 1.6 writes those by default); "
@@ -200,6 +214,9 @@ def read_torch_checkpoint(path):
     pkls = [n for n in zf.namelist() if n.endswith("data.pkl") and n.count("/") <= 1]
     if not pkls:
         raise ConversionError(f"{path} is a zip but not a torch checkpoint (it has no data.pkl)")
+    if zf.getinfo(pkls[0]).file_size > MAX_PICKLE:
+        raise ConversionError(f"{path}: its data.pkl is {zf.getinfo(pkls[0]).file_size} bytes, "
+                              f"more than the {MAX_PICKLE} a checkpoint's structure takes")
     prefix = pkls[0][: -len("data.pkl")]
     byteorder = prefix + "byteorder"
     if byteorder in zf.namelist() and zf.read(byteorder).strip() != b"little":
@@ -222,13 +239,17 @@ class _PlainUnpickler(pickle.Unpickler):
 
 
 def _read_meta(path):
-    try:
-        with open(path, "rb") as f:
+    with open_regular(path, ConversionError) as f:
+        size = os.fstat(f.fileno()).st_size
+        if size > MAX_PICKLE:
+            raise ConversionError(f"{path} is {size} bytes, more than the {MAX_PICKLE} a "
+                                  f"meta.pkl (a character table) takes")
+        try:
             meta = _PlainUnpickler(f).load()
-    except ConversionError as e:
-        raise ConversionError(f"{path}: {e}") from None
-    except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
-        raise ConversionError(f"{path} is not a readable meta.pkl ({e})") from None
+        except ConversionError as e:
+            raise ConversionError(f"{path}: {e}") from None
+        except (OSError, pickle.UnpicklingError, EOFError, ValueError) as e:
+            raise ConversionError(f"{path} is not a readable meta.pkl ({e})") from None
     if not isinstance(meta, dict) or not isinstance(meta.get("itos"), dict):
         raise ConversionError(f"{path} has no 'itos' (id -> character) table, as nanoGPT's "
                               f"character-level prepare.py writes")
@@ -515,14 +536,22 @@ def import_nanogpt(ckpt_path, out_dir, dtype="float32", meta_path=None, force=Fa
 
 
 def _read_bin(path, count, where):
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise ConversionError(f"cannot read {path}: {e.strerror}") from None
-    if raw.startswith(b"version https://git-lfs"):
-        raise ConversionError(f"{path} is a Git LFS pointer, not the weights: run `git lfs pull` "
-                              f"in the WebGPT clone first")
+    with open_regular(path, ConversionError) as f:
+        try:
+            size = os.fstat(f.fileno()).st_size
+            # The size is checked before the file is read: a file of the wrong size is never
+            # held (nor one that claims a model's worth of bytes it does not have).
+            if size != 4 * count:
+                head = f.read(64)
+                if head.startswith(b"version https://git-lfs"):
+                    raise ConversionError(
+                        f"{path} is a Git LFS pointer, not the weights: run `git lfs pull` in "
+                        f"the WebGPT clone first")
+                raise ConversionError(f"{path} has {size} bytes; {count} float32 values "
+                                      f"({4 * count} bytes) were expected from {where}")
+            raw = f.read(size)
+        except OSError as e:
+            raise os_error(path, e, ConversionError) from None
     if len(raw) != 4 * count:
         raise ConversionError(f"{path} has {len(raw)} bytes; {count} float32 values "
                               f"({4 * count} bytes) were expected from {where}")
@@ -555,18 +584,13 @@ def import_webgpt(src_dir, out_dir, dtype="float32", tokens_path=None, force=Fal
     params_path = os.path.join(src_dir, "params_gpt.json")
     if not os.path.isdir(src_dir):
         raise ConversionError(f"{src_dir} is not a folder")
-    try:
-        with open(params_path, encoding="utf-8") as f:
-            text = f.read()
-    except OSError:
+    if not os.path.lexists(params_path):
         raise ConversionError(f"{params_path} is missing; a WebGPT weight folder holds "
-                              f"params_gpt.json and the *_gpt.bin tensor files") from None
+                              f"params_gpt.json and the *_gpt.bin tensor files")
+    text = read_text_file(params_path, error=ConversionError)
     if text.startswith("version https://git-lfs"):
         raise ConversionError(f"{params_path} is a Git LFS pointer: run `git lfs pull` first")
-    try:
-        params = json.loads(text)
-    except ValueError as e:
-        raise ConversionError(f"{params_path} is not valid JSON: {e}") from None
+    params = parse_json(text, params_path, ConversionError, budget=16 * MiB)
     if not isinstance(params, dict):
         raise ConversionError(f"{params_path} must hold a JSON object")
     if "block_size" not in params and "n_ctx" in params:
@@ -578,7 +602,7 @@ def import_webgpt(src_dir, out_dir, dtype="float32", tokens_path=None, force=Fal
         shape = shape if shape is not None else sizes[name]
         for suffix in ("_gpt.bin", ".bin"):  # WebGPT's loader, and its conversion README
             path = os.path.join(src_dir, f"transformer.{name}{suffix}")
-            if os.path.isfile(path):
+            if os.path.lexists(path):   # _read_bin says what it is if not a file
                 count = int(np.prod(shape))
                 return _read_bin(path, count, f"{params_path} (shape {list(shape)})").reshape(shape)
         return None
@@ -595,11 +619,8 @@ def import_webgpt(src_dir, out_dir, dtype="float32", tokens_path=None, force=Fal
                 f"{params_path}: vocab_size {V} is not GPT-2's, and no simple_tokens.json "
                 f"(WebGPT's character table) was found in the folder or in ../tokenization/; "
                 f"pass --tokens")
-        try:
-            with open(tokens_path, encoding="utf-8") as f:
-                stoi = json.load(f)
-        except (OSError, ValueError) as e:
-            raise ConversionError(f"cannot read {tokens_path} as JSON ({e})") from None
+        stoi = parse_json(read_text_file(tokens_path, error=ConversionError),
+                          tokens_path, ConversionError, budget=128 * MiB)
         if not isinstance(stoi, dict) or not all(isinstance(i, int) for i in stoi.values()):
             raise ConversionError(f"{tokens_path} must map characters to ids")
         itos = {i: ch for ch, i in stoi.items()}

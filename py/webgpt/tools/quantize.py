@@ -41,6 +41,7 @@ import shutil
 import numpy as np
 
 from ..config import QUANTIZATION_KEY, check_quantization
+from ..errors import EscapedMessage
 from ..folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
 from .importers import _prepare_out
 from ..safetensors import read_header
@@ -59,7 +60,7 @@ CHUNK_VALUES = 1 << 20
 NP_DTYPES = {"F32": "<f4", "F16": "<f2", "I8": "i1", "U8": "u1"}
 
 
-class QuantizeError(ValueError):
+class QuantizeError(EscapedMessage, ValueError):
     """Arguments or a source that cannot be quantized; the message is one line."""
 
 
@@ -355,7 +356,7 @@ def quantize_folder(src, dst, bits=8, block=DEFAULT_BLOCK, max_shard=DEFAULT_MAX
         with open(os.path.join(dst, INDEX), "w", encoding="utf-8") as f:
             json.dump(index, f, indent=2, sort_keys=True)
             f.write("\n")
-    config = json.loads(asyncio.run(spec.source.text("config.json")))
+    config = asyncio.run(spec.source.json("config.json"))
     config[QUANTIZATION_KEY] = {"bits": bits, "block": block}
     for name in OTHER_FILES:
         if os.path.isfile(os.path.join(src, name)):
