@@ -81,7 +81,7 @@ RUNTIME_EXCLUDE = ("tools", "__main__.py")
 # Files of a model folder that go into the site (scripts, logs and caches stay behind).
 MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index.json",
                "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json"}
+               "special_tokens_map.json", "chat_template.jinja"}
 DEFAULT_MODEL = "shakespeare-char"
 # Written by build(): the list of the page's files that the service worker (web/sw.js) keeps.
 SHELL_MANIFEST = "sw-shell.js"

@@ -61,6 +61,10 @@ def test_models(tmp_path_factory):
         cfg = refmodels.CONFIGS[config]
         folders[name] = refmodels.write_folder(
             str(base / name), cfg, refmodels.make_weights(cfg, seed), dtype=dtype)
+    import hfmodels  # Llama- and Qwen3-shaped folders, written by transformers itself
+
+    for name, (cls, keys, dtype) in hfmodels.PAGE_MODELS.items():
+        folders[name] = hfmodels.write_folder(str(base / name), cls, keys, dtype)
     broken = str(base / "broken")
     shutil.copytree(folders["tiny"], broken)
     path = os.path.join(broken, "model.safetensors")

@@ -438,3 +438,48 @@ def test_downloaded_folder_gives_source_logits(server, repos, tmp_path):
     print(f"max |downloaded - source| = {err} (same bytes: expected 0)")
     assert got.shape == (len(ids), 1000)
     np.testing.assert_array_equal(got, ref)
+
+
+def test_llama_family_repo(tmp_path):
+    """A Qwen3 repository (tokenizer.json, tokenizer_config.json, chat template, generation
+    config) downloads as such, loads, and gives transformers' greedy tokens."""
+    pytest.importorskip("transformers")
+    import hfmodels
+
+    src = hfmodels.write_folder(str(tmp_path / "src"), "Qwen3ForCausalLM", dict(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32))
+    with open(os.path.join(src, "chat_template.jinja"), "w") as f:
+        f.write("{% for m in messages %}{{ m['content'] }}{% endfor %}")
+    files = {}
+    for name in sorted(os.listdir(src)):
+        with open(os.path.join(src, name), "rb") as f:
+            files[name] = f.read()
+    files["README.md"] = b"# tiny-qwen3\n"
+    hub_server = Hub({"test-org/tiny-qwen3": files})
+    try:
+        dest = tmp_path / "got"
+        got = hub.fetch("test-org/tiny-qwen3", str(dest), endpoint_url=hub_server.url,
+                        log=lambda line: None)
+    finally:
+        hub_server.close()
+    assert set(got) == set(files) - {"README.md"}
+    same_files(dest, {k: v for k, v in files.items() if k in got})
+
+    async def run():
+        model = await webgpt.load(str(dest))
+        try:
+            return model.config.model_type, await model.generate_ids([5, 9, 13], 4, temperature=0,
+                                                                     stop_at_eot=False)
+        finally:
+            model.release()
+
+    try:
+        kind, ids = asyncio.run(run())
+    except webgpt.gpu.GPUError as e:
+        missing(f"no WebGPU adapter through wgpu: {e}")
+    import torch
+    import transformers
+    ref = transformers.Qwen3ForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
+    want = ref.generate(torch.tensor([[5, 9, 13]]), max_new_tokens=4, do_sample=False)[0, 3:]
+    assert kind == "qwen3" and ids == want.tolist()

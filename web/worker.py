@@ -118,8 +118,9 @@ async def load_model(name, url):
     except webgpt.ModelFolderError as e:
         _error("load", f"The model \u201c{name}\u201d could not be loaded: {e}",
                "A model folder needs config.json, model.safetensors (or shards with "
-               "model.safetensors.index.json), vocab.json and merges.txt. Fix the folder under "
-               "weights/, run python build.py again, or pick another model.")
+               "model.safetensors.index.json) and its tokenizer: vocab.json and merges.txt "
+               "(GPT-2) or tokenizer.json (Llama, Qwen). Fix the folder under weights/, run "
+               "python build.py again, or pick another model.")
         return
     except GPUError as e:
         _error("load", str(e), "The page needs WebGPU with a working adapter to run models.")

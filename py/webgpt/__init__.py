@@ -37,9 +37,11 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
     source = open_source(path_or_url)
     spec = await open_folder(source)
     tokenizer = await _tokenizer(source, spec)
+    stop_ids = await _stop_ids(source, spec, tokenizer)
     if device is None:
         device = await gpu.request_device()
     model = Model(spec, device, tokenizer, layouts(device, layout))
+    model.stop_ids = stop_ids
     try:
         # A CPU adapter's buffers are the host's memory: refuse what it cannot hold, before
         # streaming (planned_bytes comes from config.json and the headers alone).
@@ -56,11 +58,24 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
 
 
 async def _tokenizer(source, spec):
-    """The folder's tokenizer, checked against config.json; a defect is a ModelFolderError."""
-    vocab, merges = spec.tokenizer_files
+    """The folder's tokenizer, checked against config.json; a defect is a ModelFolderError.
+    GPT-2 BPE files (vocab.json + merges.txt), or a Hugging Face tokenizer.json (with
+    tokenizer_config.json where the folder has one)."""
+    files = spec.tokenizer_files
+    vocab = files[0]
     try:
-        tokenizer = Tokenizer.from_texts(await source.text(vocab), await source.text(merges),
-                                         source.where(vocab), source.where(merges))
+        if files == ("tokenizer.json",):
+            from .hf_tokenizer import HFTokenizer
+
+            config_name = "tokenizer_config.json"
+            config = await source.text(config_name) if await source.exists(config_name) else None
+            tokenizer = HFTokenizer.from_texts(await source.text(vocab), config,
+                                               source.where(vocab), source.where(config_name))
+            tokenizer.chat_template = await _chat_template(source, tokenizer)
+        else:
+            merges = files[1]
+            tokenizer = Tokenizer.from_texts(await source.text(vocab), await source.text(merges),
+                                             source.where(vocab), source.where(merges))
     except TokenizerError as e:
         raise ModelFolderError(str(e)) from None
     V = spec.config.vocab_size
@@ -71,3 +86,40 @@ async def _tokenizer(source, spec):
             f"{source.where('config.json')} has vocab_size {V}: the tokenizer files belong to "
             f"another model")
     return tokenizer
+
+
+async def _chat_template(source, tokenizer):
+    """The folder's chat template (chat_template.jinja, else tokenizer_config.json's), or None."""
+    from .chat_template import ChatTemplateError, find_chat_template
+
+    name = "chat_template.jinja"
+    jinja = await source.text(name) if await source.exists(name) else None
+    try:
+        return find_chat_template(tokenizer.config, jinja)
+    except ChatTemplateError as e:
+        raise ModelFolderError(f"{source.where('tokenizer_config.json')}: {e}") from None
+
+
+async def _stop_ids(source, spec, tokenizer):
+    """The ids that end generation: generation_config.json's eos_token_id (an int or a list)
+    and the tokenizer's end-of-text id."""
+    from .limits import json_budget, parse_json
+
+    ids = set()
+    eot = getattr(tokenizer, "eot_id", None)
+    if eot is not None:
+        ids.add(eot)
+    name = "generation_config.json"
+    if await source.exists(name):
+        where = source.where(name)
+        d = parse_json(await source.text(name), where, budget=json_budget(name))
+        eos = d.get("eos_token_id") if isinstance(d, dict) else None
+        eos = [eos] if isinstance(eos, int) and not isinstance(eos, bool) else eos
+        if eos is not None:
+            V = spec.config.vocab_size
+            if not isinstance(eos, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and 0 <= i < V for i in eos):
+                raise ModelFolderError(f"{where}: eos_token_id must be a token id or a list of "
+                                       f"token ids below vocab_size ({V}), not {eos!r:.60}")
+            ids.update(eos)
+    return frozenset(ids)

@@ -36,7 +36,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 
-__all__ = ["ChatTemplateError", "render_chat_template", "find_chat_template"]
+__all__ = ["ChatTemplateError", "render_chat_template", "find_chat_template",
+           "apply_chat_template"]
 
 # Older Jinja2 releases have known sandbox escapes; transformers refuses them for the same reason.
 _MIN_JINJA = (3, 1, 6)
@@ -261,3 +262,21 @@ def _environment():
     env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now,
                        dict=PlainDict(), namespace=Namespace)
     return env
+
+
+def apply_chat_template(tokenizer, messages, add_generation_prompt=False, tokenize=True,
+                        **extra):
+    """transformers' `tokenizer.apply_chat_template` for our tokenizers: the text of
+    `tokenizer.chat_template` rendered for `messages`, or its ids (encoded without adding
+    special tokens: the template writes them itself, as transformers encodes it)."""
+    template = getattr(tokenizer, "chat_template", None)
+    if template is None:
+        raise ChatTemplateError("this model has no chat template (no chat_template in "
+                                "tokenizer_config.json and no chat_template.jinja): it is not "
+                                "a chat model; use generate() with a prompt instead")
+    text = render_chat_template(template, messages, add_generation_prompt=add_generation_prompt,
+                                bos_token=getattr(tokenizer, "bos_token", None),
+                                eos_token=getattr(tokenizer, "eos_token", None), **extra)
+    if not tokenize:
+        return text
+    return tokenizer.encode(text, add_special_tokens=False)

@@ -165,3 +165,203 @@ class GPT2Config:
         return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
                    n_positions=n_positions, layer_norm_epsilon=float(eps),
                    activation_function=act, quantization=quantization)
+
+
+# ---------------------------------------------------------------- Llama, Qwen2, Qwen3
+
+# model_type -> the architecture transformers names in config.json's "architectures".
+LLAMA_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
+               "qwen3": "Qwen3ForCausalLM"}
+# Keys whose presence (with a value that changes the math) this implementation refuses.
+_REFUSED = {
+    "use_sliding_window": "sliding-window attention is not supported",
+    "num_experts": "mixture-of-experts models are not supported",
+    "num_local_experts": "mixture-of-experts models are not supported",
+    "moe_intermediate_size": "mixture-of-experts models are not supported",
+    "attn_logit_softcapping": "attention logit soft-capping is not supported",
+    "final_logit_softcapping": "final logit soft-capping is not supported",
+}
+
+
+@dataclass
+class LlamaConfig:
+    """Llama-family hyperparameters (transformers' LlamaConfig / Qwen2Config / Qwen3Config keys).
+
+    `context` is the context this runtime keeps (the KV cache's length): at most
+    max_position_embeddings, and smaller where the adapter or memory asks (set at load).
+    """
+    model_type: str
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    num_key_value_heads: int
+    head_dim: int
+    vocab_size: int
+    max_position_embeddings: int
+    rms_norm_eps: float
+    rope_theta: float
+    rope_scaling: dict = None          # None or {"rope_type": "llama3", ...}
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False       # q/k/v biases (always for Qwen2)
+    mlp_bias: bool = False
+    qk_norm: bool = False              # Qwen3: RMSNorm of each q and k head
+    bos_token_id: object = None
+    eos_token_id: object = None        # an int or a list of ints
+    quantization: Quantization = None
+    context: int = 0
+
+    # The names the rest of the package uses for every architecture.
+    @property
+    def n_layer(self):
+        return self.num_hidden_layers
+
+    @property
+    def n_head(self):
+        return self.num_attention_heads
+
+    @property
+    def n_embd(self):
+        return self.hidden_size
+
+    @property
+    def n_positions(self):
+        return self.context or self.max_position_embeddings
+
+    @property
+    def head_size(self):
+        return self.head_dim
+
+    @classmethod
+    def from_dict(cls, d, where="config.json"):
+        model_type = d.get("model_type")
+        for key, why in _REFUSED.items():
+            v = d.get(key)
+            if v not in (None, False, 0, 0.0):
+                raise ModelFolderError(f"{where}: {key} = {_show(v)}: {why}")
+        act = d.get("hidden_act", "silu")
+        if act != "silu":
+            raise ModelFolderError(f"{where}: hidden_act {_show(act)} is not supported; the MLP "
+                                   f"must be SwiGLU with 'silu'")
+
+        def positive_int(key, default=None, limit=1 << 24):
+            v = d.get(key, default)
+            if v is None:
+                raise ModelFolderError(f"{where} lacks {key!r}, which a {model_type} model needs")
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 < v <= limit:
+                raise ModelFolderError(
+                    f"{where}: {key} must be a positive integer (at most {limit}), not {_show(v)}")
+            return v
+
+        def number(key, default, low, high):
+            v = d.get(key, default)
+            if not isinstance(v, (int, float)) or isinstance(v, bool) or not low < v < high:
+                raise ModelFolderError(f"{where}: {key} must be a number in ({low}, {high}), "
+                                       f"not {_show(v)}")
+            return float(v)
+
+        hidden = positive_int("hidden_size", limit=1 << 16)
+        heads = positive_int("num_attention_heads", limit=1024)
+        kv_heads = positive_int("num_key_value_heads", heads, limit=1024)
+        if heads % kv_heads:
+            raise ModelFolderError(
+                f"{where}: num_key_value_heads ({kv_heads}) must divide num_attention_heads "
+                f"({heads}): each key/value head serves the same number of query heads")
+        head_dim = d.get("head_dim")
+        if head_dim is None:
+            if hidden % heads:
+                raise ModelFolderError(f"{where}: hidden_size ({hidden}) is not a multiple of "
+                                       f"num_attention_heads ({heads}) and there is no head_dim")
+            head_dim = hidden // heads
+        head_dim = positive_int("head_dim", head_dim, limit=1024)
+        # transformers 5 writes "rope_parameters" {"rope_type", "rope_theta", ...}; older
+        # versions "rope_theta" and "rope_scaling" {"rope_type" or "type", ...}.
+        key = "rope_parameters" if d.get("rope_parameters") is not None else "rope_scaling"
+        rope_scaling = d.get(key)
+        rope_theta = d.get("rope_theta", 10000.0)
+        if rope_scaling is not None:
+            if not isinstance(rope_scaling, dict):
+                raise ModelFolderError(f"{where}: {key} must be an object, not "
+                                       f"{_show(rope_scaling)}")
+            rope_theta = rope_scaling.get("rope_theta", rope_theta)
+            kind = rope_scaling.get("rope_type", rope_scaling.get("type", "default"))
+            if kind == "default":
+                rope_scaling = None
+            elif kind != "llama3":
+                raise ModelFolderError(
+                    f"{where}: {key} of type {_show(kind)} is not supported (only 'llama3' "
+                    f"and the default rotary embedding are)")
+            else:
+                for name in ("factor", "low_freq_factor", "high_freq_factor",
+                             "original_max_position_embeddings"):
+                    v = rope_scaling.get(name)
+                    if not isinstance(v, (int, float)) or isinstance(v, bool) or v <= 0:
+                        raise ModelFolderError(f"{where}: {key}.{name} must be a positive "
+                                               f"number, not {_show(v)}")
+                if rope_scaling["low_freq_factor"] >= rope_scaling["high_freq_factor"]:
+                    raise ModelFolderError(f"{where}: {key}.low_freq_factor must be below "
+                                           f"high_freq_factor")
+        if not isinstance(rope_theta, (int, float)) or isinstance(rope_theta, bool) \
+                or not 0 < rope_theta < float("inf"):
+            raise ModelFolderError(f"{where}: rope_theta must be a positive number, not "
+                                   f"{_show(rope_theta)}")
+        if d.get("mlp_bias"):
+            raise ModelFolderError(f"{where}: mlp_bias = true is not supported")
+        attention_bias = bool(d.get("attention_bias", model_type == "qwen2"))
+        if model_type == "qwen2" and d.get("attention_bias") is False:
+            attention_bias = False
+        eos = d.get("eos_token_id")
+        quantization = _quantization(d, where, hidden)
+        return cls(model_type=model_type, hidden_size=hidden,
+                   intermediate_size=positive_int("intermediate_size", limit=1 << 20),
+                   num_hidden_layers=positive_int("num_hidden_layers", limit=1024),
+                   num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
+                   vocab_size=positive_int("vocab_size"),
+                   max_position_embeddings=positive_int("max_position_embeddings", limit=1 << 24),
+                   rms_norm_eps=number("rms_norm_eps", 1e-6, 0, 1),
+                   rope_theta=float(rope_theta),
+                   rope_scaling=rope_scaling,
+                   tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+                   attention_bias=attention_bias, qk_norm=model_type == "qwen3",
+                   bos_token_id=d.get("bos_token_id"), eos_token_id=eos,
+                   quantization=quantization)
+
+
+def _quantization(d, where, row):
+    """config.json's webgpt_quantization (or None), checked; `row`: the rows' length."""
+    if QUANTIZATION_KEY not in d:
+        return None
+    q = d[QUANTIZATION_KEY]
+    if not isinstance(q, dict) or set(q) != {"bits", "block"}:
+        raise ModelFolderError(
+            f"{where}: {QUANTIZATION_KEY} must be an object {{\"bits\": 8 or 4, "
+            f"\"block\": B}}, not {_show(q)}")
+    why = check_quantization(q["bits"], q["block"])
+    if why:
+        raise ModelFolderError(f"{where}: {QUANTIZATION_KEY}: {why}")
+    if row % q["block"]:
+        raise ModelFolderError(
+            f"{where}: {QUANTIZATION_KEY} block {q['block']} does not divide the hidden size "
+            f"({row}), the length of the rows it quantizes")
+    return Quantization(q["bits"], q["block"])
+
+
+def parse_config(text, where="config.json"):
+    """GPT2Config or LlamaConfig from config.json text, by its model_type."""
+    d = parse_json(text, where, budget=json_budget("config.json"))
+    if not isinstance(d, dict):
+        raise ModelFolderError(f"{where} must hold a JSON object of model settings")
+    model_type = d.get("model_type", "gpt2")
+    if model_type == "gpt2":
+        return GPT2Config.from_json(text, where)
+    if model_type in LLAMA_TYPES:
+        archs = d.get("architectures")
+        want = LLAMA_TYPES[model_type]
+        if isinstance(archs, list) and archs and archs[0] != want:
+            raise ModelFolderError(
+                f"{where}: architectures {_show(archs)} is not supported for model_type "
+                f"{model_type!r} (webgpt runs {want})")
+        return LlamaConfig.from_dict(d, where)
+    raise ModelFolderError(
+        f"{where} describes a {_show(model_type)} model; webgpt runs GPT-2 ('gpt2'), Llama "
+        f"('llama'), Qwen2 ('qwen2') and Qwen3 ('qwen3')")

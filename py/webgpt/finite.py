@@ -25,8 +25,14 @@ def _buffers(model):
     value i of the range. Matrices are split into parts by rows and may be transposed; of a
     quantized matrix only the f16 scales can be non-finite."""
     out = []
+    store = model.weight_store
+    for name, size in store.vector_groups.items():  # biases joined into one buffer
+        out.append((name, store.params[name], None, False, lambda i: i))
+    members = {m for group in store.vector_groups.values() for m, _ in group}
     for name, ref in model.spec.tensors.items():
-        m = model.mats.get(name)
+        if name in members:
+            continue
+        m = store.matrix(name)
         if m is None:
             if name in model.params:
                 buf, n = model.params[name], math.prod(ref.shape)
@@ -61,7 +67,7 @@ def _is_f16(buf, n):
 
 async def check_finite(model):
     """Raise ModelFolderError naming the file and tensor if any weight is NaN or infinite."""
-    dev, kernels = model.device, model.kernels
+    dev, kernels, store = model.device, model.kernels, model.weight_store
     todo = _buffers(model)
     if not todo:
         return
@@ -93,6 +99,11 @@ async def check_finite(model):
             entry[1] = at if entry[1] is None else min(entry[1], at)
     if bad:
         name, (count, index) = next(iter(bad.items()))
+        for member, n in store.vector_groups.get(name, []):  # which member of a joined buffer
+            if index < n:
+                name = member
+                break
+            index -= n
         ref = model.spec.tensors.get(name)
         if ref is None:  # NAME.scales of a quantized matrix
             ref = model.spec.tensors[name[:-len(".scales")]].scales

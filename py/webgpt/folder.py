@@ -26,10 +26,12 @@ Every other tensor (and every tensor of a plain folder) is a TensorRef of a floa
 import os
 from dataclasses import dataclass
 
-from .config import QUANTIZATION_KEY, GPT2Config
+from .config import QUANTIZATION_KEY, parse_config
 from .limits import json_budget, parse_json
 from .safetensors import QWEIGHT_SUFFIX, read_header
 from .errors import ModelFolderError
+from .model import arch_for
+from .model.gpt2 import LAYER_MATRICES
 from .sources import open_source
 
 __all__ = ["ModelFolderError", "ModelSpec", "TensorRef", "QuantizedRef", "open_folder",
@@ -42,7 +44,7 @@ PREFIX = "transformer."
 
 # The matrices of each layer that a quantized folder quantizes (Conv1D, [in, out]), and the
 # suffixes of the two tensors that replace each quantized weight.
-QUANTIZED = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+QUANTIZED = LAYER_MATRICES  # each layer's matrices the products read (model/gpt2.py)
 QWEIGHT, SCALES = QWEIGHT_SUFFIX, ".scales"
 
 LAYOUT = ("a model folder holds config.json, model.safetensors (or shards listed in "
@@ -93,7 +95,7 @@ class QuantizedRef:
 
 @dataclass
 class ModelSpec:
-    config: GPT2Config
+    config: object  # config.GPT2Config or config.LlamaConfig
     source: object
     # Canonical name -> where its bytes are: a TensorRef, or a QuantizedRef in a quantized
     # folder. Ordered by (file, offset) (a QuantizedRef by its qweight) so that a loader
@@ -108,42 +110,23 @@ class ModelSpec:
 
 
 def expected_shapes(config):
-    """Canonical tensor name -> shape, for GPT2Model's weights (Conv1D weights are [in, out])."""
-    C, V, P = config.n_embd, config.vocab_size, config.n_positions
-    shapes = {"wte.weight": (V, C), "wpe.weight": (P, C)}
-    for i in range(config.n_layer):
-        h = f"h.{i}."
-        shapes.update({
-            h + "ln_1.weight": (C,), h + "ln_1.bias": (C,),
-            h + "attn.c_attn.weight": (C, 3 * C), h + "attn.c_attn.bias": (3 * C,),
-            h + "attn.c_proj.weight": (C, C), h + "attn.c_proj.bias": (C,),
-            h + "ln_2.weight": (C,), h + "ln_2.bias": (C,),
-            h + "mlp.c_fc.weight": (C, 4 * C), h + "mlp.c_fc.bias": (4 * C,),
-            h + "mlp.c_proj.weight": (4 * C, C), h + "mlp.c_proj.bias": (C,),
-        })
-    shapes["ln_f.weight"] = (C,)
-    shapes["ln_f.bias"] = (C,)
-    return shapes
+    """Canonical tensor name -> shape of the weights of this config's architecture
+    (model/gpt2.py, model/llama.py)."""
+    return arch_for(config).expected_shapes(config)
 
 
 def quantized_names(config):
-    """The weights a quantized folder stores quantized: wte and each layer's matrices."""
-    return ["wte.weight"] + [f"h.{i}.{m}" for i in range(config.n_layer) for m in QUANTIZED]
+    """The weights a quantized folder stores quantized (the matrices the products read)."""
+    return arch_for(config).quantized_names(config)
 
 
 def _quantized_shapes(config, name):
     """(qweight shape, scales shape) of quantized weight `name` for this config."""
     q = config.quantization
     K, N = expected_shapes(config)[name]
-    if name == "wte.weight":
-        K, N = N, K                 # [V, C]: rows are tokens, K = C
+    if arch_for(config).matrix_storage(name) == "rows":
+        K, N = N, K                 # [N, K] as stored: rows are outputs (tokens for wte)
     return (N, K if q.bits == 8 else K // 2), (N, K // q.block)
-
-
-def _ignored_buffers(n_layer):
-    # The causal mask and its fill value, which older transformers versions saved as if they
-    # were weights; the model builds its own mask.
-    return {f"h.{i}.attn.{b}" for i in range(n_layer) for b in ("bias", "masked_bias")}
 
 
 def _shape(s):
@@ -157,17 +140,21 @@ async def open_folder(source):
 
     if not await source.exists("config.json"):
         raise ModelFolderError(f"{source.where('config.json')} is missing; {LAYOUT}")
-    config = GPT2Config.from_json(await source.text("config.json"), source.where("config.json"))
+    config = parse_config(await source.text("config.json"), source.where("config.json"))
+    arch = arch_for(config)
 
-    for name in TOKENIZER_FILES:
+    for name in arch.TOKENIZER_FILES:
         if not await source.exists(name):
+            files = " and ".join(arch.TOKENIZER_FILES)
             raise ModelFolderError(
-                f"{source.where(name)} is missing: add GPT-2's tokenizer files vocab.json and "
-                f"merges.txt to the folder (they come with the model on Hugging Face)")
+                f"{source.where(name)} is missing: add the {arch.NAME} tokenizer file"
+                f"{'s' if len(arch.TOKENIZER_FILES) > 1 else ''} {files} to the folder (they "
+                f"come with the model on Hugging Face)")
 
     files = await _weight_files(source)
     tensors = await _tensors(source, config, files)
-    return ModelSpec(config=config, source=source, tensors=tensors)
+    return ModelSpec(config=config, source=source, tensors=tensors,
+                     tokenizer_files=arch.TOKENIZER_FILES)
 
 
 async def _weight_files(source):
@@ -207,8 +194,10 @@ async def _weight_files(source):
 
 
 async def _tensors(source, config, files):
+    arch = arch_for(config)
     expected = expected_shapes(config)
-    ignored = _ignored_buffers(config.n_layer)
+    ignored = arch.ignored(config)
+    tied = arch.tied_head(config)
     V, C = config.vocab_size, config.n_embd
     quant = config.quantization
     quantizable = set(quantized_names(config))
@@ -224,14 +213,15 @@ async def _tensors(source, config, files):
                 f"{source.where(INDEX)} places tensor {absent[0]!r} in {where}, "
                 f"which does not have it")
         for saved, info in header.items():
-            name = saved[len(PREFIX):] if saved.startswith(PREFIX) else saved
-            if name == "lm_head.weight":
-                # GPT-2 ties the output projection to wte; only that layout is supported.
+            name = saved[len(arch.PREFIX):] if saved.startswith(arch.PREFIX) else saved
+            if name == tied:
+                # An output projection tied to the token table (GPT-2 always, others by
+                # config.json's tie_word_embeddings): the table serves, the copy is skipped.
                 if info.shape == (V, C):
                     continue
                 raise ModelFolderError(
                     f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; "
-                    f"expected {_shape((V, C))} (tied to wte)")
+                    f"expected {_shape((V, C))} (tied to the token table)")
             if name in ignored:
                 continue
             part = next((p for p in (QWEIGHT, SCALES) if name.endswith(p)), None)
@@ -240,8 +230,8 @@ async def _tensors(source, config, files):
                 _check_part(saved, info, where, base, part, config, quantizable, config_where)
             elif name not in expected:
                 raise ModelFolderError(
-                    f"tensor {saved!r} in {where} is not a GPT-2 weight for this config.json "
-                    f"(n_layer={config.n_layer})")
+                    f"tensor {saved!r} in {where} is not a {arch.NAME} weight for this "
+                    f"config.json (n_layer={config.n_layer})")
             if name in found:
                 other, other_saved = found[name]
                 raise ModelFolderError(
@@ -287,8 +277,8 @@ async def _tensors(source, config, files):
             entries[name] = found[name][0]
         else:   # a quantized folder's weight: checked above, both parts are there
             qweight, scales = found[name + QWEIGHT][0], found[name + SCALES][0]
-            entries[name] = QuantizedRef(qweight, scales, quant.bits, quant.block,
-                                         expected[name], transposed=name != "wte.weight")
+            entries[name] = QuantizedRef(qweight, scales, quant.bits, quant.block, expected[name],
+                                         transposed=arch.matrix_storage(name) == "cols")
     order = {file: k for k, file in enumerate(files)}
 
     def position(item):
@@ -308,8 +298,8 @@ def _check_part(saved, info, where, base, part, config, quantizable, config_wher
             f"has no {QUANTIZATION_KEY!r} (bits, block) to say how to read it")
     if base not in quantizable:
         raise ModelFolderError(
-            f"tensor {saved!r} in {where}: {base!r} is never quantized (only wte.weight and "
-            f"each layer's {', '.join(QUANTIZED)} are)")
+            f"tensor {saved!r} in {where}: {base!r} is never quantized (only the token table "
+            f"and the matrices the products read are)")
     qshape, sshape = _quantized_shapes(config, base)
     dtype, shape = (quant.qdtype, qshape) if part == QWEIGHT else ("F16", sshape)
     how = f"{quant.bits}-bit, block {quant.block} ({QUANTIZATION_KEY} in {config_where})"

@@ -907,6 +907,24 @@ class HFTokenizer:
         """Number of token ids: one more than the largest id, added tokens included."""
         return len(self._id_to_token)
 
+    chat_template = None  # the folder's chat template (set by webgpt.load), or None
+
+    @property
+    def bos_token(self):
+        """The text of the beginning-of-sequence token (a chat template's bos_token), or None."""
+        return self._bos
+
+    @property
+    def eos_token(self):
+        """The text of the end-of-sequence token (a chat template's eos_token), or None."""
+        return self._eos
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True, **extra):
+        """The ids (or with tokenize=False the text) of `messages` rendered by the chat
+        template, as transformers' apply_chat_template gives them (webgpt.chat_template)."""
+        from .chat_template import apply_chat_template
+        return apply_chat_template(self, messages, add_generation_prompt, tokenize, **extra)
+
     @property
     def bos_id(self):
         """Id of the beginning-of-sequence token (tokenizer_config.json's bos_token), or None."""

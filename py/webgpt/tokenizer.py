@@ -396,6 +396,18 @@ class Tokenizer:
                 f"token id {token_id!r} is not in the vocabulary (ids 0..{len(table) - 1})")
         return table[i]
 
+    chat_template = None  # GPT-2 has none
+    bos_token = eos_token = EOT
+
+    def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True, **extra):
+        """Raises ChatTemplateError: GPT-2 BPE folders carry no chat template."""
+        from .chat_template import apply_chat_template
+        return apply_chat_template(self, messages, add_generation_prompt, tokenize, **extra)
+
+    def stream_decoder(self, skip_special_tokens=False):
+        """A StreamDecoder for this tokenizer (GPT-2's only special token is <|endoftext|>)."""
+        return StreamDecoder(self)
+
     def decode(self, ids):
         """Text of token ids; bytes that are not valid UTF-8 become U+FFFD."""
         token_bytes = self.token_bytes

@@ -10,15 +10,28 @@
     generator.py  Model: logits, the pipelined decode loop, the text API, rebuild and adopt
                   (the editor's reload over the same weights)
     gpt2.py       GPT-2: which ops run in which order with which weights (the forward pass)
+    llama.py      Llama, Qwen2, Qwen3: the same, with RMSNorm, rotary embedding, grouped-query
+                  attention and SwiGLU
 
-A new architecture is a module beside gpt2.py with the same functions (dims, activations,
-matrix_storage, is_matrix, is_table, forward).
+An architecture is a module with the same names: NAME, PREFIX, TOKENIZER_FILES (its folder),
+expected_shapes, quantized_names, tied_head, ignored (what folder.py checks), dims, activations,
+matrix_storage, is_matrix, is_table (its weights), forward (its ops), and optionally groups,
+constants and context. `arch_for(config)` picks one.
 """
 
-from . import gpt2
-from .generator import GPT2, Model
+from . import gpt2, llama
+
+
+def arch_for(config):
+    """The architecture module of a parsed config.json (config.GPT2Config or LlamaConfig)."""
+    return llama if isinstance(config, llama.CONFIG) else gpt2
+
+
+from .generator import GPT2, Model  # noqa: E402  (it uses arch_for)
 from .layout import Layout, layouts
 from .plan import PIPELINE, Launch, Plan
 from .weights import Matrix
 
-__all__ = ["GPT2", "Model", "Layout", "layouts", "Plan", "Launch", "Matrix", "PIPELINE", "gpt2"]
+__all__ = ["GPT2", "Model", "Layout", "layouts", "Plan", "Launch", "Matrix", "PIPELINE", "gpt2",
+           "llama", "arch_for"]
+

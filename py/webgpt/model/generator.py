@@ -23,7 +23,7 @@ import warnings
 from collections import deque
 
 from ..kernels import Kernels
-from . import gpt2
+from . import arch_for
 from .layout import Layout, layouts, resolve
 from .plan import PIPELINE, Plan
 from .weights import Weights, released_error
@@ -42,18 +42,34 @@ class Model:
         self.config = spec.config
         self.device = device
         self.tokenizer = tokenizer
-        self.arch = arch or gpt2
+        self.arch = arch or arch_for(self.config)
         self.kernels = Kernels(device)
+        base = Layout.of(layout) if layout is not None else layouts(device)
+        fit = getattr(self.arch, "context", None)
+        if fit is not None and not self.config.context:
+            # The context kept (the KV cache's length), where the model allows far more.
+            self.config.context = fit(self.config, device, base)
         d = self.arch.dims(self.config)
         self.C, self.V, self.n_ctx = d["C"], d["V"], d["n_ctx"]
-        base = Layout.of(layout) if layout is not None else layouts(device)
         self.layout = resolve(base, device, d, getattr(spec, "quantization", None) is not None)
+        for name, ref in spec.tensors.items():
+            group = {8: 16, 4: 32}.get(getattr(ref, "bits", None))
+            if group and ref.K % group:  # the kernels read quantized rows in 16-byte groups
+                from ..errors import ModelFolderError
+                raise ModelFolderError(
+                    f"{spec.source.where(ref.qweight.file)}: tensor {name!r} has {ref.bits}-bit "
+                    f"rows of {ref.K} values; the kernels need a multiple of {group}")
         self.weight_store = Weights(spec, device, self.kernels, self.layout, self.arch,
                                     oom_note=self._oom_note)
         self.plan = None
         self.stats = {}
         self.released = False  # release() was called: every method raises
         self.pos = 0  # tokens held in the KV cache
+        # The token ids whose keys and values the KV cache holds at positions 0.. (what a chat
+        # turn may reuse), and the ids that end generation (set by webgpt.load from the
+        # tokenizer and generation_config.json; the tokenizer's eot_id where unset).
+        self.cached_ids = []
+        self.stop_ids = None
 
     # ------------------------------------------------------------ what the model holds
 
@@ -114,6 +130,7 @@ class Model:
         self.plan = Plan(self.arch, self.config, self.weight_store, self.layout, self.kernels,
                          self.device)
         self.pos = 0
+        self.cached_ids = []
 
     @classmethod
     def adopt(cls, old):
@@ -135,6 +152,7 @@ class Model:
         new.weight_store.kernels = new.kernels
         new.weight_store.alloc.oom_note = new._oom_note
         new.stats, new.released, new.pos = dict(old.stats), False, 0
+        new.cached_ids, new.stop_ids = [], old.stop_ids
         if old.plan is not None:
             old.plan.release()
         old.plan, old.released = None, True  # its weights now belong to `new`
@@ -218,6 +236,7 @@ class Model:
             enc.submit()
             out += await dev.read(plan.buf["logits"], 0, rows * V * 4)
         self.pos = T
+        self.cached_ids = ids
         return memoryview(bytes(out)).cast("f", (T, V))
 
     # ------------------------------------------------------------ generation
@@ -233,17 +252,24 @@ class Model:
             ids = [eot]  # GPT-2's unconditional start
         return ids
 
+    def stopping_ids(self):
+        """The ids that end generation: stop_ids, else the tokenizer's end-of-text id."""
+        if self.stop_ids is not None:
+            return frozenset(self.stop_ids)
+        eot = getattr(self.tokenizer, "eot_id", None)
+        return frozenset() if eot is None else frozenset([eot])
+
     async def generate_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
-                           seed=None, stop_at_eot=True, logits_hook=None):
+                           seed=None, stop_at_eot=True, logits_hook=None, cached=0):
         """Generate token ids after `ids`; returns the new ids only."""
         out = []
         async for token in self.stream_ids(ids, max_new_tokens, temperature, top_k, top_p, seed,
-                                           stop_at_eot, logits_hook):
+                                           stop_at_eot, logits_hook, cached):
             out.append(token)
         return out
 
     async def stream_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
-                         seed=None, stop_at_eot=True, logits_hook=None):
+                         seed=None, stop_at_eot=True, logits_hook=None, cached=0):
         """Yield new token ids one by one: the prompt in one pass, then one pass per token.
 
         Every pass ends with the choice of the next token on the GPU (argmax at temperature 0,
@@ -251,6 +277,9 @@ class Model:
         passes are queued ahead of the token being read back. When the context (n_positions)
         is full, the window slides: the last 3/4 of it is run again as a new prompt, and a
         UserWarning says so.
+
+        `cached`: how many leading ids the KV cache already holds (they must be
+        `cached_ids[:cached]`): only the rest runs as the prompt (a chat's next turn).
 
         `logits_hook(logits, ids)`, if given, sees each step's logits before the choice: a
         writable float32 memoryview of vocab_size values (numpy.asarray gives an array over
@@ -270,11 +299,15 @@ class Model:
         if logits_hook is not None and not callable(logits_hook):
             raise ValueError(f"logits_hook must be a function (logits, ids), got "
                              f"{type(logits_hook).__name__}")
+        if cached and (not 0 <= cached < len(ids) <= self.n_ctx
+                       or self.cached_ids[:cached] != ids[:cached]):
+            raise ValueError(f"cached={cached}: the KV cache does not hold those {cached} ids, "
+                             f"or nothing would be left to run")
         n_ctx, dev, plan = self.n_ctx, self.device, self.plan
         choose = "argmax" if temperature == 0 else "sample"
         if seed is None:
             seed = secrets.randbits(32)  # recorded in stats, so the run can be repeated
-        eot = self.tokenizer.eot_id if (stop_at_eot and self.tokenizer is not None) else None
+        stops = self.stopping_ids() if stop_at_eot else frozenset()
         stats = self.stats = {"load_s": self.stats.get("load_s"), "prefill_tokens": 0,
                               "prefill_s": 0.0, "first_token_s": None, "decode_tokens": 0,
                               "decode_s": 0.0, "window_slides": 0, "seed": seed}
@@ -284,8 +317,13 @@ class Model:
         if max_new_tokens == 0:
             return
         history = list(ids)
-        window = ids[-n_ctx:]  # tokens the next pass must write (None: ids[0] is on the GPU)
-        pos = 0                # positions queued into the KV cache
+        window = ids[-n_ctx:] if not cached else ids[cached:]  # tokens the next pass writes
+        #                        (None: the one token the previous pass left in ids[0])
+        pos = cached           # positions queued into the KV cache
+        # What the KV cache holds: known ids, then ("gen", k) for generated token k fed by a
+        # pass queued before it was read back (resolved when generation ends).
+        fed = list(ids[:cached])
+        generated = []
         submitted = 0          # passes queued, one per new token
         inflight = deque()     # read-back slots of queued passes, oldest first
         sampler = (float(temperature), top_k or 0, 1.0 if top_p is None else float(top_p),
@@ -294,6 +332,11 @@ class Model:
 
         async def submit():
             nonlocal window, pos, submitted
+            if window is None:
+                fed.append(("gen", submitted - 1))
+            else:
+                del fed[pos:]
+                fed.extend(window)
             if choose == "sample":
                 dev.write(plan.buf["sampler"], 0, struct.pack("<fIfII", *sampler, submitted))
             slot = plan.slots[submitted % PIPELINE]
@@ -312,34 +355,46 @@ class Model:
 
         t0 = time.perf_counter()
         t_first = None
-        for produced in range(max_new_tokens):
-            self._check_usable()  # released while this generator was suspended
-            if submitted == produced:  # this token's pass is not queued yet
-                if window is None and pos + 1 > n_ctx:
-                    keep = max(1, n_ctx * 3 // 4)
-                    warnings.warn(f"the context of {n_ctx} tokens is full: sliding the window to "
-                                  f"the last {keep} tokens", UserWarning, stacklevel=2)
-                    stats["window_slides"] += 1
-                    window, pos = history[-keep:], 0
+        try:
+            for produced in range(max_new_tokens):
+                self._check_usable()  # released while this generator was suspended
+                if submitted == produced:  # this token's pass is not queued yet
+                    if window is None and pos + 1 > n_ctx:
+                        keep = max(1, n_ctx * 3 // 4)
+                        warnings.warn(f"the context of {n_ctx} tokens is full: sliding the "
+                                      f"window to the last {keep} tokens", UserWarning,
+                                      stacklevel=2)
+                        stats["window_slides"] += 1
+                        window, pos = history[-keep:], 0
+                    if produced == 0:
+                        stats["prefill_tokens"] = len(window)
+                    await submit()
+                # Queue the next passes before reading this token (their input is on the GPU),
+                # so the GPU works while the CPU waits for the read-back.
+                while submitted < max_new_tokens and pos + 1 <= n_ctx and len(inflight) < depth:
+                    await submit()
+                token = struct.unpack("<I", await dev.map_read(inflight.popleft(), 4))[0]
+                now = time.perf_counter()
                 if produced == 0:
-                    stats["prefill_tokens"] = len(window)
-                await submit()
-            # Queue the next passes before reading this token (their input is on the GPU), so
-            # the GPU works while the CPU waits for the read-back.
-            while submitted < max_new_tokens and pos + 1 <= n_ctx and len(inflight) < depth:
-                await submit()
-            token = struct.unpack("<I", await dev.map_read(inflight.popleft(), 4))[0]
-            now = time.perf_counter()
-            if produced == 0:
-                t_first = now
-                stats["first_token_s"] = stats["prefill_s"] = now - t0
-            else:
-                stats["decode_tokens"] = produced
-                stats["decode_s"] = now - t_first
-            history.append(token)
-            yield token
-            if token == eot:
-                return
+                    t_first = now
+                    stats["first_token_s"] = stats["prefill_s"] = now - t0
+                else:
+                    stats["decode_tokens"] = produced
+                    stats["decode_s"] = now - t_first
+                history.append(token)
+                generated.append(token)
+                yield token
+                if token in stops:
+                    return
+        finally:
+            known = []
+            for f in fed:  # the cache's ids, up to the first one that was never read back
+                if isinstance(f, tuple):
+                    if f[1] >= len(generated):
+                        break
+                    f = generated[f[1]]
+                known.append(f)
+            self.cached_ids = known
 
     async def _apply_hook(self, hook, history):
         """Read row 0 of the logits, let `hook` edit them, write them back."""
@@ -377,6 +432,28 @@ class Model:
         pieces = []
         async for piece in self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed,
                                        stop_at_eot, logits_hook):
+            pieces.append(piece)
+        return "".join(pieces)
+
+    async def chat_stream(self, messages, max_new_tokens=256, temperature=1.0, top_k=None,
+                          top_p=None, seed=None, stop=None, logits_hook=None):
+        """Yield the pieces of the assistant's reply to `messages` ([{"role", "content"}], as
+        in transformers), rendered by the model's chat template. The conversation stays in
+        the KV cache: a later turn runs only what is new (model/chat.py). `stop`: strings
+        that end the reply (not part of it)."""
+        from .chat import chat_stream
+
+        self._check_usable()
+        async for piece in chat_stream(self, messages, max_new_tokens, temperature, top_k,
+                                       top_p, seed, stop, logits_hook):
+            yield piece
+
+    async def chat(self, messages, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
+                   seed=None, stop=None, logits_hook=None):
+        """The assistant's reply to `messages` as one string (see chat_stream)."""
+        pieces = []
+        async for piece in self.chat_stream(messages, max_new_tokens, temperature, top_k, top_p,
+                                            seed, stop, logits_hook):
             pieces.append(piece)
         return "".join(pieces)
 

@@ -10,9 +10,48 @@ gpt2_forward is. A second architecture is a module beside this one with the same
 functions.
 """
 
+NAME = "GPT-2"
+PREFIX = "transformer."  # GPT2LMHeadModel's prefix of GPT2Model's names
+TOKENIZER_FILES = ("vocab.json", "merges.txt")
 # The matrices the products read, per layer (Conv1D weights, [in, out] in the file).
 LAYER_MATRICES = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight",
                   "mlp.c_proj.weight")
+
+
+def expected_shapes(cfg):
+    """Canonical tensor name -> shape, for GPT2Model's weights (Conv1D weights are [in, out])."""
+    C, V, P = cfg.n_embd, cfg.vocab_size, cfg.n_positions
+    shapes = {"wte.weight": (V, C), "wpe.weight": (P, C)}
+    for i in range(cfg.n_layer):
+        h = f"h.{i}."
+        shapes.update({
+            h + "ln_1.weight": (C,), h + "ln_1.bias": (C,),
+            h + "attn.c_attn.weight": (C, 3 * C), h + "attn.c_attn.bias": (3 * C,),
+            h + "attn.c_proj.weight": (C, C), h + "attn.c_proj.bias": (C,),
+            h + "ln_2.weight": (C,), h + "ln_2.bias": (C,),
+            h + "mlp.c_fc.weight": (C, 4 * C), h + "mlp.c_fc.bias": (4 * C,),
+            h + "mlp.c_proj.weight": (4 * C, C), h + "mlp.c_proj.bias": (C,),
+        })
+    shapes["ln_f.weight"] = (C,)
+    shapes["ln_f.bias"] = (C,)
+    return shapes
+
+
+def quantized_names(cfg):
+    """The weights a quantized folder stores quantized: wte and each layer's matrices."""
+    return ["wte.weight"] + [f"h.{i}.{m}" for i in range(cfg.n_layer) for m in LAYER_MATRICES]
+
+
+def tied_head(cfg):
+    """The name of an output projection the file may hold that is tied to the token table
+    (skipped when its shape matches), or None."""
+    return "lm_head.weight"
+
+
+def ignored(cfg):
+    """Saved tensors that are not weights: the causal mask and its fill value, which older
+    transformers versions saved; the model builds its own mask."""
+    return {f"h.{i}.attn.{b}" for i in range(cfg.n_layer) for b in ("bias", "masked_bias")}
 
 
 def dims(cfg):

@@ -62,6 +62,9 @@ class Plan:
         self._resolved = {}
         try:
             self.buf = self._buffers()
+            constants = getattr(arch, "constants", None)
+            for name, data in (constants(config) if constants else {}).items():
+                device.write(self.buf[name], 0, data)  # tables the kernels read (rope)
             # Mappable slots for token ids: read while the passes queued after them run.
             self.slots = [device.readback_buffer(8, f"token slot {i}") for i in range(PIPELINE)]
             self.passes = {}
@@ -204,37 +207,52 @@ class Forward:
     # ops
 
     def embedding(self, name, ids, table, positions, out):
-        """out[t] = table[ids[t]] + positions[pos0 + t]            (T, C)"""
+        """out[t] = table[ids[t]] (+ positions[pos0 + t] where there is a position table)
+                                                                    (T, C)"""
         self._flush()
         p, k = self.plan, self.plan.kernels
         C = p.dims["C"]
         m = p.weights.mats[table]
+        wpe = positions is not None
         for part in m.parts:
-            pipe = k.get("embedding", C=C, WPE_F16=p.weights.keeps_f16(positions), WG=WG,
+            pipe = k.get("embedding", C=C, WPE=wpe,
+                         WPE_F16=wpe and p.weights.keeps_f16(positions), WG=WG,
                          **m.constants(part))
             group = p.bind("embedding", pipe, ids=p.buf[ids], wte=part[0],
-                           wpe=self._param(positions), x=p.buf[out], p=p.buf["params"])
+                           wpe=self._param(positions) if wpe else None, x=p.buf[out],
+                           p=p.buf["params"])
             self._add(name, "embedding", pipe, group, (cdiv(C, WG), "T", 1))
 
     def layer_norm(self, name, x, out):
         """out = (x - mean) / sqrt(var + eps) * w + b, per row     (T, C)
         In a pass whose products can do it, it is left to the next product that reads `out`."""
+        self._norm(name, x, out, rms=False)
+
+    def rms_norm(self, name, x, out):
+        """out = x / sqrt(mean(x^2) + eps) * w, per row             (T, C)
+        Fused into the next product as layer_norm is."""
+        self._norm(name, x, out, rms=True)
+
+    def _norm(self, name, x, out, rms):
         self._flush()
         if self.fuse:
-            self._pending = (name, x, out)
+            self._pending = (name, x, out, rms)
         else:
-            self._emit_norm(name, x, out)
+            self._emit_norm(name, x, out, rms)
 
-    def _emit_norm(self, name, x, out):
+    def _emit_norm(self, name, x, out, rms):
         p = self.plan
-        pipe = p.kernels.get("layernorm", C=p.dims["C"], EPS=p.dims["eps"], WG=WG)
+        pipe = p.kernels.get("layernorm", C=p.dims["C"], EPS=p.dims["eps"], RMS=rms, WG=WG)
         group = p.bind("layernorm", pipe, x=p.buf[x], w=self._param(name + ".weight"),
-                       b=self._param(name + ".bias"), out=p.buf[out], p=p.buf["params"])
+                       b=None if rms else self._param(name + ".bias"), out=p.buf[out],
+                       p=p.buf["params"])
         self._add(name, "layernorm", pipe, group, ("T", 1, 1))
 
-    def linear(self, name, x, out, K, N, gelu=False, residual=False, kv=None):
-        """out = x @ W + b, with its fused epilogue: gelu, out += (residual), and with kv=i the
-        k and v thirds stored into layer i's caches at pos0 + t.    (T, N)
+    def linear(self, name, x, out, K, N, gelu=False, residual=False, kv=None, swiglu_in=False):
+        """out = x @ W + b (b where the model has it), with its fused epilogue: gelu,
+        out += (residual), and with kv=i the k and v thirds stored into layer i's caches at
+        pos0 + t; with swiglu_in, x holds (gate | up) of 2K columns and the product reads
+        silu(gate) * up.                                                  (T, N)
         Which kernel runs is decided here, for every product of every architecture."""
         p, lay, k = self.plan, self.plan.layout, self.plan.kernels
         norm = None
@@ -242,15 +260,22 @@ class Forward:
             norm, self._pending = self._pending, None
         self._flush()
         src = p.buf[norm[1] if norm else x]
-        bufs = dict(bias=self._param(name + ".bias"), out=p.buf[out],
+        rms = bool(norm and norm[3])
+        has_bias = name + ".bias" in p.weights.params
+        bufs = dict(bias=self._param(name + ".bias") if has_bias else None, out=p.buf[out],
                     k_cache=p.buf[f"k_cache.{kv}"] if kv is not None else None,
                     v_cache=p.buf[f"v_cache.{kv}"] if kv is not None else None, p=p.buf["params"])
         ln = dict(ln_w=self._param(norm[0] + ".weight") if norm else None,
-                  ln_b=self._param(norm[0] + ".bias") if norm else None)
+                  ln_b=self._param(norm[0] + ".bias") if norm and not rms else None)
         flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
+        # Only where they differ from the defaults, so GPT-2's pipelines keep their keys.
+        if not has_bias:
+            flags["BIAS"] = False
+        if swiglu_in:
+            flags["SWIGLU_IN"] = True
         eps = p.dims["eps"]
         label = f"{norm[0]} + {name}" if norm else name
-        if lay.weights == "cols":
+        if name + ".weight" in p.weights.params:  # kept [in, out] as stored: the CPU layout
             if not self.matvec:
                 raise ValueError("the 'cols' weight layout runs prompts with matvec "
                                  "(prefill='matvec')")
@@ -260,7 +285,7 @@ class Forward:
                 # the GPU reads W at once.
                 shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
             pipe = k.get("matvec", K=K, N=N, F16=p.weights.uses_f16, LN=norm is not None,
-                         EPS=eps, **flags, **shape)
+                         EPS=eps, **({"RMS": True} if rms else {}), **flags, **shape)
             group = p.bind("matvec", pipe, x=src, W=self._param(name + ".weight"), **bufs, **ln)
             self._add(label, "matvec", pipe, group, (cdiv(N // 4, shape["TX"]), "T", 1))
             return
@@ -273,7 +298,8 @@ class Forward:
                 # may give those products more rows per workgroup to share that work.
                 shape = lay.gemv_ln if norm else lay.gemv
                 pipe = k.get("gemv", **fmt, LN=norm is not None, EPS=eps,
-                             LN_MAX=K if norm else 1, **flags, **shape)
+                             LN_MAX=K if norm else 1, **({"RMS": True} if rms else {}),
+                             **flags, **shape)
                 group = p.bind("gemv", pipe, x=src, Wt=part[0], **bufs, **ln)
                 self._add(label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
             else:
@@ -281,12 +307,37 @@ class Forward:
                 group = p.bind("matmul", pipe, x=src, Wt=part[0], **bufs)
                 self._add(label, "matmul", pipe, group, (cdiv(rows, 64), "T64", 1))
 
-    def attention(self, name, qkv, layer, out):
-        """out = softmax(q k^T / sqrt(hs), causal) v per head, over the KV cache   (T, C)"""
+    def rope(self, name, qkv, layer, q_norm=None, k_norm=None):
+        """q, k of this pass rotated by their positions (the "rope" table), after an RMSNorm of
+        each head with q_norm / k_norm where given; rotated k and v -> layer's caches at
+        pos0 + t.                                                         (T, (H + 2G) hd)"""
         self._flush()
         p, d = self.plan, self.plan.dims
-        pipe = p.kernels.get("attention", C=d["C"], N_HEAD=d["n_head"], N_CTX=d["n_ctx"],
-                             WG=p.layout.attention)
+        hd = d["head_size"]
+        lanes = 1  # invocations per head: a power of two, at most hd / 8 (1 on a CPU adapter)
+        while p.layout.kind != "cpu" and lanes * 2 <= min(8, hd // 8):
+            lanes *= 2
+        norm = q_norm is not None
+        H, G = d["n_head"], d["n_kv"]
+        pipe = p.kernels.get("rope", C=d["q_cols"], N_HEAD=H, N_KV=G, NORM=norm,
+                             EPS=d["eps"], LANES=lanes, WG=64)
+        group = p.bind("rope", pipe, qkv=p.buf[qkv], rope=p.buf["rope"],
+                       q_norm=self._param(q_norm + ".weight") if norm else None,
+                       k_norm=self._param(k_norm + ".weight") if norm else None,
+                       k_cache=p.buf[f"k_cache.{layer}"], v_cache=p.buf[f"v_cache.{layer}"],
+                       p=p.buf["params"])
+        self._add(name, "rope", pipe, group, (cdiv((H + 2 * G) * lanes, 64), "T", 1))
+
+    def attention(self, name, qkv, layer, out):
+        """out = softmax(q k^T / sqrt(hs), causal) v per head, over the KV cache (each of the
+        n_kv key/value heads serving n_head / n_kv query heads)           (T, n_head hs)"""
+        self._flush()
+        p, d = self.plan, self.plan.dims
+        gqa = {}
+        if "n_kv" in d:  # grouped-query attention: q columns and the row stride differ from C
+            gqa = dict(N_KV=d["n_kv"], QKV_STRIDE=d["qkv_cols"])
+        pipe = p.kernels.get("attention", C=d.get("q_cols", d["C"]), N_HEAD=d["n_head"],
+                             N_CTX=d["n_ctx"], WG=p.layout.attention, **gqa)
         group = p.bind("attention", pipe, qkv=p.buf[qkv], k_cache=p.buf[f"k_cache.{layer}"],
                        v_cache=p.buf[f"v_cache.{layer}"], y=p.buf[out], p=p.buf["params"])
         self._add(name, "attention", pipe, group, ("T", d["n_head"], 1))

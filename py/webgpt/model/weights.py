@@ -104,15 +104,23 @@ class Weights:
         self.alloc = Allocator(device, oom_note)
         self.params = {}
         self.mats = {}
+        # Tensors that run as one product (the architecture's groups(): q, k, v; gate, up):
+        # member name -> its own Matrix, whose parts the group's Matrix holds; and vector
+        # groups (their biases): group name -> [(member name, values)] in the group's buffer.
+        self.member_mats = {}
+        self.vector_groups = {}
         self.rows = layout.weights == "rows"
         q = getattr(spec, "quantization", None)
         # f16 storage when every float matrix in the file is f16 (as a model saved in half
         # precision) and the layout keeps halves (rows of 16-byte groups: K % 8 == 0).
-        floats = [t for n, t in spec.tensors.items()
+        floats = [(n, t) for n, t in spec.tensors.items()
                   if arch.is_matrix(n) and not hasattr(t, "qweight")]
-        C = arch.dims(spec.config)["C"]
-        self.uses_f16 = (layout.f16 and all(t.dtype == "F16" for t in floats)
-                         and (not self.rows or C % 8 == 0))
+
+        def k_of(name, t):  # the length of a row as the kernels read it
+            return t.shape[1] if arch.matrix_storage(name) == "rows" else t.shape[0]
+
+        self.uses_f16 = (layout.f16 and all(t.dtype == "F16" for _, t in floats)
+                         and (not self.rows or all(k_of(n, t) % 8 == 0 for n, t in floats)))
         self.f16_tables = {n for n, t in spec.tensors.items()
                            if arch.is_table(n) and layout.f16 and t.dtype == "F16"}
         self.format = f"q{q.bits}" if q is not None else ("f16" if self.uses_f16 else "f32")
@@ -141,6 +149,44 @@ class Weights:
     def buffers(self):
         return list(self.alloc.owned)
 
+    def matrix(self, name):
+        """The Matrix of tensor `name`, also where it runs as part of a group."""
+        return self.mats.get(name) or self.member_mats.get(name)
+
+    def group(self, groups):
+        """Join tensors that run as one product: [(group name, [member names])]. Matrices
+        become one Matrix whose parts are the members' (rows stacked in order; nothing is
+        copied); vectors are copied into one buffer, in order."""
+        enc, spent = None, []
+        for name, members in groups:
+            if name.endswith(".weight"):
+                ms = [self.mats.pop(m) for m in members]
+                g = Matrix(name, ms[0].K, sum(m.N for m in ms), ms[0].fmt, ms[0].block)
+                row = 0
+                for m in ms:
+                    if (m.K, m.fmt, m.block) != (g.K, g.fmt, g.block):
+                        raise ValueError(f"{m.name} cannot run in one product with "
+                                         f"{ms[0].name}: their rows differ")
+                    g.parts += [(buf, row + r0, rows, soff) for buf, r0, rows, soff in m.parts]
+                    self.member_mats[m.name] = m
+                    row += m.N
+                self.mats[name] = g
+                continue
+            bufs = [self.params.pop(m) for m in members]
+            out = self.alloc.buffer(sum(b.size for b in bufs), name)
+            enc = enc or self.device.encoder()
+            offset = 0
+            for b in bufs:
+                enc.copy(b, 0, out, offset, b.size)
+                offset += b.size
+            self.params[name] = out
+            self.vector_groups[name] = [(m, b.size // 4) for m, b in zip(members, bufs)]
+            spent += bufs
+        if enc is not None:
+            enc.submit()
+            for b in spent:
+                self.alloc.destroy(b)  # freed once the submitted copies have run
+
     def release(self):
         self.params, self.mats = {}, {}
         self.alloc.release()
@@ -149,6 +195,9 @@ class Weights:
         """Stream every tensor from the model folder into its GPU buffer(s), in file order (so
         a streaming source reads each file front to back)."""
         await _Upload(self, progress).run()
+        groups = getattr(self.arch, "groups", None)
+        if groups is not None:
+            self.group(groups(self.spec.config))
 
 
 class _Upload:

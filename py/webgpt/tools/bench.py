@@ -1,4 +1,4 @@
-"""`python -m webgpt bench`: speed of the GPT-2 shapes on this machine's adapter.
+"""`python -m webgpt bench`: speed of the GPT-2 and Llama-family shapes on this machine's adapter.
 
 For each shape and file dtype: load time, prefill tokens/s for a 512-token prompt, greedy decode
 ms/token at several context lengths, GPU memory held, and the floor: bytes a decode step must
@@ -15,10 +15,10 @@ import json
 import math
 import time
 
-from ..config import GPT2Config, Quantization
+from ..config import GPT2Config, LlamaConfig, Quantization
 from ..folder import ModelSpec, QuantizedRef, TensorRef, expected_shapes, quantized_names
 from ..kernels import Kernels
-from ..model import GPT2, PIPELINE
+from ..model import GPT2, PIPELINE, arch_for
 from ..model.plan import resolve_grid
 
 SHAPES = {
@@ -27,6 +27,39 @@ SHAPES = {
     "774M": dict(n_layer=36, n_head=20, n_embd=1280),
     "1.5B": dict(n_layer=48, n_head=25, n_embd=1600),
 }
+# The Llama-family models people run in browsers, by their config.json (random weights).
+LLAMA_SHAPES = {
+    "SmolLM2-135M": dict(model_type="llama", hidden_size=576, intermediate_size=1536,
+                         num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3,
+                         vocab_size=49152, rope_theta=100000.0, tie_word_embeddings=True),
+    "SmolLM2-360M": dict(model_type="llama", hidden_size=960, intermediate_size=2560,
+                         num_hidden_layers=32, num_attention_heads=15, num_key_value_heads=5,
+                         vocab_size=49152, rope_theta=100000.0, tie_word_embeddings=True),
+    "Qwen2.5-0.5B": dict(model_type="qwen2", hidden_size=896, intermediate_size=4864,
+                         num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2,
+                         vocab_size=151936, rope_theta=1000000.0, tie_word_embeddings=True),
+    "Qwen3-0.6B": dict(model_type="qwen3", hidden_size=1024, intermediate_size=3072,
+                       num_hidden_layers=28, num_attention_heads=16, num_key_value_heads=8,
+                       head_dim=128, vocab_size=151936, rope_theta=1000000.0,
+                       tie_word_embeddings=True),
+    "Llama-3.2-1B": dict(model_type="llama", hidden_size=2048, intermediate_size=8192,
+                         num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8,
+                         vocab_size=128256, rope_theta=500000.0, tie_word_embeddings=True,
+                         rope_scaling={"rope_type": "llama3", "factor": 32.0,
+                                       "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                       "original_max_position_embeddings": 8192}),
+}
+ALL_SHAPES = list(SHAPES) + list(LLAMA_SHAPES)
+
+
+def shape_config(shape, quant=None):
+    """The config of a named shape (GPT2Config or LlamaConfig), context 4096 for Llama ones."""
+    if shape in SHAPES:
+        return GPT2Config(vocab_size=50257, n_positions=1024, quantization=quant, **SHAPES[shape])
+    d = dict(LLAMA_SHAPES[shape], max_position_embeddings=4096)
+    cfg = LlamaConfig.from_dict(d)
+    cfg.quantization = quant
+    return cfg
 ITEMSIZE = {"F32": 4, "F16": 2, "Q8": 2, "Q4": 2}  # Q8, Q4: f16 vectors, scales, wpe
 BLOCK = 32  # values per scale of the quantized rows
 
@@ -62,7 +95,7 @@ def random_spec(shape, dtype):
     rest f16)."""
     bits = {"Q8": 8, "Q4": 4}.get(dtype)
     quant = Quantization(bits, BLOCK) if bits else None
-    cfg = GPT2Config(vocab_size=50257, n_positions=1024, quantization=quant, **SHAPES[shape])
+    cfg = shape_config(shape, quant)
     size = ITEMSIZE[dtype]
     tensors, offset = {}, 0
 
@@ -76,7 +109,7 @@ def random_spec(shape, dtype):
     quantized = set(quantized_names(cfg)) if bits else set()
     for name, shp in expected_shapes(cfg).items():
         if name in quantized:
-            transposed = name != "wte.weight"
+            transposed = arch_for(cfg).matrix_storage(name) == "cols"
             N, K = (shp[1], shp[0]) if transposed else shp
             q = ref("I8" if bits == 8 else "U8", (N, K * bits // 8), 1)
             tensors[name] = QuantizedRef(q, ref("F16", (N, K // BLOCK), 2), bits, BLOCK, shp,
@@ -159,7 +192,8 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
         ms = (t_long - t_short) / n * 1e3
         row[f"ms/token @{ctx}"] = ms
         # One decode step reads every weight and the KV cache of ctx positions (f32).
-        row[f"bytes/token @{ctx}"] = weight_bytes + 2 * cfg.n_layer * ctx * cfg.n_embd * 4
+        kv_width = getattr(cfg, "num_key_value_heads", cfg.n_head) * cfg.head_size
+        row[f"bytes/token @{ctx}"] = weight_bytes + 2 * cfg.n_layer * ctx * kv_width * 4
         log(f"  {shape} {dtype}: {ms:.2f} ms/token at context {ctx}")
     if profile:
         row["profile_us"] = await profile_decode(model)
@@ -263,8 +297,16 @@ def torch_baseline(shape, dtype, contexts, decode_tokens):
     if not torch.cuda.is_available():
         return None
     torch_dtype = torch.float32 if dtype == "F32" else torch.float16
-    cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, **SHAPES[shape])
-    model = transformers.GPT2LMHeadModel(cfg).to("cuda", torch_dtype).eval()
+    if shape in SHAPES:
+        cfg = transformers.GPT2Config(vocab_size=50257, n_positions=1024, **SHAPES[shape])
+        model = transformers.GPT2LMHeadModel(cfg)
+    else:
+        keys = dict(LLAMA_SHAPES[shape], max_position_embeddings=4096)
+        kind = keys.pop("model_type")
+        name = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[kind]
+        cfg = getattr(transformers, name + "Config")(**keys)
+        model = getattr(transformers, name + "ForCausalLM")(cfg)
+    model = model.to("cuda", torch_dtype).eval()
     out = {}
     for ctx in contexts:
         ids = torch.arange(ctx, device="cuda").unsqueeze(0) % cfg.vocab_size
@@ -278,7 +320,8 @@ def torch_baseline(shape, dtype, contexts, decode_tokens):
             return time.perf_counter() - t
 
         run(2)
-        n = min(decode_tokens, cfg.n_positions - ctx - 1) + 1  # stay inside the context
+        n_ctx = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+        n = min(decode_tokens, n_ctx - ctx - 1) + 1  # stay inside the context
         out[ctx] = (run(n) - run(1)) / (n - 1) * 1e3
     model = None  # free the GPU memory before the next shape
     torch.cuda.empty_cache()

@@ -1,4 +1,4 @@
-"""Command line: `python -m webgpt generate | info | bench | quantize | fetch | import`.
+"""Command line: `python -m webgpt generate | chat | info | bench | quantize | fetch | import`.
 
 The one implementation of every model command: build.py's `fetch`, `import` and `quantize`
 call `main([...], prog="build.py")`, which only changes how messages start ("build.py:
@@ -48,10 +48,24 @@ def _parser(prog="python -m webgpt"):
     g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
     g.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     g.add_argument("--stats", action="store_true", help="print load time and speed to stderr")
+    c = sub.add_parser("chat", help="chat with an instruction-tuned model (its chat template); "
+                       "without --message a REPL: /reset starts over, /exit (or Ctrl+D) ends, "
+                       "Ctrl+C stops the reply in flight")
+    c.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
+    c.add_argument("--system", help="a system message that starts the conversation")
+    c.add_argument("--message", help="answer this one message, print the reply and exit")
+    c.add_argument("-n", "--max-new-tokens", type=int, default=512,
+                   help="most tokens per reply (512)")
+    c.add_argument("--temperature", type=float, default=0.7, help="0 is greedy (default 0.7)")
+    c.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
+    c.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
+    c.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     sub.add_parser("info", help="the GPU adapter: name, features, limits")
     b = sub.add_parser("bench", help="speed of the GPT-2 shapes on this adapter (random weights)")
     b.add_argument("--shapes", nargs="+", default=["124M", "355M", "774M", "1.5B"],
-                   choices=["124M", "355M", "774M", "1.5B"])
+                   choices=["124M", "355M", "774M", "1.5B", "SmolLM2-135M", "SmolLM2-360M",
+                            "Qwen2.5-0.5B", "Qwen3-0.6B", "Llama-3.2-1B"],
+                   help="GPT-2 shapes (the default) and Llama-family shapes, random weights")
     b.add_argument("--dtypes", nargs="+", default=["F32", "F16", "Q8", "Q4"],
                    choices=["F32", "F16", "Q8", "Q4"],
                    help="weights in the file: f32, f16, or quantized to 8 or 4 bits")
@@ -167,6 +181,78 @@ async def _generate(a):
                   file=sys.stderr)
 
 
+def _chat(a):
+    """`chat`: one reply (--message), or a REPL. Each reply runs in its own event loop, so that
+    Ctrl+C (KeyboardInterrupt) ends that reply and the REPL goes on; the device then settles
+    (read-backs that were under way finish) before the next one."""
+    import webgpt
+    from ..chat_template import ChatTemplateError
+    from ..sampling import check_params
+
+    check_params(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
+    model = asyncio.run(webgpt.load(a.model))
+    if getattr(model.tokenizer, "chat_template", None) is None:
+        raise ChatTemplateError(f"{a.model} has no chat template (tokenizer_config.json's "
+                                f"chat_template or chat_template.jinja): it is not a chat "
+                                f"model; use 'generate' with a prompt")
+    if hasattr(sys.stdout, "reconfigure"):
+        sys.stdout.reconfigure(errors="replace")
+    shown = _terminal_text if sys.stdout.isatty() else str
+    start = [{"role": "system", "content": a.system}] if a.system else []
+    messages = list(start)
+
+    async def reply(out):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            async for piece in model.chat_stream(messages, max_new_tokens=a.max_new_tokens,
+                                                 temperature=a.temperature, top_k=a.top_k,
+                                                 top_p=a.top_p, seed=a.seed):
+                out.append(piece)
+                sys.stdout.write(shown(piece))
+                sys.stdout.flush()
+        for w in caught:
+            print(f"note: {printable(w.message)}", file=sys.stderr)
+
+    def turn(text):
+        messages.append({"role": "user", "content": text})
+        out = []
+        try:
+            asyncio.run(reply(out))
+        except KeyboardInterrupt:
+            sys.stdout.write(" [stopped]")
+            asyncio.run(model.device.settle())
+        finally:
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+        messages.append({"role": "assistant", "content": "".join(out)})
+
+    if a.message is not None:
+        turn(a.message)
+        return
+    interactive = sys.stdin.isatty()
+    if interactive:
+        print(f"{a.model}: chat ({model.device.describe()}). /reset starts over, /exit ends.",
+              file=sys.stderr)
+    while True:
+        try:
+            line = input("> " if interactive else "")
+        except EOFError:
+            break
+        except KeyboardInterrupt:  # Ctrl+C at the prompt: a fresh prompt, as shells do
+            print(file=sys.stderr)
+            continue
+        text = line.strip()
+        if not text:
+            continue
+        if text == "/exit":
+            break
+        if text == "/reset":
+            messages[:] = start
+            print("(a new conversation)", file=sys.stderr)
+            continue
+        turn(line)
+
+
 async def _info():
     from .. import gpu
 
@@ -240,6 +326,8 @@ def _run(a, mistakes):
             bench(a)
         elif a.command == "quantize":
             _quantize(a, say)
+        elif a.command == "chat":
+            _chat(a)
         elif a.command == "fetch":
             _fetch(a)
         elif a.command == "import":

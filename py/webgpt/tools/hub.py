@@ -36,7 +36,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ..config import GPT2Config
+from ..config import parse_config
+from ..model import arch_for
 from ..errors import EscapedMessage, ModelFolderError, printable
 from ..limits import check_text_size, parse_json, text_limit
 
@@ -54,10 +55,12 @@ MODELS = {
     "distilgpt2": "distilbert/distilgpt2",          # 82M
 }
 
-TOKENIZER = ("vocab.json", "merges.txt")
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
-OPTIONAL = ("generation_config.json",)
+# Fetched where the repository has them: generation settings (eos ids), the tokenizer's
+# settings (bos/eos tokens, the chat template) and a chat template of its own.
+OPTIONAL = ("generation_config.json", "tokenizer_config.json", "special_tokens_map.json",
+            "chat_template.jinja")
 
 USER_AGENT = "webgpt-py (urllib)"
 CHUNK = 1 << 20
@@ -99,10 +102,9 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
                 if isinstance(s, dict) and isinstance(s.get("rfilename"), str)}
     where = f"{repo} at {revision}" + (f" ({commit[:7]})" if commit != revision else "")
 
-    missing = [f for f in ("config.json",) + TOKENIZER if f not in siblings]
-    if missing:
-        raise HubError(f"{where} has no {' or '.join(missing)}; a model folder needs config.json, "
-                       f"vocab.json and merges.txt (GPT-2's BPE tokenizer files)")
+    if "config.json" not in siblings:
+        raise HubError(f"{where} has no config.json; a model folder needs config.json, its "
+                       f"weights and its tokenizer files")
     if SINGLE not in siblings and INDEX not in siblings:
         if "pytorch_model.bin" in siblings:
             raise HubError(f"{where} has only pytorch_model.bin (a pickle), no safetensors "
@@ -133,10 +135,16 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     with open(get("config.json"), encoding="utf-8", errors="replace") as f:
         config_text = f.read(text_limit("config.json") + 1)
     try:
-        GPT2Config.from_json(config_text, f"{where}: config.json")
+        arch = arch_for(parse_config(config_text, f"{where}: config.json"))
     except ModelFolderError as e:
         raise HubError(str(e)) from None
-    for filename in TOKENIZER + tuple(f for f in OPTIONAL if f in siblings):
+    # The architecture's tokenizer files: vocab.json + merges.txt (GPT-2), tokenizer.json
+    # (Llama, Qwen).
+    missing = [f for f in arch.TOKENIZER_FILES if f not in siblings]
+    if missing:
+        raise HubError(f"{where} has no {' or '.join(missing)}; a {arch.NAME} model folder "
+                       f"needs {' and '.join(arch.TOKENIZER_FILES)}")
+    for filename in arch.TOKENIZER_FILES + tuple(f for f in OPTIONAL if f in siblings):
         get(filename)
     weights = [SINGLE] if SINGLE in siblings else _shards(get(INDEX), where, siblings)
     _check_space(dest, weights, siblings)

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..config import QUANTIZATION_KEY, check_quantization
 from ..errors import EscapedMessage
+from ..model import arch_for
 from ..folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
 from .importers import _prepare_out
 from ..safetensors import read_header
@@ -54,7 +55,9 @@ DEFAULT_MAX_SHARD = 1 << 30
 QMAX = {8: 127, 4: 7}
 # Files of a model folder besides the weights and config.json that the copy keeps.
 OTHER_FILES = ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
-               "special_tokens_map.json", "generation_config.json")
+               "special_tokens_map.json", "generation_config.json", "chat_template.jinja")
+# A quantized row is read in 16-byte groups: 16 values of 8 bits, 32 of 4 bits.
+ROW_MULTIPLE = {8: 16, 4: 32}
 # Values quantized at once: bounds the float64 temporaries of a large matrix (8 MiB each).
 CHUNK_VALUES = 1 << 20
 NP_DTYPES = {"F32": "<f4", "F16": "<f2", "I8": "i1", "U8": "u1"}
@@ -278,12 +281,18 @@ def quantize_folder(src, dst, bits=8, block=DEFAULT_BLOCK, max_shard=DEFAULT_MAX
         saved_name = saved[(ref.file, ref.start)]
         transposed = None       # stays None for a tensor copied as it is
         if name in quantized:
-            transposed = name != "wte.weight"
+            # Conv1D matrices ([in, out]) become rows; matrices stored as rows stay so.
+            transposed = arch_for(spec.config).matrix_storage(name) == "cols"
             K, N = ref.shape if transposed else ref.shape[::-1]
             if K % block:
                 raise QuantizeError(
                     f"tensor {saved_name!r} in {where} has rows of K = {K} inputs, not a "
                     f"multiple of the block size {block}; choose a block that divides {K}")
+            if K % ROW_MULTIPLE[bits]:
+                raise QuantizeError(
+                    f"tensor {saved_name!r} in {where} has rows of K = {K} inputs; the GPU "
+                    f"kernels read {bits}-bit rows in 16-byte groups, so K must be a multiple "
+                    f"of {ROW_MULTIPLE[bits]} (keep this model in f16 or f32)")
             outs = [(saved_name + ".qweight", "I8" if bits == 8 else "U8",
                      (N, K if bits == 8 else K // 2), N * K if bits == 8 else N * K // 2),
                     (saved_name + ".scales", "F16", (N, K // block), N * (K // block) * 2)]

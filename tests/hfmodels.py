@@ -1,0 +1,65 @@
+"""Llama-family model folders written by transformers itself (random weights, fixed seed), with
+a small byte-level BPE tokenizer.json trained by the `tokenizers` library: the reference side of
+tests/test_llama.py, and the Llama- and Qwen3-shaped models of the browser tests.
+
+Needs torch, transformers and tokenizers (requirements-test.txt).
+"""
+
+import json
+import os
+
+CORPUS = ["ROMEO: But soft, what light through yonder window breaks? It is the east. " * 8,
+          "The quick brown fox jumps over the lazy dog; 0123456789 times, said she. " * 8]
+
+# Small shapes for the page (SwiftShader runs them in milliseconds per token).
+PAGE_MODELS = {
+    "tiny-llama": ("LlamaForCausalLM", dict(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=32, tie_word_embeddings=True,
+        max_position_embeddings=128), "float32"),
+    "tiny-qwen3": ("Qwen3ForCausalLM", dict(
+        hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=32, tie_word_embeddings=False,
+        max_position_embeddings=128), "float16"),
+}
+
+
+def write_tokenizer(path):
+    """A 300-token byte-level BPE (GPT-2 style pre-tokenizer) trained here, as tokenizer.json,
+    with a tokenizer_config.json naming <|endoftext|> as eos. Returns the tokenizers object."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=300, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(os.path.join(path, "tokenizer.json"))
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"eos_token": "<|endoftext|>", "bos_token": None}, f)
+    return tok
+
+
+def hf_model(cls, keys, seed=0, vocab_size=300):
+    """A random-init transformers model of class `cls` (e.g. "Qwen3ForCausalLM")."""
+    import torch
+    import transformers
+
+    config_cls = getattr(transformers, cls.replace("ForCausalLM", "Config"))
+    keys = dict(keys)
+    keys.setdefault("max_position_embeddings", 96)
+    cfg = config_cls(vocab_size=vocab_size, initializer_range=0.2, eos_token_id=None,
+                     bos_token_id=None, pad_token_id=None, attn_implementation="eager", **keys)
+    torch.manual_seed(seed)
+    return getattr(transformers, cls)(cfg).eval()
+
+
+def write_folder(path, cls, keys, dtype="float32", seed=0):
+    """A model folder as save_pretrained writes it, plus the tokenizer files; returns path."""
+    import torch
+
+    os.makedirs(path, exist_ok=True)
+    write_tokenizer(path)
+    hf_model(cls, keys, seed).to(getattr(torch, dtype)).save_pretrained(path)
+    return str(path)
