@@ -33,6 +33,9 @@ const models = cachingFetch(globalThis.fetch, (e) => postMessage({ type: "cache"
 globalThis.fetch = models.fetch;
 
 const here = (path) => new URL(path, import.meta.url).href;
+// Pyodide under Node (tests/dawn_harness.mjs runs this worker there) takes a path, not a
+// file: URL; in a browser the URL is http(s) and stays as it is.
+const localPath = (url) => (url.startsWith("file://") ? decodeURIComponent(new URL(url).pathname) : url);
 let page = null; // the Python module worker.py, once booted
 const queue = []; // messages that arrive while booting
 let control = new Int32Array(1); // [0]: 1 once Stop was pressed during the current run
@@ -74,7 +77,7 @@ async function boot() {
   let pyodide;
   try {
     pyodide = await loadPyodide({
-      indexURL: here("pyodide/"),
+      indexURL: localPath(here("pyodide/")),
       stdout: (line) => console.log(line),
       stderr: (line) => console.warn(line),
     });

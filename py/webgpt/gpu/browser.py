@@ -24,6 +24,49 @@ from pyodide.ffi import JsProxy, create_once_callable, create_proxy, to_js
 
 from .base import Device, GPUError, resolve_limits
 
+# Writes up to this many bytes (uniforms, token ids) go through a JS typed array kept for their
+# size, filled in place: no new JS object per write.
+SMALL_WRITE = 4096
+
+# The calls made for every forward pass, in JavaScript: a call from Python into JS costs a few
+# microseconds (its arguments converted, its result wrapped), so a pass's dozens to hundreds of
+# dispatches are recorded by one call (`replay`), not three calls each, and a submit and a
+# read-back are one call each. Defined once per worker, made from this source.
+_HELPERS_JS = """({
+  // Record a pass's dispatches: `list` is flat, [pipeline, bind group, x, y, z, ...].
+  replay(pass, list) {
+    for (let i = 0; i < list.length; i += 5) {
+      pass.setPipeline(list[i]);
+      pass.setBindGroup(0, list[i + 1]);
+      pass.dispatchWorkgroups(list[i + 2], list[i + 3], list[i + 4]);
+    }
+  },
+  // End the open pass (if any), finish the encoder and submit its commands.
+  submit(queue, encoder, pass) {
+    if (pass) pass.end();
+    queue.submit([encoder.finish()]);
+  },
+  // The first `size` bytes of a mappable buffer once the GPU work writing it is done.
+  async mapRead(buffer, size) {
+    await buffer.mapAsync(GPUMapMode.READ, 0, buffer.size);
+    try {
+      return new Uint8Array(buffer.getMappedRange(0, buffer.size), 0, size).slice();
+    } finally {
+      buffer.unmap();
+    }
+  },
+})"""
+_helpers = None
+
+
+def _js_helpers():
+    global _helpers
+    if _helpers is None:
+        from pyodide.code import run_js
+
+        _helpers = run_js(_HELPERS_JS)
+    return _helpers
+
 # WebGPU's standard limits, in the camelCase of the JS API. Their kebab-case names
 # (max-buffer-size, ...) are the ones the Device interface uses, as wgpu-py does.
 _LIMITS = (
@@ -129,21 +172,24 @@ class BrowserEncoder:
 
     def __init__(self, device):
         self._device = device
-        self._enc = device.createCommandEncoder()
+        self._enc = device._dev.createCommandEncoder()
         self._pass = None
 
-    def dispatch(self, pipeline, bind_group, x, y=1, z=1):
+    def _begin(self):
         if self._pass is None:
             self._pass = self._enc.beginComputePass()
-        p = self._pass
+        return self._pass
+
+    def dispatch(self, pipeline, bind_group, x, y=1, z=1):
+        p = self._begin()
         p.setPipeline(pipeline)
         p.setBindGroup(0, bind_group)
         p.dispatchWorkgroups(x, y, z)
 
     def run(self, sequence):
-        """Record a sequence made by device.sequence() (dispatches in one compute pass)."""
-        for pipeline, bind_group, x, y, z in sequence:
-            self.dispatch(pipeline, bind_group, x, y, z)
+        """Record a sequence made by device.sequence() (dispatches in one compute pass): one
+        call into JavaScript for the whole list."""
+        self._device._helpers.replay(self._begin(), sequence)
 
     def _end_pass(self):
         if self._pass is not None:
@@ -155,14 +201,17 @@ class BrowserEncoder:
         self._enc.copyBufferToBuffer(src, src_offset, dst, dst_offset, size)
 
     def submit(self):
-        self._end_pass()
-        self._device.queue.submit(_js([self._enc.finish()]))
+        self._device._helpers.submit(self._device._queue, self._enc, self._pass)
+        self._pass = None
 
 
 class BrowserDevice(Device):
     def __init__(self, adapter, device):
         self._adapter = adapter
         self._dev = device
+        self._queue = device.queue
+        self._helpers = _js_helpers()
+        self._small = {}  # size -> the JS Uint8Array small writes of that size go through
         self.info = _adapter_info(adapter)
         self.features = set(js.Array.from_(device.features).to_py())
         self.limits = _limits_of(device.limits)
@@ -212,7 +261,7 @@ class BrowserDevice(Device):
 
     def write(self, buf, offset, data):
         self._check()
-        queue = self._dev.queue
+        queue = self._queue
         if isinstance(data, JsProxy):
             # A typed array (e.g. a chunk of a fetch stream): straight to the queue.
             n = data.byteLength
@@ -228,6 +277,14 @@ class BrowserDevice(Device):
             return
         if n % 4:
             view = memoryview(bytes(view) + bytes(4 - n % 4))
+            n = len(view)
+        if n <= SMALL_WRITE:
+            staging = self._small.get(n)
+            if staging is None:
+                staging = self._small[n] = js.Uint8Array.new(n)
+            staging.assign(view)  # copied in place; writeBuffer copies it again at once
+            queue.writeBuffer(buf, offset, staging)
+            return
         chunk = to_js(view)
         try:
             queue.writeBuffer(buf, offset, chunk)
@@ -258,12 +315,13 @@ class BrowserDevice(Device):
 
     def encoder(self):
         self._check()
-        return BrowserEncoder(self._dev)
+        return BrowserEncoder(self)
 
     def sequence(self, dispatches):
         """A fixed list of (pipeline, bind group, x, y, z), made once and recorded by
-        encoder.run() as often as needed (a decode pass is the same list every token)."""
-        return tuple(tuple(d) for d in dispatches)
+        encoder.run() as often as needed (a decode pass is the same list every token): one
+        flat JS array, which encoder.run() hands to JavaScript as it is."""
+        return to_js([v for d in dispatches for v in d])
 
     def readback_buffer(self, size, label="readback"):
         """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""
@@ -282,16 +340,11 @@ class BrowserDevice(Device):
     async def map_read(self, buf, size):
         """The first `size` bytes of a readback buffer, once the GPU work writing it is done."""
         try:
-            await buf.mapAsync(js.GPUMapMode.READ, 0, buf.size)
+            data = (await self._helpers.mapRead(buf, size)).to_bytes()
         except Exception as e:
             self._check()
             self._raise_errors()
             raise GPUError(f"WebGPU read-back failed: {e}") from e
-        try:
-            mapped = buf.getMappedRange(0, buf.size)
-            data = js.Uint8Array.new(mapped, 0, size).to_bytes()
-        finally:
-            buf.unmap()
         self._check()
         self._raise_errors()
         return data
@@ -308,7 +361,7 @@ class BrowserDevice(Device):
             staging = self._readback = self.readback_buffer(max(256, padded))
         enc = self._dev.createCommandEncoder()
         enc.copyBufferToBuffer(buf, offset, staging, 0, padded)
-        self._dev.queue.submit(_js([enc.finish()]))
+        self._helpers.submit(self._queue, enc, None)
         return await self.map_read(staging, size)
 
     def destroy(self, buf):
