@@ -63,3 +63,38 @@ def write_folder(path, cls, keys, dtype="float32", seed=0):
     write_tokenizer(path)
     hf_model(cls, keys, seed).to(getattr(torch, dtype)).save_pretrained(path)
     return str(path)
+
+
+CHAT_TEMPLATE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures",
+                             "chat_templates", "qwen2.5-instruct.jinja")
+CHAT_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+CHAT_KEYS = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, max_position_embeddings=160)
+
+
+def write_chat_folder(path, seed=3):
+    """An instruct-shaped folder: a random Qwen2 model, a byte-level BPE tokenizer.json with
+    ChatML's special tokens, the real Qwen2.5-Instruct chat template in tokenizer_config.json,
+    and generation_config.json's eos ids (<|im_end|>, <|endoftext|>).
+    Returns (the transformers model, [eos ids])."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    os.makedirs(path, exist_ok=True)
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=CHAT_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(CORPUS, trainer)
+    tok.save(os.path.join(path, "tokenizer.json"))
+    with open(CHAT_TEMPLATE, encoding="utf-8") as f:
+        template = f.read()
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"eos_token": "<|im_end|>", "bos_token": None, "pad_token": "<|endoftext|>",
+                   "chat_template": template}, f)
+    model = hf_model("Qwen2ForCausalLM", CHAT_KEYS, seed, vocab_size=320)
+    model.save_pretrained(path)
+    ends = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
+    with open(os.path.join(path, "generation_config.json"), "w") as f:
+        json.dump({"eos_token_id": ends}, f)
+    return model, ends

@@ -28,37 +28,9 @@ import webgpt  # noqa: E402
 from webgpt.chat_template import ChatTemplateError  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TEMPLATE = os.path.join(REPO, "tests", "fixtures", "chat_templates", "qwen2.5-instruct.jinja")
-SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-KEYS = dict(hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
-            num_key_value_heads=2, max_position_embeddings=160)
 
 MESSAGES = [{"role": "system", "content": "You are terse."},
             {"role": "user", "content": "What light through yonder window breaks?"}]
-
-
-def write_chat_folder(path, seed):
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-
-    os.makedirs(path, exist_ok=True)
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=320, special_tokens=SPECIALS,
-                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
-    tok.train_from_iterator(hfmodels.CORPUS, trainer)
-    tok.save(os.path.join(path, "tokenizer.json"))
-    with open(TEMPLATE, encoding="utf-8") as f:
-        template = f.read()
-    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
-        json.dump({"eos_token": "<|im_end|>", "bos_token": None, "pad_token": "<|endoftext|>",
-                   "chat_template": template}, f)
-    model = hfmodels.hf_model("Qwen2ForCausalLM", KEYS, seed, vocab_size=320)
-    model.save_pretrained(path)
-    ends = [tok.token_to_id("<|im_end|>"), tok.token_to_id("<|endoftext|>")]
-    with open(os.path.join(path, "generation_config.json"), "w") as f:
-        json.dump({"eos_token_id": ends}, f)
-    return model, ends
 
 
 def hf_tokenizer(path):
@@ -85,7 +57,7 @@ def hf_reply(model, tok, messages, ends, n):
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("chat"))
-    model, ends = write_chat_folder(path, seed=3)
+    model, ends = hfmodels.write_chat_folder(path, seed=3)
     return path, model, hf_tokenizer(path), ends
 
 
