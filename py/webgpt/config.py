@@ -146,21 +146,7 @@ class GPT2Config:
             raise ModelFolderError(
                 f"{where}: scale_attn_by_inverse_layer_idx = true is not supported")
 
-        quantization = None
-        if QUANTIZATION_KEY in d:
-            q = d[QUANTIZATION_KEY]
-            if not isinstance(q, dict) or set(q) != {"bits", "block"}:
-                raise ModelFolderError(
-                    f"{where}: {QUANTIZATION_KEY} must be an object {{\"bits\": 8 or 4, "
-                    f"\"block\": B}}, not {_show(q)}")
-            why = check_quantization(q["bits"], q["block"])
-            if why:
-                raise ModelFolderError(f"{where}: {QUANTIZATION_KEY}: {why}")
-            if n_embd % q["block"]:
-                raise ModelFolderError(
-                    f"{where}: {QUANTIZATION_KEY} block {q['block']} does not divide n_embd "
-                    f"({n_embd}), the length of the rows it quantizes")
-            quantization = Quantization(q["bits"], q["block"])
+        quantization = _quantization(d, where, n_embd, "n_embd")
 
         return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
                    n_positions=n_positions, layer_norm_epsilon=float(eps),
@@ -311,7 +297,7 @@ class LlamaConfig:
         if model_type == "qwen2" and d.get("attention_bias") is False:
             attention_bias = False
         eos = d.get("eos_token_id")
-        quantization = _quantization(d, where, hidden)
+        quantization = _quantization(d, where, hidden, "hidden_size")
         return cls(model_type=model_type, hidden_size=hidden,
                    intermediate_size=positive_int("intermediate_size", limit=1 << 20),
                    num_hidden_layers=positive_int("num_hidden_layers", limit=1024),
@@ -327,8 +313,9 @@ class LlamaConfig:
                    quantization=quantization)
 
 
-def _quantization(d, where, row):
-    """config.json's webgpt_quantization (or None), checked; `row`: the rows' length."""
+def _quantization(d, where, row, row_name):
+    """config.json's webgpt_quantization (or None), checked; `row`: the rows' length, which
+    config key `row_name` gives."""
     if QUANTIZATION_KEY not in d:
         return None
     q = d[QUANTIZATION_KEY]
@@ -341,7 +328,7 @@ def _quantization(d, where, row):
         raise ModelFolderError(f"{where}: {QUANTIZATION_KEY}: {why}")
     if row % q["block"]:
         raise ModelFolderError(
-            f"{where}: {QUANTIZATION_KEY} block {q['block']} does not divide the hidden size "
+            f"{where}: {QUANTIZATION_KEY} block {q['block']} does not divide {row_name} "
             f"({row}), the length of the rows it quantizes")
     return Quantization(q["bits"], q["block"])
 
