@@ -1,4 +1,7 @@
-"""GPT-2 hyperparameters, read from a model folder's config.json (Hugging Face GPT2Config keys)."""
+"""Model hyperparameters, read from a model folder's config.json: GPT2Config (GPT-2's keys) and
+LlamaConfig (LlamaConfig / Qwen2Config / Qwen3Config keys); parse_config picks one by
+model_type. Keys that would change the math in ways the kernels do not implement are refused
+with a sentence naming the key."""
 
 from dataclasses import dataclass
 
