@@ -9,6 +9,15 @@
 //   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
 //             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
 //             down projection), silu(g) = g / (1 + exp(-g)); not with LN
+//   SWIGLU_OUT: Llama's gate_up product, emitting silu(gate) * up: this part's ROWS rows are
+//             ROWS / 2 gate rows, then the matching ROWS / 2 up rows ([gate_proj[a:b];
+//             up_proj[a:b]]; a single part is [gate_proj; up_proj] as a whole), and
+//             out[t, ROW0 + n] = silu(x . gate_n + bias[ROW0 + n]) * (x . up_n + bias[OUT_N +
+//             ROW0 + n]) for n < ROWS / 2, OUT_N = intermediate size, bias (2 OUT_N) the
+//             [gate; up] bias. The down projection then reads out as it is. One silu per
+//             output, against one per weight with SWIGLU_IN (measured: lavapipe's down projection
+//             2-3x slower with SWIGLU_IN; an H200's MLP 8 us a layer slower at Llama-3.2-1B's
+//             sizes). With LN, not with GELU, RESIDUAL, KV, LM.
 //   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, ROW0 + n] += y; else out[t, ROW0 + n] = y
@@ -39,11 +48,12 @@
 // With LN the normalised row of x is staged in workgroup memory (K <= 4096).
 //
 // Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 Wt words (values, then scales),
-//           2 bias (OUT_N) f32, 3 out (T, OUT_N) f32, 4 ln_w (K), 5 ln_b (K),
-//           6 k_cache (n_positions, OUT_N / 3), 7 v_cache (same), 8 params (uniform).
-//           Bindings a variant does not use (bias without BIAS or with LM, ln_* without LN,
-//           ln_b with RMS, caches without KV) take any small buffer.
-// Dispatch: (ceil(ROWS / RPW), T), or (ceil(ROWS / RPW), lm_rows) with LM.
+//           2 bias (OUT_N) f32 ((2 OUT_N) with SWIGLU_OUT), 3 out (T, OUT_N) f32,
+//           4 ln_w (K), 5 ln_b (K), 6 k_cache (n_positions, OUT_N / 3), 7 v_cache (same),
+//           8 params (uniform). Bindings a variant does not use (bias without BIAS or with LM,
+//           ln_* without LN, ln_b with RMS, caches without KV) take any small buffer.
+// Dispatch: (ceil(ROWS / RPW), T), or (ceil(ROWS / RPW), lm_rows) with LM,
+//           or (ceil(ROWS / 2 / RPW), T) with SWIGLU_OUT.
 
 struct Params {
     T: u32,          // tokens in this forward pass
@@ -63,6 +73,7 @@ override LN: bool = false;
 override RMS: bool = false;
 override EPS: f32 = 1e-5;
 override SWIGLU_IN: bool = false;
+override SWIGLU_OUT: bool = false;
 override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
@@ -102,16 +113,21 @@ fn xv(x0: u32, i: u32) -> vec4<f32> {
         return xn[i];
     }
     if (SWIGLU_IN) {
-        return silu(x[x0 + i]) * x[x0 + K / 4u + i];
+        return silu4(x[x0 + i]) * x[x0 + K / 4u + i];
     }
     return x[x0 + i];
 }
 
 // g / (1 + exp(-g)) without overflow: exp of -|g| only, so the result is finite for every
 // finite g (a naive exp(-g) is inf below g = -88; inf's behaviour is not defined in WGSL).
-fn silu(g: vec4<f32>) -> vec4<f32> {
+fn silu4(g: vec4<f32>) -> vec4<f32> {
     let e = exp(-abs(g));
     return select(g * e, g, g >= vec4<f32>(0.0)) / (1.0 + e);
+}
+
+fn silu(g: f32) -> f32 {
+    let e = exp(-abs(g));
+    return select(g * e, g, g >= 0.0) / (1.0 + e);
 }
 
 // The f16 scale of row r, block b.
@@ -193,6 +209,42 @@ fn workgroup_sum(v: f32, flat: u32) -> f32 {
     return total;
 }
 
+// This lane's share of (row r of Wt) . x[t]: groups lx, lx + TPR, ... of the row.
+fn row_dot(r: u32, lx: u32, x0: u32) -> f32 {
+    // U independent groups per step keep U loads in flight per invocation.
+    var acc = 0.0;
+    let groups = K / group_values();
+    var g = lx;
+    for (; g + (U - 1u) * TPR < groups; g += U * TPR) {
+        var d = group_dot(r, g, x0);
+        if (U >= 2u) {
+            d += group_dot(r, g + TPR, x0);
+        }
+        if (U >= 4u) {
+            d += group_dot(r, g + 2u * TPR, x0) + group_dot(r, g + 3u * TPR, x0);
+        }
+        acc += d;
+    }
+    for (; g < groups; g += TPR) {
+        acc += group_dot(r, g, x0);
+    }
+    return acc;
+}
+
+// The sum of v over the TPR lanes of row slot ly (a barrier tree), for every lane.
+fn row_sum(v: f32, lx: u32, ly: u32) -> f32 {
+    let base = ly * TPR;
+    partial[base + lx] = v;
+    workgroupBarrier();
+    for (var s = TPR / 2u; s > 0u; s = s / 2u) {
+        if (lx < s) {
+            partial[base + lx] += partial[base + lx + s];
+        }
+        workgroupBarrier();
+    }
+    return partial[base];
+}
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 // h^3 as h * h * h (pow is undefined for negative bases in WGSL); the tanh argument is clamped
@@ -249,37 +301,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         workgroupBarrier();
     }
 
-    let live = r < ROWS && (!LM || t < p.lm_rows);
+    var out_rows = ROWS;
+    if (SWIGLU_OUT) {
+        out_rows = ROWS / 2u;    // (gate, up) row pairs: r and r + ROWS / 2
+    }
+    let live = r < out_rows && (!LM || t < p.lm_rows);
     var acc = 0.0;
+    var acc_up = 0.0;
     if (live) {
-        // U independent groups per step keep U loads in flight per invocation.
-        let groups = K / group_values();
-        var g = lid.x;
-        for (; g + (U - 1u) * TPR < groups; g += U * TPR) {
-            var d = group_dot(r, g, x0);
-            if (U >= 2u) {
-                d += group_dot(r, g + TPR, x0);
-            }
-            if (U >= 4u) {
-                d += group_dot(r, g + 2u * TPR, x0) + group_dot(r, g + 3u * TPR, x0);
-            }
-            acc += d;
-        }
-        for (; g < groups; g += TPR) {
-            acc += group_dot(r, g, x0);
+        acc = row_dot(r, lid.x, x0);
+        if (SWIGLU_OUT) {
+            acc_up = row_dot(r + out_rows, lid.x, x0);
         }
     }
     if (TPR > 1u) {
-        let base = lid.y * TPR;
-        partial[base + lid.x] = acc;
-        workgroupBarrier();
-        for (var s = TPR / 2u; s > 0u; s = s / 2u) {
-            if (lid.x < s) {
-                partial[base + lid.x] += partial[base + lid.x + s];
-            }
-            workgroupBarrier();
+        acc = row_sum(acc, lid.x, lid.y);
+        if (SWIGLU_OUT) {
+            workgroupBarrier();   // every lane has its sum before partial is reused
+            acc_up = row_sum(acc_up, lid.x, lid.y);
         }
-        acc = partial[base];
     }
     if (lid.x != 0u || !live) {
         return;
@@ -288,6 +328,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var y = acc;
     if (!LM && BIAS) {
         y += bias[n];
+    }
+    if (SWIGLU_OUT) {
+        var up = acc_up;
+        if (BIAS) {
+            up += bias[OUT_N + n];
+        }
+        y = silu(y) * up;
     }
     if (GELU) {
         y = gelu(y);

@@ -6,6 +6,14 @@
 //   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
 //             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
 //             down projection), silu(g) = g / (1 + exp(-g))
+//   SWIGLU_OUT: Llama's gate_up product, emitting silu(gate) * up: this part's ROWS rows are
+//             ROWS / 2 gate rows, then the matching ROWS / 2 up rows ([gate_proj[a:b];
+//             up_proj[a:b]]; a single part is [gate_proj; up_proj] as a whole), and
+//             out[t, ROW0 + n] = silu(x . gate_n + bias[ROW0 + n]) * (x . up_n + bias[OUT_N +
+//             ROW0 + n]) for n < ROWS / 2, OUT_N = intermediate size, bias (2 OUT_N) the
+//             [gate; up] bias. A workgroup computes 32 such outputs: its 64 staged rows are
+//             their gate and up rows, placed so each invocation's 4 columns are 2 whole pairs.
+//             Not with GELU, RESIDUAL, KV.
 //   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)
 //   RESIDUAL: out[t, ROW0 + n] += y;  else out[t, ROW0 + n] = y
@@ -20,11 +28,12 @@
 // 64 x 16 tile of Wt are staged in workgroup memory, so each value is read from memory once per
 // block and reused 64 times. Out-of-range rows, columns and K load zeros and store nothing.
 //
-// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 Wt words, 2 bias (OUT_N) f32,
-//           3 out (T, OUT_N) f32, 4 k_cache (n_positions, OUT_N / 3), 5 v_cache (same),
-//           6 params (uniform). Without KV the caches' bindings, without BIAS the bias's,
-//           take any small buffer.
-// Dispatch: (ceil(ROWS / 64), ceil(T / 64)).
+// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 Wt words, 2 bias (OUT_N) f32
+//           ((2 OUT_N) with SWIGLU_OUT), 3 out (T, OUT_N) f32, 4 k_cache (n_positions,
+//           OUT_N / 3), 5 v_cache (same), 6 params (uniform). Without KV the caches' bindings,
+//           without BIAS the bias's, take any small buffer.
+// Dispatch: (ceil(ROWS / 64), ceil(T / 64)); with SWIGLU_OUT (ceil(ROWS / 2 / 32),
+//           ceil(T / 64)).
 
 struct Params {
     T: u32,          // tokens in this forward pass
@@ -41,6 +50,7 @@ override FMT: u32 = 0u;
 override BLOCK: u32 = 32u;
 override SOFF: u32 = 0u;        // word offset of the scales (q8, q4)
 override SWIGLU_IN: bool = false;
+override SWIGLU_OUT: bool = false;
 override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
@@ -142,9 +152,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         // stored transposed (ws[k][column]) for the product below.
         let wr = flat / 4u;
         let kw = k0 + 4u * (flat % 4u);
+        var wrow = r0 + wr;           // the row of Wt staged as column wr of the tile
+        var wlive = wrow < ROWS;
+        if (SWIGLU_OUT) {
+            // Columns 4 j, 4 j + 1: the gate rows of pairs 2 j, 2 j + 1 of this tile's 32;
+            // columns 4 j + 2, 4 j + 3: their up rows, ROWS / 2 further.
+            let pair = wid.x * 32u + 2u * (wr / 4u) + wr % 2u;
+            wrow = pair + (wr % 4u) / 2u * (ROWS / 2u);
+            wlive = pair < ROWS / 2u;
+        }
         var w = vec4<f32>(0.0);
-        if (kw < K && r0 + wr < ROWS) {
-            w = load4(r0 + wr, kw);
+        if (kw < K && wlive) {
+            w = load4(wrow, kw);
         }
         let k4 = 4u * (flat % 4u);
         ws[k4][wr / 4u][wr % 4u] = w.x;
@@ -173,6 +192,24 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             case 2u: { acc = acc2; }
             case 3u: { acc = acc3; }
             default: {}
+        }
+        if (SWIGLU_OUT) {
+            // acc: gate, gate, up, up of pairs 2 lid.x, 2 lid.x + 1.
+            for (var c = 0u; c < 2u; c++) {
+                let pair = wid.x * 32u + 2u * lid.x + c;
+                if (pair >= ROWS / 2u) {
+                    continue;
+                }
+                let n = ROW0 + pair;
+                var gate = acc[c];
+                var up = acc[c + 2u];
+                if (BIAS) {
+                    gate += bias[n];
+                    up += bias[OUT_N + n];
+                }
+                out[t * OUT_N + n] = silu(gate) * up;
+            }
+            continue;
         }
         for (var c = 0u; c < 4u; c++) {
             let r = r0 + 4u * lid.x + c;

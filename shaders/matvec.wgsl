@@ -10,6 +10,12 @@
 //             down projection), silu(g) = g / (1 + exp(-g)); not with LN
 //   y[t, n] = sum_k x[t, k] * W[k, n] + bias[n]     x: (T, K), W: (K, N), y: (T, N)
 //                                                   K % 4 == 0 and N % 4 == 0
+//   SWIGLU_OUT: Llama's gate_up product, emitting silu(gate) * up: W is (K, 2N), the gate
+//             columns [0, N) then the matching up columns [N, 2N) ([gate_proj; up_proj]
+//             transposed), bias (2N) likewise, and out[t, n] = silu(x . W[:, n] + bias[n]) *
+//             (x . W[:, N + n] + bias[N + n]) for n < N (the intermediate size). The down
+//             projection then reads out as it is: one silu per output, against one per weight
+//             with SWIGLU_IN. With LN, not with GELU, RESIDUAL, KV.
 //   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, n] += y (adds into the residual stream); else out[t, n] = y
@@ -19,7 +25,8 @@
 // Fusing saves a dispatch, and the round trip of an intermediate through memory, per step; on
 // a GPU, decoding is bound by such per-dispatch costs long before memory bandwidth.
 //
-// W is a Conv1D weight as the checkpoint stores it, [in, out], never transposed. It is bound as
+// W is a Conv1D weight as the checkpoint stores it, [in, out], never transposed (a Linear
+// weight [out, in], Llama's and Qwen's, is transposed at load to run here). It is bound as
 // raw 32-bit words: f32 values, or (F16) IEEE halves packed two per word, widened with
 // unpack2x16float. That needs no `shader-f16` feature, so 16-bit weights halve the bytes read on
 // every adapter; accumulation is always f32.
@@ -31,7 +38,8 @@
 // keep a discrete GPU's memory busy. With TY = 1 and LN off there is no barrier at all, which
 // suits CPU adapters (SwiftShader, lavapipe) where a barrier switches between every invocation.
 //
-// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 W words, 2 bias (N) f32, 3 out (T, N) f32,
+// Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 W words ((K, 2N) with SWIGLU_OUT),
+//           2 bias (N) f32 ((2N) with SWIGLU_OUT), 3 out (T, N) f32,
 //           4 ln_w (K), 5 ln_b (K), 6 k_cache (n_positions, N / 3), 7 v_cache (same),
 //           8 params (uniform). Bindings a variant does not use (bias without BIAS, ln_*
 //           without LN, ln_b with RMS, caches without KV) take any small buffer.
@@ -51,6 +59,7 @@ override LN: bool = false;
 override RMS: bool = false;
 override EPS: f32 = 1e-5;
 override SWIGLU_IN: bool = false;
+override SWIGLU_OUT: bool = false;
 override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
@@ -71,9 +80,13 @@ override TY: u32 = 32u;
 var<workgroup> partial: array<vec4<f32>, TX * TY>;
 var<workgroup> red: array<f32, TX * TY>;
 
-// W[k, 4 c4 .. 4 c4 + 3] as f32.
+// W[k, 4 c4 .. 4 c4 + 3] as f32 (rows of 2N values with SWIGLU_OUT).
 fn load4(k: u32, c4: u32) -> vec4<f32> {
-    let i = k * (N / 4u) + c4;
+    var row4 = N / 4u;
+    if (SWIGLU_OUT) {
+        row4 = N / 2u;
+    }
+    let i = k * row4 + c4;
     if (F16) {
         let w = W[i];
         return vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y));
@@ -155,6 +168,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 
     var acc = vec4<f32>(0.0);
+    var acc_up = vec4<f32>(0.0);    // SWIGLU_OUT: the up columns N + 4 c4 ..
     if (c4 < n4) {
         for (var k4 = lid.y; k4 < k4n; k4 += TY) {
             var xv = x[x0 + k4];
@@ -168,6 +182,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             let k = 4u * k4;
             acc += xv.x * load4(k, c4) + xv.y * load4(k + 1u, c4)
                  + xv.z * load4(k + 2u, c4) + xv.w * load4(k + 3u, c4);
+            if (SWIGLU_OUT) {
+                let u4 = n4 + c4;
+                acc_up += xv.x * load4(k, u4) + xv.y * load4(k + 1u, u4)
+                        + xv.z * load4(k + 2u, u4) + xv.w * load4(k + 3u, u4);
+            }
         }
     }
     if (TY > 1u) {
@@ -178,6 +197,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 acc += partial[j * TX + lid.x];
             }
         }
+        if (SWIGLU_OUT) {
+            workgroupBarrier();   // the gate sums are read before partial is reused
+            partial[lid.y * TX + lid.x] = acc_up;
+            workgroupBarrier();
+            if (lid.y == 0u) {
+                for (var j = 1u; j < TY; j++) {
+                    acc_up += partial[j * TX + lid.x];
+                }
+            }
+        }
     }
     if (lid.y != 0u || c4 >= n4) {
         return;
@@ -185,6 +214,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var y = acc;
     if (BIAS) {
         y += bias[c4];
+    }
+    if (SWIGLU_OUT) {
+        var up = acc_up;
+        if (BIAS) {
+            up += bias[n4 + c4];
+        }
+        y = silu(y) * up;
     }
     if (GELU) {
         y = gelu(y);
