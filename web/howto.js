@@ -9,10 +9,92 @@ function sizes(model, T) {
   const c = model ? model.config : null;
   if (!c) return { T };
   const C = c.n_embd;
+  const hd = c.head_size || C / c.n_head;
+  const G = c.n_kv_head || c.n_head;
   return {
     T, C, "3C": 3 * C, "4C": 4 * C, V: c.vocab_size, n_ctx: c.n_positions,
     n_head: c.n_head, hs: C / c.n_head, pos: T === "T" ? "pos" : T,
+    H: c.n_head, G, hd, "H hd": c.n_head * hd, "(H+2G) hd": (c.n_head + 2 * G) * hd,
+    "G hd": G * hd, I: c.intermediate_size, "2I": 2 * c.intermediate_size,
   };
+}
+
+const isLlama = (model) => !!(model && model.config && model.config.model_type &&
+  model.config.model_type !== "gpt2");
+const LLAMA = "webgpt/model/llama.py";
+
+// The steps of a Llama / Qwen2 / Qwen3 forward pass (model/llama.py).
+function llamaSteps(model) {
+  const c = model && model.config;
+  const L = c ? c.n_layer : "n_layer";
+  const qwen3 = c && c.model_type === "qwen3";
+  const fused = model && model.layout && model.layout.fuse_ln;
+  const normNote = fused ? " On this GPU the one-token pass does it inside the next product (one dispatch fewer)." : "";
+  return [
+    {
+      title: "Tokens", shapes: [["ids", ["T"]]],
+      text: "tokenizer.json's byte-level BPE cuts the text into tokens; special tokens such as <|im_start|> are matched first.",
+      py: [[GEN, ["def encode_prompt"]], ["webgpt/hf_tokenizer.py", ["def encode("]]],
+    },
+    {
+      title: "Embedding", shapes: [["embed", ["V", "C"]], ["x", ["T", "C"]]],
+      text: "Each token's row of the token table: the residual stream x. There is no position table: positions enter through the rotary embedding below.",
+      py: [[LLAMA, ["# x = embed[ids]"]]], wgsl: planShaders(model, "embedding", ["shaders/embedding.wgsl"]),
+    },
+    { block: `Then ${L} decoder layers; each does:` },
+    {
+      title: "input_layernorm: RMSNorm", shapes: [["ln", ["T", "C"]]],
+      text: "Each token's vector divided by its root mean square, times learned weights (no mean, no bias)." + normNote,
+      py: [[LLAMA, ["# ln = rms(x) w"]]], wgsl: planShaders(model, "layers.0.input_layernorm", ["shaders/layernorm.wgsl"]),
+    },
+    {
+      title: "q, k, v in one product", shapes: [["W", ["(H+2G) hd", "C"]], ["qkv", ["T", "(H+2G) hd"]]],
+      text: "Queries for every head, keys and values for each of the fewer key/value heads (grouped-query attention)" + (c && c.model_type === "qwen2" ? ", with their biases." : "."),
+      py: [[LLAMA, ["# qkv = ln @ Wqkv^T"]]], wgsl: planShaders(model, "layers.0.self_attn.qkv_proj", ["shaders/gemv.wgsl"]),
+    },
+    {
+      title: "Rotary embedding", shapes: [["k, v cache", ["n_ctx", "G hd"]]],
+      text: (qwen3 ? "Each q and k head RMS-normalised (Qwen3), then q" : "q") + " and k rotated by angles that grow with the position (a cos/sin table made at load); rotated keys and the values go into this layer's KV cache, stored once per key/value head.",
+      py: [[LLAMA, ["# q, k rotated"]]], wgsl: planShaders(model, "layers.0.self_attn.rope", ["shaders/rope.wgsl"]),
+    },
+    {
+      title: "Attention", shapes: [["att", ["T", "H hd"]]],
+      text: "Each query head scores against the keys of its key/value head (H / G query heads share one), softmax, weighted sum of values.",
+      py: [[LLAMA, ["# att = attention"]]], wgsl: planShaders(model, "layers.0.self_attn.attn", ["shaders/attention.wgsl"]),
+    },
+    {
+      title: "o_proj, added to x", shapes: [["x", ["T", "C"]]],
+      text: "The heads mixed back to C channels and added to the residual stream.",
+      py: [[LLAMA, ["# x += att @ Wo^T"]]], wgsl: planShaders(model, "layers.0.self_attn.o_proj", ["shaders/gemv.wgsl"]),
+    },
+    {
+      title: "post_attention_layernorm: RMSNorm", shapes: [["ln", ["T", "C"]]],
+      text: "As before, with its own weights, before the MLP." + normNote,
+      py: [[LLAMA, ["# ln = rms(x) w"]]], wgsl: planShaders(model, "layers.0.post_attention_layernorm", ["shaders/layernorm.wgsl"]),
+    },
+    {
+      title: "MLP: gate and up", shapes: [["fc", ["T", "2I"]]],
+      text: "Two projections up to I channels each, as one product.",
+      py: [[LLAMA, ["# fc = ln @ [Wg; Wu]^T"]]], wgsl: planShaders(model, "layers.0.mlp.gate_up_proj", ["shaders/gemv.wgsl"]),
+    },
+    {
+      title: "MLP: SwiGLU and down, added to x", shapes: [["x", ["T", "C"]]],
+      text: "silu(gate) * up, computed as the down projection reads its input, back to C channels and added to the residual stream.",
+      py: [[LLAMA, ["# x += (silu(g) u)"]]], wgsl: planShaders(model, "layers.0.mlp.down_proj", ["shaders/gemv.wgsl"]),
+    },
+    { block: "After the last layer:" },
+    {
+      title: "norm and LM head: logits", shapes: [["logits", ["1", "V"]]],
+      text: "A final RMSNorm, then a score for every token of the vocabulary (the token table again where the model ties them).",
+      py: [[LLAMA, ["# logits = ln @ W^T"]]], wgsl: planShaders(model, "lm_head", ["shaders/gemv.wgsl"]),
+    },
+    {
+      title: "The next token", shapes: [["next id", ["1"]]],
+      text: "Greedy or sampled on the GPU, as for GPT-2; generation stops at the model's end-of-turn ids.",
+      py: [[PLAN, ["ids[0] = argmax"]], [PLAN, ["ids[0] ~ softmax"]]],
+      wgsl: ["shaders/argmax.wgsl", "shaders/sample.wgsl"],
+    },
+  ];
 }
 
 // Where each step is in the code: [file, [texts to look for, first found wins]].
@@ -36,6 +118,7 @@ function planShaders(model, op, fallback) {
 }
 
 function steps(model) {
+  if (isLlama(model)) return llamaSteps(model);
   const c = model && model.config;
   const L = c ? c.n_layer : "n_layer";
   const H = c ? c.n_head : "n_head";
@@ -157,7 +240,12 @@ export function renderHowto(box, ctx) {
   const parts = [el("h3", {}, "How it works: one forward pass")];
   if (model && model.config) {
     const c = model.config;
-    parts.push(el("p", { class: "muted" },
+    parts.push(el("p", { class: "muted" }, isLlama(model)
+      ? `${model.name} (${c.model_type}): ${c.n_layer} layers, ${c.n_head} query heads over ` +
+        `${c.n_kv_head} key/value heads of ${c.head_size}, C = hidden_size = ${c.n_embd}, ` +
+        `V = ${c.vocab_size}, n_ctx = ${c.n_positions}; ` +
+        `${model.weights || (model.uses_f16 ? "f16" : "f32")} weights.`
+      :
       `${model.name}: ${c.n_layer} layers, ${c.n_head} heads, C = n_embd = ${c.n_embd}, ` +
       `V = vocab_size = ${c.vocab_size}, n_ctx = n_positions = ${c.n_positions}; ` +
       `${model.weights || (model.uses_f16 ? "f16" : "f32")} weights.`));

@@ -148,8 +148,11 @@ async def load_model(name, url):
     weights = getattr(model, "weights", None) or ("f16" if model.uses_f16 else "f32")
     post("loaded", name=name, device=model.device.describe(), has_f16=bool(model.device.has_f16),
          uses_f16=bool(model.uses_f16), weights=str(weights), load_s=load_s,
-         config={k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
-                                               "n_positions")},
+         config={**{k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
+                                                  "n_positions", "head_size")},
+                 "model_type": str(getattr(cfg, "model_type", "gpt2")),
+                 "n_kv_head": int(getattr(cfg, "num_key_value_heads", cfg.n_head)),
+                 "intermediate_size": int(getattr(cfg, "intermediate_size", 4 * cfg.n_embd))},
          layout={"prefill": str(model.layout.get("prefill")),
                  "fuse_ln": bool(model.layout.get("fuse_ln")),
                  "weights": str(model.layout.get("weights")),
