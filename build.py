@@ -67,6 +67,18 @@ PURE_WHEELS = {
         "768de165adb8e66906039d8fec4127a57f522dfdf8e6fbff877a4616941ecfd3",
 }
 PYODIDE_PYTHON = "3.14"
+# Jinja2 and MarkupSafe: chat templates render with them (webgpt.chat_template). The page loads
+# them only when a chat starts (build.json's chat_wheels), so Generate never fetches them.
+# MarkupSafe has only platform wheels and an sdist on PyPI: the pure wheel is built here from the
+# pinned sdist (its pure-Python fallback, markupsafe/_native.py), byte for byte the same each time.
+CHAT_WHEELS = {
+    "markupsafe-3.0.4-py3-none-any.whl":
+        "af4137a2ef8783792cdc58d69bb2103ff49f67ca8c4640e6771be50f1e61cc6e",
+    "jinja2-3.1.6-py3-none-any.whl":
+        "85ece4451f492d0c13c5dd7c13a64681a86afae63a5f347908daf103ce6d2f67",
+}
+MARKUPSAFE_SDIST = ("markupsafe-3.0.4.tar.gz",
+                    "2e9ad7dd851bf45fab9f75cbff4cb493fee9979e8d8c7c9c3ee119022518edd6")
 # Files of web/ that are not part of the page.
 WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png", "bench-h200.png",
                ".npmrc"}
@@ -292,6 +304,82 @@ def pure_wheels():
     return paths
 
 
+def chat_wheels():
+    """Jinja2's pinned wheel and MarkupSafe's pure wheel (built from its pinned sdist), made
+    once into build/wheels and checked by sha256; returns their paths (MarkupSafe first)."""
+    cache = os.path.join(CACHE, "wheels")
+    os.makedirs(cache, exist_ok=True)
+    sdist_name, sdist_sha = MARKUPSAFE_SDIST
+    sdist = os.path.join(cache, sdist_name)
+    jinja = next(w for w in CHAT_WHEELS if w.startswith("jinja2-"))
+    markupsafe = next(w for w in CHAT_WHEELS if w.startswith("markupsafe-"))
+    if not os.path.exists(os.path.join(cache, jinja)):
+        run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+             "--python-version", PYODIDE_PYTHON, "-d", cache, "==".join(jinja.split("-")[:2])])
+    if not os.path.exists(os.path.join(cache, markupsafe)):
+        if not os.path.exists(sdist):
+            run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                 "--no-binary=:all:", "-d", cache, "==".join(sdist_name[:-7].split("-"))])
+        _check_sha256(sdist, sdist_sha)
+        pure_markupsafe_wheel(sdist, cache)
+    paths = []
+    for name, want in CHAT_WHEELS.items():
+        path = os.path.join(cache, name)
+        if not os.path.exists(path):
+            raise SystemExit(f"build.py: pip did not download {name}")
+        _check_sha256(path, want)
+        paths.append(path)
+    return paths
+
+
+def _check_sha256(path, want):
+    got = sha256_file(path)
+    if got != want:
+        os.remove(path)
+        raise SystemExit(f"build.py: {os.path.basename(path)} has sha256 {got}, expected {want}; "
+                         f"deleted it, run again to make it afresh")
+
+
+def pure_markupsafe_wheel(sdist, out_dir):
+    """MarkupSafe's sdist -> a pure-Python wheel in out_dir: src/markupsafe/__init__.py,
+    _native.py (the fallback its __init__ imports where the C _speedups are missing) and
+    py.typed, with dist-info METADATA (the sdist's PKG-INFO), WHEEL, RECORD and the license;
+    stored entries, fixed dates and modes, sorted names: the same bytes every time."""
+    import base64
+    import tarfile
+    import zipfile
+
+    base = os.path.basename(sdist)[:-len(".tar.gz")]  # markupsafe-3.0.4
+    version = base.split("-")[1]
+    dist_info = f"markupsafe-{version}.dist-info/"
+    with tarfile.open(sdist, "r:gz") as tar:
+        def read(name):
+            return tar.extractfile(f"{base}/{name}").read()
+        files = {f"markupsafe/{n}": read(f"src/markupsafe/{n}")
+                 for n in ("__init__.py", "_native.py", "py.typed")}
+        files[dist_info + "METADATA"] = read("PKG-INFO")
+        files[dist_info + "licenses/LICENSE.txt"] = read("LICENSE.txt")
+    files[dist_info + "WHEEL"] = (b"Wheel-Version: 1.0\nGenerator: webgpt build.py\n"
+                                  b"Root-Is-Purelib: true\nTag: py3-none-any\n")
+    record = dist_info + "RECORD"
+    lines = []
+    for name in sorted(files):
+        digest = base64.urlsafe_b64encode(hashlib.sha256(files[name]).digest()).rstrip(b"=")
+        lines.append(f"{name},sha256={digest.decode()},{len(files[name])}\n")
+    lines.append(f"{record},,\n")
+    files[record] = "".join(lines).encode()
+    path = os.path.join(out_dir, f"markupsafe-{version}-py3-none-any.whl")
+    tmp = path + ".tmp"
+    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as whl:
+        for name in sorted(files, key=lambda n: (n.startswith(dist_info), n)):
+            info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+            info.create_system = 3
+            info.external_attr = 0o100644 << 16
+            whl.writestr(info, files[name])
+    os.replace(tmp, path)
+    return path
+
+
 def project_wheel():
     """This project's wheel (py/webgpt with shaders/ inside), rebuilt when a source changed."""
     out = os.path.join(CACHE, "wheel")
@@ -448,11 +536,15 @@ def build(out=DIST, extra_models=None):
         name = os.path.basename(path)
         copy_if_changed(path, os.path.join(wheels_dir, name))
         micropip_wheels.append(name)
+    chat = []  # loaded by the worker when a chat starts (not boot files)
+    for path in chat_wheels():
+        chat.append(os.path.basename(path))
+        copy_if_changed(path, os.path.join(wheels_dir, chat[-1]))
     wheel = project_wheel()
     wheel_name = os.path.basename(wheel)
     copy_if_changed(wheel, os.path.join(wheels_dir, wheel_name))
     for name in os.listdir(wheels_dir):  # an older version of our wheel
-        if name not in micropip_wheels and name != wheel_name:
+        if name not in micropip_wheels and name not in chat and name != wheel_name:
             os.remove(os.path.join(wheels_dir, name))
     for name in micropip_wheels + [wheel_name]:
         boot_files["wheels/" + name] = os.path.getsize(os.path.join(wheels_dir, name))
@@ -479,6 +571,7 @@ def build(out=DIST, extra_models=None):
         "pyodide_version": pyodide_version,
         "boot_files": boot_files,
         "micropip_wheels": micropip_wheels,
+        "chat_wheels": chat,
         "webgpt_wheel": wheel_name,
     })
     shell = write_shell_manifest(out)

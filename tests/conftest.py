@@ -65,6 +65,9 @@ def test_models(tmp_path_factory):
 
     for name, (cls, keys, dtype) in hfmodels.PAGE_MODELS.items():
         folders[name] = hfmodels.write_folder(str(base / name), cls, keys, dtype)
+    # An instruct-shaped Qwen2 with the real Qwen2.5-Instruct chat template (the page's chat).
+    folders["tiny-chat"] = str(base / "tiny-chat")
+    hfmodels.write_chat_folder(folders["tiny-chat"])
     broken = str(base / "broken")
     shutil.copytree(folders["tiny"], broken)
     path = os.path.join(broken, "model.safetensors")

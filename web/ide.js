@@ -121,8 +121,13 @@ export function createIDE({ onRun, onStop, requestTokens }) {
     });
   }
 
+  // What runs the shipped scripts: Generate runs generate.py, each chat reply runs chat.py.
+  const SCRIPT_BUTTONS = { "scripts/generate.py": "the Generate button",
+    "scripts/chat.py": "the chat's Send button" };
+
   function optionLabel(f) {
-    let label = f.kind === "script" ? `${f.path.split("/").pop()} (the Generate button)`
+    const runBy = SCRIPT_BUTTONS[f.path] || "a script";
+    let label = f.kind === "script" ? `${f.path.split("/").pop()} (${runBy})`
       : f.kind === "example" ? `${f.title} (${f.path})` : f.path;
     if (isEdited(f.path)) label += " \u2022 edited";
     else if (f.stale) label += " \u2022 old edit kept";

@@ -18,7 +18,12 @@
 // copy on this device when the server is gone); a model's files are saved on this device as
 // the worker loads them (modelcache.js), and sw.js keeps the page's own files. Offline, only
 // the models saved here can load.
+//
+// Chat (chat.js): with a model whose tokenizer has a chat template, each reply runs the editor's
+// scripts/chat.py (as edited) as Generate runs generate.py, the conversation in its params;
+// its pieces, notes and stats go to the chat view. ?mode=chat opens that view.
 
+import { createChat } from "./chat.js";
 import { createIDE } from "./ide.js";
 import { createOffline } from "./offline.js";
 
@@ -51,6 +56,7 @@ let control = null;
 let interrupt = null;
 const STOP_GRACE_MS = 1000; // how long a script may take to stop by itself
 const GENERATE_SCRIPT = "scripts/generate.py";
+const CHAT_SCRIPT = "scripts/chat.py";
 
 const offline = createOffline();
 const ide = createIDE({
@@ -58,6 +64,7 @@ const ide = createIDE({
   onStop: () => stop(),
   requestTokens: () => requestTokens(),
 });
+const chat = createChat({ send: (messages) => startChat(messages), stop: () => stop() });
 
 function setState(state, status) {
   root.dataset.state = state;
@@ -67,6 +74,7 @@ function setState(state, status) {
   ui.stop.disabled = state !== "generating";
   ui.model.disabled = state === "generating" || (state === "loading" && booted);
   ide.setRunState({ canRun: booted && !busy, running: running !== null });
+  chat.update({ ready: booted && loadedModel !== null && !busy && running === null });
 }
 
 function showError(message, hint, state = "error") {
@@ -179,7 +187,7 @@ function recoverDevice() {
 }
 
 function generate() {
-  if (!booted || loadedModel === null || running) return;
+  if (!booted || loadedModel === null || running || chat.active) return;
   if (loadedModel !== ui.model.value) {
     autorun = true; // generate once the picked model is in
     loadModel(ui.model.value);
@@ -198,11 +206,19 @@ function runScript() {
   startRun("run", ide.target);
 }
 
-async function startRun(kind, path) {
+/** A chat reply to `messages` (chat.js): scripts/chat.py with them in its params. */
+function startChat(messages) {
+  if (!booted || loadedModel === null || running || root.dataset.state === "loading") return false;
+  startRun("chat", CHAT_SCRIPT, { messages });
+  return true;
+}
+
+async function startRun(kind, path, extra = {}) {
   clearError();
-  const p = readParams();
+  const p = { ...readParams(), ...extra };
   running = { kind, path, prompt: p.prompt, fresh: true, timer: null };
-  setState("generating", kind === "generate" ? "Generating…" : `Running ${path}…`);
+  setState("generating", kind === "generate" ? "Generating…" : kind === "chat" ? "Replying…"
+    : `Running ${path}…`);
   let req;
   try {
     await ide.ready;
@@ -222,7 +238,8 @@ async function startRun(kind, path) {
     Atomics.store(control, 0, 0);
     Atomics.store(interrupt, 0, 0);
   }
-  ide.console.begin(kind === "generate" ? `Generate: ${path}` : `Run ${path}`);
+  ide.console.begin(kind === "generate" ? `Generate: ${path}` : kind === "chat" ? `Chat: ${path}`
+    : `Run ${path}`);
   worker.postMessage({ type: "run", code: req.code, filename: req.filename, params: p, files: req.files });
 }
 
@@ -290,6 +307,7 @@ function runDone(m) {
   }
   if (interrupt) Atomics.store(interrupt, 0, 0); // an interrupt that came too late
   ide.console.end(m.status, m.seconds, m.error);
+  if (r && r.kind === "chat") chat.done(m);
   if (m.bad_params) { // nothing ran: the form's values need a change
     showError(`A parameter is not usable: ${m.error}`,
       "Change it in the form (or in the page's address) and press Generate again.", "ready");
@@ -307,8 +325,14 @@ function runDone(m) {
       "or upload) takes effect once the model loads again.", `Load ${name} again`,
     () => { if (!running) loadModel(name); });
   }
-  if (m.stats) showStats(m.stats);
+  if (m.stats && !(r && r.kind === "chat")) showStats(m.stats);
   const stopped = m.status === "stopped" || (m.stats && m.stats.stopped);
+  if (r && r.kind === "chat" && m.status === "error") {
+    showError(`Cannot reply: ${m.error}`, "The traceback is in the console under the code. " +
+      "Change the parameter or fix scripts/chat.py (Reset puts back the shipped one), then " +
+      "press Regenerate.");
+    return;
+  }
   if (r && r.kind === "generate" && m.status === "error") {
     showError(`Cannot generate: ${m.error}`, "The traceback is in the console under the code. " +
       "Change the parameter or fix the script (Reset puts back the shipped one), then try again.");
@@ -317,7 +341,8 @@ function runDone(m) {
   const name = r ? r.path : "the script";
   setState("done", stopped ? "Stopped." : m.status === "error"
     ? `${name} failed: ${m.error} (the traceback is in the console).`
-    : r && r.kind === "generate" ? "Done." : `${name} done.`);
+    : r && r.kind === "generate" ? "Done." : r && r.kind === "chat" ? "Replied."
+      : `${name} done.`);
 }
 
 function onMessage(e) {
@@ -359,6 +384,7 @@ function onMessage(e) {
       ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
       ui.adapter.dataset.weights = weights;
       showStats({ load_s: m.load_s });
+      chat.setModel(m.name, m.chat === true);
       if (recovering) {
         recovering = false;
         ui.error.hidden = true;
@@ -374,12 +400,20 @@ function onMessage(e) {
       break;
     }
     case "piece":
+      if (running && running.kind === "chat") {
+        chat.piece(m.text);
+        break;
+      }
       if (running && running.fresh) { // a Run's first piece replaces the last text
         ui.echo.textContent = running.prompt;
         ui.output.textContent = "";
         running.fresh = false;
       }
       ui.output.append(m.text);
+      break;
+    case "note":
+      if (running && running.kind === "chat") chat.note(m.text);
+      else ide.console.write("sys", m.text);
       break;
     case "console":
       ide.console.write(m.stream, m.text);

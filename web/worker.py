@@ -5,8 +5,10 @@ the page's code editor: the Generate button runs scripts/generate.py (as edited)
 button whichever script is open. A script sees these globals:
 
     model    the loaded model (webgpt.model.Model), kept across runs: the weights load once
-    params   the form's values: prompt, max_new_tokens, temperature, top_k, top_p, seed
-    page     page.output(text), page.stop_requested(), page.bar_chart(...), page.tokens(...)
+    params   the form's values: prompt, max_new_tokens, temperature, top_k, top_p, seed;
+             messages: the chat's conversation when the chat view runs scripts/chat.py, else None
+    page     page.output(text), page.stop_requested(), page.bar_chart(...), page.tokens(...),
+             page.note(text)
     webgpt   the package, as edited
 
 print() goes to the page's console as it happens; an exception's traceback goes there too.
@@ -18,11 +20,14 @@ WGSL), all without loading the weights again.
 Messages to the page's main thread (main.js):
 
     {type: "progress", stage, done, total}       weights streaming in
-    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, config, layout, plan}
-                                                  weights: how the GPU holds the matrices,
+    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, config, layout, plan,
+     chat}                                        weights: how the GPU holds the matrices,
                                                   "f32", "f16", "q8" or "q4"; plan: {pass kind:
-                                                  [[launch name, shader file], ...]}
+                                                  [[launch name, shader file], ...]}; chat: the
+                                                  tokenizer has a chat template
     {type: "piece", text}                         page.output(text): the generated text
+    {type: "note", text}                          page.note(text): a line for the user (the
+                                                  chat shows it under the reply)
     {type: "console", stream, text}               stream: "out", "err", "tb" (a traceback),
                                                   "sys" (what the page did)
     {type: "chart", title, labels, values}        page.bar_chart(...)
@@ -157,7 +162,7 @@ async def load_model(name, url):
                  "fuse_ln": bool(model.layout.get("fuse_ln")),
                  "weights": str(model.layout.get("weights")),
                  "cpu": bool(getattr(model.device, "is_cpu", False))},
-         plan=_plan_of(model))
+         plan=_plan_of(model), chat=getattr(model.tokenizer, "chat_template", None) is not None)
 
 
 def _plan_of(model):
@@ -247,6 +252,10 @@ class Page:
         post("piece", text=str(text))
         self.pieces += 1
 
+    def note(self, text):
+        """Show a line for the user: under the reply in the chat, else in the console."""
+        post("note", text=str(text))
+
     def stop_requested(self):
         """True once the Stop button was pressed: end the loop, the run ends cleanly."""
         return bool(js.webgptControl[0])
@@ -306,6 +315,8 @@ async def run(code, filename, params, files):
         if not await _apply(files.to_py() if isinstance(files, JsProxy) else dict(files or {})):
             status, error = "error", "an edited file has an error (see the console)"
         else:
+            if params.messages is not None or "chat" in code or "jinja2" in code:
+                await chat_packages()
             compiled = compile(code, filename, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT,
                                dont_inherit=True)
             linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
@@ -368,7 +379,8 @@ def _params(p):
     return types.SimpleNamespace(
         prompt=str(p.get("prompt", "")), max_new_tokens=values["max_new_tokens"],
         temperature=values["temperature"], top_k=values["top_k"] or None,
-        top_p=None if top_p is None or top_p >= 1 else top_p, seed=values["seed"])
+        top_p=None if top_p is None or top_p >= 1 else top_p, seed=values["seed"],
+        messages=p.get("messages"))  # the chat's conversation (scripts/chat.py), else None
 
 
 def check_params(p):
@@ -379,6 +391,30 @@ def check_params(p):
     except ValueError as e:
         _error("params", f"A parameter is not usable: {e}",
                "Change it in the form (or in the page's address) and press Generate.")
+
+
+# ---------------------------------------------------------------- chat
+
+
+_chat_wheels_loaded = False
+
+
+async def chat_packages():
+    """Jinja2 and MarkupSafe, which chat templates render with: the site's pinned wheels
+    (build.json's chat_wheels), loaded the first time a run may chat (the chat view's script, or
+    code that mentions chat or jinja2), so that Generate alone never fetches them."""
+    global _chat_wheels_loaded
+    if _chat_wheels_loaded:
+        return
+    import pyodide_js
+
+    base = js.location.href  # worker.mjs, at the site's root
+    build = (await (await js.fetch(js.URL.new("build.json", base).href)).json()).to_py()
+    urls = [js.URL.new(f"wheels/{name}", base).href for name in build.get("chat_wheels", [])]
+    if urls:
+        await pyodide_js.loadPackage(to_js(urls))
+        importlib.invalidate_caches()
+    _chat_wheels_loaded = True
 
 
 def _device_lost():
