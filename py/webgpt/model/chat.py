@@ -13,6 +13,7 @@ reply. When the conversation no longer fits the context with room for the reply,
 messages after the system message are dropped (a UserWarning says how many) and the turn goes on.
 """
 
+import contextlib
 import warnings
 
 # Room kept for the reply when the conversation is cut to fit the context: max_new_tokens, but
@@ -104,16 +105,19 @@ async def chat_stream(model, messages, max_new_tokens=256, temperature=1.0, top_
     decoder = tok.stream_decoder(skip_special_tokens=True)
     stops = model.stopping_ids()
     text = _StopText(stop)
-    async for token in model.stream_ids(ids, max_new_tokens, temperature, top_k, top_p, seed,
-                                        stop_at_eot=True, logits_hook=logits_hook,
-                                        cached=cached):
-        if token in stops:
-            break
-        piece = text.push(decoder.push(token))
-        if piece:
-            yield piece
-        if text.stopped:
-            return
+    # Closed on leaving (a stop, or the caller's break), not when garbage-collected: its
+    # cleanup records what the KV cache holds, which the next turn reuses.
+    async with contextlib.aclosing(model.stream_ids(
+            ids, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot=True,
+            logits_hook=logits_hook, cached=cached)) as tokens:
+        async for token in tokens:
+            if token in stops:
+                break
+            piece = text.push(decoder.push(token))
+            if piece:
+                yield piece
+            if text.stopped:
+                return
     rest = text.push(decoder.flush()) + text.flush()
     if rest:
         yield rest

@@ -14,6 +14,7 @@ latency hides behind compute. Only token ids leave the GPU, unless a `logits_hoo
 (and edit) each step's logits.
 """
 
+import contextlib
 import secrets
 import struct
 import sys
@@ -417,11 +418,13 @@ class Model:
         from ..tokenizer import StreamDecoder
 
         decoder = StreamDecoder(self.tokenizer)
-        async for token in self.stream_ids(self.encode_prompt(prompt), max_new_tokens, temperature,
-                                           top_k, top_p, seed, stop_at_eot, logits_hook):
-            piece = decoder.push(token)
-            if piece:
-                yield piece
+        async with contextlib.aclosing(self.stream_ids(
+                self.encode_prompt(prompt), max_new_tokens, temperature, top_k, top_p, seed,
+                stop_at_eot, logits_hook)) as tokens:
+            async for token in tokens:
+                piece = decoder.push(token)
+                if piece:
+                    yield piece
         rest = decoder.flush()
         if rest:
             yield rest
@@ -444,9 +447,11 @@ class Model:
         from .chat import chat_stream
 
         self._check_usable()
-        async for piece in chat_stream(self, messages, max_new_tokens, temperature, top_k,
-                                       top_p, seed, stop, logits_hook):
-            yield piece
+        async with contextlib.aclosing(chat_stream(self, messages, max_new_tokens, temperature,
+                                                   top_k, top_p, seed, stop,
+                                                   logits_hook)) as pieces:
+            async for piece in pieces:
+                yield piece
 
     async def chat(self, messages, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
                    seed=None, stop=None, logits_hook=None):
