@@ -16,6 +16,14 @@ The shipped models (weights/, 6 layers, 384 wide, 256 symbols), from the prompt 
 - "shakespeare-char-sampled": the f16 model sampled as the README's screenshot is (temperature
   0.8, top-k 40, seed 7, 200 new tokens).
 A shipped model that is not under weights/ is left out, saying so.
+--cold-start measures instead how long the page takes from its opening to the first token of
+the shipped model (greedy, "ROMEO:", 20 tokens): with a fresh profile on disk (nothing saved:
+the page's files and the model come from the server) and on a second visit in the same profile
+(the service worker answers with the saved page files, the model comes from the page's model
+store), `--repeats` times each, with the page's breakdown of that time (#stats: Python's start
+as pyodide, wheel and imports; the model load as model files, weights and plan; the first
+pass as first token).
+
 For scale, the original WebGPT measured on this kind of machine (2 cores, SwiftShader):
 1.7 s/token for the 124M shape (it recomputes the whole context every token) and 92 ms/token
 for the character model. Not a test: timings are reported, not asserted.
@@ -90,12 +98,97 @@ def run_page(browser, base, name, prompt, n, sampling=GREEDY, timeout_ms=900_000
         page.close()
 
 
+# Record when #output first shows text (the first token), in ms since navigation start.
+FIRST_TOKEN_JS = """
+(() => {
+  const seen = () => {
+    const out = document.getElementById("output");
+    if (out && out.textContent.length && window.__firstTokenMs === undefined) {
+      window.__firstTokenMs = performance.now();
+    }
+  };
+  new MutationObserver(seen).observe(document, {subtree: true, childList: true, characterData: true});
+})();
+"""
+
+
+def page_stats(page):
+    return page.evaluate("""() => Object.fromEntries(
+        [...document.querySelectorAll('#stats .stat')].map(s => [s.dataset.key,
+         s.textContent.slice(s.dataset.key.length + 2)]))""")
+
+
+def cold_visit(context, base, query, timeout_ms=300_000):
+    """One visit: {"first token ms": ..., **#stats} (the first token counted from the page's
+    navigation start)."""
+    page = context.new_page()
+    try:
+        page.goto(base + "index.html?" + query)
+        page.wait_for_function(
+            "['done', 'error'].includes(document.documentElement.dataset.state)",
+            timeout=timeout_ms)
+        if page.evaluate("document.documentElement.dataset.state") == "error":
+            raise RuntimeError(page.text_content("#error"))
+        out = {"open to first token ms": round(page.evaluate("window.__firstTokenMs"))}
+        out.update(page_stats(page))
+        # The next visit should find the page's files saved: wait for the service worker.
+        page.wait_for_function("""async () => {
+            const reg = await navigator.serviceWorker.getRegistration();
+            return !!(reg && reg.active && reg.active.state === 'activated');
+        }""", timeout=timeout_ms, polling=250)
+        return out
+    finally:
+        page.close()
+
+
+def cold_start(a):
+    """The shipped model's first token from a fresh profile and on a second visit."""
+    import build
+    from urllib.parse import urlencode
+    from playwright.sync_api import sync_playwright
+
+    site = build.build(os.path.join(tempfile.mkdtemp(prefix="webgpt-cold-"), "dist"))
+    srv = build.make_server(site, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{srv.server_address[1]}/"
+    query = urlencode({"model": "shakespeare-char", "prompt": "ROMEO:", "max_new_tokens": 20,
+                       "temperature": 0, "autorun": 1})
+    results = {"uncached": [], "cached": []}
+    with sync_playwright() as pw:
+        for _ in range(a.repeats):
+            # A new profile on disk, as a user's browser has (Playwright's own new contexts are
+            # off the record: their storage lives in memory, where writes cost far more).
+            profile = tempfile.mkdtemp(prefix="webgpt-profile-")
+            context = pw.chromium.launch_persistent_context(
+                profile, executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+            context.add_init_script(FIRST_TOKEN_JS)
+            try:
+                for visit in ("uncached", "cached"):
+                    r = cold_visit(context, base, query)
+                    results[visit].append(r)
+                    print(f"{visit}: " + ", ".join(f"{k} {v}" for k, v in r.items()), flush=True)
+            finally:
+                context.close()
+                shutil.rmtree(profile, ignore_errors=True)
+    srv.shutdown()
+    shutil.rmtree(os.path.dirname(site), ignore_errors=True)
+    return results
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS) + list(LARGE))
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--cold-start", action="store_true",
+                    help="time from opening the page to the shipped model's first token")
     a = ap.parse_args()
+    if a.cold_start:
+        results = cold_start(a)
+        if a.json:
+            with open(a.json, "w") as f:
+                json.dump(results, f, indent=1)
+        return
 
     tmp = tempfile.mkdtemp(prefix="webgpt-bench-")
     try:

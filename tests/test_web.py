@@ -134,7 +134,7 @@ def test_normal_run_stays_on_its_origin_without_console_errors(run):
     paths = {urllib.parse.urlsplit(u).path for u in r.requests}
     assert "pyodide/pyodide.asm.wasm" in paths and "pyodide/python_stdlib.zip" in paths
     wheels = sorted(p.split("/")[-1].split("-")[0] for p in paths if p.endswith(".whl"))
-    assert wheels == ["micropip", "packaging", "webgpt"], wheels  # no numpy, nothing else
+    assert wheels == ["webgpt"], wheels  # no installer, no numpy, nothing else
     assert "models/tiny/model.safetensors" in paths
     # The interface a user sees: text, stats, progress, the adapter and f16.
     assert r.text("#output") != ""

@@ -46,6 +46,10 @@ let loading = null; // name of the model being loaded
 let models = [];
 let autorun = params.get("autorun") === "1";
 let bootSeconds; // how long Python took to start
+let bootParts = null; // its parts: {runtime_s, install_s, import_s}
+let loadParts = null; // the last model load's parts: {files_s, weights_s, plan_s}
+let openToFirstToken = null; // seconds from the page's opening to its first generated token
+let modelsListed = false; // main() has listed the models: a booted worker can load one
 let weightsFromDownload = false; // the weights bar follows the download's byte count
 let halted = false; // a start-up error: wait for the user to pick a model
 let running = null; // the run in the worker: {kind: "generate" | "run", path, prompt, fresh, timer}
@@ -117,9 +121,25 @@ function fmt(x, digits) {
 
 function showStats(s) {
   const items = [];
+  // Where the time to the first token went: Python's start (Pyodide, the wheel, the imports),
+  // the model's load (files and device, weights, plan and checks), the first pass.
+  const part = (key, seconds) => {
+    if (Number.isFinite(seconds)) items.push([key, `${fmt(seconds, 2)} s`]);
+  };
   if (bootSeconds !== undefined) items.push(["python start", `${fmt(bootSeconds, 2)} s`]);
+  if (bootSeconds !== undefined && bootParts) {
+    part("pyodide", bootParts.runtime_s);
+    part("wheel", bootParts.install_s);
+    part("imports", bootParts.import_s);
+  }
   if (s.load_s !== undefined) items.push(["model load", `${fmt(s.load_s, 2)} s`]);
+  if (s.load_s !== undefined && loadParts) {
+    part("model files", loadParts.files_s);
+    part("weights", loadParts.weights_s);
+    part("plan", loadParts.plan_s);
+  }
   if (s.first_token_s !== undefined) items.push(["first token", `${fmt(s.first_token_s * 1000, 0)} ms`]);
+  if (openToFirstToken !== null) part("page open to first token", openToFirstToken);
   if (s.decode_tokens > 0 && s.decode_s > 0) {
     items.push(["ms/token", fmt((s.decode_s / s.decode_tokens) * 1000, 1)]);
     items.push(["tokens/s", fmt(s.decode_tokens / s.decode_s, 2)]);
@@ -345,6 +365,19 @@ function runDone(m) {
       : `${name} done.`);
 }
 
+// Python has started and the models are listed: the self-test, or the model to load.
+function afterBoot() {
+  if (params.get("selftest") === "1") {
+    setState("generating", "GPU self-test…");
+    worker.postMessage({ type: "selftest" });
+  } else if (ui.model.value && !halted) {
+    loadModel(ui.model.value);
+  }
+  if (!autorun && PARAM_NAMES.some((k) => params.has(k))) {
+    worker.postMessage({ type: "check", params: readParams() }); // said before Generate
+  }
+}
+
 function onMessage(e) {
   const m = e.data;
   switch (m.type) {
@@ -358,18 +391,12 @@ function onMessage(e) {
     case "booted":
       booted = true;
       bootSeconds = m.boot_s;
+      bootParts = m.parts || null;
       ui.status.textContent = `Python ${m.python} ready (${fmt(m.boot_s, 1)} s).`;
-      if (params.get("selftest") === "1") {
-        setState("generating", "GPU self-test…");
-        worker.postMessage({ type: "selftest" });
-      } else if (ui.model.value && !halted) {
-        loadModel(ui.model.value);
-      }
-      if (!autorun && PARAM_NAMES.some((k) => params.has(k))) {
-        worker.postMessage({ type: "check", params: readParams() }); // said before Generate
-      }
+      if (modelsListed) afterBoot();
       break;
     case "loaded": {
+      loadParts = m.parts || null;
       startOffline();
       offline.keep(m.name);
       const bar = $("progress-weights");
@@ -400,6 +427,7 @@ function onMessage(e) {
       break;
     }
     case "piece":
+      if (openToFirstToken === null) openToFirstToken = performance.now() / 1000;
       if (running && running.kind === "chat") {
         chat.piece(m.text);
         break;
@@ -485,6 +513,7 @@ async function main() {
     return;
   }
 
+  startWorker(); // Python starts while the models are listed
   models = await fetchModels();
   ui.model.replaceChildren(...models.map((m) => {
     const o = document.createElement("option");
@@ -524,7 +553,8 @@ async function main() {
     tokenTimer = setTimeout(requestTokens, 400);
   });
   ide.setIsolation(isolated);
-  startWorker();
+  modelsListed = true;
+  if (booted) afterBoot();
 }
 
 function startWorker() {

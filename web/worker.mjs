@@ -1,9 +1,10 @@
 // The page's Python runs here, in a module Web Worker, so the page never freezes.
 //
-// Boot: Pyodide from ./pyodide/ (copied from the npm package by build.py), then the pure
-// wheels packaging and micropip, then micropip installs this project's own wheel; all
-// from this site (build.json lists the files and their sizes). worker.py then does the
-// work: load a model, run the editor's scripts (Generate runs one too).
+// Boot: Pyodide from ./pyodide/ (copied from the npm package by build.py) while this
+// project's own wheel and worker.py download, then the wheel is unpacked into site-packages
+// (pure Python, no dependencies: no installer needed); all from this site (build.json lists
+// the files and their sizes). worker.py then does the work: load a model, run the editor's
+// scripts (Generate runs one too).
 //
 // Messages in:  {type: "init", control, interrupt} (SharedArrayBuffers, when the page is
 //               cross-origin isolated) | {type: "load", name, url, entry} (entry: the
@@ -11,7 +12,9 @@
 //               | {type: "run", code, filename, params, files} | {type: "stop"}
 //               | {type: "cancel"}
 //               | {type: "tokenize", text} | {type: "selftest"} | {type: "check", params}
-// Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s}
+// Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s,
+//               parts: {runtime_s, install_s, import_s}} (Pyodide's start, the wheel's
+//               install, worker.py's and the package's imports)
 //               | {type: "cache", event, model, file, detail} (the model cache: a file
 //               stored, or a damaged copy replaced) | the ones worker.py posts (loaded,
 //               piece, console, chart, tokens, run-done, tokenized, selftest, error,
@@ -36,6 +39,7 @@ const here = (path) => new URL(path, import.meta.url).href;
 // Pyodide under Node (tests/dawn_harness.mjs runs this worker there) takes a path, not a
 // file: URL; in a browser the URL is http(s) and stays as it is.
 const localPath = (url) => (url.startsWith("file://") ? decodeURIComponent(new URL(url).pathname) : url);
+let pyodide = null; // once Pyodide has started
 let page = null; // the Python module worker.py, once booted
 const queue = []; // messages that arrive while booting
 let control = new Int32Array(1); // [0]: 1 once Stop was pressed during the current run
@@ -65,38 +69,51 @@ function countingFetch(realFetch, total) {
 
 async function boot() {
   const t0 = performance.now();
+  const since = () => (performance.now() - t0) / 1000;
   const build = await (await fetch(here("build.json"))).json();
-  // The .mjs files come in through import(), not fetch: they are not counted.
+  const wheelPath = `wheels/${build.webgpt_wheel}`;
+  // What boot downloads: Pyodide's files (the .mjs ones come in through import(), not fetch:
+  // they are not counted) and the project's wheel.
   const total = Object.entries(build.boot_files)
-    .filter(([path]) => !path.endsWith(".mjs"))
+    .filter(([path]) => (path.startsWith("pyodide/") ? !path.endsWith(".mjs") : path === wheelPath))
     .reduce((sum, [, size]) => sum + size, 0);
   postMessage({ type: "progress", stage: "pyodide", done: 0, total });
 
   const realFetch = globalThis.fetch;
-  globalThis.fetch = countingFetch(realFetch, total);
-  let pyodide;
+  const counted = countingFetch(realFetch, total);
+  globalThis.fetch = counted;
+  const parts = {}; // seconds of each step of the boot, for the page's stats
+  const body = (path, how) => async (resp) => {
+    if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+    return how(resp);
+  };
   try {
+    // The wheel and worker.py come in while Python starts.
+    const wheel = counted(here(wheelPath)).then(body(wheelPath,
+      async (r) => new Uint8Array(await r.arrayBuffer())));
+    const code = realFetch(here("worker.py")).then(body("worker.py", (r) => r.text()));
+    wheel.catch(() => {}); // (awaited below; a failure is raised there)
+    code.catch(() => {});
     pyodide = await loadPyodide({
       indexURL: localPath(here("pyodide/")),
       stdout: (line) => console.log(line),
       stderr: (line) => console.warn(line),
     });
     if (interrupt) pyodide.setInterruptBuffer(interrupt);
-    const quiet = { messageCallback: () => {}, errorCallback: (m) => console.warn(m) };
-    await pyodide.loadPackage(build.micropip_wheels.map((w) => here(`wheels/${w}`)), quiet);
-    const micropip = pyodide.pyimport("micropip");
-    await micropip.install(here(`wheels/${build.webgpt_wheel}`));
-    micropip.destroy();
+    parts.runtime_s = since();
+    // The project's wheel is pure Python and needs nothing else: it is unpacked into
+    // site-packages as it is (no resolver: micropip and its imports would take a second).
+    pyodide.unpackArchive(await wheel, "wheel");
+    pyodide.FS.writeFile("/home/pyodide/webgpt_page.py", await code);
+    parts.install_s = since() - parts.runtime_s;
   } finally {
     globalThis.fetch = realFetch;
   }
-
-  const code = await (await fetch(here("worker.py"))).text();
-  pyodide.FS.writeFile("/home/pyodide/webgpt_page.py", code);
   page = pyodide.pyimport("webgpt_page");
+  parts.import_s = since() - parts.runtime_s - parts.install_s;
   self.pyodide = pyodide; // for the browser's console (and the tests): the worker's Python
   const python = pyodide.runPython("import sys; sys.version.split()[0]");
-  postMessage({ type: "booted", python, boot_s: (performance.now() - t0) / 1000 });
+  postMessage({ type: "booted", python, boot_s: since(), parts });
 }
 
 function handle(m) {
@@ -127,7 +144,10 @@ self.onmessage = (e) => {
       control = self.webgptControl = new Int32Array(m.control);
       shared = true;
     }
-    if (m.interrupt) interrupt = new Int32Array(m.interrupt);
+    if (m.interrupt) {
+      interrupt = new Int32Array(m.interrupt);
+      if (pyodide !== null) pyodide.setInterruptBuffer(interrupt);
+    }
   } else if (m.type === "stop") {
     control[0] = 1;
   } else if (m.type === "cancel") {

@@ -20,8 +20,11 @@ WGSL), all without loading the weights again.
 Messages to the page's main thread (main.js):
 
     {type: "progress", stage, done, total}       weights streaming in
-    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, config, layout, plan,
-     chat}                                        weights: how the GPU holds the matrices,
+    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, parts, config, layout,
+     plan, chat}                                  parts: {files_s, weights_s, plan_s}, the
+                                                  load's time: files and device, weights
+                                                  streaming in, plan and checks;
+                                                  weights: how the GPU holds the matrices,
                                                   "f32", "f16", "q8" or "q4"; plan: {pass kind:
                                                   [[launch name, shader file], ...]}; chat: the
                                                   tokenizer has a chat template
@@ -117,9 +120,15 @@ async def load_model(name, url):
         _error("load", f"The webgpt package does not import: {type(e).__name__}: {e}",
                "An edit of the package's code broke it: fix it or Reset it in the editor.")
         return
-    source = FetchSource(url, progress=_progress)
+    seen = []  # when the first and the last progress report came: the weights' start and end
+
+    def progress(stage, done, total):
+        seen[1 if seen else 0:] = [time.perf_counter()]
+        _progress(stage, done, total)
+
+    source = FetchSource(url, progress=progress)
     try:
-        model = await webgpt.load(source, progress=_progress)
+        model = await webgpt.load(source, progress=progress)
     except webgpt.ModelFolderError as e:
         _error("load", f"The model \u201c{name}\u201d could not be loaded: {e}",
                "A model folder needs config.json, model.safetensors (or shards with "
@@ -150,9 +159,13 @@ async def load_model(name, url):
             model.kernels.sources[_shader_name(path)] = text
     cfg = model.config
     load_s = model.stats.get("load_s") or (time.perf_counter() - t0)
+    first, last = (seen[0], seen[-1]) if seen else (t0, t0)
+    # Files (config, tokenizer, headers) and the GPU device; the weights streamed in; the plan
+    # (pipelines, bind groups) and the weights' check.
+    parts = {"files_s": first - t0, "weights_s": last - first, "plan_s": t0 + load_s - last}
     weights = getattr(model, "weights", None) or ("f16" if model.uses_f16 else "f32")
     post("loaded", name=name, device=model.device.describe(), has_f16=bool(model.device.has_f16),
-         uses_f16=bool(model.uses_f16), weights=str(weights), load_s=load_s,
+         uses_f16=bool(model.uses_f16), weights=str(weights), load_s=load_s, parts=parts,
          config={**{k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
                                                   "n_positions", "head_size")},
                  "model_type": str(getattr(cfg, "model_type", "gpt2")),
