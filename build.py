@@ -401,6 +401,35 @@ def project_wheel():
     return os.path.join(out, wheels[0])
 
 
+SNAPSHOT = "snapshot.bin.gz"
+
+
+def python_snapshot(pyodide_dir, wheel):
+    """A memory snapshot of Pyodide started with `wheel` installed and the page's modules
+    imported, gzipped (web/snapshot/make.mjs, run by Node), made again in build/snapshot/ when
+    Pyodide, the wheel or the script changed. None where it cannot be made (no node): the page
+    then starts Python without it."""
+    out = os.path.join(CACHE, "snapshot")
+    snapshot, stamp = os.path.join(out, SNAPSHOT), os.path.join(out, ".sources")
+    script = os.path.join(WEB, "snapshot", "make.mjs")
+    digest = tree_digest([os.path.join(pyodide_dir, name) for name in PYODIDE_FILES]
+                         + [wheel, script])
+    if read_stamp(stamp) == digest and os.path.exists(snapshot):
+        return snapshot
+    node = shutil.which("node")
+    if node is None:
+        log("node is not installed: the page will start Python without a snapshot")
+        return None
+    os.makedirs(out, exist_ok=True)
+    try:
+        run([node, script, pyodide_dir, wheel, snapshot])
+    except subprocess.CalledProcessError:
+        log("the Python snapshot could not be made: the page will start Python without one")
+        return None
+    write_stamp(stamp, digest)
+    return snapshot
+
+
 def _has_module(name):
     import importlib.util
     return importlib.util.find_spec(name) is not None
@@ -543,6 +572,14 @@ def build(out=DIST, extra_models=None):
     wheel = project_wheel()
     wheel_name = os.path.basename(wheel)
     copy_if_changed(wheel, os.path.join(wheels_dir, wheel_name))
+    # Python's start saved (web/snapshot/make.mjs): the worker restores it instead of starting.
+    snapshot = python_snapshot(npm_pyodide, wheel)
+    snapshot_path = os.path.join(out, "pyodide", SNAPSHOT)
+    if snapshot:
+        copy_if_changed(snapshot, snapshot_path)
+        boot_files["pyodide/" + SNAPSHOT] = os.path.getsize(snapshot_path)
+    elif os.path.exists(snapshot_path):
+        os.remove(snapshot_path)
     for name in os.listdir(wheels_dir):  # an older version of our wheel
         if name not in micropip_wheels and name not in chat and name != wheel_name:
             os.remove(os.path.join(wheels_dir, name))
@@ -573,6 +610,7 @@ def build(out=DIST, extra_models=None):
         "micropip_wheels": micropip_wheels,
         "chat_wheels": chat,
         "webgpt_wheel": wheel_name,
+        "snapshot": "pyodide/" + SNAPSHOT if snapshot else None,
     })
     shell = write_shell_manifest(out)
     save_sha256_cache()

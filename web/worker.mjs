@@ -1,9 +1,10 @@
 // The page's Python runs here, in a module Web Worker, so the page never freezes.
 //
-// Boot: Pyodide from ./pyodide/ (copied from the npm package by build.py) while this
-// project's own wheel and worker.py download, then the wheel is unpacked into site-packages
-// (pure Python, no dependencies: no installer needed); all from this site (build.json lists
-// the files and their sizes). worker.py then does the work: load a model, run the editor's
+// Boot: Pyodide from ./pyodide/ (copied from the npm package by build.py), restored from the
+// memory snapshot build.py made of it (build.json's snapshot: Python started, the package
+// imported) where there is one, while this project's own wheel and worker.py download; then
+// the wheel is unpacked into site-packages (pure Python, no dependencies: no installer
+// needed); all from this site (build.json lists the files and their sizes). worker.py then does the work: load a model, run the editor's
 // scripts (Generate runs one too).
 //
 // Messages in:  {type: "init", control, interrupt} (SharedArrayBuffers, when the page is
@@ -13,8 +14,9 @@
 //               | {type: "cancel"}
 //               | {type: "tokenize", text} | {type: "selftest"} | {type: "check", params}
 // Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s,
-//               parts: {runtime_s, install_s, import_s}} (Pyodide's start, the wheel's
-//               install, worker.py's and the package's imports)
+//               parts: {runtime_s, install_s, import_s, snapshot}} (Pyodide's start, the
+//               wheel's install, worker.py's and the package's imports; snapshot: true when
+//               Python was restored from the saved start)
 //               | {type: "cache", event, model, file, detail} (the model cache: a file
 //               stored, or a damaged copy replaced) | the ones worker.py posts (loaded,
 //               piece, console, chart, tokens, run-done, tokenized, selftest, error,
@@ -72,8 +74,8 @@ async function boot() {
   const since = () => (performance.now() - t0) / 1000;
   const build = await (await fetch(here("build.json"))).json();
   const wheelPath = `wheels/${build.webgpt_wheel}`;
-  // What boot downloads: Pyodide's files (the .mjs ones come in through import(), not fetch:
-  // they are not counted) and the project's wheel.
+  // What boot downloads: Pyodide's files and its saved start (the .mjs files come in through
+  // import(), not fetch: they are not counted) and the project's wheel.
   const total = Object.entries(build.boot_files)
     .filter(([path]) => (path.startsWith("pyodide/") ? !path.endsWith(".mjs") : path === wheelPath))
     .reduce((sum, [, size]) => sum + size, 0);
@@ -94,16 +96,33 @@ async function boot() {
     const code = realFetch(here("worker.py")).then(body("worker.py", (r) => r.text()));
     wheel.catch(() => {}); // (awaited below; a failure is raised there)
     code.catch(() => {});
-    pyodide = await loadPyodide({
+    const options = {
       indexURL: localPath(here("pyodide/")),
       stdout: (line) => console.log(line),
       stderr: (line) => console.warn(line),
-    });
+    };
+    // Python's start as build.py saved it (web/snapshot/make.mjs): memory restored, the
+    // package already imported. Should it fail, Python starts afresh.
+    if (build.snapshot) {
+      const snapshot = counted(here(build.snapshot)).then(body(build.snapshot,
+        (r) => new Response(r.body.pipeThrough(new DecompressionStream("gzip"))).arrayBuffer()));
+      try {
+        pyodide = await loadPyodide({ ...options, _loadSnapshot: snapshot });
+        parts.snapshot = true;
+      } catch (e) {
+        console.warn(`Python's saved start could not be used (${e && e.message ? e.message : e}); ` +
+          "starting it afresh.");
+      }
+    }
+    if (pyodide === null) pyodide = await loadPyodide(options);
     if (interrupt) pyodide.setInterruptBuffer(interrupt);
     parts.runtime_s = since();
     // The project's wheel is pure Python and needs nothing else: it is unpacked into
-    // site-packages as it is (no resolver: micropip and its imports would take a second).
-    pyodide.unpackArchive(await wheel, "wheel");
+    // site-packages as it is (no resolver: micropip and its imports would take a second);
+    // after a snapshot too, which restores the imported modules but not their files.
+    const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
+    pyodide.unpackArchive(await wheel, "wheel", { extractDir: sitePackages });
+    pyodide.runPython("import importlib; importlib.invalidate_caches()");
     pyodide.FS.writeFile("/home/pyodide/webgpt_page.py", await code);
     parts.install_s = since() - parts.runtime_s;
   } finally {
