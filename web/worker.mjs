@@ -122,7 +122,10 @@ async function boot() {
     // after a snapshot too, which restores the imported modules but not their files.
     const sitePackages = pyodide.runPython("import site; site.getsitepackages()[0]");
     pyodide.unpackArchive(await wheel, "wheel", { extractDir: sitePackages });
-    pyodide.runPython("import importlib; importlib.invalidate_caches()");
+    // The import system's listings of those folders are stale (importlib.invalidate_caches()
+    // would also import importlib.metadata: a second here).
+    pyodide.runPython("import sys\nfor f in list(sys.path_importer_cache.values()):\n" +
+      "    if type(f).__name__ == 'FileFinder': f.invalidate_caches()");
     pyodide.FS.writeFile("/home/pyodide/webgpt_page.py", await code);
     parts.install_s = since() - parts.runtime_s;
   } finally {

@@ -25,6 +25,7 @@ pyodide.unpackArchive(new Uint8Array(fs.readFileSync(wheel)), "wheel", { extract
 // What worker.py and a model's load import (modules that hold no JavaScript object yet).
 pyodide.runPython(`
 import ast, asyncio, importlib, importlib.util, inspect, io, json, linecache, struct, traceback, types
+import pyodide._package_loader, shutil, tempfile, zipfile  # the wheel's unpacking after a restore
 import webgpt, webgpt.model, webgpt.gpu.browser, webgpt.sources.fetch, webgpt.tokenizer
 import webgpt.sampling, webgpt.finite, webgpt.kernels
 `);
