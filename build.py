@@ -3,6 +3,8 @@
 
     python3 build.py                      build the site into dist/
     python3 build.py serve [--port N]     build, then serve dist/ on http://127.0.0.1:8000/
+        (both take --hub-endpoint URL: the hub the page loads owner/name models from;
+         default https://huggingface.co)
     python3 build.py test [pytest args]   the whole test suite (browser tests included)
     python3 build.py fetch NAME [--dest D] download gpt2 (-medium, -large, -xl), distilgpt2
                                           or a hub repo from Hugging Face into weights/NAME
@@ -25,9 +27,11 @@ The site (dist/): the page (web/), Pyodide's runtime files, the pure wheels pack
 micropip (pinned by sha256 below), this project's own wheel built from py/ and shaders/, and
 every model folder under weights/ that has a config.json, in models/<name>/ with
 models/index.json listing them (each file's size and sha256). Nothing on the page comes from
-anywhere else. For offline use, sw.js (a service worker) keeps the files that sw-shell.js
-lists, with their sha256 and a version named by them; the page keeps models by sha256
-(hashing them with hash-wasm, bundled into sha256.js). The page's code editor is CodeMirror,
+anywhere else, except a model from the hub when a user asks for one: the hub's address is
+fixed here (build.json's hub_endpoint). For offline use, sw.js (a service worker) keeps the
+files that sw-shell.js lists, with their sha256 and a version named by them; the page keeps
+models in the browser's Origin Private File System by their hash (SHA-256, or the hub's git
+SHA-1, from hash-wasm, bundled into sha256.js). The page's code editor is CodeMirror,
 bundled from web/editor/ into editor.js by esbuild; the files it shows (web/scripts/,
 web/examples/, py/webgpt/, shaders/) are copied into code/, listed with their sha256 in
 code/index.json.
@@ -95,6 +99,8 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index
                "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "chat_template.jinja"}
 DEFAULT_MODEL = "shakespeare-char"
+# The hub the page lists and loads `owner/name` models from, unless --hub-endpoint says another.
+DEFAULT_HUB = "https://huggingface.co"
 # Written by build(): the list of the page's files that the service worker (web/sw.js) keeps.
 SHELL_MANIFEST = "sw-shell.js"
 
@@ -527,9 +533,11 @@ def copy_model(folder, dst):
     return files
 
 
-def build(out=DIST, extra_models=None):
+def build(out=DIST, extra_models=None, hub_endpoint=None):
     """Build the site into `out`; `extra_models` {name: folder} adds model folders beside
-    those found under weights/. Returns `out`."""
+    those found under weights/; `hub_endpoint` is the hub the page lists and loads owner/name
+    models from (default DEFAULT_HUB). Returns `out`."""
+    hub_endpoint = check_hub_endpoint(hub_endpoint or DEFAULT_HUB)
     ensure_npm()
     os.makedirs(out, exist_ok=True)
 
@@ -611,6 +619,7 @@ def build(out=DIST, extra_models=None):
         "chat_wheels": chat,
         "webgpt_wheel": wheel_name,
         "snapshot": "pyodide/" + SNAPSHOT if snapshot else None,
+        "hub_endpoint": hub_endpoint,
     })
     shell = write_shell_manifest(out)
     save_sha256_cache()
@@ -694,14 +703,17 @@ def save_sha256_cache():
 
 
 def hash_bundle():
-    """sha256.js: hash-wasm's incremental SHA-256 (from npm, pinned in web/package-lock.json)
-    as one ES module, bundled by esbuild into build/hash/ when the lockfile changed. The page's
-    model cache (web/modelcache.js) hashes weights with it as they stream, a few MiB at a time
-    (the browser's crypto.subtle.digest needs a whole file in memory)."""
+    """sha256.js: hash-wasm's incremental SHA-256 and SHA-1 (from npm, pinned in
+    web/package-lock.json) as one ES module, bundled by esbuild into build/hash/ when the
+    lockfile changed. The page's model store (web/store.js) hashes weights with it as they
+    stream, a few MiB at a time (the browser's crypto.subtle.digest needs a whole file in
+    memory); SHA-1 checks the hub's files that are not in LFS (their git blob ids)."""
     out = os.path.join(CACHE, "hash")
     bundle = os.path.join(out, "sha256.js")
     stamp = os.path.join(out, ".sources")
-    digest = sha256_file(os.path.join(WEB, "package-lock.json"))
+    entry = 'export { createSHA1, createSHA256 } from "hash-wasm";\n'
+    with open(os.path.join(WEB, "package-lock.json"), "rb") as f:
+        digest = hashlib.sha256(entry.encode() + f.read()).hexdigest()
     if read_stamp(stamp) == digest and os.path.exists(bundle):
         return bundle
     os.makedirs(out, exist_ok=True)
@@ -710,15 +722,15 @@ def hash_bundle():
         info = json.load(f)
     with open(os.path.join(package, "LICENSE"), encoding="utf-8") as f:
         license_text = f.read().strip().replace("*/", "* /")
-    log("$ esbuild (hash-wasm's createSHA256) > build/hash/sha256.js")
+    log("$ esbuild (hash-wasm's createSHA1, createSHA256) > build/hash/sha256.js")
     code = subprocess.run(
         [esbuild_path(), "--bundle", "--format=esm", "--minify", "--target=es2022",
-         "--log-level=warning"], input='export { createSHA256 } from "hash-wasm";\n',
+         "--log-level=warning"], input=entry,
         capture_output=True, text=True, cwd=WEB, check=True).stdout
     tmp = bundle + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        f.write(f"/* sha256.js: createSHA256 of {info['name']} {info['version']}, bundled by "
-                f"build.py with esbuild.\n\n{license_text}\n*/\n{code}")
+        f.write(f"/* sha256.js: createSHA1 and createSHA256 of {info['name']} {info['version']}, "
+                f"bundled by build.py with esbuild.\n\n{license_text}\n*/\n{code}")
     os.replace(tmp, bundle)
     write_stamp(stamp, digest)
     return bundle
@@ -983,12 +995,21 @@ def make_server(root=DIST, host="127.0.0.1", port=8000, quiet=True):
 # ---------------------------------------------------------------- commands
 
 
+def check_hub_endpoint(url):
+    """The hub's address as the page uses it (no trailing slash), or SystemExit saying why not."""
+    parts = urllib.parse.urlsplit(str(url).strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise SystemExit(f"build.py: --hub-endpoint {url!r} is not an http(s) address such as "
+                         f"{DEFAULT_HUB}")
+    return urllib.parse.urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+
 def cmd_build(args):
-    build(args.out)
+    build(args.out, hub_endpoint=args.hub_endpoint)
 
 
 def cmd_serve(args):
-    out = build(args.out)
+    out = build(args.out, hub_endpoint=args.hub_endpoint)
     try:
         server = make_server(out, args.host, args.port, quiet=not args.verbose)
     except OSError as e:
@@ -1043,6 +1064,8 @@ def main(argv=None):
         return 0
     p = argparse.ArgumentParser(prog=f"build.py {command}")
     p.add_argument("--out", default=DIST, help="where to build the site (default dist/)")
+    p.add_argument("--hub-endpoint", default=DEFAULT_HUB, metavar="URL",
+                   help=f"the hub the page loads owner/name models from (default {DEFAULT_HUB})")
     if command == "serve":
         p.add_argument("--port", type=int, default=8000, help="port (default 8000)")
         p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")

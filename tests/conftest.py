@@ -23,6 +23,10 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
     "--headless=new", "--no-sandbox", "--enable-unsafe-webgpu", "--enable-unsafe-swiftshader",
     "--disable-background-networking", "--disable-component-update", "--no-first-run",
+    # navigator.storage.estimate() as without Chromium's anti-fingerprinting figure (usage +
+    # 10 GiB whatever the room): the real quota, so a quota set through CDP (tests/
+    # test_offline.py) shows in the page as a full disk would.
+    "--disable-features=StaticStorageQuota",
 ]
 IN_CI = os.environ.get("CI") == "true"
 

@@ -14,18 +14,25 @@
 // isolated (SharedArrayBuffer), interrupted: a KeyboardInterrupt through Pyodide's interrupt
 // buffer, which stops any Python, even a loop that never awaits.
 //
-// Offline (offline.js): the model index comes through the model cache (the server's, or the
+// Offline (offline.js): the model index comes through the model store (the server's, or the
 // copy on this device when the server is gone); a model's files are saved on this device as
-// the worker loads them (modelcache.js), and sw.js keeps the page's own files. Offline, only
+// the worker loads them (store.js, OPFS), and sw.js keeps the page's own files. Offline, only
 // the models saved here can load.
 //
 // Chat (chat.js): with a model whose tokenizer has a chat template, each reply runs the editor's
 // scripts/chat.py (as edited) as Generate runs generate.py, the conversation in its params;
 // its pieces, notes and stats go to the chat view. ?mode=chat opens that view.
+//
+// The hub (hub.js): `owner/name[@revision]` typed in #hub-id, or ?hub= in the URL, is listed
+// from the hub this site was built for (build.json's hub_endpoint) and loaded like a model of
+// the site, from the hub's resolve URLs; once it runs, #hub-keep offers to keep it. Nothing
+// reaches the hub unless a user asks for one of its models.
 
 import { createChat } from "./chat.js";
 import { createIDE } from "./ide.js";
+import { HubError, DEFAULT_ENDPOINT, hubKey, listModel, parseHubId } from "./hub.js";
 import { createOffline } from "./offline.js";
+import { toEntry } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
 const root = document.documentElement;
@@ -37,6 +44,7 @@ const ui = {
   topP: $("top_p"), seed: $("seed"), generate: $("generate"), stop: $("stop"),
   status: $("status"), adapter: $("adapter"), error: $("error"), echo: $("prompt-echo"),
   output: $("output"), stats: $("stats"), controls: $("controls"),
+  hubId: $("hub-id"), hubLoad: $("hub-load"), hubKeep: $("hub-keep"),
 };
 
 let worker = null;
@@ -44,6 +52,8 @@ let booted = false;
 let loadedModel = null; // name of the model the worker holds
 let loading = null; // name of the model being loaded
 let models = [];
+const hubModels = new Map(); // name -> entry of each hub model listed (hub.js), this visit
+let hubEndpoint = null; // build.json's hub_endpoint, read when a hub model is first asked for
 let autorun = params.get("autorun") === "1";
 let bootSeconds; // how long Python took to start
 let bootParts = null; // its parts: {runtime_s, install_s, import_s}
@@ -62,7 +72,7 @@ const STOP_GRACE_MS = 1000; // how long a script may take to stop by itself
 const GENERATE_SCRIPT = "scripts/generate.py";
 const CHAT_SCRIPT = "scripts/chat.py";
 
-const offline = createOffline();
+const offline = createOffline({ loadHub: (id) => loadHub(id) });
 const ide = createIDE({
   onRun: () => runScript(),
   onStop: () => stop(),
@@ -157,9 +167,10 @@ function showStats(s) {
 }
 
 function loadModel(name, keepError = false) {
-  const entry = models.find((m) => m.name === name);
+  const entry = hubModels.get(name) || models.find((m) => m.name === name);
   if (!entry) return;
-  if (offline.offline && !offline.isSaved(name)) { // the model in the worker stays
+  // Offline, a model of the site loads only if saved (a hub model's listing says, in loadHub).
+  if (offline.offline && !entry.key && !offline.isSaved(name)) { // the model in the worker stays
     if (loadedModel !== null) ui.model.value = loadedModel;
     showError(`${name} is not saved on this device, and the server cannot be reached.`,
       "Pick a model that the Offline panel lists, or load this one again once the server is " +
@@ -172,8 +183,63 @@ function loadModel(name, keepError = false) {
   if (!keepError) clearError();
   setProgress("weights", 0, entry.bytes || 0);
   setState("loading", `Loading ${name}…`);
-  const url = new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
-  worker.postMessage({ type: "load", name, url, entry });
+  ui.hubKeep.hidden = true;
+  const url = entry.url || new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
+  // Listed in the store first (its files, and a download cut short, stay while it is recent).
+  offline.loading(toEntry(entry, url)).then(
+    () => worker.postMessage({ type: "load", name, url, entry }));
+}
+
+/** Load `text` (owner/name[@revision]) from the hub: listed (or, with the hub out of reach,
+ * the copy kept on this device), then loaded as a model of the site is. */
+async function loadHub(text) {
+  if (!booted || running || loading !== null) {
+    ui.status.textContent = running ? "A script is running: Stop it first."
+      : "Wait until the page is ready.";
+    return;
+  }
+  clearError();
+  let repo;
+  let revision;
+  try {
+    ({ repo, revision } = parseHubId(text));
+  } catch (e) {
+    showError(e.message, e.hint, loadedModel !== null ? "ready" : "error");
+    return;
+  }
+  ui.hubId.value = revision === "main" ? repo : `${repo}@${revision}`;
+  setState("loading", `Listing the files of ${repo} on the hub…`);
+  try {
+    if (hubEndpoint === null) {
+      const build = await (await fetch("build.json")).json();
+      hubEndpoint = String(build.hub_endpoint || DEFAULT_ENDPOINT).replace(/\/+$/, "");
+    }
+    let entry;
+    try {
+      entry = await listModel(hubEndpoint, repo, revision);
+    } catch (e) {
+      entry = e instanceof HubError && e.offline ? await offline.keptEntry(hubKey(repo, revision))
+        : null;
+      if (!entry) throw e;
+      offline.note(`The hub cannot be reached: ${entry.name} runs from its copy on this device.`);
+    }
+    hubModels.set(entry.name, entry);
+    let option = [...ui.model.options].find((o) => o.value === entry.name);
+    if (!option) {
+      option = document.createElement("option");
+      option.value = entry.name;
+      option.dataset.hub = "1";
+      ui.model.append(option);
+    }
+    option.textContent = `${entry.name} (hub, ${mb(entry.bytes)})`;
+    ui.model.value = entry.name;
+    loadModel(entry.name);
+  } catch (e) {
+    const hint = e instanceof HubError ? e.hint : "";
+    if (loadedModel !== null) ui.model.value = loadedModel;
+    showError(e.message || String(e), hint, loadedModel !== null ? "ready" : "error");
+    if (loadedModel !== null) ui.status.textContent = `${loadedModel} is still loaded.`;
+  }
 }
 
 // The form's values as typed (or as the URL gave them), as text: worker.py checks them with
@@ -370,6 +436,8 @@ function afterBoot() {
   if (params.get("selftest") === "1") {
     setState("generating", "GPU self-test…");
     worker.postMessage({ type: "selftest" });
+  } else if (params.has("hub")) {
+    loadHub(params.get("hub"));
   } else if (ui.model.value && !halted) {
     loadModel(ui.model.value);
   }
@@ -398,7 +466,18 @@ function onMessage(e) {
     case "loaded": {
       loadParts = m.parts || null;
       startOffline();
-      offline.keep(m.name);
+      if (hubModels.has(m.name)) { // a hub model: kept when the user asks for it (offered
+        // where its files are all on this device, and it is not kept yet)
+        const name = m.name;
+        offline.refresh().then(() => {
+          ui.hubKeep.hidden = loadedModel !== name || offline.isSaved(name)
+            || !offline.isStored(name);
+          ui.hubKeep.disabled = false;
+        });
+      } else {
+        const entry = models.find((x) => x.name === m.name);
+        if (entry) offline.keep(toEntry(entry));
+      }
       const bar = $("progress-weights");
       setProgress("weights", bar.max, bar.max);
       loading = null;
@@ -469,6 +548,11 @@ function onMessage(e) {
       break;
     case "error":
       if (m.stage === "load") {
+        // A hub model's folder: its hint, not the one about weights/ and build.py.
+        if (hubModels.has(loading) && /weights\//.test(m.hint || "")) {
+          m.hint = "The page cannot run this repository's model, for the reason above: try " +
+            "another repository, or a model of the list.";
+        }
         loading = null;
         recovering = false;
         offline.start();
@@ -486,8 +570,17 @@ function onMessage(e) {
 }
 
 async function fetchModels() {
+  let current = null; // a hub model opened by ?hub=: its files stay while the store is tidied
   try {
-    const { index } = await offline.load();
+    if (params.has("hub")) {
+      const { repo, revision } = parseHubId(params.get("hub"));
+      current = hubKey(repo, revision);
+    }
+  } catch (e) {
+    current = null; // a bad id: said when the page loads it
+  }
+  try {
+    const { index } = await offline.load(current);
     return index.models || [];
   } catch (e) {
     return [];
@@ -528,6 +621,8 @@ async function main() {
       names.length ? `Models here: ${names.join(", ")}. Pick one in the list.`
         : "Put a model folder under weights/ and run python build.py again.");
     halted = true;
+  } else if (names.length === 0 && params.has("hub")) {
+    halted = true; // the hub's model only
   } else if (names.length === 0 && offline.offline) {
     showError("The server cannot be reached, and no model is saved on this device.",
       "Open the page once while the server is up: the models it loads are saved for offline use.");
@@ -544,6 +639,23 @@ async function main() {
     : usable.includes("shakespeare-char") ? "shakespeare-char" : (usable[0] || names[0] || "");
 
   ui.model.addEventListener("change", () => { if (booted) loadModel(ui.model.value); });
+  ui.hubLoad.addEventListener("click", () => loadHub(ui.hubId.value));
+  ui.hubId.addEventListener("keydown", (e) => {
+    if (e.key !== "Enter") return;
+    e.preventDefault(); // not the form's Generate
+    loadHub(ui.hubId.value);
+  });
+  ui.hubKeep.addEventListener("click", async () => {
+    const entry = hubModels.get(loadedModel);
+    if (!entry) return;
+    ui.hubKeep.disabled = true;
+    await offline.keep(toEntry(entry));
+    ui.hubKeep.hidden = true;
+    ui.status.textContent = offline.isSaved(entry.name)
+      ? `${entry.name} is kept on this device: the Offline panel lists it.`
+      : `${entry.name} is listed in the Offline panel; some of its files are not on this ` +
+        "device (see the note there).";
+  });
   ui.controls.addEventListener("submit", (e) => { e.preventDefault(); generate(); });
   ui.stop.addEventListener("click", () => stop());
   let tokenTimer = null;

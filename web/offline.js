@@ -1,8 +1,9 @@
 // Offline use, on the page's side: it registers the service worker (sw.js keeps the page's
-// own files), reads the model index through the model cache (modelcache.js: the server's, or
-// the copy kept on this device when the server is gone), and fills the "Offline" panel: the
-// models saved on this device with their sizes, a Delete button for each, and the storage the
-// site uses. All text goes into the page as text.
+// own files), reads the model index through the model store (store.js: the server's, or the
+// copy kept on this device when the server is gone), and fills the "Offline" panel: every model
+// kept on this device (built in, or from the hub) with its size and source and a Delete button,
+// the storage the site uses and has free, and whether the browser granted persistent storage.
+// All text goes into the page as text.
 //
 // The service worker is registered once a model is in (start()), so that saving the page's
 // files does not compete with the first boot (at once when the page came from them). That
@@ -10,29 +11,27 @@
 // is on the server, its service worker installs beside the old one and the panel offers to
 // reload into it.
 
-import {
-  available, deleteModel, keepModel, loadIndex, modelStatus, storageUse,
-} from "./modelcache.js";
+import * as store from "./store.js";
 
 const $ = (id) => document.getElementById(id);
+const { mb } = store;
 
-function mb(n) {
-  return (n / 1e6).toFixed(n < 1e7 ? 2 : 1) + " MB";
-}
-
-export function createOffline() {
+/** `loadHub(id)`: load a hub model (the panel's Load button of a kept one). */
+export function createOffline({ loadHub = () => {} } = {}) {
   const ui = {
     status: $("offline-status"), update: $("offline-update"), list: $("cached-models"),
-    storage: $("storage-used"), note: $("offline-note"),
+    storage: $("storage-used"), persisted: $("storage-persisted"), note: $("offline-note"),
   };
   const sw = "serviceWorker" in navigator && globalThis.isSecureContext === true;
   let index = { models: [] };
   let offline = false;
-  let status = []; // modelStatus(index)
+  let models = []; // store.listModels()
   let started = false;
   let reloading = false;
   let refreshing = null;
   let again = false;
+  let persistAsked = false;
+  const noRoom = new Set(); // models the store had no room for: not kept
 
   function say(state, text) {
     ui.status.dataset.state = state;
@@ -41,7 +40,7 @@ export function createOffline() {
   }
 
   function shellState() {
-    if (!sw || !available) {
+    if (!sw || !store.available) {
       return say("unsupported", "Not available here: keeping the page on this device needs " +
         "https, or http://localhost.");
     }
@@ -54,15 +53,21 @@ export function createOffline() {
     return undefined;
   }
 
-  /** The model index (see modelcache.loadIndex); also fills the panel. */
-  async function load() {
-    ({ index, offline } = await loadIndex());
+  /** The model index (see store.loadIndex), then the store tidied (store.prepare; `current`:
+   * the key of the hub model this page opens, whose files stay); also fills the panel. */
+  async function load(current = null) {
+    ({ index, offline } = await store.loadIndex());
     shellState();
+    try {
+      await store.prepare(index, offline, current);
+    } catch (e) {
+      console.warn(`The model store could not be tidied: ${e}`);
+    }
     await refresh();
     return { index, offline };
   }
 
-  /** Redraw the list of saved models and the storage line (one redraw at a time). */
+  /** Redraw the list of kept models and the storage lines (one redraw at a time). */
   async function refresh() {
     if (refreshing) {
       again = true;
@@ -82,25 +87,45 @@ export function createOffline() {
     return undefined;
   }
 
+  function source(s) {
+    if (s.source !== "hub") return "built in";
+    const at = s.revision && s.revision !== "main" ? ` at ${s.revision}` : "";
+    return `from the hub${at}${s.commit ? `, commit ${s.commit.slice(0, 7)}` : ""}`;
+  }
+
   async function redraw() {
     try {
-      status = await modelStatus(index);
+      models = await store.listModels();
     } catch (e) {
-      status = [];
+      models = [];
     }
-    const saved = status.filter((s) => s.kept);
-    ui.list.replaceChildren(...saved.map((s) => {
+    const kept = models.filter((s) => s.kept);
+    ui.list.replaceChildren(...kept.map((s) => {
       const li = document.createElement("li");
       li.dataset.model = s.name;
+      li.dataset.source = s.source;
       li.dataset.bytes = String(s.stored);
       li.dataset.complete = s.complete ? "1" : "0";
       const name = document.createElement("span");
       name.className = "name";
       name.textContent = s.name;
+      const from = document.createElement("span");
+      from.className = "source muted";
+      from.textContent = source(s);
       const size = document.createElement("span");
       size.className = "size muted";
       size.textContent = s.complete ? mb(s.stored)
         : `${mb(s.stored)} of ${mb(s.bytes)} (incomplete)`;
+      const buttons = [];
+      if (s.source === "hub") {
+        const open = document.createElement("button");
+        open.type = "button";
+        open.className = "secondary load";
+        open.textContent = "Load";
+        open.setAttribute("aria-label", `Load ${s.name}`);
+        open.addEventListener("click", () => loadHub(s.name));
+        buttons.push(open);
+      }
       const del = document.createElement("button");
       del.type = "button";
       del.className = "secondary delete";
@@ -109,29 +134,44 @@ export function createOffline() {
       del.addEventListener("click", async () => {
         del.disabled = true;
         try {
-          await deleteModel(index, s.name);
+          const r = await store.deleteModel(s.key);
+          if (r.inUse) {
+            note(`${s.name} is being downloaded or loaded in another tab (or in this one): ` +
+              "delete it once that load is done.");
+          }
         } catch (e) {
           note(`${s.name} could not be deleted: ${e}`);
         }
         await refresh();
       });
-      li.append(name, size, del);
+      buttons.push(del);
+      li.append(name, from, size, ...buttons);
       return li;
     }));
-    if (saved.length === 0) {
+    if (kept.length === 0) {
       const li = document.createElement("li");
       li.className = "muted empty";
-      li.textContent = available ? "No model is saved on this device yet: a model is saved " +
-        "as it loads." : "Models are not kept on this device here.";
+      li.textContent = store.available ? "No model is kept on this device yet: the site's " +
+        "models are kept as they load; one from the hub when you keep it."
+        : "Models are not kept on this device here.";
       ui.list.append(li);
     }
-    const use = await storageUse();
+    const use = await store.storageInfo();
     if (use) {
       ui.storage.dataset.usage = String(use.usage);
-      ui.storage.textContent = `Storage used by this site: ${mb(use.usage)} (of ${mb(use.quota)} ` +
-        "the browser allows it).";
+      ui.storage.dataset.quota = String(use.quota);
+      ui.storage.textContent = `Storage used by this site: ${mb(use.usage)}; free: ` +
+        `${mb(Math.max(0, use.quota - use.usage))} (of ${mb(use.quota)} the browser allows it).`;
+      ui.persisted.dataset.persisted = use.persisted ? "1" : "0";
+      ui.persisted.textContent = use.persisted
+        ? "Persistent storage: granted. The browser keeps these models until you delete them."
+        : persistAsked
+          ? "Persistent storage: not granted. The browser may delete these models when the " +
+            "disk runs short of space."
+          : "Persistent storage: not asked for yet (the page asks once a model is kept).";
     } else {
       ui.storage.textContent = "";
+      ui.persisted.textContent = "";
     }
   }
 
@@ -140,36 +180,72 @@ export function createOffline() {
     ui.note.hidden = !text;
   }
 
-  /** A model loaded: list it as saved (its files are stored as it loads). */
-  async function keep(name) {
+  /** A model starts loading (its files are stored as it loads): listed, not kept yet. */
+  async function loading(entry) {
+    noRoom.delete(entry.name); // said again by the worker if there is still no room
     try {
-      await keepModel(name);
+      await store.loading(entry);
     } catch (e) {
-      console.warn(`${name} could not be listed as saved: ${e}`);
+      console.warn(`${entry.name} could not be listed: ${e}`);
+    }
+  }
+
+  /** Keep a model on this device, and ask the browser to keep the site's storage. */
+  async function keep(entry) {
+    if (noRoom.has(entry.name)) return;
+    try {
+      await store.keep(entry);
+      persistAsked = true;
+      await store.askPersist();
+    } catch (e) {
+      console.warn(`${entry.name} could not be kept: ${e}`);
     }
     await refresh();
   }
 
-  /** Whether every file of model `name` is saved on this device. */
+  /** Whether every file of model `name` (the site's, or a hub model's name) is on this device. */
   function isSaved(name) {
-    const s = status.find((x) => x.name === name);
+    const s = models.find((x) => x.name === name && x.kept);
     return Boolean(s && s.complete);
   }
 
-  /** What the worker's model cache reports: {event, model, file, detail}. */
+  /** Whether every file of a model being loaded is on this device (kept or not). */
+  function isStored(name) {
+    const s = models.find((x) => x.name === name);
+    return Boolean(s && s.complete);
+  }
+
+  /** The kept entry of a hub model (offline: loaded without listing the hub), or null. */
+  function keptEntry(key) {
+    return store.keptEntry(key).catch(() => null);
+  }
+
+  /** What the worker's model store reports: {event, model, file, detail, ...}. */
   function cacheEvent(m) {
+    const file = m.file ? `${m.model}/${m.file}` : m.model;
     if (m.event === "damaged") {
-      note(`The saved copy of ${m.model}/${m.file} was damaged (${m.detail}): it was deleted ` +
-        "and the file fetched from the server again.");
+      note(`The saved copy of ${file} was damaged (${m.detail}): it was deleted and the file ` +
+        "fetched again.");
     } else if (m.event === "not-stored") {
-      note(`${m.model}/${m.file} could not be saved on this device: ${m.detail}`);
+      note(`${file} could not be saved on this device (${m.detail}); the model runs from the ` +
+        "network.");
+    } else if (m.event === "no-room") {
+      noRoom.add(m.model);
+      note(`${m.model} needs ${mb(m.need)} more to be kept on this device, but this site has ` +
+        `only ${mb(m.free)} of storage free: it runs from the network and is not kept.`);
+    } else if (m.event === "waiting") {
+      note(`Another tab is downloading ${file}: this tab waits for it, then reads it from ` +
+        "this device.");
+    } else if (m.event === "resumed") {
+      note(`The download of ${file} goes on where it stopped, at ${mb(m.from)} of ` +
+        `${mb(m.size)}.`);
     }
-    refresh();
+    if (m.event !== "waiting") refresh();
   }
 
   /** Register the service worker (once). */
   function start() {
-    if (started || !sw || !available) return;
+    if (started || !sw || !store.available) return;
     started = true;
     if (!offline && !navigator.serviceWorker.controller) {
       say("saving", "Saving the page's files on this device…");
@@ -226,7 +302,7 @@ export function createOffline() {
   // costs nothing and keeps the panel told of a new build).
   if (sw && navigator.serviceWorker.controller) start();
   return {
-    load, refresh, start, keep, cacheEvent, isSaved,
+    load, refresh, start, loading, keep, cacheEvent, isSaved, isStored, keptEntry, note,
     get offline() { return offline; },
   };
 }

@@ -1,6 +1,7 @@
 // The service worker: it keeps the page's own files (the app shell: the page, its scripts,
 // Pyodide, the wheels, the editor's code files) so that the page opens and boots without the
-// server. Models are kept by the page itself (modelcache.js), not here.
+// server. Models are kept by the page itself (store.js, in the Origin Private File System), not
+// here: Chromium's Cache API refuses files of about 500 MB.
 //
 // sw-shell.js, written by build.py, lists the files with their sha256 and names a version.
 // Installing fetches every file (checked against its sha256 by fetch's `integrity`) into the
@@ -9,8 +10,8 @@
 // cross-origin isolated). A new build changes sw-shell.js, which the browser takes as a new
 // service worker: it installs beside the old one and waits until the page asks it to take
 // over (offline.js offers a Reload) or every tab of the old one is closed; activating deletes
-// the older versions' caches. Everything else (models/, anything not listed) goes to the
-// network as if there were no service worker.
+// the older versions' caches. Everything else (models/, the hub, anything not listed) goes to
+// the network as if there were no service worker.
 //
 // The first visit is not taken over (no clients.claim): it runs from the server, while the
 // files are saved; the next visit runs from them.

@@ -9,7 +9,8 @@
 //
 // Messages in:  {type: "init", control, interrupt} (SharedArrayBuffers, when the page is
 //               cross-origin isolated) | {type: "load", name, url, entry} (entry: the
-//               model's models/index.json entry, with each file's size and sha256)
+//               model's models/index.json entry, with each file's size and sha256, or a hub
+//               model's entry from hub.js)
 //               | {type: "run", code, filename, params, files} | {type: "stop"}
 //               | {type: "cancel"}
 //               | {type: "tokenize", text} | {type: "selftest"} | {type: "check", params}
@@ -17,10 +18,10 @@
 //               parts: {runtime_s, install_s, import_s, snapshot}} (Pyodide's start, the
 //               wheel's install, worker.py's and the package's imports; snapshot: true when
 //               Python was restored from the saved start)
-//               | {type: "cache", event, model, file, detail} (the model cache: a file
-//               stored, or a damaged copy replaced) | the ones worker.py posts (loaded,
-//               piece, console, chart, tokens, run-done, tokenized, selftest, error,
-//               device-lost).
+//               | {type: "cache", event, model, file, detail} (the model store: a file
+//               stored, a damaged copy replaced, no room, another tab's download awaited)
+//               | the ones worker.py posts (loaded, piece, console, chart, tokens, run-done,
+//               tokenized, selftest, error, device-lost).
 //
 // Stop: the page sets control[0] = 1, which page.stop_requested() reads in Python. Shared
 // with the page, the page writes it directly (and, if the script goes on, 2 = SIGINT into
@@ -30,11 +31,11 @@
 // Stop (and, shared, SIGINT soon after, for a script that never awaits).
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
-import { cachingFetch } from "./modelcache.js";
+import { modelStore } from "./store.js";
 
-// Model files are read through the model cache (modelcache.js): saved on this device as they
-// first stream in, read from there (checked by sha256) afterwards, and so without the server.
-const models = cachingFetch(globalThis.fetch, (e) => postMessage({ type: "cache", ...e }));
+// Model files are read through the model store (store.js, OPFS): written on this device as they
+// first stream in, read from there (checked by their hash) afterwards, and so without the server.
+const models = modelStore(globalThis.fetch, (e) => postMessage({ type: "cache", ...e }));
 globalThis.fetch = models.fetch;
 
 const here = (path) => new URL(path, import.meta.url).href;
@@ -141,8 +142,7 @@ async function boot() {
 function handle(m) {
   switch (m.type) {
     case "load":
-      if (m.entry) models.register(m.url, m.entry);
-      return page.load_model(m.name, m.url);
+      return models.loading(m.url, m.entry, () => page.load_model(m.name, m.url));
     case "run":
       if (!shared) control[0] = 0;
       return Promise.resolve(page.run(m.code, m.filename, m.params, m.files)).catch((err) => {

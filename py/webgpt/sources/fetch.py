@@ -7,14 +7,17 @@ streaming response per file open and hands out pieces of it (JS `Uint8Array`s, w
 chunk size whatever the model size. The loader asks for tensors in increasing offset order
 within a file, which is the order in which the stream delivers them.
 
-Where the body is a byte stream (a response from the server, or from the model cache's
-stored copy) a BYOB reader reads straight into one staging ArrayBuffer of the source, so
+In the page's worker, fetch is the model store's (web/store.js): a file kept on the device is
+answered from there, and one that is not streams from the network through the store, which
+writes and hashes each piece as it passes on (a byte stream too).
+
+Where the body is a byte stream (a response from the server, or from the model store) a BYOB
+reader reads straight into one staging ArrayBuffer of the source, so
 reading allocates nothing per piece: JS memory that becomes garbage is freed only when the
 worker's collector runs, which can be 100 MB or more later (tests/test_web.py measures the
 page's peak memory during a load). A chunk handed out by `chunks()` is therefore valid only
 until the next one is asked for; `Device.write` (`queue.writeBuffer`) copies it at once. A
-plain stream (the model cache's tee, on a model's first load) hands out its network pieces,
-or copies where a chunk spans two of them.
+plain stream hands out its pieces, or copies where a chunk spans two of them.
 
 Small reads (the safetensors header) use HTTP Range requests; a server that ignores `Range`
 still works: the body is read up to the wanted end, then the stream is cancelled.
@@ -67,6 +70,9 @@ class FetchSource(Source):
             raise ModelFolderError(f"{url}: could not be fetched ({e})") from e
         if resp.status == 404:
             raise ModelFolderError(f"{url}: not found (HTTP 404)")
+        if resp.status in (401, 403):   # the hub, for a gated or private repository
+            raise ModelFolderError(f"{url}: access refused (HTTP {resp.status}): the file is "
+                                   f"not public")
         if not resp.ok and resp.status != 416:
             raise ModelFolderError(f"{url}: HTTP {resp.status} {resp.statusText}")
         return resp
@@ -234,9 +240,19 @@ class _Stream:
         """n more bytes came from the network (self.pos not yet advanced past them)."""
         self.source._count(n, final=self.end is not None and self.pos + n >= self.end)
 
+    async def _read(self, *into):
+        """The reader's next piece; a read that fails (the connection dropped) is a
+        ModelFolderError naming the file and where it stopped."""
+        try:
+            return await self._reader.read(*into)
+        except Exception as e:  # a JsException wrapping a TypeError
+            self._eof = True
+            raise ModelFolderError(f"{self.source.where(self.name)}: the download stopped at "
+                                   f"byte {self.pos} ({e})") from e
+
     async def _next(self):
         """The next network piece into self._piece (plain reader); False at the end."""
-        result = await self._reader.read()
+        result = await self._read()
         if result.done:
             self._ended()
             return False
@@ -255,7 +271,7 @@ class _Stream:
         filled = 0
         while filled < n and not self._eof:
             # The read moves the buffer's memory into a new ArrayBuffer: keep that one.
-            result = await self._reader.read(js.Uint8Array.new(buf, filled, n - filled))
+            result = await self._read(js.Uint8Array.new(buf, filled, n - filled))
             if result.value is not None:
                 buf = result.value.buffer
                 self.source._staging = buf

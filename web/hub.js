@@ -1,0 +1,191 @@
+// Models from the Hugging Face hub, loaded by the page: `owner/name[@revision]` is listed with
+// the hub's API and becomes a model entry (store.js's form) whose folder is the hub's resolve
+// URL at the listed commit, so that every file comes from the same revision. The worker's loader
+// then reads it as it reads the site's own models: the hub answers the small files itself and
+// the weights (kept in LFS or Xet) with a redirect to its storage, another origin; both send
+// CORS headers. Whether the model can run (its architecture, its size on this adapter) is
+// webgpt.load's to say, as for any folder; what is decided here is only which files a folder
+// needs, and sentences for the hub's answers.
+//
+// The hub (as py/webgpt/tools/hub.py documents it):
+//   GET {endpoint}/api/models/{repo}/revision/{revision}?blobs=true: {id, sha (the commit),
+//     gated, siblings: [{rfilename, size, blobId (git blob sha1), lfs: {sha256, size}}]}
+//   {endpoint}/{repo}/resolve/{commit}/{file}: the file, or a 302 to storage for LFS files.
+//   Errors: 401 for a repository it does not show anonymous users (missing or private:
+//   X-Error-Code RepoNotFound), 403 for a gated one (GatedRepo), 404 RevisionNotFound /
+//   EntryNotFound.
+//
+// The endpoint is fixed when the site is built (python3 build.py --hub-endpoint URL; build.json's
+// hub_endpoint): a page never asks an address it was given in a link.
+
+export const DEFAULT_ENDPOINT = "https://huggingface.co";
+
+// The files of a model folder, as transformers saves them, that the page reads where the
+// repository has them (config.json is required; weights below).
+const FOLDER_FILES = ["config.json", "generation_config.json", "tokenizer.json",
+  "tokenizer_config.json", "special_tokens_map.json", "vocab.json", "merges.txt",
+  "chat_template.jinja"];
+const SINGLE = "model.safetensors";
+const INDEX = "model.safetensors.index.json";
+const MAX_INDEX = 32 << 20;
+
+/** An error for the user: `message` and `hint` are sentences; `offline`: the hub could not be
+ * reached at all. */
+export class HubError extends Error {
+  constructor(message, hint = "", offline = false) {
+    super(message);
+    this.hint = hint;
+    this.offline = offline;
+  }
+}
+
+/** "owner/name" or "owner/name@revision" (spaces around it ignored) as {repo, revision}. */
+export function parseHubId(text) {
+  const s = String(text).trim();
+  const name = "[A-Za-z0-9][A-Za-z0-9._-]{0,95}";
+  const m = new RegExp(`^(${name})/(${name})(?:@([A-Za-z0-9][\\w./-]{0,199}))?$`).exec(s);
+  if (!m || s.includes("..")) {
+    throw new HubError(`\u201c${s}\u201d is not a model id from the hub: write it as owner/name ` +
+      "or owner/name@revision.", "For example openai-community/gpt2, as on the model's page.");
+  }
+  return { repo: `${m[1]}/${m[2]}`, revision: m[3] || "main" };
+}
+
+/** The key and display name of a hub model, as store.js keeps it. */
+export function hubKey(repo, revision) {
+  return `hub:${repo}@${revision}`;
+}
+
+export function hubName(repo, revision) {
+  return revision === "main" ? repo : `${repo}@${revision}`;
+}
+
+function reached(endpoint, repo) {
+  return new HubError(`The hub (${endpoint}) cannot be reached, so ${repo} cannot be loaded.`,
+    "Check the network connection. Models kept on this device (the Offline panel) load " +
+    "without it.", true);
+}
+
+function refused(resp, endpoint, repo, revision) {
+  const code = resp.headers.get("X-Error-Code");
+  const status = resp.status;
+  if (code === "GatedRepo" || status === 403) {
+    return new HubError(`${repo} is gated or private (HTTP ${status}): the hub gives its files ` +
+      "only to signed-in users it allows, and this page does not sign in.",
+    "Pick a model that is open to everyone.");
+  }
+  if (code === "RevisionNotFound") {
+    return new HubError(`${repo} has no revision \u201c${revision}\u201d (HTTP ${status}).`,
+      "Use one of its branches, tags or commits (main by default).");
+  }
+  if (code === "RepoNotFound" || status === 401 || status === 404) {
+    return new HubError(`There is no model ${repo} on the hub, or it is private (HTTP ` +
+      `${status}).`, "Check the id (owner/name, as on the model's page at " +
+      `${endpoint}). Private models need a sign-in, which this page does not do.`);
+  }
+  return new HubError(`The hub answered HTTP ${status} for ${repo}.`,
+    status === 429 || status >= 500 ? "Try again in a while." : "");
+}
+
+/**
+ * List `repo` at `revision` and make its model entry: {key, name, source: "hub", repo,
+ * revision, commit, endpoint, url, files: {name: {size, hash}}, listing, bytes}. `files` are
+ * the ones a model folder needs (config, tokenizer, generation settings, chat template,
+ * safetensors weights: the single file, or the index and the shards it names). Throws HubError.
+ */
+export async function listModel(endpoint, repo, revision, fetchFn = fetch) {
+  const api = `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
+  let resp;
+  try {
+    resp = await fetchFn(api, { cache: "no-store" });
+  } catch (e) {
+    throw reached(endpoint, repo);
+  }
+  if (!resp.ok) throw refused(resp, endpoint, repo, revision);
+  let info;
+  try {
+    info = await resp.json();
+  } catch (e) {
+    info = null;
+  }
+  if (!info || !Array.isArray(info.siblings)) {
+    throw new HubError(`${endpoint} did not list the files of ${repo}: is it a Hugging Face hub?`);
+  }
+  if (info.gated || info.private) {
+    throw new HubError(`${repo} is ${info.gated ? "gated" : "private"}: the hub gives its ` +
+      "files only to signed-in users it allows, and this page does not sign in.",
+    "Pick a model that is open to everyone.");
+  }
+  const id = typeof info.id === "string" && info.id.includes("/") ? info.id : repo;
+  const commit = /^[0-9a-f]{40}$/.test(info.sha || "") ? info.sha : revision;
+  const url = `${endpoint}/${id}/resolve/${encodeURIComponent(commit)}/`;
+  const siblings = new Map();
+  for (const s of info.siblings) {
+    if (s && typeof s.rfilename === "string" && !s.rfilename.includes("/")) {
+      siblings.set(s.rfilename, s);
+    }
+  }
+  const where = revision === "main" ? id : `${id} at ${revision}`;
+  if (!siblings.has("config.json")) {
+    throw new HubError(`${where} has no config.json: it is not a model folder the page can load.`,
+      "A model folder holds config.json, safetensors weights and its tokenizer files.");
+  }
+  let weights;
+  if (siblings.has(SINGLE)) {
+    weights = [SINGLE];
+  } else if (siblings.has(INDEX)) {
+    weights = [INDEX, ...await shardsOf(fetchFn, url, siblings, where, endpoint, id)];
+  } else {
+    const other = [...siblings.keys()].find((n) => /\.(bin|pt|pth|h5|msgpack|gguf|onnx)$/.test(n));
+    throw new HubError(`${where} has no safetensors weights${other ? ` (only ${other})` : ""}: ` +
+      "the page reads model.safetensors, or its shards with model.safetensors.index.json.",
+    "Pick a repository with safetensors weights.");
+  }
+  const files = {};
+  for (const name of [...FOLDER_FILES.filter((n) => siblings.has(n)), ...weights]) {
+    files[name] = fileOf(siblings.get(name), where);
+  }
+  return {
+    key: hubKey(id, revision), name: hubName(id, revision), source: "hub", repo: id, revision,
+    commit, endpoint, url, files, listing: [...siblings.keys()],
+    bytes: Object.values(files).reduce((sum, f) => sum + f.size, 0),
+  };
+}
+
+// Size and hash of a listed file: LFS files have a sha256, the others a git blob sha1.
+function fileOf(s, where) {
+  const lfs = s.lfs && typeof s.lfs === "object" ? s.lfs : null;
+  const size = lfs && Number.isInteger(lfs.size) ? lfs.size : s.size;
+  if (!Number.isInteger(size) || size < 0) {
+    throw new HubError(`The hub did not say the size of ${where}/${s.rfilename}.`);
+  }
+  if (lfs && /^[0-9a-f]{64}$/.test(lfs.sha256 || "")) return { size, hash: `sha256-${lfs.sha256}` };
+  if (!lfs && /^[0-9a-f]{40}$/.test(s.blobId || "")) return { size, hash: `sha1-${s.blobId}` };
+  throw new HubError(`The hub published no hash of ${where}/${s.rfilename}, so it cannot be ` +
+    "checked.");
+}
+
+// The shards that model.safetensors.index.json names (each a file of the repository).
+async function shardsOf(fetchFn, url, siblings, where, endpoint, repo) {
+  const size = fileOf(siblings.get(INDEX), where).size;
+  if (size > MAX_INDEX) throw new HubError(`${where}: ${INDEX} is too large to be an index.`);
+  let index;
+  try {
+    const resp = await fetchFn(url + INDEX);
+    if (!resp.ok) throw refused(resp, endpoint, repo, "");
+    index = JSON.parse(await resp.text());
+  } catch (e) {
+    if (e instanceof HubError) throw e;
+    if (e instanceof TypeError) throw reached(endpoint, repo);
+    throw new HubError(`${where}: ${INDEX} is not JSON (${e.message}).`);
+  }
+  const map = index && typeof index.weight_map === "object" ? index.weight_map : null;
+  const shards = map ? [...new Set(Object.values(map).map(String))].sort() : [];
+  if (shards.length === 0) throw new HubError(`${where}: ${INDEX} has no weight_map.`);
+  const missing = shards.find((s) => !siblings.has(s));
+  if (missing) {
+    throw new HubError(`${where}: ${INDEX} names the shard ${missing}, which the repository ` +
+      "does not have.");
+  }
+  return shards;
+}
