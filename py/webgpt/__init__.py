@@ -7,6 +7,7 @@
 import time
 
 from . import gpu
+from .errors import printable
 from .folder import ModelFolderError, open_folder
 from .sources import open_source
 from .tokenizer import Tokenizer, TokenizerError
@@ -116,10 +117,10 @@ async def _stop_ids(source, spec, tokenizer):
         eos = d.get("eos_token_id") if isinstance(d, dict) else None
         eos = [eos] if isinstance(eos, int) and not isinstance(eos, bool) else eos
         if eos is not None:
-            V = spec.config.vocab_size
             if not isinstance(eos, list) or not all(
-                    isinstance(i, int) and not isinstance(i, bool) and 0 <= i < V for i in eos):
+                    isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in eos):
                 raise ModelFolderError(f"{where}: eos_token_id must be a token id or a list of "
-                                       f"token ids below vocab_size ({V}), not {eos!r:.60}")
-            ids.update(eos)
+                                       f"token ids, not {printable(repr(eos))[:60]}")
+            # An id the model cannot produce (at or past vocab_size) can never end a reply.
+            ids.update(i for i in eos if i < spec.config.vocab_size)
     return frozenset(ids)
