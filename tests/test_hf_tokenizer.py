@@ -611,3 +611,13 @@ def test_from_texts_takes_bytes():
     assert tok.encode("hi") == ours("mistral").encode("hi")
     with pytest.raises(TokenizerError, match="tokenizer.json is not UTF-8"):
         HFTokenizer.from_texts(b"\xff{}")
+
+
+def test_json_bomb_is_a_sentence():
+    """A tokenizer.json of tiny nested lists (cheap to write, gigabytes for json.loads) fails
+    with one TokenizerError sentence before it is parsed (webgpt.limits' budget for the file)."""
+    bomb = "[" + "[]," * (20 << 20) + "[]]"   # 60 MB of JSON: millions of empty lists
+    with pytest.raises(TokenizerError, match="tokenizer.json would take about .* to parse"):
+        HFTokenizer.from_texts(bomb)
+    with pytest.raises(TokenizerError, match="nested too deeply"):
+        HFTokenizer.from_texts("[" * 100000 + "]" * 100000)

@@ -46,7 +46,6 @@ in a SentencePiece tokenizer's text).
 
 import codecs
 import gc
-import json
 import operator
 import re
 import unicodedata
@@ -1178,12 +1177,13 @@ def _normalized_copy(token, normalize):
 
 
 def _load_json(text, name):
+    """The JSON of `name`, parsed within the memory budget webgpt.limits gives that file (a
+    JSON bomb, or absurdly deep nesting, is a TokenizerError sentence, never gigabytes)."""
+    from .limits import parse_json
+
     if isinstance(text, (bytes, bytearray)):
         try:
             text = codecs.decode(text, "utf-8-sig")
         except UnicodeDecodeError as e:
             raise TokenizerError(f"{name} is not UTF-8 text: {e}") from None
-    try:
-        return json.loads(text)
-    except (ValueError, RecursionError) as e:     # RecursionError: absurdly deep nesting
-        raise TokenizerError(f"{name} is not valid JSON: {e}") from None
+    return parse_json(text, name, TokenizerError)
