@@ -27,7 +27,7 @@ import js
 from pyodide.ffi import to_js
 
 from ..errors import ModelFolderError
-from ..limits import check_text_size, text_limit
+from ..limits import check_text_size
 from .base import Source
 
 CHUNK_SIZE = 4 << 20
@@ -89,7 +89,7 @@ class FetchSource(Source):
         """The whole of a small text file, at most limits.text_limit(name) bytes: a larger
         Content-Length is refused before the body is read, and a body that runs past the
         limit (no length, or a compressed one) is cancelled there."""
-        where, limit = self.where(name), text_limit(name)
+        where = self.where(name)
         resp = await self._fetch(name)
         length = _header(resp, "Content-Length")
         data, reader = bytearray(), None
