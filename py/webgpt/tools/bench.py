@@ -287,8 +287,9 @@ async def profile_decode(model, repeats=50, T=1, pos0=16):
     return out
 
 
-def torch_baseline(shape, dtype, contexts, decode_tokens):
-    """transformers' eager `generate` on the same shape and GPU, ms/token; None without CUDA."""
+def _hf_model(shape, dtype):
+    """transformers' model of `shape` (random weights) on CUDA in `dtype`, or None without
+    PyTorch, CUDA or transformers."""
     try:
         import torch
         import transformers
@@ -306,33 +307,240 @@ def torch_baseline(shape, dtype, contexts, decode_tokens):
         name = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[kind]
         cfg = getattr(transformers, name + "Config")(**keys)
         model = getattr(transformers, name + "ForCausalLM")(cfg)
-    model = model.to("cuda", torch_dtype).eval()
-    out = {}
-    for ctx in contexts:
-        ids = torch.arange(ctx, device="cuda").unsqueeze(0) % cfg.vocab_size
+    return model.to("cuda", torch_dtype).eval()
 
-        def run(n):
+
+def _n_ctx(cfg):
+    return getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
+
+
+def torch_baseline(shape, dtype, contexts, decode_tokens, static=False):
+    """transformers' `generate` on the same shape and GPU, ms/token at each context: eager, or
+    with `static` its static KV cache (which transformers compiles with torch.compile); None
+    without CUDA."""
+    model = _hf_model(shape, dtype)
+    if model is None:
+        return None
+    import torch
+
+    cfg = model.config
+    out = {}
+    extra = {"cache_implementation": "static"} if static else {}
+    # Longest context first: transformers keeps the static cache it made and reuses it for a
+    # shorter run, so the compiled decode step is made once.
+    for ctx in sorted(contexts, reverse=static):
+        ids = torch.arange(ctx, device="cuda").unsqueeze(0) % cfg.vocab_size
+        n = min(decode_tokens, _n_ctx(cfg) - ctx - 1) + 1  # stay inside the context
+
+        def run(k):
             torch.cuda.synchronize()
             t = time.perf_counter()
-            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
-                           pad_token_id=0)
+            model.generate(ids, max_new_tokens=k, min_new_tokens=k, do_sample=False,
+                           pad_token_id=0, **extra)
             torch.cuda.synchronize()
             return time.perf_counter() - t
 
-        run(2)
-        n_ctx = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
-        n = min(decode_tokens, n_ctx - ctx - 1) + 1  # stay inside the context
-        out[ctx] = (run(n) - run(1)) / (n - 1) * 1e3
+        try:
+            run(n)
+            run(2)
+            if static:  # compiled: more runs until every graph is warm
+                run(n), run(1)
+            out[ctx] = (min(run(n) for _ in range(2)) - min(run(1) for _ in range(2))) / (n - 1) * 1e3
+        except Exception as e:  # a transformers version without this path: say so, go on
+            print(f"  transformers {'static' if static else 'eager'} generate failed on "
+                  f"{shape}: {type(e).__name__}: {e}")
+            return None
     model = None  # free the GPU memory before the next shape
     torch.cuda.empty_cache()
     return out
 
 
+class _StaticDecoder:
+    """One greedy decode step of a transformers model written out in PyTorch over a static KV
+    cache, captured in a CUDA graph: the gpt-fast recipe. The step reads the token and its
+    position from GPU tensors and leaves the next token and position there, so replaying the
+    graph n times decodes n tokens with no CPU work between them."""
+
+    def __init__(self, model, max_len):
+        import torch
+
+        self.torch = torch
+        cfg = model.config
+        self.gpt2 = hasattr(cfg, "n_embd")
+        sd = {k: v for k, v in model.state_dict().items()}
+        dev, dt = "cuda", next(model.parameters()).dtype
+        if self.gpt2:
+            self.H = self.G = cfg.n_head
+            self.hd = cfg.n_embd // cfg.n_head
+            self.L = cfg.n_layer
+        else:
+            self.H, self.G = cfg.num_attention_heads, cfg.num_key_value_heads
+            self.hd = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.H
+            self.L = cfg.num_hidden_layers
+            pos = torch.arange(max_len, device=dev)[None]
+            cos, sin = model.model.rotary_emb(torch.zeros(1, device=dev, dtype=dt), pos)
+            self.cos, self.sin = cos[0], sin[0]                      # (max_len, hd)
+        self.sd, self.cfg, self.model = sd, cfg, model
+        shape = (self.L, 1, self.G, max_len, self.hd)
+        self.k = torch.zeros(shape, device=dev, dtype=dt)
+        self.v = torch.zeros(shape, device=dev, dtype=dt)
+        self.tok = torch.zeros(1, dtype=torch.long, device=dev)
+        self.pos = torch.zeros(1, dtype=torch.long, device=dev)
+        self.span = torch.arange(max_len, device=dev)
+        self.graph = None
+
+    def _norm(self, x, name):
+        F, sd, cfg = self.torch.nn.functional, self.sd, self.cfg
+        if self.gpt2:
+            return F.layer_norm(x, x.shape[-1:], sd[name + ".weight"], sd[name + ".bias"],
+                                cfg.layer_norm_epsilon)
+        return F.rms_norm(x, x.shape[-1:], sd[name + ".weight"], cfg.rms_norm_eps)
+
+    def _rope(self, x):  # x: (1, heads, 1, hd)
+        torch = self.torch
+        cos, sin = self.cos[self.pos], self.sin[self.pos]            # (1, hd)
+        half = x.shape[-1] // 2
+        rot = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+        return x * cos + rot * sin
+
+    def step(self):
+        torch, F, sd = self.torch, self.torch.nn.functional, self.sd
+        H, G, hd = self.H, self.G, self.hd
+        mask = (self.span <= self.pos)[None, None, None, :]          # (1, 1, 1, max_len)
+        if self.gpt2:
+            x = sd["transformer.wte.weight"][self.tok] + sd["transformer.wpe.weight"][self.pos]
+        else:
+            x = sd["model.embed_tokens.weight"][self.tok]
+        for i in range(self.L):
+            if self.gpt2:
+                p = f"transformer.h.{i}."
+                h = self._norm(x, p + "ln_1")
+                qkv = torch.addmm(sd[p + "attn.c_attn.bias"], h, sd[p + "attn.c_attn.weight"])
+                q, k, v = (t.view(1, 1, H, hd).transpose(1, 2) for t in qkv.split(H * hd, -1))
+            else:
+                p = f"model.layers.{i}."
+                h = self._norm(x, p + "input_layernorm")
+                a = p + "self_attn."
+                q, k, v = (F.linear(h, sd[a + n + ".weight"], sd.get(a + n + ".bias"))
+                           for n in ("q_proj", "k_proj", "v_proj"))
+                q, k, v = (q.view(1, 1, H, hd), k.view(1, 1, G, hd), v.view(1, 1, G, hd))
+                if a + "q_norm.weight" in sd:  # Qwen3
+                    q = F.rms_norm(q, (hd,), sd[a + "q_norm.weight"], self.cfg.rms_norm_eps)
+                    k = F.rms_norm(k, (hd,), sd[a + "k_norm.weight"], self.cfg.rms_norm_eps)
+                q, k, v = (t.transpose(1, 2) for t in (q, k, v))
+                q, k = self._rope(q), self._rope(k)
+            self.k[i].index_copy_(2, self.pos, k)
+            self.v[i].index_copy_(2, self.pos, v)
+            y = F.scaled_dot_product_attention(q, self.k[i], self.v[i], attn_mask=mask,
+                                               enable_gqa=G != H)
+            y = y.transpose(1, 2).reshape(1, H * hd)
+            if self.gpt2:
+                x = torch.addmm(sd[p + "attn.c_proj.bias"], y, sd[p + "attn.c_proj.weight"]) + x
+                h = self._norm(x, p + "ln_2")
+                h = F.gelu(torch.addmm(sd[p + "mlp.c_fc.bias"], h, sd[p + "mlp.c_fc.weight"]),
+                           approximate="tanh")
+                x = torch.addmm(sd[p + "mlp.c_proj.bias"], h, sd[p + "mlp.c_proj.weight"]) + x
+            else:
+                x = F.linear(y, sd[a + "o_proj.weight"], sd.get(a + "o_proj.bias")) + x
+                h = self._norm(x, p + "post_attention_layernorm")
+                m = p + "mlp."
+                h = F.silu(F.linear(h, sd[m + "gate_proj.weight"])) * F.linear(h, sd[m + "up_proj.weight"])
+                x = F.linear(h, sd[m + "down_proj.weight"]) + x
+        if self.gpt2:
+            x = self._norm(x, "transformer.ln_f")
+            head = sd["transformer.wte.weight"]
+        else:
+            x = self._norm(x, "model.norm")
+            head = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
+        logits = F.linear(x, head)
+        self.tok.copy_(logits.argmax(-1))
+        self.pos.add_(1)
+        return logits
+
+    def capture(self):
+        torch = self.torch
+        s = torch.cuda.Stream()
+        s.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(s):
+            for _ in range(3):
+                self.step()
+        torch.cuda.current_stream().wait_stream(s)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.logits = self.step()
+
+    def check(self):
+        """The captured step's logits against the transformers model's own (a sentence if they
+        differ, so a wrong baseline never goes into the table)."""
+        torch = self.torch
+        ids = torch.tensor([[5, 17, 99, 3]], device="cuda")
+        with torch.no_grad():
+            want = self.model(ids).logits[0].float()
+        for t in range(ids.shape[1]):
+            self.tok.fill_(int(ids[0, t]))
+            self.pos.fill_(t)
+            self.graph.replay()
+        got = self.logits[0].float()
+        err = (got - want[-1]).abs().max().item() / want[-1].abs().max().item()
+        if err > 2e-2:
+            raise RuntimeError(f"the CUDA-graph decode's logits differ from transformers' by "
+                               f"{err:.3g} of their scale")
+
+    def ms_per_token(self, ctx, n):
+        torch = self.torch
+
+        def timed(k):
+            self.tok.fill_(1)
+            self.pos.fill_(ctx)
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            for _ in range(k):
+                self.graph.replay()
+            torch.cuda.synchronize()
+            return time.perf_counter() - t
+
+        timed(4)
+        return (min(timed(n + 4) for _ in range(3)) - min(timed(4) for _ in range(3))) / n * 1e3
+
+
+def cuda_graph_baseline(shape, dtype, contexts, decode_tokens):
+    """PyTorch greedy decoding with a static KV cache, one token per CUDA-graph replay (the
+    gpt-fast recipe; see _StaticDecoder), ms/token at each context; None without CUDA."""
+    model = _hf_model(shape, dtype)
+    if model is None:
+        return None
+    import torch
+
+    n_ctx = _n_ctx(model.config)
+    out = {}
+    n = max(4, decode_tokens)
+    with torch.inference_mode():
+        for ctx in contexts:
+            # The cache spans what the run reaches, as gpt-fast sizes it for a prompt and the
+            # tokens asked for (attention reads all of it, masked).
+            max_len = min(n_ctx, ctx + n + 8)
+            dec = _StaticDecoder(model, max_len)
+            dec.capture()
+            dec.check()
+            out[ctx] = dec.ms_per_token(ctx, min(n, max_len - ctx - 8))
+            dec = None
+    dec = model = None
+    torch.cuda.empty_cache()
+    return out
+
+
+PEERS = (("hf", "HF eager"), ("hf_static", "HF static"), ("graphs", "CUDA graphs"))
+
+
 def table(rows, contexts, bandwidth, device_name):
     lines = [f"Device: {device_name}; copy kernel bandwidth {bandwidth / 1e9:.0f} GB/s.", ""]
+    peers = [(key, label) for key, label in PEERS if any(r.get(key) for r in rows)]
     head = ["model", "file", "weights on GPU", "load s", "GPU MiB", "prefill 512 tok/s"]
     for c in contexts:
-        head += [f"ms/tok @{c}", f"floor @{c}", f"x floor @{c}", f"vs HF @{c}"]
+        head += [f"ms/tok @{c}", f"floor @{c}", f"x floor @{c}"]
+        head += [f"{label} @{c}" for _, label in peers]
+        if peers:
+            head.append(f"vs best peer @{c}")
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     for r in rows:
@@ -341,14 +549,20 @@ def table(rows, contexts, bandwidth, device_name):
         for c in contexts:
             ms = r[f"ms/token @{c}"]
             floor = r[f"bytes/token @{c}"] / bandwidth * 1e3
-            hf = (r.get("hf") or {}).get(c)
-            cells += [f"{ms:.2f}", f"{floor:.3f}", f"{ms / floor:.1f}",
-                      f"{ms / hf:.2f} ({hf:.2f} ms)" if hf else "n/a"]
+            cells += [f"{ms:.2f}", f"{floor:.3f}", f"{ms / floor:.1f}"]
+            got = [(r.get(key) or {}).get(c) for key, _ in peers]
+            cells += [f"{t:.2f}" if t else "n/a" for t in got]
+            if peers:
+                best = min((t for t in got if t), default=None)
+                cells.append(f"{ms / best:.2f}" if best else "n/a")
         lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
-    lines.append("x floor: our ms/token divided by the floor (bytes read per token / copy bandwidth). "
-                 "vs HF: our ms/token divided by transformers' eager generate on the same GPU "
-                 "and dtype (below 1 is faster).")
+    lines.append("x floor: our ms/token divided by the floor (bytes read per token / copy bandwidth)."
+                 + (" Peers, ms/token on the same GPU and dtype, in the same process: "
+                    "transformers' generate eager (HF eager) and with its static, compiled "
+                    "cache (HF static); PyTorch decoding one token per CUDA-graph replay over a "
+                    "static cache (CUDA graphs). vs best peer: ours over the fastest of them "
+                    "(below 1 is faster)." if peers else ""))
     return "\n".join(lines)
 
 
@@ -359,7 +573,7 @@ def plot(rows, contexts, path):
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    # One colour per shape, one marker per dtype; transformers dashed.
+    # One colour per shape, one marker per dtype; each PyTorch peer its own line style.
     fig, ax = plt.subplots(figsize=(9, 5))
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     colours = dict(zip(shapes, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
@@ -368,9 +582,10 @@ def plot(rows, contexts, path):
         style = dict(color=colours[r["shape"]], marker=markers.get(r["file dtype"], "o"))
         ax.plot(contexts, [r[f"ms/token @{c}"] for c in contexts],
                 label=f"{r['shape']} {r['file dtype']}", **style)
-        if r.get("hf"):
-            ax.plot(contexts, [r["hf"][c] for c in contexts], linestyle="--", alpha=0.6,
-                    label=f"{r['shape']} {r['file dtype']} transformers", **style)
+        for (key, label), ls in zip(PEERS, ("--", "-.", ":")):
+            if r.get(key):
+                ax.plot(contexts, [r[key][c] for c in contexts], linestyle=ls, alpha=0.6,
+                        label=f"{r['shape']} {r['file dtype']} {label}", **style)
     ax.set_xlabel("context (tokens)")
     ax.set_ylabel("ms per token (greedy decode)")
     ax.set_yscale("log")
@@ -383,6 +598,11 @@ def plot(rows, contexts, path):
 
 async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baseline, out_json,
                     out_png, log=print, profile=False):
+    """`baseline`: which peers to run beside ours where CUDA is there, a collection of "hf"
+    (transformers eager), "hf_static" and "graphs" (True: all three, False: none)."""
+    if baseline is True:
+        baseline = [key for key, _ in PEERS]
+    baseline = set(baseline or ())
     from .. import gpu
 
     dev = await gpu.request_device()
@@ -393,8 +613,18 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
         for dtype in dtypes:
             row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log,
                                     profile)
-            if baseline and dtype in ("F32", "F16"):
-                row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
+            if dtype in ("F32", "F16"):
+                if "hf" in baseline:
+                    row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
+                if "hf_static" in baseline:
+                    row["hf_static"] = torch_baseline(shape, dtype, contexts, decode_tokens,
+                                                      static=True)
+                if "graphs" in baseline:
+                    row["graphs"] = cuda_graph_baseline(shape, dtype, contexts, decode_tokens)
+                for key, label in PEERS:
+                    if row.get(key):
+                        log(f"  {shape} {dtype} {label}: " + ", ".join(
+                            f"{v:.2f} ms/token at context {c}" for c, v in row[key].items()))
             rows.append(row)
     text = table(rows, contexts, bandwidth, dev.describe())
     if out_json:
@@ -406,6 +636,7 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
 
 
 def main(a):
+    baseline = () if a.no_baseline else a.baselines
     text = asyncio.run(run_bench(a.shapes, a.dtypes, a.contexts, a.decode_tokens, a.prompt,
-                                 not a.no_baseline, a.json, a.plot, profile=a.profile))
+                                 baseline, a.json, a.plot, profile=a.profile))
     print(text)

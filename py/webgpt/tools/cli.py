@@ -72,7 +72,12 @@ def _parser(prog="python -m webgpt"):
     b.add_argument("--contexts", nargs="+", type=int, default=[16, 256, 1000])
     b.add_argument("--decode-tokens", type=int, default=20, help="tokens timed per context")
     b.add_argument("--prompt", type=int, default=512, help="prompt length for prefill")
-    b.add_argument("--no-baseline", action="store_true", help="skip transformers' generate")
+    b.add_argument("--no-baseline", action="store_true", help="run no PyTorch peer")
+    b.add_argument("--baselines", nargs="+", default=["hf", "hf_static", "graphs"],
+                   choices=["hf", "hf_static", "graphs"],
+                   help="PyTorch peers run beside ours where CUDA is there: transformers' "
+                        "generate eager (hf) and with its compiled static cache (hf_static), "
+                        "and a CUDA-graph decode over a static cache (graphs)")
     b.add_argument("--json", help="write the results as JSON here")
     b.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     b.add_argument("--profile", action="store_true", help="also time each decode op alone")
