@@ -18,9 +18,18 @@
 // into hs / 4 lanes of 4 channels times WG / (hs / 4) slices of the keys, and the slices' partial
 // sums meet in workgroup memory: every invocation works however short the head or long the row.
 //
+// SPLITS > 1 (flash-decoding, for a decoded token: one workgroup per head leaves most of a large
+// GPU idle and reads a long context slowly): the keys 0 ..= pos0 + t are cut into SPLITS
+// chunks of ceil(n / SPLITS), one workgroup each, and each writes its unnormalised partial
+// result instead of y: for (t, h, s), a block of hs / 4 + 1 vec4s at ((t N_HEAD + h) SPLITS +
+// s)(hs / 4 + 1): acc[0 .. hs) = sum_j exp(s[j] - m_s) v[j], then (m_s, l_s, 0, 0) with m_s its
+// chunk's largest score and l_s = sum_j exp(s[j] - m_s) (an empty chunk: m_s = -3.4e38, l_s =
+// 0). The product that reads y combines them (gemv.wgsl, ATT_SPLITS): y = sum_s exp(m_s - M)
+// acc_s / sum_s exp(m_s - M) l_s, M = max_s m_s.
+//
 // Bindings: 0 qkv (T, QKV_STRIDE), 1 k_cache (N_CTX, N_KV * hs), 2 v_cache (same),
-//           3 y (T, C), 4 params (uniform).
-// Dispatch: (T, N_HEAD).
+//           3 y (T, C), or the partial blocks with SPLITS > 1, 4 params (uniform).
+// Dispatch: (T, N_HEAD, SPLITS).
 
 struct Params {
     T: u32,
@@ -35,6 +44,7 @@ override N_KV: u32 = N_HEAD;           // key/value heads
 override QKV_STRIDE: u32 = 3u * C;      // values per row of qkv
 override N_CTX: u32;
 override WG: u32 = 256u;
+override SPLITS: u32 = 1u;             // chunks of the keys, one workgroup each (see above)
 
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
@@ -68,6 +78,7 @@ fn workgroup_reduce(v: f32, lid: u32, is_max: bool) -> f32 {
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid3: vec3<u32>) {
     let t = wid.x;
     let h = wid.y;
+    let split = wid.z;
     let lid = lid3.x;
     // Uniform per workgroup, so the barriers below stay in uniform control flow.
     if (t >= p.T) {
@@ -76,16 +87,23 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let c4 = C / 4u;
     let d4n = C / N_HEAD / 4u;            // vec4s per head
     let kv4 = N_KV * d4n;                 // vec4s per row of the caches
-    let n_keys = p.pos0 + t + 1u;
+    // This workgroup's keys j0 .. j0 + n (all of them unless SPLITS > 1).
+    var j0 = 0u;
+    var n = p.pos0 + t + 1u;
+    if (SPLITS > 1u) {
+        let chunk = (n + SPLITS - 1u) / SPLITS;
+        j0 = min(split * chunk, n);
+        n = min(chunk, n - j0);
+    }
     let q0 = t * (QKV_STRIDE / 4u) + h * d4n;   // q is the first C columns of the row
     let head = (h / (N_HEAD / N_KV)) * d4n;     // this head's keys and values in a cache row
     let scale = inverseSqrt(f32(4u * d4n));
 
     var m = -3.4e38;
-    for (var j = lid; j < n_keys; j += WG) {
+    for (var j = lid; j < n; j += WG) {
         // Four independent partial dots, so four loads of the key row are in flight at once
         // (a loop of one dependent load after another waits out the memory latency each time).
-        let k0 = j * kv4 + head;
+        let k0 = (j0 + j) * kv4 + head;
         var s4 = vec4<f32>(0.0);
         var d = 0u;
         for (; d + 4u <= d4n; d += 4u) {
@@ -105,7 +123,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     m = workgroup_reduce(m, lid, true);
 
     var l = 0.0;
-    for (var j = lid; j < n_keys; j += WG) {
+    for (var j = lid; j < n; j += WG) {
         let e = exp(scores[j] - m);
         scores[j] = e;
         l += e;
@@ -118,15 +136,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = vec4<f32>(0.0);
     if (slice < slices) {
         // Four keys per step: four value loads in flight.
+        let v0 = j0 * kv4 + head + d;
         var j = slice;
-        for (; j + 3u * slices < n_keys; j += 4u * slices) {
-            acc += scores[j] * v_cache[j * kv4 + head + d]
-                 + scores[j + slices] * v_cache[(j + slices) * kv4 + head + d]
-                 + scores[j + 2u * slices] * v_cache[(j + 2u * slices) * kv4 + head + d]
-                 + scores[j + 3u * slices] * v_cache[(j + 3u * slices) * kv4 + head + d];
+        for (; j + 3u * slices < n; j += 4u * slices) {
+            acc += scores[j] * v_cache[v0 + j * kv4]
+                 + scores[j + slices] * v_cache[v0 + (j + slices) * kv4]
+                 + scores[j + 2u * slices] * v_cache[v0 + (j + 2u * slices) * kv4]
+                 + scores[j + 3u * slices] * v_cache[v0 + (j + 3u * slices) * kv4];
         }
-        for (; j < n_keys; j += slices) {
-            acc += scores[j] * v_cache[j * kv4 + head + d];
+        for (; j < n; j += slices) {
+            acc += scores[j] * v_cache[v0 + j * kv4];
         }
     }
     partial[lid] = acc;
@@ -135,6 +154,14 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         for (var s = 1u; s < slices; s++) {
             acc += partial[s * d4n + d];
         }
-        y[t * c4 + h * d4n + d] = acc / l;
+        if (SPLITS > 1u) {
+            let block = ((t * N_HEAD + h) * SPLITS + split) * (d4n + 1u);
+            y[block + d] = acc;
+            if (d == 0u) {
+                y[block + d4n] = vec4<f32>(m, l, 0.0, 0.0);
+            }
+        } else {
+            y[t * c4 + h * d4n + d] = acc / l;
+        }
     }
 }

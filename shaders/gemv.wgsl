@@ -24,6 +24,11 @@
 //   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
 //             ([2C, 3C)) are also stored in the caches at row pos0 + t
 //   LM:       the LM head: no bias, x rows lm_row0 + t for t < lm_rows, out = logits
+//   ATT_SPLITS > 0: x is attention.wgsl's partial blocks of ATT_HEADS heads cut into
+//             ATT_SPLITS chunks of keys (flash-decoding), combined here into the row of x
+//             before the product: x[t, h hs + i] = sum_s exp(m_s - M) acc_s[i] /
+//             sum_s exp(m_s - M) l_s, M = max_s m_s (staged in workgroup memory as LN's is;
+//             not with LN or SWIGLU_IN)
 //
 // Wt is a Conv1D weight [in, out] transposed to [out, in] at load (on the GPU), or the token
 // table [V, C] as stored: row n is contiguous, so the TPR invocations that share a row read
@@ -82,7 +87,9 @@ override LM: bool = false;
 override TPR: u32 = 32u;
 override RPW: u32 = 8u;
 override U: u32 = 1u;           // groups each invocation reads per loop step: 1, 2 or 4
-override LN_MAX: u32 = 1u;      // K with LN (workgroup memory for the normalised row), else 1
+override LN_MAX: u32 = 1u;      // K with LN or ATT_SPLITS (workgroup memory for x's row), else 1
+override ATT_SPLITS: u32 = 0u;  // x is split attention's partial blocks (see above)
+override ATT_HEADS: u32 = 1u;   // heads in those blocks
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> Wt: array<vec4<u32>>;
@@ -109,7 +116,7 @@ fn group_values() -> u32 {
 
 // x[t, 4 i .. 4 i + 3], layer-normalised when LN (staged in xn), silu(gate) * up with SWIGLU_IN.
 fn xv(x0: u32, i: u32) -> vec4<f32> {
-    if (LN) {
+    if (LN || ATT_SPLITS > 0u) {
         return xn[i];
     }
     if (SWIGLU_IN) {
@@ -297,6 +304,30 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
         for (var i = flat; i < K / 4u; i += n) {
             xn[i] = (x[x0 + i] - mean) * rstd * ln_w[i] + ln_b[i];
+        }
+        workgroupBarrier();
+    }
+
+    if (ATT_SPLITS > 0u) {
+        // The attention's partial results, combined: one vec4 of the row per step.
+        let flat = lid.y * TPR + lid.x;
+        let d4n = K / 4u / ATT_HEADS;       // vec4s per head
+        for (var i = flat; i < K / 4u; i += TPR * RPW) {
+            let first = (xrow * ATT_HEADS + i / d4n) * ATT_SPLITS;
+            var big = -3.4e38;
+            for (var s = 0u; s < ATT_SPLITS; s++) {
+                big = max(big, x[(first + s) * (d4n + 1u) + d4n].x);
+            }
+            var num = vec4<f32>(0.0);
+            var den = 0.0;
+            for (var s = 0u; s < ATT_SPLITS; s++) {
+                let block = (first + s) * (d4n + 1u);
+                let ml = x[block + d4n];
+                let w = exp(ml.x - big);
+                num += w * x[block + i % d4n];
+                den += w * ml.y;
+            }
+            xn[i] = num / den;
         }
         workgroupBarrier();
     }

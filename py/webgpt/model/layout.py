@@ -25,6 +25,8 @@ class Layout:
     prefill: the prompt's products, "matvec" (one token at a time per invocation) or "matmul"
     (64x64 register tiles). fuse_ln: one-token products normalise their input themselves.
     f16: f16 matrices stay halves (else widened to f32 at load). attention: its workgroup size.
+    attention_splits: at most this many chunks of keys per head, one workgroup each, when a
+    decoded token attends (flash-decoding; 1: one workgroup per head).
     matvec / gemv / gemv_ln / lm_head: workgroup shapes (override constants) of those kernels.
     """
 
@@ -34,6 +36,7 @@ class Layout:
     fuse_ln: bool
     f16: bool
     attention: int
+    attention_splits: int
     matvec: MappingProxyType
     gemv: MappingProxyType
     gemv_ln: MappingProxyType
@@ -47,6 +50,7 @@ class Layout:
         d = dict(value)
         d.setdefault("gemv_ln", d.get("gemv"))
         d.setdefault("kind", "gpu" if d.get("prefill") == "matmul" else "cpu")
+        d.setdefault("attention_splits", 1)
         for k in ("matvec", "gemv", "gemv_ln", "lm_head"):
             d[k] = _frozen(d[k])
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
@@ -83,7 +87,8 @@ def layouts(device, kind=None):
         # are widened to f32 at load.
         return Layout.of({"kind": "cpu", "weights": "cols", "matvec": dict(TX=64, TY=1),
                           "gemv": dict(TPR=1, RPW=64), "lm_head": dict(TPR=1, RPW=64),
-                          "attention": 64, "prefill": "matvec", "fuse_ln": False, "f16": False})
+                          "attention": 64, "attention_splits": 1, "prefill": "matvec",
+                          "fuse_ln": False, "f16": False})
     # On a GPU each dependent dispatch costs microseconds of drain and refill, so the decode
     # products also do the layer norms before them (fuse_ln), and the prompt uses matmul's tiles.
     # gemv/lm_head shapes measured end to end on an H200 (tests/tune_kernels.py): with two or
@@ -93,7 +98,8 @@ def layouts(device, kind=None):
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
                       "gemv": dict(TPR=32, RPW=8, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
-                      "prefill": "matmul", "fuse_ln": True, "f16": True})
+                      "attention_splits": 16, "prefill": "matmul", "fuse_ln": True,
+                      "f16": True})
 
 
 def resolve(base, device, dims, quantized):

@@ -190,6 +190,7 @@ class Forward:
         self.matvec = kind == "decode" or lay.prefill == "matvec"
         self.fuse = self.matvec and lay.fuse_ln
         self._pending = None  # a norm waiting to be fused into the next product
+        self._split = None    # (buffer, splits): split attention's partials, for the next product
 
     # helpers
 
@@ -200,6 +201,10 @@ class Forward:
         self.launches.append(Launch(name, shader + ".wgsl", pipe, group, tuple(grid)))
 
     def _flush(self):
+        if self._split is not None:
+            raise ValueError(f"the split attention's partial results in {self._split[0]!r} must "
+                             f"be read by the product that follows it (a linear op on that "
+                             f"buffer), before any other op")
         if self._pending is not None:
             pending, self._pending = self._pending, None
             self._emit_norm(*pending)
@@ -255,6 +260,10 @@ class Forward:
         silu(gate) * up.                                                  (T, N)
         Which kernel runs is decided here, for every product of every architecture."""
         p, lay, k = self.plan, self.plan.layout, self.plan.kernels
+        split, self._split = self._split, None
+        if split is not None and split[0] != x:
+            self._split = split
+            self._flush()  # raises: the partials must be read by this product
         norm = None
         if self._pending is not None and self._pending[2] == x:
             norm, self._pending = self._pending, None
@@ -269,12 +278,16 @@ class Forward:
                   ln_b=self._param(norm[0] + ".bias") if norm and not rms else None)
         flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
         # Only where they differ from the defaults, so GPT-2's pipelines keep their keys.
+        if split is not None:
+            flags.update(ATT_SPLITS=split[1], ATT_HEADS=p.dims["n_head"], LN_MAX=K)
         if not has_bias:
             flags["BIAS"] = False
         if swiglu_in:
             flags["SWIGLU_IN"] = True
         eps = p.dims["eps"]
         label = f"{norm[0]} + {name}" if norm else name
+        if split is not None:
+            label = f"(attention's {split[1]} parts) + {name}"
         if name + ".weight" in p.weights.params:  # kept [in, out] as stored: the CPU layout
             if not self.matvec:
                 raise ValueError("the 'cols' weight layout runs prompts with matvec "
@@ -298,11 +311,12 @@ class Forward:
                 # may give those products more rows per workgroup to share that work.
                 shape = lay.gemv_ln if norm else lay.gemv
                 pipe = k.get("gemv", **fmt, LN=norm is not None, EPS=eps,
-                             LN_MAX=K if norm else 1, **({"RMS": True} if rms else {}),
-                             **flags, **shape)
+                             **{"LN_MAX": K if norm else 1, **flags},
+                             **({"RMS": True} if rms else {}), **shape)
                 group = p.bind("gemv", pipe, x=src, Wt=part[0], **bufs, **ln)
                 self._add(label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
             else:
+                assert split is None  # attention splits only in decode passes
                 pipe = k.get("matmul", **fmt, **flags)
                 group = p.bind("matmul", pipe, x=src, Wt=part[0], **bufs)
                 self._add(label, "matmul", pipe, group, (cdiv(rows, 64), "T64", 1))
@@ -336,11 +350,30 @@ class Forward:
         gqa = {}
         if "n_kv" in d:  # grouped-query attention: q columns and the row stride differ from C
             gqa = dict(N_KV=d["n_kv"], QKV_STRIDE=d["qkv_cols"])
+        splits = self._splits(out)
+        if splits > 1:
+            gqa["SPLITS"] = splits
         pipe = p.kernels.get("attention", C=d.get("q_cols", d["C"]), N_HEAD=d["n_head"],
                              N_CTX=d["n_ctx"], WG=p.layout.attention, **gqa)
         group = p.bind("attention", pipe, qkv=p.buf[qkv], k_cache=p.buf[f"k_cache.{layer}"],
                        v_cache=p.buf[f"v_cache.{layer}"], y=p.buf[out], p=p.buf["params"])
-        self._add(name, "attention", pipe, group, ("T", d["n_head"], 1))
+        self._add(name, "attention", pipe, group, ("T", d["n_head"], splits))
+        if splits > 1:
+            self._split = (out, splits)
+
+    def _splits(self, out):
+        """Chunks of keys per head for a decoded token's attention (flash-decoding): enough
+        workgroups to keep a large GPU's multiprocessors busy (about 256 in all, at most the
+        layout's attention_splits), where the product after it combines them (gemv, so the
+        "rows" layout) and the partial blocks fit in the output buffer; else 1."""
+        p, d = self.plan, self.plan.dims
+        lay = p.layout
+        if self.kind != "decode" or lay.attention_splits <= 1 or lay.weights != "rows":
+            return 1
+        H, hs = d["n_head"], int(d["head_size"])
+        splits = max(1, min(lay.attention_splits, 256 // H))
+        room = p.arch.activations(p.config)[out] // (4 * H * (hs + 4))  # hs + 4 floats a block
+        return max(1, min(splits, room))
 
     def lm_head(self, name, x, out):
         """logits = x[lm_row0 : lm_row0 + rows] @ W^T              (rows, V)"""
