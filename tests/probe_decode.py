@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import collections
 import os
+import re
 import statistics
 import sys
 import time
@@ -24,7 +25,7 @@ import wgpu  # noqa: E402
 from webgpt.gpu.base import resolve_limits  # noqa: E402
 from webgpt.gpu.native import NativeDevice  # noqa: E402
 from webgpt.model import GPT2  # noqa: E402
-from webgpt.tools.bench import _NoTokenizer, random_spec  # noqa: E402
+from webgpt.tools.bench import _NoTokenizer, dispatch_cost, random_spec  # noqa: E402
 
 FEATURES = ("shader-f16", "timestamp-query", "timestamp-query-inside-passes", "subgroup")
 
@@ -78,6 +79,8 @@ def cpu_share(d, seq, n=200, raw=False):
 async def gpu_share(dev, seq, names, per_op, m=20):
     """GPU microseconds of the whole pass (median of m) and, with per_op, of each dispatch."""
     d = dev._dev
+    if per_op:
+        m = max(1, min(m, 4096 // (len(seq) + 1)))  # a query set holds at most 4096
     count = 2 * m if not per_op else m * (len(seq) + 1)
     qs = d.create_query_set(type="timestamp", count=count)
     resolve = d.create_buffer(size=8 * count, usage=wgpu.BufferUsage.QUERY_RESOLVE |
@@ -137,8 +140,7 @@ async def main(a):
     plan.write_params(1, a.context, 0, 1)
     seq = plan.dispatches("decode") + plan.dispatches("argmax")
     launches = plan.launches("decode") + plan.launches("argmax")
-    names = [("h.*." + l.name.split(".", 2)[2]) if l.name.startswith("h.") else l.name
-             for l in launches]
+    names = [re.sub(r"(layers|h)\.\d+\.", r"\1.*.", l.name) for l in launches]
     print(f"{a.shape} {a.dtype} at context {a.context}: {len(seq)} dispatches a decode step")
     for raw in (False, True):
         cpu_share(dev._dev, seq, 20, raw)
@@ -157,6 +159,9 @@ async def main(a):
               "(summed over layers):")
         for name, us in sorted(ops.items(), key=lambda kv: -kv[1]):
             print(f"  {us:8.1f} us  {name}")
+    cost = await dispatch_cost(dev)
+    print("tiny dispatch (us, in a chain of 200 in one submit): " +
+          ", ".join(f"{k} {v:.2f}" for k, v in cost.items()))
     # Steady-state decode as the bench measures it.
     ids = [1] * a.context
     async def timed(n):

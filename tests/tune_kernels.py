@@ -1,6 +1,7 @@
 """Compare workgroup shapes of the decode kernels end to end on this machine's adapter: greedy
 decode ms/token of GPT-2 shapes (random weights) with model.layouts' GPU layout and variants of
-its gemv (TPR, RPW, U), gemv_ln (the products with the layer norm fused) and lm_head settings. To choose the GPU defaults.
+its gemv (TPR, RPW, U), gemv_ln (the products with the layer norm fused), lm_head settings,
+attention splits and the final norm's fusion. To choose the GPU defaults.
 
     PYTHONPATH=py python tests/tune_kernels.py [--shapes 124M 1.5B] [--dtype F16]
 
@@ -31,6 +32,10 @@ VARIANTS = {
     "gemv_ln TPR=8 RPW=32 U=2": dict(gemv_ln=dict(TPR=8, RPW=32, U=2)),
     "gemv_ln TPR=32 RPW=16 U=2": dict(gemv_ln=dict(TPR=32, RPW=16, U=2)),
     "gemv_ln TPR=16 RPW=32 U=2": dict(gemv_ln=dict(TPR=16, RPW=32, U=2)),
+    "attention unsplit": dict(attention_splits=1),
+    "attention splits<=8": dict(attention_splits=8),
+    "attention splits<=32": dict(attention_splits=32),
+    "ln_f apart from lm_head": dict(lm_head_ln=False),
 }
 
 

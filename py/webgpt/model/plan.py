@@ -365,28 +365,43 @@ class Forward:
         """Chunks of keys per head for a decoded token's attention (flash-decoding): enough
         workgroups to keep a large GPU's multiprocessors busy (about 256 in all, at most the
         layout's attention_splits), where the product after it combines them (gemv, so the
-        "rows" layout) and the partial blocks fit in the output buffer; else 1."""
+        "rows" layout; the row fits in its workgroup memory) and the partial blocks fit in the
+        output buffer; else 1."""
         p, d = self.plan, self.plan.dims
         lay = p.layout
         if self.kind != "decode" or lay.attention_splits <= 1 or lay.weights != "rows":
             return 1
+        wg_bytes = p.device.limits.get("max-compute-workgroup-storage-size", 16384)
+        if d.get("q_cols", d["C"]) * 4 > wg_bytes - 4096:
+            return 1  # the product stages the combined row in workgroup memory
         H, hs = d["n_head"], int(d["head_size"])
         splits = max(1, min(lay.attention_splits, 256 // H))
         room = p.arch.activations(p.config)[out] // (4 * H * (hs + 4))  # hs + 4 floats a block
         return max(1, min(splits, room))
 
     def lm_head(self, name, x, out):
-        """logits = x[lm_row0 : lm_row0 + rows] @ W^T              (rows, V)"""
-        self._flush()
+        """logits = x[lm_row0 : lm_row0 + rows] @ W^T              (rows, V)
+        In a pass that fuses norms (decode on a GPU, where the layout's lm_head_ln allows), the
+        final norm is done by each of its workgroups rather than by a dispatch of its own."""
         p, lay = self.plan, self.plan.layout
+        norm = None
+        if self._pending is not None and self._pending[2] == x and lay.lm_head_ln:
+            norm, self._pending = self._pending, None
+        self._flush()
         m = p.weights.mats[name]
         C, V = p.dims["C"], p.dims["V"]
+        ln = {}
+        if norm is not None:
+            ln = dict(LN=True, EPS=p.dims["eps"], LN_MAX=C, **({"RMS": True} if norm[3] else {}))
         for part in m.parts:
-            pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part),
+            pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part), **ln,
                                  **lay.lm_head)
-            group = p.bind("gemv", pipe, x=p.buf[x], Wt=part[0], bias=None, out=p.buf[out],
-                           ln_w=None, ln_b=None, k_cache=None, v_cache=None, p=p.buf["params"])
-            launch = Launch("lm_head", "gemv.wgsl", pipe, group,
-                            (cdiv(part[2], lay.lm_head["RPW"]), "rows", 1))
+            group = p.bind("gemv", pipe, x=p.buf[norm[1] if norm else x], Wt=part[0], bias=None,
+                           out=p.buf[out],
+                           ln_w=self._param(norm[0] + ".weight") if norm else None,
+                           ln_b=self._param(norm[0] + ".bias") if norm and not norm[3] else None,
+                           k_cache=None, v_cache=None, p=p.buf["params"])
+            launch = Launch(f"{norm[0]} + lm_head" if norm else "lm_head", "gemv.wgsl", pipe,
+                            group, (cdiv(part[2], lay.lm_head["RPW"]), "rows", 1))
             self.launches.append(launch)
             self.lm_head_launches.append(launch)
