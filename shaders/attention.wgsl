@@ -19,13 +19,14 @@
 // sums meet in workgroup memory: every invocation works however short the head or long the row.
 //
 // SPLITS > 1 (flash-decoding, for a decoded token: one workgroup per head leaves most of a large
-// GPU idle and reads a long context slowly): the keys 0 ..= pos0 + t are cut into SPLITS
-// chunks of ceil(n / SPLITS), one workgroup each, and each writes its unnormalised partial
-// result instead of y: for (t, h, s), a block of hs / 4 + 1 vec4s at ((t N_HEAD + h) SPLITS +
-// s)(hs / 4 + 1): acc[0 .. hs) = sum_j exp(s[j] - m_s) v[j], then (m_s, l_s, 0, 0) with m_s its
-// chunk's largest score and l_s = sum_j exp(s[j] - m_s) (an empty chunk: m_s = -3.4e38, l_s =
-// 0). The product that reads y combines them (gemv.wgsl, ATT_SPLITS): y = sum_s exp(m_s - M)
-// acc_s / sum_s exp(m_s - M) l_s, M = max_s m_s.
+// GPU idle and reads a long context slowly): the n = pos0 + t + 1 keys are cut into chunks of
+// max(ceil(n / SPLITS), MIN_CHUNK) keys, one workgroup each (so a short context uses one, a long
+// one up to SPLITS; the workgroups past the last chunk return at once). Each writes its
+// unnormalised partial result instead of y: for (t, h, s), a block of hs / 4 + 1 vec4s at
+// ((t N_HEAD + h) SPLITS + s)(hs / 4 + 1): acc[0 .. hs) = sum_j exp(s[j] - m_s) v[j], then
+// (m_s, l_s, 0, 0) with m_s its chunk's largest score and l_s = sum_j exp(s[j] - m_s). The
+// product that reads y combines the blocks of the chunks in use (gemv.wgsl, ATT_SPLITS, with
+// the same chunk rule): y = sum_s exp(m_s - M) acc_s / sum_s exp(m_s - M) l_s, M = max_s m_s.
 //
 // Bindings: 0 qkv (T, QKV_STRIDE), 1 k_cache (N_CTX, N_KV * hs), 2 v_cache (same),
 //           3 y (T, C), or the partial blocks with SPLITS > 1, 4 params (uniform).
@@ -45,6 +46,7 @@ override QKV_STRIDE: u32 = 3u * C;      // values per row of qkv
 override N_CTX: u32;
 override WG: u32 = 256u;
 override SPLITS: u32 = 1u;             // chunks of the keys, one workgroup each (see above)
+override MIN_CHUNK: u32 = 128u;        // keys per chunk at least, with SPLITS > 1
 
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
@@ -91,8 +93,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var j0 = 0u;
     var n = p.pos0 + t + 1u;
     if (SPLITS > 1u) {
-        let chunk = (n + SPLITS - 1u) / SPLITS;
-        j0 = min(split * chunk, n);
+        let chunk = max((n + SPLITS - 1u) / SPLITS, MIN_CHUNK);
+        j0 = split * chunk;
+        if (j0 >= n) {
+            return;   // past the last chunk (uniform per workgroup): not read
+        }
         n = min(chunk, n - j0);
     }
     let q0 = t * (QKV_STRIDE / 4u) + h * d4n;   // q is the first C columns of the row

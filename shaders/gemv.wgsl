@@ -24,11 +24,12 @@
 //   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
 //             ([2C, 3C)) are also stored in the caches at row pos0 + t
 //   LM:       the LM head: no bias, x rows lm_row0 + t for t < lm_rows, out = logits
-//   ATT_SPLITS > 0: x is attention.wgsl's partial blocks of ATT_HEADS heads cut into
-//             ATT_SPLITS chunks of keys (flash-decoding), combined here into the row of x
-//             before the product: x[t, h hs + i] = sum_s exp(m_s - M) acc_s[i] /
-//             sum_s exp(m_s - M) l_s, M = max_s m_s (staged in workgroup memory as LN's is;
-//             not with LN or SWIGLU_IN)
+//   ATT_SPLITS > 0: x is attention.wgsl's partial blocks of ATT_HEADS heads whose keys were cut
+//             into chunks (flash-decoding; at most ATT_SPLITS, of max(ceil(n / ATT_SPLITS),
+//             MIN_CHUNK) keys for n = pos0 + t + 1, the rule attention.wgsl follows), combined
+//             here into the row of x before the product: x[t, h hs + i] = sum_s exp(m_s - M)
+//             acc_s[i] / sum_s exp(m_s - M) l_s, M = max_s m_s (staged in workgroup memory as
+//             LN's is; not with LN or SWIGLU_IN)
 //
 // Wt is a Conv1D weight [in, out] transposed to [out, in] at load (on the GPU), or the token
 // table [V, C] as stored: row n is contiguous, so the TPR invocations that share a row read
@@ -90,6 +91,7 @@ override U: u32 = 1u;           // groups each invocation reads per loop step: 1
 override LN_MAX: u32 = 1u;      // K with LN or ATT_SPLITS (workgroup memory for x's row), else 1
 override ATT_SPLITS: u32 = 0u;  // x is split attention's partial blocks (see above)
 override ATT_HEADS: u32 = 1u;   // heads in those blocks
+override MIN_CHUNK: u32 = 128u; // attention.wgsl's least keys per chunk
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> Wt: array<vec4<u32>>;
@@ -103,6 +105,7 @@ override ATT_HEADS: u32 = 1u;   // heads in those blocks
 
 var<workgroup> partial: array<f32, TPR * RPW>;
 var<workgroup> xn: array<vec4<f32>, LN_MAX / 4u + 1u>;
+var<workgroup> ml: array<vec2<f32>, ATT_HEADS * ATT_SPLITS + 1u>;   // (m_s, l_s) per head, chunk
 
 // Values per 16-byte group of a row.
 fn group_values() -> u32 {
@@ -309,23 +312,33 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 
     if (ATT_SPLITS > 0u) {
-        // The attention's partial results, combined: one vec4 of the row per step.
+        // The attention's partial results, combined. The chunks in use, as attention.wgsl cut:
+        let keys = p.pos0 + xrow + 1u;
+        let chunk = max((keys + ATT_SPLITS - 1u) / ATT_SPLITS, MIN_CHUNK);
+        let used = (keys + chunk - 1u) / chunk;
         let flat = lid.y * TPR + lid.x;
         let d4n = K / 4u / ATT_HEADS;       // vec4s per head
+        let first = xrow * ATT_HEADS * ATT_SPLITS;
+        // Every (m_s, l_s) into workgroup memory with one load each, so the loop below reads
+        // global memory only for the values.
+        for (var q = flat; q < ATT_HEADS * ATT_SPLITS; q += TPR * RPW) {
+            if (q % ATT_SPLITS < used) {
+                ml[q] = x[(first + q) * (d4n + 1u) + d4n].xy;
+            }
+        }
+        workgroupBarrier();
         for (var i = flat; i < K / 4u; i += TPR * RPW) {
-            let first = (xrow * ATT_HEADS + i / d4n) * ATT_SPLITS;
-            var big = -3.4e38;
-            for (var s = 0u; s < ATT_SPLITS; s++) {
-                big = max(big, x[(first + s) * (d4n + 1u) + d4n].x);
+            let h = (i / d4n) * ATT_SPLITS;
+            var big = ml[h].x;
+            for (var s = 1u; s < used; s++) {
+                big = max(big, ml[h + s].x);
             }
             var num = vec4<f32>(0.0);
             var den = 0.0;
-            for (var s = 0u; s < ATT_SPLITS; s++) {
-                let block = (first + s) * (d4n + 1u);
-                let ml = x[block + d4n];
-                let w = exp(ml.x - big);
-                num += w * x[block + i % d4n];
-                den += w * ml.y;
+            for (var s = 0u; s < used; s++) {
+                let w = exp(ml[h + s].x - big);
+                num += w * x[(first + h + s) * (d4n + 1u) + i % d4n];
+                den += w * ml[h + s].y;
             }
             xn[i] = num / den;
         }

@@ -334,3 +334,41 @@ def test_logits_hook_edits_each_step_at_decode_speed(adapter, folder, temperatur
     assert plain[0] not in edited
     if temperature == 0:
         assert edited == greedy_ref
+
+
+@pytest.mark.parametrize("chunk", [4, 1000])
+def test_split_attention_equals_the_full_forward(adapter, folder, chunk):
+    """A decoded token's attention cut into chunks of keys, one workgroup each, and combined by
+    the product after it (flash-decoding, the GPU layout's decode path) gives at every step the
+    logits of a full forward of the sequence (one workgroup per head, no cache), within the
+    fixtures' tolerance. Chunks of 4 keys make a 40-token run use up to 12 of them; chunks of
+    1000, one (the short-context case)."""
+    from webgpt.model import Model, layouts
+
+    _, ref = refmodels.load_fixture("tiny")
+    prompt, n = ref["prompt"].tolist(), 32
+
+    async def run():
+        plain = await webgpt.load(folder("tiny"), layout="gpu")
+        lay = layouts(plain.device, "gpu").replace(attention_chunk=chunk)
+        model = Model(plain.spec, plain.device, plain.tokenizer, lay)
+        await model.upload()
+        parts = [l for l in model.plan.launches("decode") if l.name.endswith(".attn")]
+        assert parts and all(l.grid[2] > 1 for l in parts), model.plan.describe()["decode"]
+        steps = []
+        ids = await model.generate_ids(
+            prompt, max_new_tokens=n, temperature=0,
+            logits_hook=lambda logits, hist: steps.append(np.array(logits, dtype=np.float32)))
+        full = []
+        seq = list(prompt)
+        for tok in ids:
+            full.append(np.asarray(await plain.logits(seq))[-1])
+            seq.append(tok)
+        model.release()
+        plain.release()
+        return steps, full
+
+    steps, full = asyncio.run(run())
+    assert len(steps) == n
+    for i, (got, want) in enumerate(zip(steps, full)):
+        check_close(f"step {i} (chunks of {chunk} keys)", got, want)

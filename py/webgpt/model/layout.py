@@ -26,7 +26,8 @@ class Layout:
     (64x64 register tiles). fuse_ln: one-token products normalise their input themselves.
     f16: f16 matrices stay halves (else widened to f32 at load). attention: its workgroup size.
     attention_splits: at most this many chunks of keys per head, one workgroup each, when a
-    decoded token attends (flash-decoding; 1: one workgroup per head). lm_head_ln: with
+    decoded token attends (flash-decoding; 1: one workgroup per head), each of at least
+    attention_chunk keys (a short context uses one workgroup per head). lm_head_ln: with
     fuse_ln, the LM head's workgroups also do the final norm.
     matvec / gemv / gemv_ln / lm_head: workgroup shapes (override constants) of those kernels.
     """
@@ -38,6 +39,7 @@ class Layout:
     f16: bool
     attention: int
     attention_splits: int
+    attention_chunk: int
     lm_head_ln: bool
     matvec: MappingProxyType
     gemv: MappingProxyType
@@ -53,6 +55,7 @@ class Layout:
         d.setdefault("gemv_ln", d.get("gemv"))
         d.setdefault("kind", "gpu" if d.get("prefill") == "matmul" else "cpu")
         d.setdefault("attention_splits", 1)
+        d.setdefault("attention_chunk", 128)
         d.setdefault("lm_head_ln", False)
         for k in ("matvec", "gemv", "gemv_ln", "lm_head"):
             d[k] = _frozen(d[k])
@@ -90,7 +93,8 @@ def layouts(device, kind=None):
         # are widened to f32 at load.
         return Layout.of({"kind": "cpu", "weights": "cols", "matvec": dict(TX=64, TY=1),
                           "gemv": dict(TPR=1, RPW=64), "lm_head": dict(TPR=1, RPW=64),
-                          "attention": 64, "attention_splits": 1, "lm_head_ln": False,
+                          "attention": 64, "attention_splits": 1, "attention_chunk": 128,
+                          "lm_head_ln": False,
                           "prefill": "matvec",
                           "fuse_ln": False, "f16": False})
     # On a GPU each dependent dispatch costs microseconds of drain and refill, so the decode
@@ -102,7 +106,8 @@ def layouts(device, kind=None):
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
                       "gemv": dict(TPR=32, RPW=8, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
-                      "attention_splits": 16, "lm_head_ln": True, "prefill": "matmul",
+                      "attention_splits": 16, "attention_chunk": 128, "lm_head_ln": True,
+                      "prefill": "matmul",
                       "fuse_ln": True,
                       "f16": True})
 

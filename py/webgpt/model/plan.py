@@ -279,7 +279,8 @@ class Forward:
         flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
         # Only where they differ from the defaults, so GPT-2's pipelines keep their keys.
         if split is not None:
-            flags.update(ATT_SPLITS=split[1], ATT_HEADS=p.dims["n_head"], LN_MAX=K)
+            flags.update(ATT_SPLITS=split[1], ATT_HEADS=p.dims["n_head"],
+                         MIN_CHUNK=lay.attention_chunk, LN_MAX=K)
         if not has_bias:
             flags["BIAS"] = False
         if swiglu_in:
@@ -352,7 +353,7 @@ class Forward:
             gqa = dict(N_KV=d["n_kv"], QKV_STRIDE=d["qkv_cols"])
         splits = self._splits(out)
         if splits > 1:
-            gqa["SPLITS"] = splits
+            gqa.update(SPLITS=splits, MIN_CHUNK=p.layout.attention_chunk)
         pipe = p.kernels.get("attention", C=d.get("q_cols", d["C"]), N_HEAD=d["n_head"],
                              N_CTX=d["n_ctx"], WG=p.layout.attention, **gqa)
         group = p.bind("attention", pipe, qkv=p.buf[qkv], k_cache=p.buf[f"k_cache.{layer}"],
