@@ -36,6 +36,8 @@ VARIANTS = {
     "attention splits<=8": dict(attention_splits=8),
     "attention splits<=32": dict(attention_splits=32),
     "ln_f apart from lm_head": dict(lm_head_ln=False),
+    "attention chunks>=64": dict(attention_chunk=64),
+    "attention chunks>=256": dict(attention_chunk=256),
 }
 
 
