@@ -23,17 +23,19 @@
 // Wt holds one row per output (a Conv1D weight transposed at load), as raw words in the
 // formats of gemv.wgsl: FMT 0 f32, 1 f16 pairs, 2 q8, 3 q4 (the last two with f16 scales per
 // BLOCK values of a row, from word SOFF). K % 4 == 0 (K % 32 for q8, q4).
-// A workgroup of 16 x 16 invocations computes a 64 x 64 block of out; each invocation a 4 x 4
-// block (4 rows, 4 neighbouring columns). Per step of 16 along K, the 64 x 16 tile of x and the
-// 64 x 16 tile of Wt are staged in workgroup memory, so each value is read from memory once per
-// block and reused 64 times. Out-of-range rows, columns and K load zeros and store nothing.
+// A workgroup of 16 x TT / 4 invocations computes a TT x 64 block of out (TT = 64 or 32 rows of
+// x); each invocation a 4 x 4 block (4 rows, 4 neighbouring columns). Per step of 16 along K,
+// the TT x 16 tile of x and the 64 x 16 tile of Wt are staged in workgroup memory, so each value
+// is read from memory once per block and reused TT or 64 times. TT = 32 doubles the workgroups
+// of a product with few columns (N = C: at T = 512, 124M's c_proj has 12 x 8 blocks of 64 x 64,
+// too few to fill a large GPU). Out-of-range rows, columns and K load zeros and store nothing.
 //
 // Bindings: 0 x (T, K) f32 ((T, 2K) with SWIGLU_IN), 1 Wt words, 2 bias (OUT_N) f32
 //           ((2 OUT_N) with SWIGLU_OUT), 3 out (T, OUT_N) f32, 4 k_cache (n_positions,
 //           OUT_N / 3), 5 v_cache (same), 6 params (uniform). Without KV the caches' bindings,
 //           without BIAS the bias's, take any small buffer.
-// Dispatch: (ceil(ROWS / 64), ceil(T / 64)); with SWIGLU_OUT (ceil(ROWS / 2 / 32),
-//           ceil(T / 64)).
+// Dispatch: (ceil(ROWS / 64), ceil(T / TT)); with SWIGLU_OUT (ceil(ROWS / 2 / 32),
+//           ceil(T / TT)).
 
 struct Params {
     T: u32,          // tokens in this forward pass
@@ -55,7 +57,8 @@ override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
 override KV: bool = false;
-const TILE: u32 = 64u;    // rows and columns of out per workgroup
+override TT: u32 = 64u;   // rows of out (tokens) per workgroup: 64 or 32
+const TILE: u32 = 64u;    // columns of out per workgroup
 const TK: u32 = 16u;      // step along K
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -122,11 +125,12 @@ fn gelu(h: f32) -> f32 {
     return 0.5 * h * (1.0 + tanh(u));
 }
 
-@compute @workgroup_size(16, 16)
+@compute @workgroup_size(16, TT / 4u)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let t0 = wid.y * TILE;
+    let t0 = wid.y * TT;
     let r0 = wid.x * TILE;
     let flat = lid.y * 16u + lid.x;
+    let n_inv = 4u * TT;      // invocations
     // acc_i[c]: out[t0 + 4 lid.y + i, r0 + 4 lid.x + c]. Four named vectors, not an array:
     // a dynamically indexed array may be kept in (slow) local memory instead of registers.
     var acc0 = vec4<f32>(0.0);
@@ -134,10 +138,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
     for (var k0 = 0u; k0 < K; k0 += TK) {
-        // Stage x: 64 rows x 16 values, 4 per invocation (neighbouring invocations read
+        // Stage x: TT rows x 16 values, 4 per invocation (neighbouring invocations read
         // neighbouring k of a row).
         for (var i = 0u; i < 4u; i++) {
-            let j = flat + i * 256u;
+            let j = flat + i * n_inv;
             let row = j / TK;
             let kk = j % TK;
             let t = t0 + row;
@@ -148,28 +152,31 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             }
             xs[kk][row / 4u][row % 4u] = xk;
         }
-        // Stage Wt: 64 rows x 16 values, 4 neighbouring values of one row per invocation,
-        // stored transposed (ws[k][column]) for the product below.
-        let wr = flat / 4u;
-        let kw = k0 + 4u * (flat % 4u);
-        var wrow = r0 + wr;           // the row of Wt staged as column wr of the tile
-        var wlive = wrow < ROWS;
-        if (SWIGLU_OUT) {
-            // Columns 4 j, 4 j + 1: the gate rows of pairs 2 j, 2 j + 1 of this tile's 32;
-            // columns 4 j + 2, 4 j + 3: their up rows, ROWS / 2 further.
-            let pair = wid.x * 32u + 2u * (wr / 4u) + wr % 2u;
-            wrow = pair + (wr % 4u) / 2u * (ROWS / 2u);
-            wlive = pair < ROWS / 2u;
+        // Stage Wt: 64 rows x 16 values, 4 neighbouring values of one row per invocation and
+        // step (one step with TT = 64, two with 32), stored transposed (ws[k][column]) for the
+        // product below.
+        for (var f = flat; f < 256u; f += n_inv) {
+            let wr = f / 4u;
+            let kw = k0 + 4u * (f % 4u);
+            var wrow = r0 + wr;           // the row of Wt staged as column wr of the tile
+            var wlive = wrow < ROWS;
+            if (SWIGLU_OUT) {
+                // Columns 4 j, 4 j + 1: the gate rows of pairs 2 j, 2 j + 1 of this tile's 32;
+                // columns 4 j + 2, 4 j + 3: their up rows, ROWS / 2 further.
+                let pair = wid.x * 32u + 2u * (wr / 4u) + wr % 2u;
+                wrow = pair + (wr % 4u) / 2u * (ROWS / 2u);
+                wlive = pair < ROWS / 2u;
+            }
+            var w = vec4<f32>(0.0);
+            if (kw < K && wlive) {
+                w = load4(wrow, kw);
+            }
+            let k4 = 4u * (f % 4u);
+            ws[k4][wr / 4u][wr % 4u] = w.x;
+            ws[k4 + 1u][wr / 4u][wr % 4u] = w.y;
+            ws[k4 + 2u][wr / 4u][wr % 4u] = w.z;
+            ws[k4 + 3u][wr / 4u][wr % 4u] = w.w;
         }
-        var w = vec4<f32>(0.0);
-        if (kw < K && wlive) {
-            w = load4(wrow, kw);
-        }
-        let k4 = 4u * (flat % 4u);
-        ws[k4][wr / 4u][wr % 4u] = w.x;
-        ws[k4 + 1u][wr / 4u][wr % 4u] = w.y;
-        ws[k4 + 2u][wr / 4u][wr % 4u] = w.z;
-        ws[k4 + 3u][wr / 4u][wr % 4u] = w.w;
         workgroupBarrier();
         for (var kk = 0u; kk < TK; kk++) {
             let wv = ws[kk][lid.x];

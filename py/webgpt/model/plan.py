@@ -19,7 +19,7 @@ fuses a norm into the product after it where the layout allows, and binds buffer
 names the shader declares (kernels.bind).
 
 A grid entry is a number or a symbol resolved when the pass is encoded: "T" (tokens in the
-pass), "T64" (ceil(T / 64): matmul's row tiles), "rows" (rows of logits).
+pass), "T64" / "T32" (ceil(T / 64), ceil(T / 32): matmul's row tiles), "rows" (rows of logits).
 """
 
 import collections
@@ -39,7 +39,9 @@ def resolve_grid(v, T, rows):
     """A grid entry's value for T tokens and `rows` rows of logits."""
     if v.__class__ is int:
         return v
-    return T if v == "T" else cdiv(T, 64) if v == "T64" else rows
+    if v == "T":
+        return T
+    return cdiv(T, 64) if v == "T64" else cdiv(T, 32) if v == "T32" else rows
 
 
 class Plan:
@@ -318,9 +320,13 @@ class Forward:
                 self._add(label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
             else:
                 assert split is None  # attention splits only in decode passes
-                pipe = k.get("matmul", **fmt, **flags)
+                # The residual products have N = C columns, few 64-wide blocks: half-height
+                # tiles (32 tokens) give them twice the workgroups.
+                tt = {"TT": 32} if residual else {}
+                pipe = k.get("matmul", **fmt, **flags, **tt)
                 group = p.bind("matmul", pipe, x=src, Wt=part[0], **bufs)
-                self._add(label, "matmul", pipe, group, (cdiv(rows, 64), "T64", 1))
+                self._add(label, "matmul", pipe, group,
+                          (cdiv(rows, 64), "T32" if residual else "T64", 1))
 
     def rope(self, name, qkv, layer, q_norm=None, k_norm=None):
         """q, k of this pass rotated by their positions (the "rope" table), after an RMSNorm of
