@@ -12,6 +12,7 @@ developers (the figures go into notes and issues), not a test.
 import argparse
 import asyncio
 import collections
+import json
 import os
 import re
 import statistics
@@ -24,7 +25,7 @@ import wgpu  # noqa: E402
 
 from webgpt.gpu.base import resolve_limits  # noqa: E402
 from webgpt.gpu.native import NativeDevice  # noqa: E402
-from webgpt.model import GPT2  # noqa: E402
+from webgpt.model import GPT2, layouts  # noqa: E402
 from webgpt.tools.bench import _NoTokenizer, dispatch_cost, random_spec  # noqa: E402
 
 FEATURES = ("shader-f16", "timestamp-query", "timestamp-query-inside-passes", "subgroup")
@@ -132,15 +133,25 @@ async def gpu_share(dev, seq, names, per_op, m=20):
 async def main(a):
     dev, features = await device()
     print(f"adapter: {dev.describe()}; features used: {', '.join(features)}")
+    if a.variants:
+        # Layout variants by GPU time alone (timestamps: steadier than end-to-end timing).
+        base = layouts(dev, "gpu")
+        for change in json.loads(a.variants):
+            model = GPT2(random_spec(a.shape, a.dtype), dev, _NoTokenizer(), base.replace(**change))
+            await model.upload()
+            seq, names = await prepared(model, a.context)
+            whole, _ = await gpu_share(dev, seq, names, False)
+            _, ops = await gpu_share(dev, seq, names, True)
+            top = ", ".join(f"{n} {us:.0f}" for n, us in
+                            sorted(ops.items(), key=lambda kv: -kv[1])[:6])
+            print(f"{a.shape} @{a.context} {json.dumps(change)}: GPU {whole:.0f} us a pass; "
+                  f"with timestamps, by op: {top}", flush=True)
+            model.release()
+        return
     model = GPT2(random_spec(a.shape, a.dtype), dev, _NoTokenizer())
     await model.upload()
-    await model.sync()
+    seq, names = await prepared(model, a.context)
     plan = model.plan
-    await model.generate_ids([1] * a.context, max_new_tokens=1, temperature=0)
-    plan.write_params(1, a.context, 0, 1)
-    seq = plan.dispatches("decode") + plan.dispatches("argmax")
-    launches = plan.launches("decode") + plan.launches("argmax")
-    names = [re.sub(r"(layers|h)\.\d+\.", r"\1.*.", l.name) for l in launches]
     print(f"{a.shape} {a.dtype} at context {a.context}: {len(seq)} dispatches a decode step")
     for raw in (False, True):
         cpu_share(dev._dev, seq, 20, raw)
@@ -175,6 +186,18 @@ async def main(a):
     model.release()
 
 
+async def prepared(model, context):
+    """The decode step's dispatches (and op names) of `model` at `context`, the cache filled."""
+    await model.sync()
+    plan = model.plan
+    await model.generate_ids([1] * context, max_new_tokens=1, temperature=0)
+    plan.write_params(1, context, 0, 1)
+    seq = plan.dispatches("decode") + plan.dispatches("argmax")
+    launches = plan.launches("decode") + plan.launches("argmax")
+    names = [re.sub(r"(layers|h)\.\d+\.", r"\1.*.", l.name) for l in launches]
+    return seq, names
+
+
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--shape", default="124M")
@@ -182,4 +205,6 @@ if __name__ == "__main__":
     ap.add_argument("--context", type=int, default=16)
     ap.add_argument("--tokens", type=int, default=200)
     ap.add_argument("--per-op", action="store_true")
+    ap.add_argument("--variants", help="a JSON list of layout changes to compare by GPU time, "
+                    "e.g. '[{}, {\"gemv\": {\"TPR\": 64, \"RPW\": 4, \"U\": 2}}]'")
     asyncio.run(main(ap.parse_args()))
