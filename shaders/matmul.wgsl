@@ -125,59 +125,96 @@ fn gelu(h: f32) -> f32 {
     return 0.5 * h * (1.0 + tanh(u));
 }
 
+// Staging: x value j of the TT x 16 tile at (t0, k0) (neighbouring j: neighbouring k of a row);
+// Wt's 4 neighbouring values f of the 64 x 16 tile of workgroup column wx at k0 (column f / 4
+// of the tile).
+fn x_val(t0: u32, k0: u32, j: u32) -> f32 {
+    let t = t0 + j / TK;
+    let k = k0 + j % TK;
+    if (t < p.T && k < K) {
+        return x_at(t, k);
+    }
+    return 0.0;
+}
+
+fn x_store(j: u32, v: f32) {
+    let row = j / TK;
+    xs[j % TK][row / 4u][row % 4u] = v;
+}
+
+fn w_val(wx: u32, k0: u32, f: u32) -> vec4<f32> {
+    let wr = f / 4u;
+    let kw = k0 + 4u * (f % 4u);
+    var wrow = wx * TILE + wr;    // the row of Wt staged as column wr of the tile
+    var wlive = wrow < ROWS;
+    if (SWIGLU_OUT) {
+        // Columns 4 j, 4 j + 1: the gate rows of pairs 2 j, 2 j + 1 of this tile's 32;
+        // columns 4 j + 2, 4 j + 3: their up rows, ROWS / 2 further.
+        let pair = wx * 32u + 2u * (wr / 4u) + wr % 2u;
+        wrow = pair + (wr % 4u) / 2u * (ROWS / 2u);
+        wlive = pair < ROWS / 2u;
+    }
+    if (kw < K && wlive) {
+        return load4(wrow, kw);
+    }
+    return vec4<f32>(0.0);
+}
+
+// Stored transposed (ws[k][column]) for the product below.
+fn w_store(f: u32, w: vec4<f32>) {
+    let wr = f / 4u;
+    let k4 = 4u * (f % 4u);
+    ws[k4][wr / 4u][wr % 4u] = w.x;
+    ws[k4 + 1u][wr / 4u][wr % 4u] = w.y;
+    ws[k4 + 2u][wr / 4u][wr % 4u] = w.z;
+    ws[k4 + 3u][wr / 4u][wr % 4u] = w.w;
+}
+
 @compute @workgroup_size(16, TT / 4u)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let t0 = wid.y * TT;
     let r0 = wid.x * TILE;
     let flat = lid.y * 16u + lid.x;
-    let n_inv = 4u * TT;      // invocations
+    let n_inv = 4u * TT;      // invocations: 4 x values each per step, 1 or 2 groups of Wt
     // acc_i[c]: out[t0 + 4 lid.y + i, r0 + 4 lid.x + c]. Four named vectors, not an array:
     // a dynamically indexed array may be kept in (slow) local memory instead of registers.
     var acc0 = vec4<f32>(0.0);
     var acc1 = vec4<f32>(0.0);
     var acc2 = vec4<f32>(0.0);
     var acc3 = vec4<f32>(0.0);
+    // The next step's values are loaded into registers while this step computes, so the
+    // memory latency overlaps the arithmetic instead of following it (one workgroup per
+    // multiprocessor is common at these sizes, with nothing else to hide it).
+    var x0 = x_val(t0, 0u, flat);
+    var x1 = x_val(t0, 0u, flat + n_inv);
+    var x2 = x_val(t0, 0u, flat + 2u * n_inv);
+    var x3 = x_val(t0, 0u, flat + 3u * n_inv);
+    var w0 = w_val(wid.x, 0u, flat);
+    var w1 = vec4<f32>(0.0);
+    if (n_inv < 256u) {
+        w1 = w_val(wid.x, 0u, flat + n_inv);
+    }
     for (var k0 = 0u; k0 < K; k0 += TK) {
-        // Stage x: TT rows x 16 values, 4 per invocation (neighbouring invocations read
-        // neighbouring k of a row).
-        for (var i = 0u; i < 4u; i++) {
-            let j = flat + i * n_inv;
-            let row = j / TK;
-            let kk = j % TK;
-            let t = t0 + row;
-            let k = k0 + kk;
-            var xk = 0.0;
-            if (t < p.T && k < K) {
-                xk = x_at(t, k);
-            }
-            xs[kk][row / 4u][row % 4u] = xk;
-        }
-        // Stage Wt: 64 rows x 16 values, 4 neighbouring values of one row per invocation and
-        // step (one step with TT = 64, two with 32), stored transposed (ws[k][column]) for the
-        // product below.
-        for (var f = flat; f < 256u; f += n_inv) {
-            let wr = f / 4u;
-            let kw = k0 + 4u * (f % 4u);
-            var wrow = r0 + wr;           // the row of Wt staged as column wr of the tile
-            var wlive = wrow < ROWS;
-            if (SWIGLU_OUT) {
-                // Columns 4 j, 4 j + 1: the gate rows of pairs 2 j, 2 j + 1 of this tile's 32;
-                // columns 4 j + 2, 4 j + 3: their up rows, ROWS / 2 further.
-                let pair = wid.x * 32u + 2u * (wr / 4u) + wr % 2u;
-                wrow = pair + (wr % 4u) / 2u * (ROWS / 2u);
-                wlive = pair < ROWS / 2u;
-            }
-            var w = vec4<f32>(0.0);
-            if (kw < K && wlive) {
-                w = load4(wrow, kw);
-            }
-            let k4 = 4u * (f % 4u);
-            ws[k4][wr / 4u][wr % 4u] = w.x;
-            ws[k4 + 1u][wr / 4u][wr % 4u] = w.y;
-            ws[k4 + 2u][wr / 4u][wr % 4u] = w.z;
-            ws[k4 + 3u][wr / 4u][wr % 4u] = w.w;
+        x_store(flat, x0);
+        x_store(flat + n_inv, x1);
+        x_store(flat + 2u * n_inv, x2);
+        x_store(flat + 3u * n_inv, x3);
+        w_store(flat, w0);
+        if (n_inv < 256u) {
+            w_store(flat + n_inv, w1);
         }
         workgroupBarrier();
+        let k1 = k0 + TK;
+        if (k1 < K) {
+            x0 = x_val(t0, k1, flat);
+            x1 = x_val(t0, k1, flat + n_inv);
+            x2 = x_val(t0, k1, flat + 2u * n_inv);
+            x3 = x_val(t0, k1, flat + 3u * n_inv);
+            w0 = w_val(wid.x, k1, flat);
+            if (n_inv < 256u) {
+                w1 = w_val(wid.x, k1, flat + n_inv);
+            }
+        }
         for (var kk = 0u; kk < TK; kk++) {
             let wv = ws[kk][lid.x];
             let xv = xs[kk][lid.y];

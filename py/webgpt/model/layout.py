@@ -24,7 +24,8 @@ class Layout:
     load to one row per output (gemv.wgsl: a GPU needs many rows to spread the reads over).
     prefill: the prompt's products, "matvec" (one token at a time per invocation) or "matmul"
     (64x64 register tiles). fuse_ln: one-token products normalise their input themselves.
-    f16: f16 matrices stay halves (else widened to f32 at load). attention: its workgroup size.
+    f16: f16 matrices stay halves (else widened to f32 at load). attention: its workgroup size
+    (attention_decode: for a decoded token's one query per head).
     attention_splits: at most this many chunks of keys per head, one workgroup each, when a
     decoded token attends (flash-decoding; 1: one workgroup per head), each of at least
     attention_chunk keys (a short context uses one workgroup per head). lm_head_ln: with
@@ -38,6 +39,7 @@ class Layout:
     fuse_ln: bool
     f16: bool
     attention: int
+    attention_decode: int
     attention_splits: int
     attention_chunk: int
     lm_head_ln: bool
@@ -54,6 +56,7 @@ class Layout:
         d = dict(value)
         d.setdefault("gemv_ln", d.get("gemv"))
         d.setdefault("kind", "gpu" if d.get("prefill") == "matmul" else "cpu")
+        d.setdefault("attention_decode", d.get("attention"))
         d.setdefault("attention_splits", 1)
         d.setdefault("attention_chunk", 128)
         d.setdefault("lm_head_ln", False)
@@ -93,7 +96,8 @@ def layouts(device, kind=None):
         # are widened to f32 at load.
         return Layout.of({"kind": "cpu", "weights": "cols", "matvec": dict(TX=64, TY=1),
                           "gemv": dict(TPR=1, RPW=64), "lm_head": dict(TPR=1, RPW=64),
-                          "attention": 64, "attention_splits": 1, "attention_chunk": 128,
+                          "attention": 64, "attention_decode": 64, "attention_splits": 1,
+                          "attention_chunk": 128,
                           "lm_head_ln": False,
                           "prefill": "matvec",
                           "fuse_ln": False, "f16": False})
@@ -102,14 +106,16 @@ def layouts(device, kind=None):
     # gemv/lm_head shapes measured end to end on an H200 (tests/tune_kernels.py): with two or
     # four loads in flight per invocation, 1.5B f16 decodes at 2.9-3.0 ms/token at context 16
     # against 3.26 with one; the products that normalise x first do it for 16 rows per
-    # workgroup rather than 8 (3.22 against 3.57 ms/token on a slower machine).
+    # workgroup rather than 8 (3.22 against 3.57 ms/token on a slower machine). Then by GPU
+    # timestamps (tests/probe_decode.py --variants, H200, 2026-12-02): the products without a
+    # norm, whose N = C rows are few, with 64 invocations per row rather than 32 (1.5B decode
+    # pass 2474 us against 2688, 124M 471 against 505), and a decoded token's attention with 64
+    # invocations per head rather than 256 (1.5B: 588 us against 646 for its 48 layers).
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
-                      "gemv": dict(TPR=32, RPW=8, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
+                      "gemv": dict(TPR=64, RPW=4, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
-                      "attention_splits": 16, "attention_chunk": 128, "lm_head_ln": True,
-                      "prefill": "matmul",
-                      "fuse_ln": True,
-                      "f16": True})
+                      "attention_decode": 64, "attention_splits": 16, "attention_chunk": 128,
+                      "lm_head_ln": True, "prefill": "matmul", "fuse_ln": True, "f16": True})
 
 
 def resolve(base, device, dims, quantized):

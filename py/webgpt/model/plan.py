@@ -361,7 +361,9 @@ class Forward:
         if splits > 1:
             gqa.update(SPLITS=splits, MIN_CHUNK=p.layout.attention_chunk)
         pipe = p.kernels.get("attention", C=d.get("q_cols", d["C"]), N_HEAD=d["n_head"],
-                             N_CTX=d["n_ctx"], WG=p.layout.attention, **gqa)
+                             N_CTX=d["n_ctx"], **gqa,
+                             WG=p.layout.attention_decode if self.kind == "decode"
+                             else p.layout.attention)
         group = p.bind("attention", pipe, qkv=p.buf[qkv], k_cache=p.buf[f"k_cache.{layer}"],
                        v_cache=p.buf[f"v_cache.{layer}"], y=p.buf[out], p=p.buf["params"])
         self._add(name, "attention", pipe, group, ("T", d["n_head"], splits))
