@@ -109,12 +109,14 @@ def layouts(device, kind=None):
     # workgroup rather than 8 (3.22 against 3.57 ms/token on a slower machine). Then by GPU
     # timestamps (tests/probe_decode.py --variants, H200, 2026-12-02): the products without a
     # norm, whose N = C rows are few, with 64 invocations per row rather than 32 (1.5B decode
-    # pass 2474 us against 2688, 124M 471 against 505), and a decoded token's attention with 64
-    # invocations per head rather than 256 (1.5B: 588 us against 646 for its 48 layers).
+    # pass 2474 us against 2688, 124M 471 against 505), and a decoded token's attention with
+    # 128 invocations per head rather than 256 (1.5B at context 1000: 2751 us a pass against
+    # 2809, 124M 507 against 519; 64 is best at context 16, 588 against 628 us for 1.5B's 48
+    # attentions, and worst at 1000: 2953 us).
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
                       "gemv": dict(TPR=64, RPW=4, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
-                      "attention_decode": 64, "attention_splits": 16, "attention_chunk": 128,
+                      "attention_decode": 128, "attention_splits": 16, "attention_chunk": 128,
                       "lm_head_ln": True, "prefill": "matmul", "fuse_ln": True, "f16": True})
 
 
