@@ -88,8 +88,25 @@ def messages(harness):
         {"code": "print(model.config.n_layer, model.device.describe())"},
         {"load": "tiny-f16"},
         {"run": "scripts/generate.py", "params": GREEDY},
+        {"code": GPU_LAYOUT},
         {"load": "broken"},
     ])
+
+
+# The GPU layout's kernels (split attention, attention in blocks, the products' fused variants)
+# compiled by Dawn's WGSL compiler, Tint, as Chrome on a GPU would: the page on SwiftShader
+# picks the CPU layout, so without this only naga (wgpu-py) would ever compile them here.
+GPU_LAYOUT = f"""
+import json
+from webgpt.model import Model, layouts
+gpu = Model(model.spec, model.device, model.tokenizer, layouts(model.device, "gpu"))
+await gpu.upload()
+ids = model.tokenizer.encode({PROMPT!r})
+out = await gpu.generate_ids(ids, max_new_tokens={N}, temperature=0)
+shaders = sorted({{l.shader for k in ("prompt", "decode") for l in gpu.plan.launches(k)}})
+print("GPU-LAYOUT " + json.dumps({{"ids": list(out), "shaders": shaders}}))
+gpu.release()
+"""
 
 
 def test_the_page_path_under_dawn_gives_the_cli_tokens(messages, test_models):
@@ -102,12 +119,37 @@ def test_the_page_path_under_dawn_gives_the_cli_tokens(messages, test_models):
     assert [m["name"] for m in loaded] == ["tiny", "tiny-f16"]
     assert "WebGPU (browser)" in loaded[0]["device"]  # gpu/browser.py, not wgpu-py
     runs = _runs(messages)
-    assert [r[1]["status"] for r in runs] == ["ok"] * 3, runs
+    assert [r[1]["status"] for r in runs] == ["ok"] * 4, runs
     console = "".join(m["text"] for m in messages if m["type"] == "console" and m["stream"] == "out")
     assert console.startswith("2 ")
     assert runs[0][1]["stats"]["tokens"] == N
     assert runs[0][0] == cli_generate(test_models["tiny"], PROMPT, N)
     assert runs[2][0] == cli_generate(test_models["tiny-f16"], PROMPT, N)
+
+
+def test_the_gpu_layout_under_dawn_gives_the_native_tokens(messages, test_models):
+    """The GPU layout's kernels, compiled by Tint and run through the page's path, give the
+    greedy tokens wgpu-py gives with the same layout."""
+    import asyncio
+
+    import webgpt
+
+    console = "".join(m["text"] for m in messages if m["type"] == "console")
+    line = next((x for x in console.splitlines() if x.startswith("GPU-LAYOUT ")), None)
+    assert line is not None, console[-2000:]
+    got = json.loads(line[len("GPU-LAYOUT "):])
+    assert {"attention_block.wgsl", "attention.wgsl", "gemv.wgsl", "matmul.wgsl"} <= set(
+        got["shaders"]), got["shaders"]
+
+    async def native():
+        m = await webgpt.load(test_models["tiny-f16"], layout="gpu")
+        try:
+            return list(await m.generate_ids(m.tokenizer.encode(PROMPT), max_new_tokens=N,
+                                             temperature=0))
+        finally:
+            m.release()
+
+    assert got["ids"] == asyncio.run(native())
 
 
 def test_a_broken_model_under_dawn_names_the_file(messages):
