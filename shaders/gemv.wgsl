@@ -312,9 +312,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 
     if (ATT_SPLITS > 0u) {
-        // The attention's partial results, combined. The chunks in use, as attention.wgsl cut:
+        // The attention's partial results, combined. The chunks in use, as attention.wgsl cut
+        // (divisions by `splits`, never by ATT_SPLITS itself: a compiler may fold q / 0 in
+        // this unused branch into an error where ATT_SPLITS = 0).
+        let splits = max(ATT_SPLITS, 1u);
         let keys = p.pos0 + xrow + 1u;
-        let chunk = max((keys + ATT_SPLITS - 1u) / ATT_SPLITS, MIN_CHUNK);
+        let chunk = max((keys + splits - 1u) / splits, MIN_CHUNK);
         let used = (keys + chunk - 1u) / chunk;
         let flat = lid.y * TPR + lid.x;
         let d4n = K / 4u / ATT_HEADS;       // vec4s per head
@@ -322,7 +325,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         // Every (m_s, l_s) into workgroup memory with one load each, so the loop below reads
         // global memory only for the values.
         for (var q = flat; q < ATT_HEADS * ATT_SPLITS; q += TPR * RPW) {
-            if (q % ATT_SPLITS < used) {
+            if (q % splits < used) {
                 ml[q] = x[(first + q) * (d4n + 1u) + d4n].xy;
             }
         }

@@ -115,6 +115,9 @@ def main(a):
     results.append(report(f"{a.shape} f16", got, want16, greedy, greedy16, info))
 
     for bits in (8, 4):
+        if f"q{bits}" not in a.quantized:
+            del folders[f"q{bits}"]
+            continue
         t = time.perf_counter()
         quantize_folder(folders["f32"], folders[f"q{bits}"], bits=bits, force=True)
         print(f"quantized to {bits} bits in {time.perf_counter() - t:.0f} s", flush=True)
@@ -144,4 +147,6 @@ if __name__ == "__main__":
     p.add_argument("--json", help="write the results here")
     p.add_argument("--layers", type=int, help="fewer layers than the shape has (a quick try)")
     p.add_argument("--device", default="cuda", help="torch device of the reference")
+    p.add_argument("--quantized", nargs="*", default=["q8", "q4"], choices=["q8", "q4"],
+                   help="quantized copies checked beside f32 and f16 (`--quantized` alone: none)")
     main(p.parse_args())
