@@ -277,17 +277,21 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         x0 = xrow * (K / 2u);    // rows of 2K values
     }
 
+    // The row of x is read from memory once, into xn, and normalised there: each invocation
+    // keeps to its own elements i, so no barrier is needed between the passes over them.
     if (LN && RMS) {
         // As transformers' LlamaRMSNorm in f32: x * rsqrt(mean(x^2) + eps), then * w.
         let flat = lid.y * TPR + lid.x;
         let n = TPR * RPW;
         var q = 0.0;
         for (var i = flat; i < K / 4u; i += n) {
-            q += dot(x[x0 + i], x[x0 + i]);
+            let v = x[x0 + i];
+            xn[i] = v;
+            q += dot(v, v);
         }
         let rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
         for (var i = flat; i < K / 4u; i += n) {
-            xn[i] = x[x0 + i] * rstd * ln_w[i];
+            xn[i] = xn[i] * rstd * ln_w[i];
         }
         workgroupBarrier();
     } else if (LN) {
@@ -296,17 +300,19 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         let n = TPR * RPW;
         var s = 0.0;
         for (var i = flat; i < K / 4u; i += n) {
-            s += dot(x[x0 + i], vec4<f32>(1.0));
+            let v = x[x0 + i];
+            xn[i] = v;
+            s += dot(v, vec4<f32>(1.0));
         }
         let mean = workgroup_sum(s, flat) / f32(K);
         var q = 0.0;
         for (var i = flat; i < K / 4u; i += n) {
-            let d = x[x0 + i] - mean;
+            let d = xn[i] - mean;
             q += dot(d, d);
         }
         let rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
         for (var i = flat; i < K / 4u; i += n) {
-            xn[i] = (x[x0 + i] - mean) * rstd * ln_w[i] + ln_b[i];
+            xn[i] = (xn[i] - mean) * rstd * ln_w[i] + ln_b[i];
         }
         workgroupBarrier();
     }
