@@ -93,7 +93,7 @@ def messages(harness):
     ])
 
 
-# The GPU layout's kernels (split attention, attention in blocks, the products' fused variants)
+# The GPU layout's kernels (split attention, the products' fused variants, matmul's tiles)
 # compiled by Dawn's WGSL compiler, Tint, as Chrome on a GPU would: the page on SwiftShader
 # picks the CPU layout, so without this only naga (wgpu-py) would ever compile them here.
 GPU_LAYOUT = f"""
@@ -138,7 +138,7 @@ def test_the_gpu_layout_under_dawn_gives_the_native_tokens(messages, test_models
     line = next((x for x in console.splitlines() if x.startswith("GPU-LAYOUT ")), None)
     assert line is not None, console[-2000:]
     got = json.loads(line[len("GPU-LAYOUT "):])
-    assert {"attention_block.wgsl", "attention.wgsl", "gemv.wgsl", "matmul.wgsl"} <= set(
+    assert {"attention.wgsl", "gemv.wgsl", "matmul.wgsl"} <= set(
         got["shaders"]), got["shaders"]
 
     async def native():

@@ -25,8 +25,7 @@ class Layout:
     prefill: the prompt's products, "matvec" (one token at a time per invocation) or "matmul"
     (64x64 register tiles). fuse_ln: one-token products normalise their input themselves.
     f16: f16 matrices stay halves (else widened to f32 at load). attention: its workgroup size
-    (attention_decode: for a decoded token's one query per head; attention_block: queries
-    of a prompt per workgroup, reading each key once for all of them, 1: one per workgroup).
+    (attention_decode: for a decoded token's one query per head).
     attention_splits: at most this many chunks of keys per head, one workgroup each, when a
     decoded token attends (flash-decoding; 1: one workgroup per head), each of at least
     attention_chunk keys (a short context uses one workgroup per head). lm_head_ln: with
@@ -41,7 +40,6 @@ class Layout:
     f16: bool
     attention: int
     attention_decode: int
-    attention_block: int
     attention_splits: int
     attention_chunk: int
     lm_head_ln: bool
@@ -59,7 +57,6 @@ class Layout:
         d.setdefault("gemv_ln", d.get("gemv"))
         d.setdefault("kind", "gpu" if d.get("prefill") == "matmul" else "cpu")
         d.setdefault("attention_decode", d.get("attention"))
-        d.setdefault("attention_block", 1)
         d.setdefault("attention_splits", 1)
         d.setdefault("attention_chunk", 128)
         d.setdefault("lm_head_ln", False)
@@ -99,8 +96,7 @@ def layouts(device, kind=None):
         # are widened to f32 at load.
         return Layout.of({"kind": "cpu", "weights": "cols", "matvec": dict(TX=64, TY=1),
                           "gemv": dict(TPR=1, RPW=64), "lm_head": dict(TPR=1, RPW=64),
-                          "attention": 64, "attention_decode": 64, "attention_block": 1,
-                          "attention_splits": 1,
+                          "attention": 64, "attention_decode": 64, "attention_splits": 1,
                           "attention_chunk": 128,
                           "lm_head_ln": False,
                           "prefill": "matvec",
@@ -120,8 +116,7 @@ def layouts(device, kind=None):
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
                       "gemv": dict(TPR=64, RPW=4, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
-                      "attention_decode": 128, "attention_block": 16, "attention_splits": 16,
-                      "attention_chunk": 128,
+                      "attention_decode": 128, "attention_splits": 16, "attention_chunk": 128,
                       "lm_head_ln": True, "prefill": "matmul", "fuse_ln": True, "f16": True})
 
 

@@ -19,8 +19,7 @@ fuses a norm into the product after it where the layout allows, and binds buffer
 names the shader declares (kernels.bind).
 
 A grid entry is a number or a symbol resolved when the pass is encoded: "T" (tokens in the
-pass), "T64", "T32", "T16", ... (ceil(T / 64), ...: tiles of that many tokens), "rows" (rows
-of logits).
+pass), "T64", "T32" (ceil(T / 64), ceil(T / 32): matmul's row tiles), "rows" (rows of logits).
 """
 
 import collections
@@ -44,7 +43,7 @@ def resolve_grid(v, T, rows):
         return T
     if v == "rows":
         return rows
-    return cdiv(T, int(v[1:]))  # "T64", "T32", ...: row tiles of that many tokens
+    return cdiv(T, int(v[1:]))  # "T64", "T32": row tiles of that many tokens
 
 
 class Plan:
@@ -361,16 +360,6 @@ class Forward:
         if "n_kv" in d:  # grouped-query attention: q columns and the row stride differ from C
             gqa = dict(N_KV=d["n_kv"], QKV_STRIDE=d["qkv_cols"])
         splits = self._splits(out)
-        block = self._block()
-        if block is not None:
-            qb, tkv = block
-            pipe = p.kernels.get("attention_block", C=d.get("q_cols", d["C"]),
-                                 N_HEAD=d["n_head"], QB=qb, TKV=tkv, **gqa)
-            group = p.bind("attention_block", pipe, qkv=p.buf[qkv],
-                           k_cache=p.buf[f"k_cache.{layer}"], v_cache=p.buf[f"v_cache.{layer}"],
-                           y=p.buf[out], p=p.buf["params"])
-            self._add(name, "attention_block", pipe, group, (f"T{qb}", d["n_head"], 1))
-            return
         if splits > 1:
             gqa.update(SPLITS=splits, MIN_CHUNK=p.layout.attention_chunk)
         pipe = p.kernels.get("attention", C=d.get("q_cols", d["C"]), N_HEAD=d["n_head"],
@@ -382,23 +371,6 @@ class Forward:
         self._add(name, "attention", pipe, group, ("T", d["n_head"], splits))
         if splits > 1:
             self._split = (out, splits)
-
-    def _block(self):
-        """(queries, keys) per workgroup and tile of a prompt's attention in blocks
-        (attention_block.wgsl), the largest that fits this adapter's workgroup memory and the
-        head size, up to the layout's attention_block queries; None: a workgroup per query."""
-        p, d = self.plan, self.plan.dims
-        if self.kind != "prompt" or p.layout.attention_block <= 1:
-            return None
-        d4 = int(d["head_size"]) // 4
-        wg_bytes = p.device.limits.get("max-compute-workgroup-storage-size", 16384)
-        invocations = p.device.limits.get("max-compute-invocations-per-workgroup", 256)
-        for qb, tkv in ((16, 16), (8, 16), (16, 8), (8, 8), (4, 8)):
-            need = 16 * (qb + 2 * tkv) * d4 + 4 * qb * tkv + 8 * qb
-            if (qb <= p.layout.attention_block and d4 <= 4 * tkv and need <= wg_bytes
-                    and qb * tkv <= invocations):
-                return qb, tkv
-        return None
 
     def _splits(self, out):
         """Chunks of keys per head for a decoded token's attention (flash-decoding): enough
