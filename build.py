@@ -85,7 +85,7 @@ MARKUPSAFE_SDIST = ("markupsafe-3.0.4.tar.gz",
                     "2e9ad7dd851bf45fab9f75cbff4cb493fee9979e8d8c7c9c3ee119022518edd6")
 # Files of web/ that are not part of the page.
 WEB_EXCLUDE = {"node_modules", "package.json", "package-lock.json", "screenshot.png", "bench-h200.png",
-               ".npmrc"}
+               "bench-h200-round2.png", ".npmrc"}
 # The in-page editor: the bundle's entry (CodeMirror from npm, bundled by esbuild) and the
 # folders of the files it shows, by their path on the page (code/<path> in the site).
 EDITOR_SOURCES = os.path.join(WEB, "editor")
