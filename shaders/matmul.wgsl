@@ -19,6 +19,11 @@
 //   RESIDUAL: out[t, ROW0 + n] += y;  else out[t, ROW0 + n] = y
 //   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
 //             ([2C, 3C)) are also stored in the caches at row pos0 + t
+//   SPLIT_K > 1: K is cut into SPLIT_K ranges, one per workgroup z (a long-K product with few
+//             columns otherwise gives each workgroup a long serial loop over K); workgroup z
+//             writes its partial product, without bias or epilogue, to out[(z T + t), n] (out
+//             is then a scratch of SPLIT_K T rows) and reduce.wgsl adds the parts. K %
+//             (16 SPLIT_K) == 0. Not with SWIGLU_OUT or KV.
 //
 // Wt holds one row per output (a Conv1D weight transposed at load), as raw words in the
 // formats of gemv.wgsl: FMT 0 f32, 1 f16 pairs, 2 q8, 3 q4 (the last two with f16 scales per
@@ -34,7 +39,7 @@
 //           ((2 OUT_N) with SWIGLU_OUT), 3 out (T, OUT_N) f32, 4 k_cache (n_positions,
 //           OUT_N / 3), 5 v_cache (same), 6 params (uniform). Without KV the caches' bindings,
 //           without BIAS the bias's, take any small buffer.
-// Dispatch: (ceil(ROWS / 64), ceil(T / TT)); with SWIGLU_OUT (ceil(ROWS / 2 / 32),
+// Dispatch: (ceil(ROWS / 64), ceil(T / TT), SPLIT_K); with SWIGLU_OUT (ceil(ROWS / 2 / 32),
 //           ceil(T / TT)).
 
 struct Params {
@@ -58,6 +63,7 @@ override GELU: bool = false;
 override RESIDUAL: bool = false;
 override KV: bool = false;
 override TT: u32 = 64u;   // rows of out (tokens) per workgroup: 64 or 32
+override SPLIT_K: u32 = 1u;   // ranges of K, one per workgroup z (see above)
 const TILE: u32 = 64u;    // columns of out per workgroup
 const TK: u32 = 16u;      // step along K
 
@@ -185,16 +191,18 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     // The next step's values are loaded into registers while this step computes, so the
     // memory latency overlaps the arithmetic instead of following it (one workgroup per
     // multiprocessor is common at these sizes, with nothing else to hide it).
-    var x0 = x_val(t0, 0u, flat);
-    var x1 = x_val(t0, 0u, flat + n_inv);
-    var x2 = x_val(t0, 0u, flat + 2u * n_inv);
-    var x3 = x_val(t0, 0u, flat + 3u * n_inv);
-    var w0 = w_val(wid.x, 0u, flat);
+    let kbeg = wid.z * (K / SPLIT_K);     // this workgroup's range of K
+    let kend = kbeg + K / SPLIT_K;
+    var x0 = x_val(t0, kbeg, flat);
+    var x1 = x_val(t0, kbeg, flat + n_inv);
+    var x2 = x_val(t0, kbeg, flat + 2u * n_inv);
+    var x3 = x_val(t0, kbeg, flat + 3u * n_inv);
+    var w0 = w_val(wid.x, kbeg, flat);
     var w1 = vec4<f32>(0.0);
     if (n_inv < 256u) {
-        w1 = w_val(wid.x, 0u, flat + n_inv);
+        w1 = w_val(wid.x, kbeg, flat + n_inv);
     }
-    for (var k0 = 0u; k0 < K; k0 += TK) {
+    for (var k0 = kbeg; k0 < kend; k0 += TK) {
         x_store(flat, x0);
         x_store(flat + n_inv, x1);
         x_store(flat + 2u * n_inv, x2);
@@ -205,7 +213,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         workgroupBarrier();
         let k1 = k0 + TK;
-        if (k1 < K) {
+        if (k1 < kend) {
             x0 = x_val(t0, k1, flat);
             x1 = x_val(t0, k1, flat + n_inv);
             x2 = x_val(t0, k1, flat + 2u * n_inv);
@@ -261,6 +269,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
                 continue;
             }
             let n = ROW0 + r;
+            if (SPLIT_K > 1u) {
+                out[(wid.z * p.T + t) * OUT_N + n] = acc[c];   // a part: reduce.wgsl adds them
+                continue;
+            }
             var y = acc[c];
             if (BIAS) {
                 y += bias[n];

@@ -99,7 +99,7 @@ class Model:
         """(weights, total): GPU bytes this model takes once loaded, weights and in all
         (activations sized for the whole context and the KV cache included)."""
         weights = self.weight_store.planned_bytes()
-        return weights, weights + Plan.planned_bytes(self.arch, self.config)
+        return weights, weights + Plan.planned_bytes(self.arch, self.config, self.layout)
 
     def buffers(self):
         """Every live GPU buffer of this model (weights, activations, caches)."""

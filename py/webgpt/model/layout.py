@@ -29,7 +29,9 @@ class Layout:
     attention_splits: at most this many chunks of keys per head, one workgroup each, when a
     decoded token attends (flash-decoding; 1: one workgroup per head), each of at least
     attention_chunk keys (a short context uses one workgroup per head). lm_head_ln: with
-    fuse_ln, the LM head's workgroups also do the final norm.
+    fuse_ln, the LM head's workgroups also do the final norm. split_k: a prompt's residual
+    products with a long K (K >= 2 N: the MLP's second product) cut K into this many ranges,
+    one workgroup each, whose parts a reduce kernel adds (1: not cut).
     matvec / gemv / gemv_ln / lm_head: workgroup shapes (override constants) of those kernels.
     """
 
@@ -43,6 +45,7 @@ class Layout:
     attention_splits: int
     attention_chunk: int
     lm_head_ln: bool
+    split_k: int
     matvec: MappingProxyType
     gemv: MappingProxyType
     gemv_ln: MappingProxyType
@@ -60,6 +63,7 @@ class Layout:
         d.setdefault("attention_splits", 1)
         d.setdefault("attention_chunk", 128)
         d.setdefault("lm_head_ln", False)
+        d.setdefault("split_k", 1)
         for k in ("matvec", "gemv", "gemv_ln", "lm_head"):
             d[k] = _frozen(d[k])
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
@@ -98,7 +102,7 @@ def layouts(device, kind=None):
                           "gemv": dict(TPR=1, RPW=64), "lm_head": dict(TPR=1, RPW=64),
                           "attention": 64, "attention_decode": 64, "attention_splits": 1,
                           "attention_chunk": 128,
-                          "lm_head_ln": False,
+                          "lm_head_ln": False, "split_k": 1,
                           "prefill": "matvec",
                           "fuse_ln": False, "f16": False})
     # On a GPU each dependent dispatch costs microseconds of drain and refill, so the decode
@@ -117,7 +121,8 @@ def layouts(device, kind=None):
                       "gemv": dict(TPR=64, RPW=4, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
                       "attention_decode": 128, "attention_splits": 16, "attention_chunk": 128,
-                      "lm_head_ln": True, "prefill": "matmul", "fuse_ln": True, "f16": True})
+                      "lm_head_ln": True, "split_k": 3, "prefill": "matmul", "fuse_ln": True,
+                      "f16": True})
 
 
 def resolve(base, device, dims, quantized):

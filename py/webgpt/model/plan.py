@@ -84,13 +84,22 @@ class Plan:
             raise
 
     @staticmethod
-    def planned_bytes(arch, config):
+    def planned_bytes(arch, config, layout=None):
         """GPU bytes of the activations, KV cache and scratch this plan will make."""
         d = arch.dims(config)
         V, n_ctx = d["V"], d["n_ctx"]
         logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4)))
         acts = sum(arch.activations(config).values())
-        return acts + 4 * (n_ctx + logit_rows * V + V + 2 * cdiv(V, ARGMAX_SPAN)) + 48
+        return (acts + 4 * (n_ctx + logit_rows * V + V + 2 * cdiv(V, ARGMAX_SPAN)) + 48
+                + Plan.split_k_bytes(d, layout))
+
+    @staticmethod
+    def split_k_bytes(dims, layout):
+        """The scratch of the split-K products' parts: (split_k n_ctx, C) f32, where the
+        layout cuts them (its prompts run matmul)."""
+        if layout is None or layout.prefill != "matmul" or layout.split_k <= 1:
+            return 0
+        return layout.split_k * dims["n_ctx"] * dims["C"] * 4
 
     def _buffers(self):
         b = self.alloc.buffer
@@ -103,6 +112,9 @@ class Plan:
         out["best_v"] = b(self.argmax_parts * 4, "argmax values")         # (parts) f32
         out["best_i"] = b(self.argmax_parts * 4, "argmax indices")        # (parts) u32
         out["probs"] = b(V * 4, "probs")                                  # (V) sampling scratch
+        split = self.split_k_bytes(d, self.layout)
+        if split:
+            out["split_k"] = b(split, "split-K parts")                    # (split_k n_ctx, C)
         out["params"] = b(16, "params", uniform=True)   # T, pos0, lm_row0, lm_rows
         out["sampler"] = b(32, "sampler", uniform=True)  # temperature, top_k, top_p, seed, step
         return out
@@ -308,6 +320,7 @@ class Forward:
             self._add(label, "matvec", pipe, group, (cdiv(N // 4, shape["TX"]), "T", 1))
             return
         m = p.weights.mats[name + ".weight"]
+        cut = 1
         for part in m.parts:
             fmt = dict(K=K, OUT_N=N, **m.constants(part))
             rows = part[2]
@@ -323,12 +336,32 @@ class Forward:
             else:
                 assert split is None  # attention splits only in decode passes
                 # The residual products have N = C columns, few 64-wide blocks: half-height
-                # tiles (32 tokens) give them twice the workgroups.
+                # tiles (32 tokens) give them twice the workgroups, and a long K is cut into
+                # ranges (split-K) whose parts a reduce adds after the last part.
                 tt = {"TT": 32} if residual else {}
+                cut = self._split_k(K, N, residual, kv)
+                if cut > 1:
+                    tt["SPLIT_K"] = cut
                 pipe = k.get("matmul", **fmt, **flags, **tt)
-                group = p.bind("matmul", pipe, x=src, Wt=part[0], **bufs)
+                group = p.bind("matmul", pipe, x=src, Wt=part[0],
+                               **(dict(bufs, out=p.buf["split_k"]) if cut > 1 else bufs))
                 self._add(label, "matmul", pipe, group,
-                          (cdiv(rows, 64), "T32" if residual else "T64", 1))
+                          (cdiv(rows, 64), "T32" if residual else "T64", cut))
+        if cut > 1:
+            pipe = k.get("reduce", N=N, SPLIT_K=cut, **({} if has_bias else {"BIAS": False}))
+            group = p.bind("reduce", pipe, parts=p.buf["split_k"], bias=bufs["bias"],
+                           out=p.buf[out], p=p.buf["params"])
+            self._add(f"{name} (sum of {cut} parts)", "reduce", pipe, group,
+                      (cdiv(N, 256), "T", 1))
+
+    def _split_k(self, K, N, residual, kv):
+        """Ranges of K for a prompt's product (see Layout.split_k), 1 for none."""
+        cut = self.plan.layout.split_k if "split_k" in self.plan.buf else 1
+        if self.matvec or not residual or kv is not None or K < 2 * N:
+            return 1
+        while cut > 1 and K % (16 * cut):
+            cut -= 1
+        return cut
 
     def rope(self, name, qkv, layer, q_norm=None, k_norm=None):
         """q, k of this pass rotated by their positions (the "rope" table), after an RMSNorm of
