@@ -14,7 +14,7 @@ struct Params {
 }
 
 override N: u32;
-override SPLIT_K: u32;
+override SPLIT_K: u32 = 1u;
 override BIAS: bool = true;
 override WG: u32 = 256u;
 
