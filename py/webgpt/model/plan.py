@@ -357,7 +357,8 @@ class Forward:
     def _split_k(self, K, N, residual, kv):
         """Ranges of K for a prompt's product (see Layout.split_k), 1 for none."""
         cut = self.plan.layout.split_k if "split_k" in self.plan.buf else 1
-        if self.matvec or not residual or kv is not None or K < 2 * N:
+        if (self.matvec or not residual or kv is not None or K < 2 * N
+                or N > self.plan.dims["C"]):  # the scratch holds rows of C
             return 1
         while cut > 1 and K % (16 * cut):
             cut -= 1
