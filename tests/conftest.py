@@ -1,15 +1,17 @@
-"""Fixtures for the browser tests: the site as build.py builds it, a server, Chromium.
+"""Fixtures shared by the test modules: a native WebGPU device (`adapter`, `gpu_device`,
+`new_device`), and for the browser tests the site as build.py builds it, a server, Chromium.
 
-The site is built once per session into a temporary folder, with the models under weights/
+Native GPU tests run on wgpu-py (lavapipe on a CPU). The site is built once per session into a temporary folder, with the models under weights/
 plus small test models made here from seeded weights (tests/refmodels.py). The server is
 build.py's own, in a thread, on a free port of 127.0.0.1. Chromium is Debian's
 (/usr/bin/chromium), driven by Playwright, which never downloads a browser of its own;
 WebGPU runs on SwiftShader there.
 
-Where Chromium or a WebGPU adapter is missing these tests skip, saying why, except under CI
+Where Chromium or a WebGPU adapter is missing the tests that need it skip, saying why, except under CI
 (CI=true), where both are installed and a missing one is a failure.
 """
 
+import asyncio
 import http.server
 import os
 import shutil
@@ -44,6 +46,34 @@ def missing(reason):
     if IN_CI:
         pytest.fail(f"{reason} (CI=true: the browser tests must run)")
     pytest.skip(reason)
+
+
+def open_device():
+    """A new native WebGPU device (wgpu-py); skips (or fails under CI) where there is none."""
+    from webgpt import gpu
+
+    try:
+        return asyncio.run(gpu.request_device())
+    except (ImportError, gpu.GPUError) as e:
+        missing(f"no WebGPU adapter through wgpu: {e}")
+
+
+@pytest.fixture(scope="session")
+def adapter():
+    """The native adapter's description, for tests that open their own devices (webgpt.load)."""
+    return open_device().describe()
+
+
+@pytest.fixture(scope="module")
+def gpu_device():
+    """One native WebGPU device for a test module."""
+    return open_device()
+
+
+@pytest.fixture
+def new_device():
+    """open_device, for a test that breaks devices (loses one, fills its memory)."""
+    return open_device
 
 
 def _import_build():

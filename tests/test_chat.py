@@ -19,7 +19,6 @@ import warnings
 import pytest
 
 import hfmodels
-from conftest import missing
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -59,14 +58,6 @@ def folder(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("chat"))
     model, ends = hfmodels.write_chat_folder(path, seed=3)
     return path, model, hf_tokenizer(path), ends
-
-
-@pytest.fixture(scope="module")
-def adapter():
-    try:
-        asyncio.run(webgpt.gpu.request_device())
-    except (ImportError, webgpt.gpu.GPUError) as e:
-        missing(f"no WebGPU adapter through wgpu: {e}")
 
 
 def test_template_ids_equal_transformers(folder):

@@ -22,7 +22,7 @@ import tracemalloc
 import pytest
 
 import refmodels
-from gpu_fixture import open_device
+from conftest import open_device
 
 import webgpt
 from webgpt.tools import cli

@@ -27,7 +27,6 @@ import numpy as np
 import pytest
 
 import refmodels
-from gpu_fixture import gpu_device  # noqa: F401  (a fixture)
 
 import webgpt
 from webgpt.tools import cli
@@ -53,7 +52,7 @@ def folders(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def models(folders, gpu_device):  # noqa: F811
+def models(folders, gpu_device):
     """{name: loaded model} on the module's device."""
     async def load_all():
         return {name: await webgpt.load(path, device=gpu_device) for name, path in folders.items()}
@@ -412,7 +411,7 @@ FOLDER_DEFECTS = [
 
 @pytest.mark.parametrize("defect,words", [(d[1], d[2:]) for d in FOLDER_DEFECTS],
                          ids=[d[0] for d in FOLDER_DEFECTS])
-def test_bad_folder_api_and_cli(folders, tmp_path, gpu_device, capsys, defect, words):  # noqa: F811
+def test_bad_folder_api_and_cli(folders, tmp_path, gpu_device, capsys, defect, words):
     """A broken folder fails at load with a sentence naming the file (and tensor), leaves no
     GPU buffer behind, and the command line says the same in one line."""
     folder = copy(folders, tmp_path)
@@ -452,7 +451,7 @@ def test_unreadable_file(folders, tmp_path):
         fails(ModelFolderError, lambda: webgpt.load(folder), "vocab.json", "cannot be read")
 
 
-def test_nonfinite_f16_and_opt_out(folders, tmp_path, gpu_device):  # noqa: F811
+def test_nonfinite_f16_and_opt_out(folders, tmp_path, gpu_device):
     """f16 weights as the GPU holds them (packed halves, or widened to f32) are checked too;
     check_weights=False skips the check."""
     cfg = CONFIGS["tiny"]

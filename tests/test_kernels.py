@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 
 import npref
-from gpu_fixture import gpu_device  # noqa: F401
 from webgpt.kernels import Kernels, shader_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -24,7 +24,6 @@ import numpy as np
 import pytest
 
 import hfmodels
-from conftest import missing
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -59,15 +58,6 @@ MODELS = {
         hidden_size=100, intermediate_size=136, num_hidden_layers=3, num_attention_heads=4,
         num_key_value_heads=2, head_dim=32, tie_word_embeddings=False), "float32"),
 }
-
-
-@pytest.fixture(scope="session")
-def adapter():
-    try:
-        dev = asyncio.run(webgpt.gpu.request_device())
-    except (ImportError, webgpt.gpu.GPUError) as e:
-        missing(f"no WebGPU adapter through wgpu: {e}")
-    return dev.describe()
 
 
 def hf_model(name, seed=0):

@@ -21,7 +21,6 @@ import re
 import numpy as np
 import pytest
 
-from gpu_fixture import gpu_device  # noqa: F401
 from webgpt.kernels import Kernels
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -23,23 +23,12 @@ import numpy as np
 import pytest
 
 import refmodels
-from conftest import missing
 
 import webgpt
 
 RTOL = 1e-4
 NAMES = ["tiny", "tiny_f16", "ctx40", "mini", "gpt2_2l"]
 HF_TINY = os.path.join(refmodels.FIXTURES, "hf_tiny")
-
-
-@pytest.fixture(scope="session")
-def adapter():
-    """Skip (or fail under CI) where there is no WebGPU adapter; else its description."""
-    try:
-        dev = asyncio.run(webgpt.gpu.request_device())
-    except (ImportError, webgpt.gpu.GPUError) as e:
-        missing(f"no WebGPU adapter through wgpu: {e}")
-    return dev.describe()
 
 
 @pytest.fixture(scope="module")
