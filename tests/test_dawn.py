@@ -1,7 +1,7 @@
 """The page's own Python path without a browser: the built site's worker (worker.mjs, its
 Pyodide, the wheel it installs, worker.py's entry points and so gpu/browser.py) under Node,
 with WebGPU from Dawn (the npm package `webgpu`, dawn.node) on SwiftShader's Vulkan driver.
-tests/dawn_harness.mjs plays the page's main thread; tests/bench_dawn.py runs the same path
+tests/dawn_harness.mjs plays the page's main thread; tests/scripts/bench_dawn.py runs the same path
 on a real GPU.
 
 Skips, saying why, without node, the npm package or SwiftShader's driver (Debian's chromium

@@ -3,7 +3,7 @@
 (timestamp queries around the whole pass and, where the adapter allows timestamps inside a
 pass, after each dispatch).
 
-    python tests/probe_decode.py [--shape 124M] [--dtype F16] [--context 16] [--per-op]
+    python tests/scripts/probe_decode.py [--shape 124M] [--dtype F16] [--context 16] [--per-op]
 
 Random weights, the same loader and plan as `python -m webgpt bench`. A measuring tool for
 developers (the figures go into notes and issues), not a test.
@@ -19,7 +19,7 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "py"))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "py"))
 
 import wgpu  # noqa: E402
 

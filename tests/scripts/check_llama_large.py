@@ -1,7 +1,7 @@
 """Check a full-size Llama-family shape against transformers on a CUDA GPU: logits and greedy
 tokens, f32 and f16 files.
 
-    PYTHONPATH=py python tests/check_llama_large.py --shape Llama-3.2-1B --out /tmp/llama
+    PYTHONPATH=py python tests/scripts/check_llama_large.py --shape Llama-3.2-1B --out /tmp/llama
 
 transformers makes the model (random weights, seeded, its own initialisation) and saves it with
 save_pretrained (f32, and an f16 copy); webgpt loads each folder on its own WebGPU adapter. The
@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
+sys.path.insert(0, TESTS)
 
 import webgpt  # noqa: E402
 from webgpt.tools.bench import LLAMA_SHAPES  # noqa: E402

@@ -1,7 +1,7 @@
 """Check a full-size GPT-2 shape against transformers on a CUDA GPU: logits and greedy tokens,
 for f32, f16 and the 8- and 4-bit quantized folders, through the command line too.
 
-    PYTHONPATH=py python tests/check_large.py --shape 1.5B --out /tmp/large
+    PYTHONPATH=py python tests/scripts/check_large.py --shape 1.5B --out /tmp/large
 
 transformers makes the model (random weights, seeded) and saves it with save_pretrained; webgpt
 loads that folder (and f16 / quantized copies of it) on its own WebGPU adapter. The reference
@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
+sys.path.insert(0, TESTS)
 
 import refmodels  # noqa: E402
 

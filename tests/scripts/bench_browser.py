@@ -1,7 +1,7 @@
 """Browser bench: decoding speed through the page, in headless Chromium (WebGPU on SwiftShader
 on a machine without a GPU), the same way a user runs it.
 
-    .venv/bin/python tests/bench_browser.py [--repeats 2] [--models NAME ...] [--json out.json]
+    .venv/bin/python tests/scripts/bench_browser.py [--repeats 2] [--models NAME ...] [--json out.json]
 
 Each model runs through the page's autorun link (index.html?model=...&prompt=...&autorun=1) in
 a fresh page, and ms/token is read from #stats. Models with random weights, greedy from an
@@ -38,8 +38,8 @@ import tempfile
 import threading
 import time
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:0] = [HERE, os.path.dirname(HERE)]
+TESTS = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # tests/
+sys.path[:0] = [TESTS, os.path.dirname(TESTS)]
 
 import refmodels  # noqa: E402
 from conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
@@ -209,7 +209,7 @@ def bench(a, tmp):
     for name in list(a.models):
         cfg, dtype, _, _, _, page_name = MODELS[name]
         if cfg is None:
-            if not os.path.exists(os.path.join(os.path.dirname(HERE), "weights", page_name,
+            if not os.path.exists(os.path.join(os.path.dirname(TESTS), "weights", page_name,
                                                "config.json")):
                 print(f"{name}: weights/{page_name} is not there, left out", flush=True)
                 a.models.remove(name)

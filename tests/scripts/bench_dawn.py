@@ -2,7 +2,7 @@
 (Pyodide under Node with Dawn, the WebGPU of Chrome, through tests/dawn_harness.mjs: the
 site's worker, its wheel, gpu/browser.py) and through wgpu-py (gpu/native.py).
 
-    .venv/bin/python tests/bench_dawn.py [--site DIST] [--shapes 124M 1.5B] [--paths native page]
+    .venv/bin/python tests/scripts/bench_dawn.py [--site DIST] [--shapes 124M 1.5B] [--paths native page]
         [--contexts 16 1000] [--prompt 512] [--decode-tokens 40] [--json out.json]
 
 For each path and GPT-2 shape (random f16 weights, as `python -m webgpt bench` makes them,
@@ -204,7 +204,7 @@ async def bench_all(shapes, contexts, decode_tokens, prompt_len, loop=False):
 
 def page_path(site, args, loop):
     """bench_all in the site's worker under Node + Dawn; returns its result."""
-    here = os.path.dirname(os.path.abspath(__file__))
+    tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.abspath(__file__), encoding="utf-8") as f:
         source = f.read()
     call = (f"\nawait bench_all({args.shapes!r}, {args.contexts!r}, {args.decode_tokens!r}, "
@@ -216,7 +216,7 @@ def page_path(site, args, loop):
                        "steps": [{"code": source + call, "filename": "bench_dawn.py"}]}, f)
         env = dict(os.environ)
         env.setdefault("XDG_RUNTIME_DIR", tmp)
-        proc = subprocess.Popen([os.environ.get("NODE", "node"), os.path.join(here, "dawn_harness.mjs"),
+        proc = subprocess.Popen([os.environ.get("NODE", "node"), os.path.join(tests, "dawn_harness.mjs"),
                                  job], stdout=subprocess.PIPE, text=True, env=env)
         result = None
         for line in proc.stdout:
@@ -278,7 +278,7 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=40)
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     sys.path.insert(0, os.path.join(root, "py"))
     site = a.site
     if site is None and any(p.startswith("page") for p in a.paths):

@@ -3,7 +3,7 @@ decode ms/token of GPT-2 shapes (random weights) with model.layouts' GPU layout 
 its gemv (TPR, RPW, U), gemv_ln (the products with the layer norm fused), lm_head settings,
 attention splits and the final norm's fusion. To choose the GPU defaults.
 
-    PYTHONPATH=py python tests/tune_kernels.py [--shapes 124M 1.5B] [--dtype F16]
+    PYTHONPATH=py python tests/scripts/tune_kernels.py [--shapes 124M 1.5B] [--dtype F16]
 
 Whole decode steps, not kernels alone: a kernel repeated on its own reads its weights from the
 GPU's L2 cache, which a real step (hundreds of MB of weights) cannot. Each variant is loaded
