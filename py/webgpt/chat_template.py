@@ -36,6 +36,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from functools import lru_cache
 
+from .errors import ChatTemplateError
+
 __all__ = ["ChatTemplateError", "render_chat_template", "find_chat_template",
            "apply_chat_template"]
 
@@ -44,14 +46,6 @@ _MIN_JINJA = (3, 1, 6)
 
 # The names a message's reasoning goes by; templates read the first (Qwen3) or the second (gpt-oss).
 _REASONING_FIELDS = ("reasoning_content", "thinking", "reasoning")
-
-
-class ChatTemplateError(ValueError):
-    """A chat template that cannot be found, parsed or rendered, or that refuses the messages.
-
-    For a template's own `raise_exception(message)` the error's text is that message; for a
-    syntax error it names the line.
-    """
 
 
 def find_chat_template(tokenizer_config, chat_template_jinja_text=None):

@@ -14,6 +14,8 @@ the binding, and reordering the bindings in a .wgsl file cannot silently swap bu
 import os
 import re
 
+from .errors import BindingError
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
 # Installed wheel first, then a checkout (py/webgpt/ -> ../../shaders).
 SHADER_DIRS = [os.path.join(_HERE, "shaders"), os.path.join(_HERE, "..", "..", "shaders")]
@@ -43,10 +45,6 @@ def parse_bindings(wgsl):
     for index, space, name in _BINDING.findall(text):
         out[name] = (int(index), (space or "<>")[1:-1].strip())
     return out
-
-
-class BindingError(ValueError):
-    """A bind group that does not match its shader's declared bindings."""
 
 
 class Kernels:

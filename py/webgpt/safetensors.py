@@ -9,7 +9,7 @@ at load with one sentence naming it, before any GPU work.
 
 from dataclasses import dataclass
 
-from .errors import ModelFolderError
+from .errors import ModelFolderError, short_repr
 from .limits import no_cycle_collection, parse_json
 
 # Dtypes the model can upload; their size in bytes.
@@ -79,18 +79,7 @@ def _u64s(values):
 
 
 def _what(key, name):
-    return f"tensor {_show(key)} in {name}"
-
-
-def _show(v):
-    """repr of a header value for a message, cut short (a corrupt header may hold anything)."""
-    try:
-        text = repr(v)
-    except RecursionError:
-        text = f"a deeply nested {type(v).__name__}"
-    except ValueError:      # an int of more than 4300 digits
-        text = "an integer of more than 4300 digits"
-    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
+    return f"tensor {short_repr(key)} in {name}"
 
 
 def parse_header(header_bytes, file_size, name):
@@ -111,7 +100,8 @@ def _parse_header(header_bytes, file_size, name):
         header = parse_json(header_bytes, name, budget=HEADER_BUDGET, hook=_no_duplicates,
                             subject=f"{name} is not a safetensors file: its header")
     except _DuplicateKey as e:
-        raise ModelFolderError(f"{name} lists {_show(e.args[0])} twice in its header") from None
+        raise ModelFolderError(f"{name} lists {short_repr(e.args[0])} twice in its header") \
+            from None
     if not isinstance(header, dict):
         raise ModelFolderError(f"{name} is not a safetensors file: its header is not a JSON object")
 
@@ -135,18 +125,18 @@ def _parse_header(header_bytes, file_size, name):
             if isinstance(dtype, str) and dtype in QWEIGHT_DTYPE_SIZES:
                 also = f" ({dtype} only for the {QWEIGHT_SUFFIX} tensors of a quantized folder)"
             raise ModelFolderError(
-                f"{what} has dtype {_show(dtype)}; supported dtypes are "
+                f"{what} has dtype {short_repr(dtype)}; supported dtypes are "
                 f"{', '.join(DTYPE_SIZES)}{also}")
         # The format stores sizes and offsets as u64.
         if not _u64s(shape):
-            raise ModelFolderError(f"{_what(key, name)} has an invalid shape {_show(shape)}")
+            raise ModelFolderError(f"{_what(key, name)} has an invalid shape {short_repr(shape)}")
         if not _u64s(offsets) or len(offsets) != 2:
             raise ModelFolderError(
-                f"{_what(key, name)} has invalid data_offsets {_show(offsets)}")
+                f"{_what(key, name)} has invalid data_offsets {short_repr(offsets)}")
         if offsets[0] > offsets[1]:
             raise ModelFolderError(
-                f"{_what(key, name)} has data_offsets {_show(offsets)} that end before they "
-                f"begin")
+                f"{_what(key, name)} has data_offsets {short_repr(offsets)} that end before "
+                f"they begin")
         count = 0 if 0 in shape else 1
         for d in shape:
             count *= d
@@ -155,8 +145,8 @@ def _parse_header(header_bytes, file_size, name):
         begin, end = offsets
         if end - begin != count * sizes[dtype]:
             raise ModelFolderError(
-                f"{_what(key, name)} has {_show(end - begin)} bytes, but shape {_show(shape)} in {dtype} "
-                f"needs {_show(count * sizes[dtype])}")
+                f"{_what(key, name)} has {short_repr(end - begin)} bytes, but shape "
+                f"{short_repr(shape)} in {dtype} needs {short_repr(count * sizes[dtype])}")
         tensors[key] = TensorInfo(dtype, tuple(shape), data_start + begin, data_start + end)
 
     ordered = sorted(tensors.items(), key=lambda kv: (kv[1].start, kv[1].end))
@@ -165,8 +155,8 @@ def _parse_header(header_bytes, file_size, name):
         # Zero-size tensors occupy no bytes and may sit anywhere.
         if info.start < prev_end and info.nbytes:
             raise ModelFolderError(
-                f"tensor {_show(key)} in {name} overlaps tensor {_show(prev_key)} in the "
-                f"file's data")
+                f"tensor {short_repr(key)} in {name} overlaps tensor {short_repr(prev_key)} in "
+                f"the file's data")
         if info.nbytes:
             prev_key, prev_end = key, info.end
     if ordered:
@@ -175,7 +165,7 @@ def _parse_header(header_bytes, file_size, name):
             last = max(ordered, key=lambda kv: kv[1].end)[0]
             raise ModelFolderError(
                 f"{name} is truncated: its header describes {need} bytes of tensor data "
-                f"(through tensor {_show(last)}), but only {data_size} are present "
+                f"(through tensor {short_repr(last)}), but only {data_size} are present "
                 f"({data_start + need} bytes expected in the file, {file_size} found)")
     return dict(ordered)
 

@@ -11,6 +11,8 @@ probability reaches top_p. Temperature 0 means greedy (argmax).
 import heapq
 import math
 
+from .errors import short_repr
+
 # More new tokens than anyone waits for: a bigger number is a typo (or a URL that was edited
 # by hand), refused with a sentence rather than run for days.
 MAX_NEW_TOKENS = 1_000_000
@@ -24,6 +26,9 @@ MAX_TOP_K = 1_000_000_000
 # The sampling parameters with the values that turn each one off, as the page and the URL
 # name them (index.html?max_new_tokens=N&temperature=T&top_k=K&top_p=P&seed=S).
 DEFAULTS = {"max_new_tokens": 50, "temperature": 1.0, "top_k": None, "top_p": None, "seed": None}
+
+# The most of a bad value a message shows (a URL may carry a thousand digits).
+SHOWN_CHARS = 40
 
 
 def _whole(v):
@@ -40,26 +45,20 @@ def check_params(max_new_tokens, temperature, top_k, top_p, seed):
     """Validate sampling parameters; raise ValueError with a sentence saying what is wrong."""
     if not _whole(max_new_tokens) or not 0 <= max_new_tokens <= MAX_NEW_TOKENS:
         raise ValueError(f"max_new_tokens must be a whole number from 0 to {MAX_NEW_TOKENS}, "
-                         f"got {_show(max_new_tokens)}")
+                         f"got {short_repr(max_new_tokens, SHOWN_CHARS)}")
     # math.isfinite would overflow on a huge int: _finite says False instead.
     if not _real(temperature) or not _finite(temperature) or not (
             temperature == 0 or MIN_TEMPERATURE <= temperature <= MAX_TEMPERATURE):
         raise ValueError(f"temperature must be 0 (greedy) or a number from {MIN_TEMPERATURE:g} "
-                         f"to {MAX_TEMPERATURE:g}, got {_show(temperature)}")
+                         f"to {MAX_TEMPERATURE:g}, got {short_repr(temperature, SHOWN_CHARS)}")
     if top_k is not None and (not _whole(top_k) or not 0 <= top_k <= MAX_TOP_K):
         raise ValueError(f"top_k must be a whole number from 0 (off) to {MAX_TOP_K}, "
-                         f"got {_show(top_k)}")
+                         f"got {short_repr(top_k, SHOWN_CHARS)}")
     if top_p is not None and (not _real(top_p) or not MIN_TOP_P <= top_p <= 1):
         raise ValueError(f"top_p must be a number from {MIN_TOP_P:g} to 1 (1 turns it off), "
-                         f"got {_show(top_p)}")
+                         f"got {short_repr(top_p, SHOWN_CHARS)}")
     if seed is not None and not _whole(seed):
-        raise ValueError(f"seed must be a whole number, got {_show(seed)}")
-
-
-def _show(v):
-    """repr of a value for a message, cut short (a URL may carry a thousand digits)."""
-    text = repr(v)
-    return text if len(text) <= 40 else text[:30] + "... (" + str(len(text)) + " characters)"
+        raise ValueError(f"seed must be a whole number, got {short_repr(seed, SHOWN_CHARS)}")
 
 
 def _finite(x):

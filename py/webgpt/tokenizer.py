@@ -21,26 +21,13 @@ import operator
 import unicodedata
 from importlib import resources
 
-from .errors import EscapedMessage
+from .errors import TokenizerError
 from .limits import json_budget, parse_json
 
 __all__ = ["Tokenizer", "StreamDecoder", "TokenizerError", "pretokenize", "EOT",
            "BYTE_SYMBOLS", "WHITE_SPACE"]
 
 EOT = "<|endoftext|>"
-
-
-class TokenizerError(EscapedMessage, ValueError):
-    """Text the vocabulary cannot encode, an id it cannot decode, or unusable tokenizer files.
-
-    The message is one sentence for the user. For text that cannot be encoded, `position` is
-    the index in the text of the first character that cannot be, and `chars` those characters.
-    """
-
-    def __init__(self, message, position=None, chars=None):
-        super().__init__(message)
-        self.position = position
-        self.chars = chars
 
 
 # ---------------------------------------------------------------------------------------------

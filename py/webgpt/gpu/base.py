@@ -1,9 +1,6 @@
 """The backend-neutral part of the Device interface (see gpu/__init__.py)."""
 
-
-class GPUError(RuntimeError):
-    """No adapter, a device that cannot be opened, or a limit the adapter cannot give."""
-
+from ..errors import GPUError
 
 # Limits the model asks for. None means "as much as the adapter allows"; without asking,
 # a device gets WebGPU's defaults (128 MiB per storage binding, 256 MiB per buffer).

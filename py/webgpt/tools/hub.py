@@ -38,7 +38,7 @@ import urllib.request
 
 from ..config import parse_config
 from ..model import arch_for
-from ..errors import EscapedMessage, ModelFolderError, printable
+from ..errors import HubError, ModelFolderError, printable
 from ..limits import check_text_size, parse_json, text_limit
 
 __all__ = ["HubError", "MODELS", "endpoint", "fetch"]
@@ -68,11 +68,6 @@ CHUNK = 1 << 20
 # ten thousand files a few MB. More is not a hub's answer.
 MAX_LISTING = 64 << 20
 LISTING_BUDGET = 256 << 20
-
-
-class HubError(EscapedMessage, Exception):
-    """A download that cannot go on: no network, no such model or file, a bad hash, no space.
-    The message is one line for the user (names from the hub with control characters escaped)."""
 
 
 def endpoint():

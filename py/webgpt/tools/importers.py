@@ -23,7 +23,7 @@ import zipfile
 
 import numpy as np
 
-from ..errors import EscapedMessage
+from ..errors import ConversionError
 from ..limits import MiB, parse_json
 from ..sources.local import open_regular, os_error, read_text_file, stat_regular
 from ..tokenizer import BYTE_SYMBOLS
@@ -38,10 +38,6 @@ GPT2_EOT = 50256
 # The tensors of one block, as nanoGPT names them; the Linear weights are the ones to transpose.
 LINEARS = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
 NORMS = ("ln_1", "ln_2")
-
-
-class ConversionError(EscapedMessage, ValueError):
-    """A source that cannot be converted; the message is one line naming the file."""
 
 
 # data.pkl of a nanoGPT checkpoint (the structure, not the tensors: a few KB) and meta.pkl (a

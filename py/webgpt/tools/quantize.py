@@ -41,7 +41,7 @@ import shutil
 import numpy as np
 
 from ..config import QUANTIZATION_KEY, check_quantization
-from ..errors import EscapedMessage
+from ..errors import QuantizeError
 from ..model import arch_for
 from ..folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
 from .importers import _prepare_out
@@ -61,10 +61,6 @@ ROW_MULTIPLE = {8: 16, 4: 32}
 # Values quantized at once: bounds the float64 temporaries of a large matrix (8 MiB each).
 CHUNK_VALUES = 1 << 20
 NP_DTYPES = {"F32": "<f4", "F16": "<f2", "I8": "i1", "U8": "u1"}
-
-
-class QuantizeError(EscapedMessage, ValueError):
-    """Arguments or a source that cannot be quantized; the message is one line."""
 
 
 def _check(bits, block):
