@@ -446,7 +446,8 @@ def test_regex_translation_matches_regex_module():
     # The translated patterns against the `regex` module, which reads \p{..} itself (its
     # Unicode version may be newer: only characters this Python knows are used).
     regex = pytest.importorskip("regex", reason="the regex module reads \\p{..} natively")
-    from webgpt.hf_tokenizer import GPT2_PATTERN, _compile
+    from webgpt.hf_pipeline import GPT2_PATTERN
+    from webgpt.oniguruma import compile_pattern as _compile
     patterns = [
         GPT2_PATTERN,
         json.loads(files("llama3.1")[0])["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"],

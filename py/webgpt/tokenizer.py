@@ -9,18 +9,19 @@ Encoding has two stages, as in OpenAI's GPT-2 encoder:
    alternative, from Unicode general categories (unicodedata) and the White_Space property.
 2. Each piece's UTF-8 bytes are written as GPT-2's printable byte symbols (a space is 'Ġ') and
    merged by BPE, lowest merge rank first, as merges.txt orders them; the merged symbols are
-   looked up in vocab.json.
+   looked up in vocab.json. The byte symbols and the merge loop are webgpt.bpe's, which the
+   tokenizer.json tokenizer (webgpt.hf_tokenizer) shares.
 
 encode() treats '<|endoftext|>' in the text as ordinary characters (tiktoken's
 encode_ordinary): special tokens never come from user text.
 """
 
 import codecs
-import heapq
 import operator
 import unicodedata
 from importlib import resources
 
+from .bpe import BYTE_SYMBOLS, PieceCache, merge, symbols_to_bytes, to_symbols
 from .errors import TokenizerError
 from .limits import json_budget, parse_json
 
@@ -28,45 +29,6 @@ __all__ = ["Tokenizer", "StreamDecoder", "TokenizerError", "pretokenize", "EOT",
            "BYTE_SYMBOLS", "WHITE_SPACE"]
 
 EOT = "<|endoftext|>"
-
-
-# ---------------------------------------------------------------------------------------------
-# Byte symbols: GPT-2 writes every byte as one printable character, so that vocab.json and
-# merges.txt are plain text with no whitespace or control characters inside a token. Printable
-# Latin-1 bytes stand for themselves; the other 68 (controls, space, NBSP, soft hyphen) are
-# moved, in byte order, to U+0100..U+0143.
-
-def _byte_symbols():
-    printable = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
-    symbols = {b: chr(b) for b in printable}
-    moved = 0
-    for b in range(256):
-        if b not in symbols:
-            symbols[b] = chr(256 + moved)
-            moved += 1
-    return [symbols[b] for b in range(256)]
-
-
-BYTE_SYMBOLS = _byte_symbols()          # byte value -> its symbol
-
-# str.translate tables. Encoding goes text -> UTF-8 bytes -> (as Latin-1, one char per byte)
-# -> symbols, all in C. Decoding goes the other way; the 68 Latin-1 characters that are not
-# symbols map to their own UTF-8 bytes, so a token string that is not byte-level text (an
-# added token in some vocab.json) still decodes to what it says.
-_LATIN1_TO_SYMBOL = {b: BYTE_SYMBOLS[b] for b in range(256)}
-_SYMBOL_TO_LATIN1 = {ord(s): chr(b) for b, s in enumerate(BYTE_SYMBOLS)}
-_SYMBOL_TO_LATIN1.update({c: chr(c).encode("utf-8").decode("latin-1")
-                          for c in range(256) if c not in _SYMBOL_TO_LATIN1})
-
-
-def _token_bytes(token):
-    """The bytes a vocab.json token string stands for."""
-    try:
-        return token.translate(_SYMBOL_TO_LATIN1).encode("latin-1")
-    except UnicodeEncodeError:
-        # Characters beyond U+0143 are not byte symbols: keep them as their UTF-8 bytes.
-        return b"".join(_SYMBOL_TO_LATIN1[ord(c)].encode("latin-1") if ord(c) in _SYMBOL_TO_LATIN1
-                        else c.encode("utf-8") for c in token)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -178,13 +140,6 @@ def _without_lone_surrogates(text):
 # ---------------------------------------------------------------------------------------------
 # The tokenizer.
 
-# Pre-tokens whose BPE result is remembered. English text repeats a few tens of thousands of
-# words, so this holds them all; the bound keeps memory flat on text that never repeats.
-_BPE_CACHE_LIMIT = 1 << 17
-# Longer pieces (a run of CJK letters, a long number, a base64 blob) seldom repeat.
-_BPE_CACHE_MAX_PIECE = 64
-
-
 # Token ids are below this (GPT-2 has 50257; the largest vocabularies about 2**18): a larger id
 # in vocab.json is corruption, and would make the id -> bytes table absurdly large.
 MAX_TOKEN_ID = 1 << 24
@@ -207,15 +162,19 @@ class Tokenizer:
                                      f"{MAX_TOKEN_ID - 1}; it maps {token[:40]!r} to "
                                      f"{str(token_id)[:40]}")
         self._vocab = dict(vocab)
-        # Later duplicates win, as in OpenAI's encoder and Hugging Face's slow tokenizer.
-        self._merge_ranks = {(left, right): rank for rank, (left, right) in enumerate(merges)}
+        # {"left right": rank} (webgpt.bpe.merge's form). Later duplicates win, as in OpenAI's
+        # encoder and Hugging Face's slow tokenizer.
+        self._merge_ranks = {f"{left} {right}": rank for rank, (left, right) in enumerate(merges)}
 
         # id -> bytes, for decoding; None where vocab.json skips an id.
         self._id_to_bytes = [None] * (max(self._vocab.values(), default=-1) + 1)
         for token, token_id in self._vocab.items():
-            self._id_to_bytes[token_id] = _token_bytes(token)
+            self._id_to_bytes[token_id] = symbols_to_bytes(token)
 
-        self._cache = {}
+        self._cache = PieceCache()
+        # The folder's chat template (chat_template.jinja or tokenizer_config.json's), which
+        # the folder reader sets where there is one; GPT-2's own files have none.
+        self.chat_template = None
 
     @classmethod
     def from_texts(cls, vocab_json_text, merges_text, vocab_name="vocab.json",
@@ -252,8 +211,12 @@ class Tokenizer:
 
     # -- encoding ------------------------------------------------------------------------------
 
-    def encode(self, text):
-        """Token ids of text. Raises TokenizerError naming a character the vocabulary lacks."""
+    def encode(self, text, add_special_tokens=True):
+        """Token ids of text. Raises TokenizerError naming a character the vocabulary lacks.
+
+        GPT-2 adds no special tokens around a text (it has no post-processor), so
+        `add_special_tokens` changes nothing; it is taken as HFTokenizer.encode takes it.
+        """
         if not isinstance(text, str):
             raise TypeError(f"encode takes a str, not {type(text).__name__}")
         text = _without_lone_surrogates(text)
@@ -264,19 +227,15 @@ class Tokenizer:
             piece_ids = cache.get(piece)
             if piece_ids is None:
                 piece_ids = self._encode_piece(piece, position)
-                if len(piece) <= _BPE_CACHE_MAX_PIECE:
-                    if len(cache) >= _BPE_CACHE_LIMIT:
-                        # Dicts keep insertion order: drop the oldest entry.
-                        del cache[next(iter(cache))]
-                    cache[piece] = piece_ids
+                cache.remember(piece, piece_ids)
             ids.extend(piece_ids)
             position += len(piece)
         return ids
 
     def _encode_piece(self, piece, position):
         """Ids of one pre-token that starts at `position` in the text."""
-        byte_symbols = piece.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_SYMBOL)
-        symbols = self._bpe(list(byte_symbols))
+        # GPT-2's encoder merges every occurrence of the best pair at once (whole_rank).
+        symbols = merge(list(to_symbols(piece)), self._merge_ranks, whole_rank=True)
         vocab = self._vocab
         ids = []
         for k, symbol in enumerate(symbols):
@@ -286,64 +245,6 @@ class Tokenizer:
                 raise self._cannot_encode(piece, position, start, start + len(symbol))
             ids.append(token_id)
         return tuple(ids)
-
-    def _bpe(self, symbols):
-        """Merge adjacent symbols by rank, as GPT-2's encoder does: take the lowest-ranked pair
-        present, merge all its occurrences left to right, repeat until no pair has a rank.
-
-        A heap of (rank, left node) over a linked list makes this O(n log n) in the piece's
-        length, where rescanning the list after each merge would be quadratic (a long run of
-        CJK letters or digits is one piece). Entries go stale when a node merges; they are
-        checked when popped. All entries of one rank are one pair, and popping them together
-        in node order and only then adding the pairs they create gives the same merges as
-        GPT-2's loop, even for a merges list whose ranks are not in training order.
-        """
-        n = len(symbols)
-        if n < 2:
-            return symbols
-        ranks = self._merge_ranks
-        next_node = list(range(1, n + 1))     # n stands for "none"
-        prev_node = list(range(-1, n - 1))    # -1 stands for "none"
-        heap = []
-        for k in range(n - 1):
-            rank = ranks.get((symbols[k], symbols[k + 1]))
-            if rank is not None:
-                heap.append((rank, k))
-        heapq.heapify(heap)
-
-        while heap:
-            rank, left = heapq.heappop(heap)
-            # The heap gives this rank's entries in node order, which is left to right.
-            batch = [left]
-            while heap and heap[0][0] == rank:
-                batch.append(heapq.heappop(heap)[1])
-            merged = []
-            for left in batch:
-                right = next_node[left]
-                # Stale if the left node is gone (merged into its left neighbour: None) or
-                # the pair there is no longer this one.
-                if right >= n or symbols[left] is None \
-                        or ranks.get((symbols[left], symbols[right])) != rank:
-                    continue
-                symbols[left] += symbols[right]
-                symbols[right] = None
-                after = next_node[right]
-                next_node[left] = after
-                if after < n:
-                    prev_node[after] = left
-                merged.append(left)
-            for node in merged:
-                before, after = prev_node[node], next_node[node]
-                if before >= 0:
-                    new_rank = ranks.get((symbols[before], symbols[node]))
-                    if new_rank is not None:
-                        heapq.heappush(heap, (new_rank, before))
-                if after < n:
-                    new_rank = ranks.get((symbols[node], symbols[after]))
-                    if new_rank is not None:
-                        heapq.heappush(heap, (new_rank, node))
-
-        return [s for s in symbols if s is not None]
 
     def _cannot_encode(self, piece, position, byte_start, byte_end):
         """The error for bytes [byte_start, byte_end) of piece that have no token."""
@@ -383,11 +284,12 @@ class Tokenizer:
                 f"token id {token_id!r} is not in the vocabulary (ids 0..{len(table) - 1})")
         return table[i]
 
-    chat_template = None  # GPT-2 has none
     bos_token = eos_token = EOT
 
     def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True, **extra):
-        """Raises ChatTemplateError: GPT-2 BPE folders carry no chat template."""
+        """The ids (or with tokenize=False the text) of `messages` rendered by the folder's
+        chat template, as transformers gives them (webgpt.chat_template); ChatTemplateError
+        where the folder has none, as GPT-2's own has not."""
         from .chat_template import apply_chat_template
         return apply_chat_template(self, messages, add_generation_prompt, tokenize, **extra)
 
