@@ -316,3 +316,43 @@ def test_find_chat_template_as_transformers_loads_a_folder(tmp_path):
     (tmp_path / "chat_template.jinja").write_text("{{ 'file' }}", encoding="utf-8")
     loaded = transformers.AutoTokenizer.from_pretrained(tmp_path)
     assert loaded.chat_template == find_chat_template(config, "{{ 'file' }}") == "{{ 'file' }}"
+
+
+# A GPT-2 chat template in the style of DialoGPT's: each turn ends with eos_token.
+GPT2_TEMPLATE = ("{{ bos_token }}{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}"
+                 "{{ eos_token }}{% endfor %}{% if add_generation_prompt %}assistant:{% endif %}")
+
+
+@pytest.mark.parametrize("template", ["gpt2", "smollm2"])
+def test_gpt2_tokenizer_with_a_chat_template(template, tmp_path):
+    # A GPT-2 BPE folder (vocab.json + merges.txt) that has a chat template: the same text and
+    # ids as transformers' GPT-2 tokenizer built from the same files, '<|endoftext|>' included.
+    from webgpt.chat_template import apply_chat_template
+    from webgpt.tokenizer import Tokenizer
+
+    data = os.path.join(os.path.dirname(__file__), "..", "py", "webgpt", "data")
+    for name in ("vocab.json", "merges.txt"):
+        with open(os.path.join(data, name), encoding="utf-8") as f:
+            (tmp_path / name).write_text(f.read(), encoding="utf-8")
+    text = GPT2_TEMPLATE if template == "gpt2" else template_text(template)
+    theirs = transformers.GPT2TokenizerFast.from_pretrained(tmp_path)
+    theirs.chat_template = text
+    ours = Tokenizer.gpt2()
+    ours.chat_template = text
+    assert Tokenizer.gpt2().chat_template is None       # set on one instance only
+    messages = [user("Hello there, how are you?"),
+                {"role": "assistant", "content": "Fine: <|endoftext|> is just text to me."},
+                user("Café 😀")]
+    for add_generation_prompt in (False, True):
+        want_text = theirs.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+        want_ids = list(theirs.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt)["input_ids"])
+        assert ours.apply_chat_template(messages, add_generation_prompt=add_generation_prompt,
+                                        tokenize=False) == want_text
+        assert ours.apply_chat_template(
+            messages, add_generation_prompt=add_generation_prompt) == want_ids
+    # The module's function encodes without adding special tokens (GPT-2 adds none anyway).
+    rendered = apply_chat_template(ours, messages, tokenize=False)
+    assert apply_chat_template(ours, messages) == ours.encode(rendered, add_special_tokens=False) \
+        == ours.encode(rendered)

@@ -552,6 +552,35 @@ def lib_tiny():
     return tokenizers.Tokenizer.from_str(json.dumps(TINY))
 
 
+def test_merges_one_at_a_time_like_the_library():
+    # The library merges the lowest-ranked pair, one occurrence at a time: with a merges list
+    # out of training order, (a, b) then (ab, a) makes 'aba' of 'abab' (GPT-2's own loop, in
+    # webgpt.tokenizer, makes 'ab ab' of it: see test_tokenizer.py).
+    spec = json.loads(json.dumps(TINY))
+    spec["model"]["vocab"] = {"a": 0, "b": 1, "ab": 2, "aba": 3}
+    spec["model"]["merges"] = ["ab a", "a b"]
+    text = json.dumps(spec)
+    for word in ("abab", "aba", "ababab", "abba"):
+        assert HFTokenizer.from_texts(text).encode(word) == \
+            tokenizers.Tokenizer.from_str(text).encode(word).ids, word
+
+
+def test_byte_level_decodes_tokens_that_are_not_byte_symbols_like_the_library():
+    # A token that is not all byte symbols (a control, a space or NBSP among them) is its own
+    # UTF-8 text to the ByteLevel decoder, as a whole.
+    spec = json.loads(json.dumps(TINY))
+    tokens = ["\xa0", "a\xa0", "\u0120\xa0", "\u0120\x01", "x y", "\u0120", "\xad\u0120"]
+    spec["model"]["vocab"] = {t: i for i, t in enumerate(tokens)}
+    spec["model"]["merges"] = []
+    spec["added_tokens"] = []
+    text = json.dumps(spec)
+    ours, lib = HFTokenizer.from_texts(text), tokenizers.Tokenizer.from_str(text)
+    for i in range(len(tokens)):
+        assert ours.decode([i]) == lib.decode([i]), tokens[i]
+    everything = list(range(len(tokens)))
+    assert ours.decode(everything) == lib.decode(everything)
+
+
 def _spec(**changes):
     spec = json.loads(json.dumps(TINY))
     for key, value in changes.items():

@@ -13,7 +13,8 @@ Encoding has two stages, as in OpenAI's GPT-2 encoder:
    tokenizer.json tokenizer (webgpt.hf_tokenizer) shares.
 
 encode() treats '<|endoftext|>' in the text as ordinary characters (tiktoken's
-encode_ordinary): special tokens never come from user text.
+encode_ordinary): special tokens never come from user text. A chat (apply_chat_template) is
+encoded as transformers encodes it, with the id of each '<|endoftext|>' in the rendered text.
 """
 
 import codecs
@@ -289,9 +290,24 @@ class Tokenizer:
     def apply_chat_template(self, messages, add_generation_prompt=False, tokenize=True, **extra):
         """The ids (or with tokenize=False the text) of `messages` rendered by the folder's
         chat template, as transformers gives them (webgpt.chat_template); ChatTemplateError
-        where the folder has none, as GPT-2's own has not."""
+        where the folder has none, as GPT-2's own has not.
+
+        Unlike encode(), a chat's ids have the id of '<|endoftext|>' wherever the rendered text
+        holds it (the template writes it as eos_token), as transformers encodes a chat.
+        """
         from .chat_template import apply_chat_template
-        return apply_chat_template(self, messages, add_generation_prompt, tokenize, **extra)
+        text = apply_chat_template(self, messages, add_generation_prompt, False, **extra)
+        if not tokenize:
+            return text
+        eot_id = self.eot_id
+        if eot_id is None:
+            return self.encode(text)
+        ids = []
+        for k, part in enumerate(text.split(EOT)):
+            if k:
+                ids.append(eot_id)
+            ids += self.encode(part)
+        return ids
 
     def stream_decoder(self, skip_special_tokens=False):
         """A StreamDecoder for this tokenizer (GPT-2's only special token is <|endoftext|>)."""
