@@ -265,17 +265,46 @@ def quantize_folder(src, dst, bits=8, block=DEFAULT_BLOCK, max_shard=DEFAULT_MAX
     if q is not None:
         raise QuantizeError(f"{src} is already quantized ({QUANTIZATION_KEY}: {q.bits}-bit, "
                             f"block {q.block}); quantize the original folder instead")
-    quantized = set(quantized_names(spec.config))
-    saved = _saved_names(spec)
     say = progress or (lambda line: None)
 
-    # What to write, in the source's order: [(name, dtype, shape, nbytes)] with each source
-    # tensor's outputs, checked before anything is written.
-    plan, outputs = [], []
+    # Everything is planned and checked before anything is written.
+    plan = _plan_tensors(spec, bits, block)
+    outputs = [out for *_, outs in plan for out in outs]
+    metadata = {"format": "webgpt", QUANTIZATION_KEY: json.dumps({"bits": bits, "block": block})}
+    writer = _ShardWriter(dst, _plan_shards(outputs, max_shard, metadata), metadata)
+    for k, size in enumerate(writer.sizes()):
+        if size > max_shard:
+            say(f"warning: {writer.files[k]} holds {size} bytes, over the shard size "
+                f"{max_shard}: tensor {writer.shards[k][0][0]!r} alone is that large")
+
+    _prepare_dst(src, dst, force)
+    try:
+        stats = _write_tensors(spec, plan, writer, bits, block, say)
+        writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    _write_index_and_config(src, dst, spec, writer, outputs, bits, block)
+
+    sizes = {name: os.path.getsize(os.path.join(dst, name)) for name in writer.files}
+    source_files = {ref.file for ref in spec.tensors.values()}
+    return {"files": sizes, "bytes": sum(sizes.values()),
+            "source_bytes": sum(os.path.getsize(spec.source.where(f)) for f in source_files),
+            "bits": bits, "block": block, "tensors": stats}
+
+
+def _plan_tensors(spec, bits, block):
+    """What quantize_folder writes, in the source's order: [(name, saved name, ref, transposed,
+    outputs)], outputs being [(name, dtype, shape, nbytes)] for the tensor's one or two output
+    tensors; `transposed` is None for a tensor copied as it is. Raises QuantizeError for a
+    matrix whose rows the block size or the GPU's row groups do not divide."""
+    quantized = set(quantized_names(spec.config))
+    saved = _saved_names(spec)
+    plan = []
     for name, ref in spec.tensors.items():
         where = spec.source.where(ref.file)
         saved_name = saved[(ref.file, ref.start)]
-        transposed = None       # stays None for a tensor copied as it is
+        transposed = None
         if name in quantized:
             # Conv1D matrices ([in, out]) become rows; matrices stored as rows stay so.
             transposed = arch_for(spec.config).matrix_storage(name) == "cols"
@@ -295,69 +324,88 @@ def quantize_folder(src, dst, bits=8, block=DEFAULT_BLOCK, max_shard=DEFAULT_MAX
         else:
             outs = [(saved_name, ref.dtype, ref.shape, ref.nbytes)]
         plan.append((name, saved_name, ref, transposed, outs))
-        outputs += outs
+    return plan
 
-    metadata = {"format": "webgpt", QUANTIZATION_KEY: json.dumps({"bits": bits, "block": block})}
-    shards = _plan_shards(outputs, max_shard, metadata)
-    n = len(shards)
-    files = [SINGLE] if n == 1 else [f"model-{k + 1:05d}-of-{n:05d}.safetensors" for k in range(n)]
-    shard_of = {out[0]: k for k, shard in enumerate(shards) for out in shard}
-    for k, shard in enumerate(shards):
-        size = 8 + len(_header_text(shard, metadata)) + sum(e[3] for e in shard)
-        if size > max_shard:
-            say(f"warning: {files[k]} holds {size} bytes, over the shard size {max_shard}: "
-                f"tensor {shard[0][0]!r} alone is that large")
 
-    _prepare_dst(src, dst, force)
-    stats, writer = [], None
+class _ShardWriter:
+    """Writes output tensors, in order, into the safetensors shards planned for them: each
+    shard to `<file>.tmp`, renamed into place once it is complete."""
 
-    def write(out_name, array):
-        nonlocal writer
-        k = shard_of[out_name]
-        if writer is None or writer[0] != k:
-            if writer is not None:
-                _close(*writer[1:])
-            path = os.path.join(dst, files[k])
+    def __init__(self, dst, shards, metadata):
+        self.dst = dst
+        self.shards = shards            # [[(name, dtype, shape, nbytes)]] per file
+        self.metadata = metadata
+        n = len(shards)
+        self.files = [SINGLE] if n == 1 else \
+            [f"model-{k + 1:05d}-of-{n:05d}.safetensors" for k in range(n)]
+        self.shard_of = {out[0]: k for k, shard in enumerate(shards) for out in shard}
+        self._open = None               # (shard index, file, path) being written
+
+    def sizes(self):
+        """The size in bytes of each shard file, header included."""
+        return [8 + len(_header_text(shard, self.metadata)) + sum(e[3] for e in shard)
+                for shard in self.shards]
+
+    def write(self, out_name, array):
+        k = self.shard_of[out_name]
+        if self._open is None or self._open[0] != k:
+            self.close()
+            path = os.path.join(self.dst, self.files[k])
             f = open(path + ".tmp", "wb")
-            header = _header_text(shards[k], metadata)
+            header = _header_text(self.shards[k], self.metadata)
             f.write(len(header).to_bytes(8, "little") + header)
-            writer = (k, f, path)
-        writer[1].write(memoryview(np.ascontiguousarray(array)).cast("B"))
+            self._open = (k, f, path)
+        self._open[1].write(memoryview(np.ascontiguousarray(array)).cast("B"))
 
-    try:
-        for i, (name, saved_name, ref, transposed, outs) in enumerate(plan):
-            line = f"[{i + 1}/{len(plan)}] {saved_name} {list(ref.shape)} {ref.dtype}"
-            if transposed is None:
-                write(outs[0][0], np.frombuffer(_read_raw(spec, ref), np.uint8))
-                say(f"{line}: copied")
-                continue
-            rows = read_tensor(spec, ref)
-            rows = rows.T if transposed else rows                    # [N, K]
-            try:
-                qweight, scales = quantize(rows, bits, block)
-            except QuantizeError as e:
-                raise QuantizeError(f"tensor {saved_name!r} in "
-                                    f"{spec.source.where(ref.file)}: {e}") from None
-            write(outs[0][0], qweight)
-            write(outs[1][0], scales)
-            stat = dict(name=name, shape=list(ref.shape),
-                        **error_stats(rows, qweight, scales, bits, block))
-            stats.append(stat)
-            say(f"{line} -> {outs[0][1]} {list(outs[0][2])} + F16 scales {list(outs[1][2])}: "
-                f"max |w - w'| {stat['max_abs_err']:.3g} ({stat['max_err_over_scale']:.3f} "
-                f"of its scale)")
-        if writer is not None:
-            _close(*writer[1:])
-            writer = None
-    except BaseException:
-        if writer is not None:
-            writer[1].close()
-            os.remove(writer[2] + ".tmp")
-        raise
+    def close(self):
+        """Finish the shard being written."""
+        if self._open is not None:
+            _close(*self._open[1:])
+            self._open = None
 
-    if n > 1:
+    def abort(self):
+        """Remove the shard being written (after an error)."""
+        if self._open is not None:
+            self._open[1].close()
+            os.remove(self._open[2] + ".tmp")
+            self._open = None
+
+
+def _write_tensors(spec, plan, writer, bits, block, say):
+    """Copy or quantize each planned tensor into `writer`; returns the error stats of the
+    quantized ones."""
+    stats = []
+    for i, (name, saved_name, ref, transposed, outs) in enumerate(plan):
+        line = f"[{i + 1}/{len(plan)}] {saved_name} {list(ref.shape)} {ref.dtype}"
+        if transposed is None:
+            writer.write(outs[0][0], np.frombuffer(_read_raw(spec, ref), np.uint8))
+            say(f"{line}: copied")
+            continue
+        rows = read_tensor(spec, ref)
+        rows = rows.T if transposed else rows                    # [N, K]
+        try:
+            qweight, scales = quantize(rows, bits, block)
+        except QuantizeError as e:
+            raise QuantizeError(f"tensor {saved_name!r} in "
+                                f"{spec.source.where(ref.file)}: {e}") from None
+        writer.write(outs[0][0], qweight)
+        writer.write(outs[1][0], scales)
+        stat = dict(name=name, shape=list(ref.shape),
+                    **error_stats(rows, qweight, scales, bits, block))
+        stats.append(stat)
+        say(f"{line} -> {outs[0][1]} {list(outs[0][2])} + F16 scales {list(outs[1][2])}: "
+            f"max |w - w'| {stat['max_abs_err']:.3g} ({stat['max_err_over_scale']:.3f} "
+            f"of its scale)")
+    return stats
+
+
+def _write_index_and_config(src, dst, spec, writer, outputs, bits, block):
+    """The shard index (where there are shards), config.json with the quantization, and the
+    source's other files (tokenizer, generation config) copied."""
+    if len(writer.files) > 1:
         index = {"metadata": {"total_size": sum(out[3] for out in outputs)},
-                 "weight_map": {out[0]: files[shard_of[out[0]]] for out in outputs}}
+                 "weight_map": {out[0]: writer.files[writer.shard_of[out[0]]]
+                                for out in outputs}}
         with open(os.path.join(dst, INDEX), "w", encoding="utf-8") as f:
             json.dump(index, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -369,12 +417,6 @@ def quantize_folder(src, dst, bits=8, block=DEFAULT_BLOCK, max_shard=DEFAULT_MAX
     with open(os.path.join(dst, "config.json"), "w", encoding="utf-8") as f:
         json.dump(config, f, indent=2)
         f.write("\n")
-
-    sizes = {name: os.path.getsize(os.path.join(dst, name)) for name in files}
-    source_files = {ref.file for ref in spec.tensors.values()}
-    return {"files": sizes, "bytes": sum(sizes.values()),
-            "source_bytes": sum(os.path.getsize(spec.source.where(f)) for f in source_files),
-            "bits": bits, "block": block, "tensors": stats}
 
 
 def _close(f, path):
