@@ -13,9 +13,9 @@
     python3 build.py quantize SRC DST --bits 8|4 [--block 32] [--max-shard MB] [--force]
                                           write a quantized copy of a model folder
 
-A fresh machine runs this with the system Python before anything is installed, so the top
-level uses the standard library only. Each command first makes what it needs, once (stamp
-files make the checks fast when nothing changed):
+A fresh machine runs this with the system Python before anything is installed, so it (and
+the modules it imports) uses the standard library only. Each command first makes what it
+needs, once (stamp files make the checks fast when nothing changed):
 
 - a virtual environment at .venv with requirements.txt (requirements-test.txt for `test`),
   then re-runs itself inside it;
@@ -24,8 +24,8 @@ files make the checks fast when nothing changed):
 - for `test`, as root and where missing: `apt-get install chromium mesa-vulkan-drivers`.
 
 The site (dist/): the page (web/), Pyodide's runtime files, the pure wheels packaging and
-micropip (pinned by sha256 below), this project's own wheel built from py/ and shaders/, and
-every model folder under weights/ that has a config.json, in models/<name>/ with
+micropip (pinned by sha256 in wheels.py), this project's own wheel built from py/ and
+shaders/, and every model folder under weights/ that has a config.json, in models/<name>/ with
 models/index.json listing them (each file's size and sha256). Nothing on the page comes from
 anywhere else, except a model from the hub when a user asks for one: the hub's address is
 fixed here (build.json's hub_endpoint). For offline use, sw.js (a service worker) keeps the
