@@ -449,20 +449,50 @@ def import_nanogpt(ckpt_path, out_dir, dtype="float32", meta_path=None, force=Fa
     """
     if dtype not in ("float32", "float16"):
         raise ConversionError(f"dtype must be float32 or float16, not {dtype!r}")
-    where = ckpt_path
+    ckpt, args = _nanogpt_checkpoint(ckpt_path)
+    L, H, C, P, V, bias = _dims(args, ckpt_path, "model_args[{!r}]")
+    tensors = _nanogpt_tensors(ckpt["model"], L, C, P, V, bias, ckpt_path)
+
+    notes = ["nanoGPT's MLP uses exact GELU (nn.GELU()); GPT-2 and webgpt use its tanh "
+             "approximation (at most 4.7e-4 apart), so logits differ slightly from nanoGPT's own"]
+    tokenizer, keep, eot, vocab_what = _nanogpt_tokenizer(ckpt_path, ckpt, meta_path, V, notes)
+    tensors["transformer.wte.weight"] = tensors["transformer.wte.weight"][:keep]
+    if not bias:
+        notes.append("bias=False: wrote zero biases (the same function)")
+
+    dropout = args.get("dropout", 0.0)
+    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
+        dropout = 0.0
+    config = _config(L, H, C, P, keep, eot, dtype, dropout)
+    _prepare_out(out_dir, force)
+    nbytes = _write_folder(out_dir, config, tensors, tokenizer, dtype,
+                           f"nanoGPT {os.path.basename(ckpt_path)}")
+    summary = (f"{out_dir}: nanoGPT {ckpt_path} -> {L} layers, {H} heads, n_embd {C}, context "
+               f"{P}, vocab {keep} ({vocab_what}), {dtype}, {nbytes / 1e6:.1f} MB")
+    return summary, notes
+
+
+def _nanogpt_checkpoint(ckpt_path):
+    """(checkpoint dict, its model_args dict) of a nanoGPT checkpoint file."""
     ckpt = read_torch_checkpoint(ckpt_path)
     if not isinstance(ckpt, dict) or "model" not in ckpt or "model_args" not in ckpt:
         raise ConversionError(
-            f"{where} is not a nanoGPT checkpoint: it should be a dict with 'model' (the state "
-            f"dict) and 'model_args' (n_layer, n_head, n_embd, block_size, bias, vocab_size)")
+            f"{ckpt_path} is not a nanoGPT checkpoint: it should be a dict with 'model' (the "
+            f"state dict) and 'model_args' (n_layer, n_head, n_embd, block_size, bias, "
+            f"vocab_size)")
     args = ckpt["model_args"]
     if not isinstance(args, dict):
-        raise ConversionError(f"{where}: model_args is not a dict")
-    L, H, C, P, V, bias = _dims(args, where, "model_args[{!r}]")
+        raise ConversionError(f"{ckpt_path}: model_args is not a dict")
+    return ckpt, args
 
+
+def _nanogpt_tensors(model, L, C, P, V, bias, where):
+    """GPT-2's tensors ({name: numpy array}, Conv1D layout) of a nanoGPT state dict `model`,
+    each checked against the checkpoint's dimensions; a weight that is not nanoGPT's GPT's, or
+    an lm_head not tied to the token embedding, is a ConversionError."""
     # torch.compile'd models save every name with an _orig_mod. prefix.
     state = {}
-    for key, value in ckpt["model"].items():
+    for key, value in model.items():
         name = key[len("_orig_mod."):] if key.startswith("_orig_mod.") else key
         state[name] = value
     known = {"lm_head.weight"}
@@ -482,50 +512,37 @@ def import_nanogpt(ckpt_path, out_dir, dtype="float32", meta_path=None, force=Fa
         return ref.numpy()
 
     tensors = _gpt2_tensors(get, L, C, bias, where)
-    for name, ref in state.items():
+    for name in state:
         # The causal mask buffer (h.N.attn.bias) of nanoGPT versions without flash attention.
         if name not in known and not name.endswith(".attn.bias"):
             raise ConversionError(f"{where}: {name} is not a nanoGPT GPT weight (a modified "
                                   f"model? webgpt runs the GPT-2 architecture only)")
-    wte = tensors["transformer.wte.weight"]
     head = state.get("lm_head.weight")
     if head is not None:
         if (not isinstance(head, TensorRef) or head.shape != (V, C)
-                or not np.array_equal(head.numpy(), wte)):
+                or not np.array_equal(head.numpy(), tensors["transformer.wte.weight"])):
             raise ConversionError(f"{where}: lm_head.weight is not tied to transformer.wte.weight; "
                                   f"webgpt runs GPT-2's tied output layer only")
+    return tensors
 
-    notes = ["nanoGPT's MLP uses exact GELU (nn.GELU()); GPT-2 and webgpt use its tanh "
-             "approximation (at most 4.7e-4 apart), so logits differ slightly from nanoGPT's own"]
+
+def _nanogpt_tokenizer(ckpt_path, ckpt, meta_path, V, notes):
+    """(tokenizer files, rows of wte to keep, eot id or None, a description) for a checkpoint
+    of vocab_size V: the characters of its meta.pkl (given, or found as nanoGPT's sample.py
+    finds it), else GPT-2's BPE. Appends to `notes` what the rows kept leave out."""
     meta_path = meta_path or _find_meta(ckpt_path, ckpt)
     if meta_path:
         meta = _read_meta(meta_path)
         tokenizer = char_tokenizer(meta["itos"], meta_path)
         keep = _tokenizer_rows(V, len(meta["itos"]), f"characters from {meta_path}", notes)
-        eot, vocab_what = None, f"character-level, from {meta_path}"
-    elif V >= GPT2_VOCAB_SIZE:
-        tokenizer = _gpt2_tokenizer()
+        return tokenizer, keep, None, f"character-level, from {meta_path}"
+    if V >= GPT2_VOCAB_SIZE:
         keep = _tokenizer_rows(V, GPT2_VOCAB_SIZE, "GPT-2 BPE", notes)
-        eot, vocab_what = GPT2_EOT, "GPT-2 BPE"
-    else:
-        raise ConversionError(
-            f"{where}: vocab_size {V} is not GPT-2's, and no meta.pkl was found beside the "
-            f"checkpoint or in data/<dataset>/; for a character-level model pass --meta "
-            f"data/<dataset>/meta.pkl")
-    tensors["transformer.wte.weight"] = wte[:keep]
-    if not bias:
-        notes.append("bias=False: wrote zero biases (the same function)")
-
-    dropout = args.get("dropout", 0.0)
-    if not isinstance(dropout, (int, float)) or isinstance(dropout, bool):
-        dropout = 0.0
-    config = _config(L, H, C, P, keep, eot, dtype, dropout)
-    _prepare_out(out_dir, force)
-    nbytes = _write_folder(out_dir, config, tensors, tokenizer, dtype,
-                           f"nanoGPT {os.path.basename(ckpt_path)}")
-    summary = (f"{out_dir}: nanoGPT {ckpt_path} -> {L} layers, {H} heads, n_embd {C}, context "
-               f"{P}, vocab {keep} ({vocab_what}), {dtype}, {nbytes / 1e6:.1f} MB")
-    return summary, notes
+        return _gpt2_tokenizer(), keep, GPT2_EOT, "GPT-2 BPE"
+    raise ConversionError(
+        f"{ckpt_path}: vocab_size {V} is not GPT-2's, and no meta.pkl was found beside the "
+        f"checkpoint or in data/<dataset>/; for a character-level model pass --meta "
+        f"data/<dataset>/meta.pkl")
 
 
 # ---------------------------------------------------------------- the original WebGPT
