@@ -4,10 +4,12 @@ Every page load blocks requests that leave the page's origin and records them, a
 console errors; a normal run must have neither. Fixtures are in conftest.py.
 """
 
+import ast
 import http.client
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -427,6 +429,184 @@ def test_site_lists_models_and_pins_the_runtime(site):
         with open(os.path.join(site, name), encoding="utf-8") as f:
             text = f.read()
         assert not re.search(r"https?://(?!localhost)", text), name
+
+
+# ---------------------------------------------------------------- the worker protocol
+
+
+PROTOCOL = os.path.join(ROOT, "web", "protocol.mjs")
+# protocol.mjs's lists, and what its message() says of bad messages, from Node.
+PROTOCOL_PROBE = """
+const p = await import(process.argv[1]);
+const refused = (...args) => {
+  try { p.message(...args); return null; } catch (e) { return e.message; }
+};
+console.error = () => {};
+process.stdout.write(JSON.stringify({
+  lists: {TO_WORKER: p.TO_WORKER, FROM_WORKER: p.FROM_WORKER,
+          TO_SERVICE_WORKER: p.TO_SERVICE_WORKER},
+  unknown: refused(p.TO_WORKER, "nonsense", {}),
+  inherited: refused(p.TO_WORKER, "toString", {}),
+  wrong_way: refused(p.TO_WORKER, "loaded", {}),
+  missing: refused(p.FROM_WORKER, "piece", {}),
+  extra: refused(p.FROM_WORKER, "piece", {text: "a", html: "<b>"}),
+  optional_left_out: refused(p.FROM_WORKER, "cache",
+                             {event: "stored", model: "m", file: "f", detail: ""}),
+  made: p.message(p.FROM_WORKER, "run-done", {status: "ok", seconds: 1, error: null, stats: null,
+                                              reload: false, lost: false, bad_params: false}),
+}));
+"""
+
+
+def _js_end(text, i):
+    """Where the string, template literal or bracket that starts at text[i] ends (the index
+    after it)."""
+    c = text[i]
+    j = i + 1
+    if c in "\"'":
+        while text[j] != c:
+            j += 2 if text[j] == "\\" else 1
+    elif c == "`":
+        while text[j] != "`":
+            j = (j + 2 if text[j] == "\\" else _js_end(text, j + 1) if text.startswith("${", j)
+                 else j + 1)
+    else:
+        close = {"(": ")", "[": "]", "{": "}"}[c]
+        while text[j] != close:
+            j = _js_end(text, j) if text[j] in "\"'`([{" else j + 1
+    return j + 1
+
+
+def _js_keys(text, i):
+    """The field names of the object literal at text[i] ("{"); only plain names (no spread)."""
+    end = _js_end(text, i) - 1
+    parts, j, start = [], i + 1, i + 1
+    while j < end:
+        if text[j] in "\"'`([{":
+            j = _js_end(text, j)
+            continue
+        if text[j] == ",":
+            parts.append(text[start:j])
+            start = j + 1
+        j += 1
+    parts.append(text[start:end])
+    keys = []
+    for part in (p.strip() for p in parts):
+        m = re.fullmatch(r"([A-Za-z_$][\w$]*)(\s*:.*)?", part, re.S)
+        assert m or not part, f"a message field that is not a plain name: {part!r}"
+        if m:
+            keys.append(m.group(1))
+    return keys
+
+
+def _js_fields(text, i):
+    """The fields a call passes after its type, from text[i] on: the object literal's names,
+    () for none, or the name of a variable (fields made elsewhere)."""
+    m = re.compile(r"\s*(?:,\s*)?(\{|\)|[A-Za-z_$][\w$]*)").match(text, i)
+    assert m, text[i:i + 80]
+    token = m.group(1)
+    return tuple(_js_keys(text, m.start(1))) if token == "{" else () if token == ")" else token
+
+
+def _js_function_body(text, name):
+    i = text.index("{", re.search(rf"function {name}\(", text).end())
+    return text[i:_js_end(text, i)]
+
+
+def _posted_and_handled():
+    """Every message web/ posts: [(list, type, fields, where)], and the types each side handles."""
+    lists = "TO_WORKER|FROM_WORKER|TO_SERVICE_WORKER"
+    posted = []
+    web = os.path.join(ROOT, "web")
+    sources = {}
+    for name in sorted(os.listdir(web)):
+        if name.endswith((".js", ".mjs")) and name != "protocol.mjs":
+            with open(os.path.join(web, name), encoding="utf-8") as f:
+                text = re.sub(r"(?m)(^|[\s;,(){}])//.*$", r"\1", f.read())  # comments out
+                sources[name] = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
+    for name, text in sources.items():
+        # Nothing posts but protocol.mjs's post(), which checks the message.
+        assert not re.search(r"postMessage\(", text), f"{name} posts around post()"
+        wrappers = dict(re.findall(
+            rf"const (\w+) = \(type, fields\) => post\([\w.]+, ({lists}), type, fields\)", text))
+        for m in re.finditer(r"(?<![\w.])(post|" + "|".join(wrappers or ["\0"]) + r")\(", text):
+            if m.group(1) == "post":
+                call = re.compile(rf"\s*[\w.]+,\s*({lists}),\s*(\"[^\"]+\"|type\b)")
+                call = call.match(text, m.end())
+                assert call, f"{name}: post() without a list and a type: " \
+                             f"{text[m.start():m.start() + 80]}"
+                if call.group(2) == "type":  # the wrapper itself
+                    continue
+                which, kind, end = call.group(1), call.group(2), call.end()
+            else:
+                call = re.compile(r"\s*(\"[^\"]+\")").match(text, m.end())
+                assert call, f"{name}: a message whose type is not written out: " \
+                             f"{text[m.start():m.start() + 80]}"
+                which, kind, end = wrappers[m.group(1)], call.group(1), call.end()
+            posted.append((which, json.loads(kind), _js_fields(text, end), name))
+    # The model store's events become "cache" messages (worker.mjs: send("cache", e)).
+    for m in re.finditer(r"(?<![\w.])report\(\s*\{", sources["store.js"]):
+        posted.append(("FROM_WORKER", "cache", tuple(_js_keys(sources["store.js"], m.end() - 1)),
+                       "store.js"))
+    with open(os.path.join(web, "worker.py"), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in ("postMessage", "webgptPost"):
+            assert node.attr == "webgptPost", "worker.py posts around post()"
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "post":
+            assert len(node.args) == 1 and isinstance(node.args[0], ast.Constant), \
+                ast.unparse(node)
+            assert all(k.arg for k in node.keywords), f"**fields: {ast.unparse(node)}"
+            posted.append(("FROM_WORKER", node.args[0].value,
+                           tuple(k.arg for k in node.keywords), f"worker.py:{node.lineno}"))
+    handled = {
+        "FROM_WORKER": re.findall(r'case "([^"]+)":', _js_function_body(sources["main.js"],
+                                                                        "onMessage")),
+        "TO_WORKER": re.findall(r'case "([^"]+)":', _js_function_body(sources["worker.mjs"],
+                                                                      "handle"))
+                     + re.findall(r'm\.type === "([^"]+)"', sources["worker.mjs"]),
+        "TO_SERVICE_WORKER": re.findall(r'type === "([^"]+)"', sources["sw.js"]),
+    }
+    return posted, handled
+
+
+def test_every_message_is_in_the_protocol():
+    """web/protocol.mjs lists each message of the page and its workers: every message web/
+    posts (main.js, offline.js and worker.mjs in JavaScript, worker.py in Python, the model
+    store's events) goes through its post() with a type written out and the fields its list
+    gives (all the required ones, no other); each side handles every type of its list and no
+    other; and message() refuses what is not in the lists."""
+    node = shutil.which("node")
+    assert node, "node is not installed: the site cannot be built without it either"
+    r = subprocess.run([node, "--input-type=module", "-e", PROTOCOL_PROBE, "file://" + PROTOCOL],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    probe = json.loads(r.stdout)
+    for case in ("unknown", "inherited", "wrong_way", "missing", "extra"):
+        assert probe[case] and probe[case].startswith("Message refused"), (case, probe[case])
+    assert probe["optional_left_out"] is None
+    assert probe["made"]["type"] == "run-done" and probe["made"]["lost"] is False
+    # {list: {type: (required fields, all fields)}}
+    lists = {which: {t: ({f for f in fields if not f.endswith("?")},
+                         {f.rstrip("?") for f in fields}) for t, fields in types.items()}
+             for which, types in probe["lists"].items()}
+
+    posted, handled = _posted_and_handled()
+    seen = {which: set() for which in lists}
+    for which, kind, fields, where in posted:
+        assert kind in lists[which], f"{where}: {kind!r} is not in protocol.mjs's {which}"
+        required, known = lists[which][kind]
+        seen[which].add(kind)
+        if isinstance(fields, str):  # made elsewhere: worker.mjs's "cache" (store.js's report)
+            assert (where, kind, fields) == ("worker.mjs", "cache", "e"), (where, kind, fields)
+            continue
+        assert required <= set(fields) <= known, \
+            f"{where}: {kind!r} with {sorted(fields)}; protocol.mjs: {sorted(required)} " \
+            f"and maybe {sorted(known - required)}"
+    for which, types in lists.items():
+        assert seen[which] == set(types), f"{which}: never posted: {set(types) - seen[which]}"
+        assert sorted(handled[which]) == sorted(types), \
+            f"{which}: handled {sorted(handled[which])}, listed {sorted(types)}"
 
 
 # ---------------------------------------------------------------- reliability

@@ -1,8 +1,7 @@
 // The page's main thread: the controls, the text as it streams in, progress and stats, and
 // the code panel (ide.js). All Python (Pyodide, the model, the GPU work) runs in worker.mjs,
-// so this thread never blocks. Messages to the worker: init, load, run, stop, tokenize,
-// selftest, check; from it: progress, booted, loaded, piece, console, chart, tokens, run-done,
-// tokenized, selftest, error, device-lost (see worker.mjs and worker.py).
+// so this thread never blocks. The messages to the worker and from it, with their fields, are
+// listed in protocol.mjs (TO_WORKER, FROM_WORKER); send() posts one, checked against the list.
 //
 // The form's values go to the worker as text, checked there (params_from_strings): a bad one,
 // from the URL or typed, is said in #error and nothing runs. A lost GPU device (device-lost, or
@@ -32,6 +31,7 @@ import { createChat } from "./chat.js";
 import { createIDE } from "./ide.js";
 import { HubError, DEFAULT_ENDPOINT, hubKey, listModel, parseHubId } from "./hub.js";
 import { createOffline } from "./offline.js";
+import { TO_WORKER, post } from "./protocol.mjs";
 import { toEntry } from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -71,6 +71,9 @@ let interrupt = null;
 const STOP_GRACE_MS = 1000; // how long a script may take to stop by itself
 const GENERATE_SCRIPT = "scripts/generate.py";
 const CHAT_SCRIPT = "scripts/chat.py";
+
+/** A message to the worker (protocol.mjs's TO_WORKER). */
+const send = (type, fields) => post(worker, TO_WORKER, type, fields);
 
 const offline = createOffline({ loadHub: (id) => loadHub(id) });
 const ide = createIDE({
@@ -187,7 +190,7 @@ function loadModel(name, keepError = false) {
   const url = entry.url || new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
   // Listed in the store first (its files, and a download cut short, stay while it is recent).
   offline.loading(toEntry(entry, url)).then(
-    () => worker.postMessage({ type: "load", name, url, entry }));
+    () => send("load", { name, url, entry }));
 }
 
 /** Load `text` (owner/name[@revision]) from the hub: listed (or, with the hub out of reach,
@@ -326,21 +329,21 @@ async function startRun(kind, path, extra = {}) {
   }
   ide.console.begin(kind === "generate" ? `Generate: ${path}` : kind === "chat" ? `Chat: ${path}`
     : `Run ${path}`);
-  worker.postMessage({ type: "run", code: req.code, filename: req.filename, params: p, files: req.files });
+  send("run", { code: req.code, filename: req.filename, params: p, files: req.files });
 }
 
 function stop() {
   if (!running) return;
   ui.status.textContent = "Stopping…";
   if (control) Atomics.store(control, 0, 1);
-  worker.postMessage({ type: "stop" }); // without shared memory, read once Python awaits
+  send("stop"); // without shared memory, read once Python awaits
   const r = running;
   clearTimeout(r.timer);
   const later = (ms, fn) => { r.timer = setTimeout(() => running === r && fn(), ms); };
   // Not stopped after a second: cancel it where it awaits (the worker takes the message when
   // Python is idle) and, if Python is busy in a loop, interrupt it (shared memory only).
   later(STOP_GRACE_MS, () => {
-    worker.postMessage({ type: "cancel" });
+    send("cancel");
     if (interrupt) {
       later(300, () => {
         Atomics.store(interrupt, 0, 2); // SIGINT: a KeyboardInterrupt wherever Python is
@@ -370,7 +373,7 @@ function restart() {
 }
 
 function requestTokens() {
-  if (booted && loadedModel !== null) worker.postMessage({ type: "tokenize", text: ui.prompt.value });
+  if (booted && loadedModel !== null) send("tokenize", { text: ui.prompt.value });
 }
 
 // The service worker saves the page's files when it starts (tens of MB fetched and hashed):
@@ -435,14 +438,14 @@ function runDone(m) {
 function afterBoot() {
   if (params.get("selftest") === "1") {
     setState("generating", "GPU self-test…");
-    worker.postMessage({ type: "selftest" });
+    send("selftest");
   } else if (params.has("hub")) {
     loadHub(params.get("hub"));
   } else if (ui.model.value && !halted) {
     loadModel(ui.model.value);
   }
   if (!autorun && PARAM_NAMES.some((k) => params.has(k))) {
-    worker.postMessage({ type: "check", params: readParams() }); // said before Generate
+    send("check", { params: readParams() }); // said before Generate
   }
 }
 
@@ -684,7 +687,7 @@ function startWorker() {
   if (isolated) {
     control = new Int32Array(new SharedArrayBuffer(4));
     interrupt = new Int32Array(new SharedArrayBuffer(4));
-    worker.postMessage({ type: "init", control: control.buffer, interrupt: interrupt.buffer });
+    send("init", { control: control.buffer, interrupt: interrupt.buffer });
   }
 }
 

@@ -11,6 +11,7 @@
 // is on the server, its service worker installs beside the old one and the panel offers to
 // reload into it.
 
+import { TO_SERVICE_WORKER, post } from "./protocol.mjs";
 import * as store from "./store.js";
 
 const $ = (id) => document.getElementById(id);
@@ -257,7 +258,7 @@ export function createOffline({ loadHub = () => {} } = {}) {
       const reg = await navigator.serviceWorker.getRegistration();
       if (reg && reg.waiting) {
         reloading = true;
-        reg.waiting.postMessage({ type: "skip-waiting" });
+        post(reg.waiting, TO_SERVICE_WORKER, "skip-waiting");
       } else {
         location.reload();
       }

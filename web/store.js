@@ -476,10 +476,8 @@ export async function askPersist() {
 
 /**
  * A fetch for the worker that reads the files of registered models from the store, and stores
- * them as they first stream in. `report` is told {event, model, file, detail} as that happens:
- * "stored", "damaged" (a blob whose hash is wrong: deleted, fetched again), "not-stored" (it
- * could not be kept: detail says why), "no-room" (need, free: the model is not stored at all),
- * "waiting" (another tab writes the file), "resumed" (a download continues from byte `from`).
+ * them as they first stream in. `report` is told what happens, as the fields of the worker's
+ * "cache" message (protocol.mjs: event, model, file and the event's own fields).
  * Returns {fetch, loading(url, entry, run)}: loading registers a model (an entry of
  * models/index.json or of hub.js), holds its files' use locks and checks the room it needs,
  * then runs run() (the load) and returns its result.

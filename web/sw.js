@@ -55,6 +55,7 @@ self.addEventListener("activate", (event) => {
   })());
 });
 
+// offline.js's one message (protocol.mjs's TO_SERVICE_WORKER; a classic script cannot import it).
 self.addEventListener("message", (event) => {
   if (event.data && event.data.type === "skip-waiting") self.skipWaiting();
 });

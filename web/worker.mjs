@@ -7,21 +7,9 @@
 // needed); all from this site (build.json lists the files and their sizes). worker.py then does the work: load a model, run the editor's
 // scripts (Generate runs one too).
 //
-// Messages in:  {type: "init", control, interrupt} (SharedArrayBuffers, when the page is
-//               cross-origin isolated) | {type: "load", name, url, entry} (entry: the
-//               model's models/index.json entry, with each file's size and sha256, or a hub
-//               model's entry from hub.js)
-//               | {type: "run", code, filename, params, files} | {type: "stop"}
-//               | {type: "cancel"}
-//               | {type: "tokenize", text} | {type: "selftest"} | {type: "check", params}
-// Messages out: {type: "progress", stage, done, total} | {type: "booted", python, boot_s,
-//               parts: {runtime_s, install_s, import_s, snapshot}} (Pyodide's start, the
-//               wheel's install, worker.py's and the package's imports; snapshot: true when
-//               Python was restored from the saved start)
-//               | {type: "cache", event, model, file, detail} (the model store: a file
-//               stored, a damaged copy replaced, no room, another tab's download awaited)
-//               | the ones worker.py posts (loaded, piece, console, chart, tokens, run-done,
-//               tokenized, selftest, error, device-lost).
+// Messages: web/protocol.mjs lists them (TO_WORKER in, FROM_WORKER out) with their fields;
+// every one this worker and worker.py post goes through its post(). worker.py posts through
+// self.webgptPost, set here.
 //
 // Stop: the page sets control[0] = 1, which page.stop_requested() reads in Python. Shared
 // with the page, the page writes it directly (and, if the script goes on, 2 = SIGINT into
@@ -31,11 +19,16 @@
 // Stop (and, shared, SIGINT soon after, for a script that never awaits).
 
 import { loadPyodide } from "./pyodide/pyodide.mjs";
+import { FROM_WORKER, post } from "./protocol.mjs";
 import { modelStore } from "./store.js";
+
+// A message to the page (protocol.mjs's FROM_WORKER); worker.py posts through it too.
+const send = (type, fields) => post(self, FROM_WORKER, type, fields);
+self.webgptPost = send;
 
 // Model files are read through the model store (store.js, OPFS): written on this device as they
 // first stream in, read from there (checked by their hash) afterwards, and so without the server.
-const models = modelStore(globalThis.fetch, (e) => postMessage({ type: "cache", ...e }));
+const models = modelStore(globalThis.fetch, (e) => send("cache", e));
 globalThis.fetch = models.fetch;
 
 const here = (path) => new URL(path, import.meta.url).href;
@@ -60,7 +53,7 @@ function countingFetch(realFetch, total) {
     const counter = new TransformStream({
       transform(chunk, controller) {
         done += chunk.byteLength;
-        postMessage({ type: "progress", stage: "pyodide", done, total });
+        send("progress", { stage: "pyodide", done, total });
         controller.enqueue(chunk);
       },
     });
@@ -80,7 +73,7 @@ async function boot() {
   const total = Object.entries(build.boot_files)
     .filter(([path]) => (path.startsWith("pyodide/") ? !path.endsWith(".mjs") : path === wheelPath))
     .reduce((sum, [, size]) => sum + size, 0);
-  postMessage({ type: "progress", stage: "pyodide", done: 0, total });
+  send("progress", { stage: "pyodide", done: 0, total });
 
   const realFetch = globalThis.fetch;
   const counted = countingFetch(realFetch, total);
@@ -136,7 +129,7 @@ async function boot() {
   parts.import_s = since() - parts.runtime_s - parts.install_s;
   self.pyodide = pyodide; // for the browser's console (and the tests): the worker's Python
   const python = pyodide.runPython("import sys; sys.version.split()[0]");
-  postMessage({ type: "booted", python, boot_s: since(), parts });
+  send("booted", { python, boot_s: since(), parts });
 }
 
 function handle(m) {
@@ -147,8 +140,9 @@ function handle(m) {
       if (!shared) control[0] = 0;
       return Promise.resolve(page.run(m.code, m.filename, m.params, m.files)).catch((err) => {
         // Only if worker.py's own code was interrupted: the run ends all the same.
-        postMessage({ type: "console", stream: "err", text: `${err && err.message ? err.message : err}\n` });
-        postMessage({ type: "run-done", status: "stopped", seconds: 0, error: null, stats: null });
+        send("console", { stream: "err", text: `${err && err.message ? err.message : err}\n` });
+        send("run-done", { status: "stopped", seconds: 0, error: null, stats: null, reload: false,
+          lost: false, bad_params: false });
       });
     case "tokenize":
       return page.tokenize(m.text);
@@ -185,8 +179,8 @@ self.onmessage = (e) => {
 
 boot().then(
   () => { for (const m of queue.splice(0)) handle(m); },
-  (err) => postMessage({
-    type: "error", stage: "boot",
+  (err) => send("error", {
+    stage: "boot",
     message: `Python (Pyodide) failed to start: ${err && err.message ? err.message : err}`,
     hint: "Reload the page. If it fails again, the site is incomplete: run python build.py " +
       "and serve the dist/ folder it makes.",

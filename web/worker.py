@@ -17,33 +17,8 @@ package is imported afresh, and the re-imported Model class adopts the loaded we
 (`Model.adopt`: a new plan, with pipelines and bind groups made from the current code and
 WGSL), all without loading the weights again.
 
-Messages to the page's main thread (main.js):
-
-    {type: "progress", stage, done, total}       weights streaming in
-    {type: "loaded", name, device, has_f16, uses_f16, weights, load_s, parts, config, layout,
-     plan, chat}                                  parts: {files_s, weights_s, plan_s}, the
-                                                  load's time: files and device, weights
-                                                  streaming in, plan and checks;
-                                                  weights: how the GPU holds the matrices,
-                                                  "f32", "f16", "q8" or "q4"; plan: {pass kind:
-                                                  [[launch name, shader file], ...]}; chat: the
-                                                  tokenizer has a chat template
-    {type: "piece", text}                         page.output(text): the generated text
-    {type: "note", text}                          page.note(text): a line for the user (the
-                                                  chat shows it under the reply)
-    {type: "console", stream, text}               stream: "out", "err", "tb" (a traceback),
-                                                  "sys" (what the page did)
-    {type: "chart", title, labels, values}        page.bar_chart(...)
-    {type: "tokens", title, pieces}               page.tokens(...): [[text, id], ...]
-    {type: "run-done", status, seconds, error, stats, reload, lost, bad_params}
-                                                  status: "ok", "error", "stopped"; lost: the
-                                                  GPU device was lost; bad_params: a form
-                                                  value failed params_from_strings, nothing ran
-    {type: "device-lost", message}                the model's GPU device was lost: the page
-                                                  loads the model again (a new device)
-    {type: "tokenized", text, count}              the answer to tokenize(text)
-    {type: "selftest", ok, text}                  the result of gpu_selftest()
-    {type: "error", stage, message, hint}         a sentence for the user, and what to do
+Messages to the page's main thread (main.js): web/protocol.mjs lists them (FROM_WORKER) with
+their fields; post() sends one through worker.mjs, which checks it against that list.
 
 Stop: the page sets a flag that page.stop_requested() reads (generation stops after the token
 in flight). A script that does not stop within a second is cancelled (cancel(): a
@@ -84,7 +59,9 @@ _script_task = None  # the asyncio task of the running script
 
 
 def post(kind, **fields):
-    js.postMessage(to_js({"type": kind, **fields}, dict_converter=js.Object.fromEntries))
+    """Post a message of type `kind` to the page (web/protocol.mjs's FROM_WORKER): worker.mjs
+    refuses a type or fields that the list does not have."""
+    js.webgptPost(kind, to_js(fields, dict_converter=js.Object.fromEntries))
 
 
 def _error(stage, message, hint=""):
@@ -166,8 +143,11 @@ async def load_model(name, url):
     weights = getattr(model, "weights", None) or ("f16" if model.uses_f16 else "f32")
     post("loaded", name=name, device=model.device.describe(), has_f16=bool(model.device.has_f16),
          uses_f16=bool(model.uses_f16), weights=str(weights), load_s=load_s, parts=parts,
+         # n_positions: the context the model keeps (n_ctx; a Llama's can be less than its
+         # max_position_embeddings)
          config={**{k: getattr(cfg, k) for k in ("n_layer", "n_head", "n_embd", "vocab_size",
-                                                  "n_positions", "head_size")},
+                                                  "head_size")},
+                 "n_positions": int(model.n_ctx),
                  "model_type": str(getattr(cfg, "model_type", "gpt2")),
                  "n_kv_head": int(getattr(cfg, "num_key_value_heads", cfg.n_head)),
                  "intermediate_size": int(getattr(cfg, "intermediate_size", 4 * cfg.n_embd))},
@@ -320,7 +300,7 @@ async def run(code, filename, params, files):
         params = _params(params)
     except ValueError as e:  # a bad form or URL value: say so, run nothing
         post("run-done", status="error", seconds=0.0, error=str(e), stats=None, reload=False,
-             bad_params=True)
+             lost=False, bad_params=True)
         return
     old_out, old_err = sys.stdout, sys.stderr
     sys.stdout, sys.stderr = _stdout, _stderr
@@ -377,7 +357,7 @@ async def run(code, filename, params, files):
     if lost is not None and status == "error":
         error = str(lost)
     post("run-done", status=status, seconds=time.perf_counter() - t0, error=error, stats=stats,
-         reload=_reload_hint, lost=lost is not None)
+         reload=_reload_hint, lost=lost is not None, bad_params=False)
 
 
 def _params(p):
