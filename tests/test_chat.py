@@ -63,14 +63,7 @@ def folder(tmp_path_factory):
 def test_template_ids_equal_transformers(folder):
     path, _, tok, _ = folder
 
-    async def ours():
-        from webgpt import open_folder
-        from webgpt.__init__ import _tokenizer
-        from webgpt.sources import open_source
-        source = open_source(path)
-        return await _tokenizer(source, await open_folder(source))
-
-    mine = asyncio.run(ours())
+    mine = asyncio.run(webgpt.open_folder(path)).tokenizer
     turns = MESSAGES + [{"role": "assistant", "content": "The east."},
                         {"role": "user", "content": "<b>And Juliet</b> is the sun? 🌞"}]
     for messages in (MESSAGES[1:], MESSAGES, turns):

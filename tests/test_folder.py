@@ -112,7 +112,9 @@ def test_both_prefixes(tmp_path, prefix):
     spec = run_open(path)
     assert isinstance(spec, ModelSpec)
     assert spec.config == GPT2Config(L, H, C, V, P)
-    assert spec.tokenizer_files == ("vocab.json", "merges.txt")
+    # The one reader gives the tokenizer too: the folder's vocab.json + merges.txt.
+    assert spec.tokenizer.encode("abab") == [2, 2] and spec.tokenizer.chat_template is None
+    assert spec.stop_ids == frozenset()    # no generation_config.json, no <|endoftext|>
     assert set(spec.tensors) == set(gpt2_shapes())
     assert expected_shapes(spec.config) == gpt2_shapes()
     for name, ref in spec.tensors.items():

@@ -21,9 +21,9 @@ function sizes(model, T) {
 
 const isLlama = (model) => !!(model && model.config && model.config.model_type &&
   model.config.model_type !== "gpt2");
-const LLAMA = "webgpt/model/llama.py";
+const LLAMA = "webgpt/arch/llama.py";
 
-// The steps of a Llama / Qwen2 / Qwen3 forward pass (model/llama.py).
+// The steps of a Llama / Qwen2 / Qwen3 forward pass (arch/llama.py).
 function llamaSteps(model) {
   const c = model && model.config;
   const L = c ? c.n_layer : "n_layer";
@@ -98,7 +98,7 @@ function llamaSteps(model) {
 }
 
 // Where each step is in the code: [file, [texts to look for, first found wins]].
-const MODEL = "webgpt/model/gpt2.py"; // the forward pass, one line per op
+const MODEL = "webgpt/arch/gpt2.py"; // the forward pass, one line per op
 const GEN = "webgpt/model/generator.py"; // generation and the text API
 const PLAN = "webgpt/model/plan.py"; // pass kinds and their launch lists
 

@@ -17,8 +17,9 @@ const UI_STORE = "webgpt-py/ui"; // {open, target}: the file in view and the scr
 const CONSOLE_LIMIT = 400_000; // characters kept in the console; older output is dropped
 const CHUNK = 16_384; // characters of output per element (so dropping old output is cheap)
 
-const MODULE_ORDER = ["webgpt/model/gpt2.py", "webgpt/model/plan.py",
-  "webgpt/model/generator.py", "webgpt/model/weights.py", "webgpt/model/layout.py",
+const MODULE_ORDER = ["webgpt/arch/gpt2.py", "webgpt/arch/llama.py", "webgpt/arch/base.py",
+  "webgpt/model/plan.py", "webgpt/model/generator.py", "webgpt/model/decode.py",
+  "webgpt/model/weights.py", "webgpt/model/layout.py",
   "webgpt/kernels.py", "webgpt/sampling.py", "webgpt/tokenizer.py", "webgpt/__init__.py"];
 const SHADER_ORDER = ["embedding", "layernorm", "gemv", "matvec", "matmul", "attention",
   "argmax", "sample"].map((n) => `shaders/${n}.wgsl`);

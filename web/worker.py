@@ -422,7 +422,7 @@ def _on_device_lost(err):
 
 def _print_traceback(exc, stream):
     """The traceback without this file's frames, with the package's files named as the
-    editor names them (webgpt/model/gpt2.py), to the console."""
+    editor names them (webgpt/arch/gpt2.py), to the console."""
     te = traceback.TracebackException.from_exception(exc)
     for t in _chain(te):
         t.stack = traceback.StackSummary.from_list(

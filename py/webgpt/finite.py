@@ -9,7 +9,6 @@ per tensor. It reads each weight once, as a decode step does, so it costs about 
 time at load.
 """
 
-import math
 import struct
 
 from .errors import ModelFolderError
@@ -34,11 +33,9 @@ def _buffers(model):
             continue
         m = store.matrix(name)
         if m is None:
-            if name in model.params:
-                buf, n = model.params[name], math.prod(ref.shape)
-                f16 = _is_f16(buf, n)
-                if f16 is not None:
-                    out.append((name, buf, None, f16, lambda i: i))
+            if name in store.params:
+                out.append((name, store.params[name], None, name in store.f16_params,
+                            lambda i: i))
             continue
         for buf, row0, rows, soff in m.parts:
             if m.fmt in ("q8", "q4"):
@@ -46,23 +43,13 @@ def _buffers(model):
                 size = -(-rows * nb * 2 // 4) * 4
                 out.append((name + ".scales", buf, (soff * 4, size), True,
                             lambda i, row0=row0, nb=nb: row0 * nb + i))
-            elif model.arch.matrix_storage(name) == "rows":  # stored as rows: as in the file
+            elif store.arch.matrix_storage(name) == "rows":  # stored as rows: as in the file
                 out.append((name, buf, None, m.fmt == "f16", lambda i, row0=row0, K=m.K: row0 * K + i))
             else:
                 # Rows [row0, row0 + rows) of the transposed (N, K) matrix; the file has (K, N).
                 out.append((name, buf, None, m.fmt == "f16",
                             lambda i, row0=row0, K=m.K, N=m.N: (i % K) * N + row0 + i // K))
     return out
-
-
-def _is_f16(buf, n):
-    """How the buffer stores n values: f32 (False), f16 packed in u32 (True), or neither
-    (None: a layout this check does not know, skipped)."""
-    if buf.size == 4 * n:
-        return False
-    if buf.size == (2 * n + 3) // 4 * 4:
-        return True
-    return None
 
 
 async def check_finite(model):

@@ -1,161 +1,78 @@
-"""Open a model folder (Hugging Face layout) and check all of it before any GPU work.
+"""Read a model folder (Hugging Face layout) and check all of it before any GPU work.
 
 A folder holds config.json, the weights as model.safetensors or as shards listed in
-model.safetensors.index.json, and the GPT-2 BPE files vocab.json + merges.txt. open_folder
-reads only the small files and the safetensors headers; it returns a ModelSpec that says where
-each tensor's bytes are, so the loader can stream them straight to GPU buffers.
+model.safetensors.index.json, the tokenizer files its architecture names (GPT-2's vocab.json +
+merges.txt, or tokenizer.json with tokenizer_config.json), and optionally
+chat_template.jinja and generation_config.json. `open_folder` reads every small file and the
+safetensors headers (never the weights' bytes) and returns a ModelSpec (webgpt.spec): the
+config, where each tensor's bytes are, the tokenizer with its chat template, and the ids that
+end generation. A defect (a missing file, a bad config, a tensor of the wrong shape, a header
+cut short, a tokenizer that does not fit the vocabulary) is a ModelFolderError naming the file
+and tensor.
 
-Quantized folders (written by `build.py quantize`, format in webgpt/tools/quantize.py) have
-"webgpt_quantization": {"bits": 8 or 4, "block": S} in config.json (spec.quantization, a
-config.Quantization) and hold, in place of each quantized weight NAME (the four matrices of
-every layer, QUANTIZED, and wte.weight), two tensors: NAME.qweight and NAME.scales. In
-spec.tensors such a weight is one QuantizedRef under its plain name:
+Quantized folders (`build.py quantize`) carry NAME.qweight and NAME.scales for each quantized
+weight NAME (see webgpt.spec); config.json's "webgpt_quantization" says how to read them.
 
-    ref = spec.tensors["h.0.mlp.c_fc.weight"]       # QuantizedRef
-    ref.qweight   TensorRef, I8 [N, K] (bits 8) or U8 [N, K/2] (bits 4: value 2j in the low
-                  nibble of byte j, 2j+1 in the high one, 4-bit two's complement)
-    ref.scales    TensorRef, F16 [N, K/block]: w[n, k] = q[n, k] * scales[n, k // block]
-    ref.bits, ref.block, ref.N, ref.K
-    ref.shape     the weight's shape in a plain folder: Conv1D [K, N] ([in, out]), wte [V, C]
-    ref.transposed  True for the Conv1D matrices (qweight row n = output n = column n of the
-                  [in, out] weight); False for wte, whose rows stay token rows (N = V, K = C)
-
-Every other tensor (and every tensor of a plain folder) is a TensorRef of a float dtype.
+This module and what it imports touch no GPU: tools that only read folders use it without
+the plan, the weights or webgpt.gpu.
 """
 
-import os
-from dataclasses import dataclass
-
+from .arch import ARCHITECTURES, arch_for
 from .config import QUANTIZATION_KEY, parse_config
+from .errors import ModelFolderError, printable
 from .limits import json_budget, parse_json
 from .safetensors import QWEIGHT_SUFFIX, read_header
-from .errors import ModelFolderError
-from .model import arch_for
-from .model.gpt2 import LAYER_MATRICES
 from .sources import open_source
+from .spec import ModelSpec, QuantizedRef, TensorRef
+from .tokenizer import Tokenizer, TokenizerError
 
 __all__ = ["ModelFolderError", "ModelSpec", "TensorRef", "QuantizedRef", "open_folder",
-           "expected_shapes", "quantized_names", "QUANTIZED"]
+           "expected_shapes", "quantized_names"]
 
 SINGLE = "model.safetensors"
 INDEX = "model.safetensors.index.json"
-TOKENIZER_FILES = ("vocab.json", "merges.txt")
-PREFIX = "transformer."
-
-# The matrices of each layer that a quantized folder quantizes (Conv1D, [in, out]), and the
-# suffixes of the two tensors that replace each quantized weight.
-QUANTIZED = LAYER_MATRICES  # each layer's matrices the products read (model/gpt2.py)
-QWEIGHT, SCALES = QWEIGHT_SUFFIX, ".scales"
+QWEIGHT, SCALES = QWEIGHT_SUFFIX, ".scales"  # the two tensors of a quantized weight
+CHAT_TEMPLATE = "chat_template.jinja"
+TOKENIZER_CONFIG = "tokenizer_config.json"
+GENERATION_CONFIG = "generation_config.json"
 
 LAYOUT = ("a model folder holds config.json, model.safetensors (or shards listed in "
-          "model.safetensors.index.json), vocab.json and merges.txt")
-
-
-@dataclass(frozen=True)
-class TensorRef:
-    file: str       # file name within the folder, as the Source takes it
-    dtype: str      # 'F32' | 'F16' | 'BF16'; 'I8' | 'U8' for a QuantizedRef's qweight
-    shape: tuple
-    start: int      # absolute byte range [start, end) in that file
-    end: int
-
-    @property
-    def nbytes(self):
-        return self.end - self.start
-
-
-@dataclass(frozen=True)
-class QuantizedRef:
-    """A quantized weight: its two tensors and how to read them (see the module docstring)."""
-    qweight: TensorRef  # I8 [N, K] or U8 [N, K/2]
-    scales: TensorRef   # F16 [N, K/block]
-    bits: int           # 8 | 4
-    block: int          # inputs k per scale
-    shape: tuple        # the plain weight's shape: [K, N] for Conv1D, [V, C] for wte
-    transposed: bool    # True for Conv1D (shape is [K, N]), False for wte (shape is [N, K])
-
-    @property
-    def N(self):
-        """Rows of qweight and scales: output features (Conv1D) or tokens (wte)."""
-        return self.qweight.shape[0]
-
-    @property
-    def K(self):
-        """Values per row: input features (Conv1D) or n_embd (wte)."""
-        return self.shape[0] if self.transposed else self.shape[1]
-
-    @property
-    def dtype(self):
-        return f"Q{self.bits}"
-
-    @property
-    def nbytes(self):
-        return self.qweight.nbytes + self.scales.nbytes
-
-
-@dataclass
-class ModelSpec:
-    config: object  # config.GPT2Config or config.LlamaConfig
-    source: object
-    # Canonical name -> where its bytes are: a TensorRef, or a QuantizedRef in a quantized
-    # folder. Ordered by (file, offset) (a QuantizedRef by its qweight) so that a loader
-    # walking the dict reads each file front to back.
-    tensors: dict
-    tokenizer_files: tuple = TOKENIZER_FILES
-
-    @property
-    def quantization(self):
-        """None, or the folder's config.Quantization (bits, block)."""
-        return self.config.quantization
+          "model.safetensors.index.json) and its tokenizer files ("
+          + ", ".join(f"{' and '.join(a.tokenizer_files)} for {a.name}" for a in ARCHITECTURES)
+          + ")")
 
 
 def expected_shapes(config):
-    """Canonical tensor name -> shape of the weights of this config's architecture
-    (model/gpt2.py, model/llama.py)."""
-    return arch_for(config).expected_shapes(config)
+    """Canonical tensor name -> shape of the weights of this config's architecture."""
+    return arch_for(config).expected_shapes()
 
 
 def quantized_names(config):
     """The weights a quantized folder stores quantized (the matrices the products read)."""
-    return arch_for(config).quantized_names(config)
-
-
-def _quantized_shapes(config, name):
-    """(qweight shape, scales shape) of quantized weight `name` for this config."""
-    q = config.quantization
-    K, N = expected_shapes(config)[name]
-    if arch_for(config).matrix_storage(name) == "rows":
-        K, N = N, K                 # [N, K] as stored: rows are outputs (tokens for wte)
-    return (N, K if q.bits == 8 else K // 2), (N, K // q.block)
-
-
-def _shape(s):
-    return "[" + ", ".join(map(str, s)) + "]"
+    return arch_for(config).quantized_names()
 
 
 async def open_folder(source):
     """Read and check a model folder; `source` is a Source or a path (a URL in the browser)."""
-    if isinstance(source, (str, os.PathLike)):
-        source = open_source(source)
-
+    source = open_source(source)
     if not await source.exists("config.json"):
         raise ModelFolderError(f"{source.where('config.json')} is missing; {LAYOUT}")
     config = parse_config(await source.text("config.json"), source.where("config.json"))
     arch = arch_for(config)
-
-    for name in arch.TOKENIZER_FILES:
+    for name in arch.tokenizer_files:
         if not await source.exists(name):
-            files = " and ".join(arch.TOKENIZER_FILES)
+            files = " and ".join(arch.tokenizer_files)
             raise ModelFolderError(
-                f"{source.where(name)} is missing: add the {arch.NAME} tokenizer file"
-                f"{'s' if len(arch.TOKENIZER_FILES) > 1 else ''} {files} to the folder (they "
+                f"{source.where(name)} is missing: add the {arch.name} tokenizer file"
+                f"{'s' if len(arch.tokenizer_files) > 1 else ''} {files} to the folder (they "
                 f"come with the model on Hugging Face)")
+    tensors = await _Tensors(source, arch).read(await _weight_files(source))
+    tokenizer = await _tokenizer(source, arch)
+    return ModelSpec(config=config, source=source, tensors=tensors, tokenizer=tokenizer,
+                     stop_ids=await _stop_ids(source, config, tokenizer))
 
-    files = await _weight_files(source)
-    tensors = await _tensors(source, config, files)
-    return ModelSpec(config=config, source=source, tensors=tensors,
-                     tokenizer_files=arch.TOKENIZER_FILES)
 
+# ---------------------------------------------------------------- the weights' files
 
 async def _weight_files(source):
     """The safetensors files to read, each with the tensor names the index places in it
@@ -193,121 +110,232 @@ async def _weight_files(source):
     return files
 
 
-async def _tensors(source, config, files):
-    arch = arch_for(config)
-    expected = expected_shapes(config)
-    ignored = arch.ignored(config)
-    tied = arch.tied_head(config)
-    V, C = config.vocab_size, config.n_embd
-    quant = config.quantization
-    quantizable = set(quantized_names(config))
-    config_where = source.where("config.json")
-    found = {}      # canonical name -> (TensorRef, name as saved); NAME.qweight/.scales too
+def _shape(s):
+    return "[" + ", ".join(map(str, s)) + "]"
 
-    for file, listed in files.items():
-        where = source.where(file)
-        header = await read_header(source, file)
-        absent = sorted(listed - set(header)) if listed is not None else []
-        if absent:
+
+class _Tensors:
+    """The checks of one folder's safetensors headers against its architecture: every
+    expected tensor once, with its shape (or, quantized, its two parts with theirs), nothing
+    unknown. `read(files)` gives spec.tensors."""
+
+    def __init__(self, source, arch):
+        self.source, self.arch = source, arch
+        self.config = arch.config
+        self.quant = self.config.quantization
+        self.expected = arch.expected_shapes()
+        self.quantizable = set(arch.quantized_names())
+        self.tied, self.ignored = arch.tied_head(), arch.ignored()
+        self.config_where = source.where("config.json")
+        self.found = {}  # canonical name -> (TensorRef, name as saved); NAME.qweight/.scales too
+
+    async def read(self, files):
+        for file, listed in files.items():
+            header = await read_header(self.source, file)
+            absent = sorted(listed - set(header)) if listed is not None else []
+            if absent:
+                raise ModelFolderError(
+                    f"{self.source.where(INDEX)} places tensor {absent[0]!r} in "
+                    f"{self.source.where(file)}, which does not have it")
+            for saved, info in header.items():
+                self._add(file, saved, info)
+        if self.quant is not None:
+            self._check_all_quantized()
+        self._check_none_missing(files)
+        return self._entries(files)
+
+    def _add(self, file, saved, info):
+        """Check one header entry and record it under its canonical name."""
+        arch, where = self.arch, self.source.where(file)
+        name = saved[len(arch.prefix):] if saved.startswith(arch.prefix) else saved
+        if name == self.tied:
+            # An output projection tied to the token table (GPT-2 always, others by
+            # config.json's tie_word_embeddings): the table serves, the copy is skipped.
+            V, C = arch.dims.V, arch.dims.C
+            if info.shape == (V, C):
+                return
+            raise ModelFolderError(f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; "
+                                   f"expected {_shape((V, C))} (tied to the token table)")
+        if name in self.ignored:
+            return
+        part = next((p for p in (QWEIGHT, SCALES) if name.endswith(p)), None)
+        base = name[:-len(part)] if part else name
+        if part and base in self.expected:
+            self._check_part(saved, info, where, base, part)
+        elif name not in self.expected:
             raise ModelFolderError(
-                f"{source.where(INDEX)} places tensor {absent[0]!r} in {where}, "
-                f"which does not have it")
-        for saved, info in header.items():
-            name = saved[len(arch.PREFIX):] if saved.startswith(arch.PREFIX) else saved
-            if name == tied:
-                # An output projection tied to the token table (GPT-2 always, others by
-                # config.json's tie_word_embeddings): the table serves, the copy is skipped.
-                if info.shape == (V, C):
-                    continue
-                raise ModelFolderError(
-                    f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; "
-                    f"expected {_shape((V, C))} (tied to the token table)")
-            if name in ignored:
-                continue
-            part = next((p for p in (QWEIGHT, SCALES) if name.endswith(p)), None)
-            base = name[:-len(part)] if part else name
-            if part and base in expected:
-                _check_part(saved, info, where, base, part, config, quantizable, config_where)
-            elif name not in expected:
-                raise ModelFolderError(
-                    f"tensor {saved!r} in {where} is not a {arch.NAME} weight for this "
-                    f"config.json (n_layer={config.n_layer})")
-            if name in found:
-                other, other_saved = found[name]
-                raise ModelFolderError(
-                    f"tensor {name!r} appears twice: as {other_saved!r} in "
-                    f"{source.where(other.file)} and as {saved!r} in {where}")
-            # Plain tensors are floats: read_header allows I8 and U8 for NAME.qweight only.
-            if not part and info.shape != expected[name]:
-                raise ModelFolderError(
-                    f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; "
-                    f"expected {_shape(expected[name])}")
-            found[name] = (TensorRef(file, info.dtype, info.shape, info.start, info.end), saved)
+                f"tensor {saved!r} in {where} is not a {arch.name} weight for this config.json "
+                f"({arch.layers_key}={arch.dims.n_layer})")
+        if name in self.found:
+            other, other_saved = self.found[name]
+            raise ModelFolderError(
+                f"tensor {name!r} appears twice: as {other_saved!r} in "
+                f"{self.source.where(other.file)} and as {saved!r} in {where}")
+        # Plain tensors are floats: read_header allows I8 and U8 for NAME.qweight only.
+        if not part and info.shape != self.expected[name]:
+            raise ModelFolderError(
+                f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; "
+                f"expected {_shape(self.expected[name])}")
+        self.found[name] = (TensorRef(file, info.dtype, info.shape, info.start, info.end), saved)
 
-    if quant is not None:
-        for name in quantizable:
-            if name in found and name + QWEIGHT in found:
-                (plain, plain_saved), (q, q_saved) = found[name], found[name + QWEIGHT]
+    def _quantized_shapes(self, name):
+        """(qweight shape, scales shape) of quantized weight `name`."""
+        q = self.quant
+        K, N = self.expected[name]
+        if self.arch.matrix_storage(name) == "rows":
+            K, N = N, K                 # [N, K] as stored: rows are outputs (tokens for wte)
+        return (N, K if q.bits == 8 else K // 2), (N, K // q.block)
+
+    def _check_part(self, saved, info, where, base, part):
+        """Check NAME.qweight or NAME.scales (`part`) against config.json's quantization."""
+        quant, config_where = self.quant, self.config_where
+        if quant is None:
+            raise ModelFolderError(
+                f"tensor {saved!r} in {where} is part of a quantized weight, but {config_where} "
+                f"has no {QUANTIZATION_KEY!r} (bits, block) to say how to read it")
+        if base not in self.quantizable:
+            raise ModelFolderError(
+                f"tensor {saved!r} in {where}: {base!r} is never quantized (only the token "
+                f"table and the matrices the products read are)")
+        qshape, sshape = self._quantized_shapes(base)
+        dtype, shape = (quant.qdtype, qshape) if part == QWEIGHT else ("F16", sshape)
+        how = f"{quant.bits}-bit, block {quant.block} ({QUANTIZATION_KEY} in {config_where})"
+        if info.dtype != dtype:
+            raise ModelFolderError(
+                f"tensor {saved!r} in {where} has dtype {info.dtype!r}; a {how} folder stores "
+                f"it as {dtype}")
+        if info.shape != shape:
+            raise ModelFolderError(
+                f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; expected "
+                f"{_shape(shape)} for {how}")
+
+    def _check_all_quantized(self):
+        """In a quantized folder every quantizable weight is stored quantized, once."""
+        quant, where = self.quant, self.source.where
+        for name in self.quantizable:
+            if name not in self.found:
+                continue
+            plain, plain_saved = self.found[name]
+            if name + QWEIGHT in self.found:
+                q, q_saved = self.found[name + QWEIGHT]
                 raise ModelFolderError(
                     f"tensor {name!r} is there twice, plain and quantized: as {plain_saved!r} "
-                    f"in {source.where(plain.file)} and as {q_saved!r} in {source.where(q.file)}")
-            if name in found:
-                plain, plain_saved = found[name]
-                raise ModelFolderError(
-                    f"tensor {plain_saved!r} in {source.where(plain.file)} is not quantized, but "
-                    f"{config_where} says the folder is ({QUANTIZATION_KEY}: {quant.bits}-bit, "
-                    f"block {quant.block}): {name + QWEIGHT!r} and {name + SCALES!r} should "
-                    f"hold it")
+                    f"in {where(plain.file)} and as {q_saved!r} in {where(q.file)}")
+            raise ModelFolderError(
+                f"tensor {plain_saved!r} in {where(plain.file)} is not quantized, but "
+                f"{self.config_where} says the folder is ({QUANTIZATION_KEY}: {quant.bits}-bit, "
+                f"block {quant.block}): {name + QWEIGHT!r} and {name + SCALES!r} should hold it")
 
-    want = [n for n in expected if quant is None or n not in quantizable]
-    if quant is not None:
-        want += [n + p for n in quantized_names(config) for p in (QWEIGHT, SCALES)]
-    missing = [name for name in want if name not in found]
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        if len(files) == 1:
-            in_what = source.where(next(iter(files)))
+    def _check_none_missing(self, files):
+        quant = self.quant
+        want = [n for n in self.expected if quant is None or n not in self.quantizable]
+        if quant is not None:
+            want += [n + p for n in self.arch.quantized_names() for p in (QWEIGHT, SCALES)]
+        missing = [name for name in want if name not in self.found]
+        if missing:
+            more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+            if len(files) == 1:
+                in_what = self.source.where(next(iter(files)))
+            else:
+                in_what = f"the shards listed in {self.source.where(INDEX)}"
+            raise ModelFolderError(f"tensor {missing[0]!r} is missing from {in_what}{more}")
+
+    def _entries(self, files):
+        """spec.tensors: every expected weight, ordered by (file, offset)."""
+        entries = {}
+        for name, shape in self.expected.items():
+            if name in self.found:
+                entries[name] = self.found[name][0]
+            else:   # a quantized folder's weight: checked above, both parts are there
+                q = self.quant
+                entries[name] = QuantizedRef(
+                    self.found[name + QWEIGHT][0], self.found[name + SCALES][0], q.bits, q.block,
+                    shape, transposed=self.arch.matrix_storage(name) == "cols")
+        order = {file: k for k, file in enumerate(files)}
+
+        def position(item):
+            ref = item[1]
+            ref = ref.qweight if isinstance(ref, QuantizedRef) else ref
+            return order[ref.file], ref.start
+
+        return dict(sorted(entries.items(), key=position))
+
+
+# ---------------------------------------------------------------- tokenizer and generation
+
+async def _tokenizer(source, arch):
+    """The folder's tokenizer with its chat template, checked against config.json: GPT-2 BPE
+    files (vocab.json + merges.txt) or a Hugging Face tokenizer.json (with
+    tokenizer_config.json where the folder has one). A defect is a ModelFolderError."""
+    files = arch.tokenizer_files
+    vocab = files[0]
+    config_text = (await source.text(TOKENIZER_CONFIG)
+                   if await source.exists(TOKENIZER_CONFIG) else None)
+    try:
+        if files == ("tokenizer.json",):
+            from .hf_tokenizer import HFTokenizer
+
+            tokenizer = HFTokenizer.from_texts(await source.text(vocab), config_text,
+                                               source.where(vocab), source.where(TOKENIZER_CONFIG))
+            template_config = tokenizer.config
         else:
-            in_what = f"the shards listed in {source.where(INDEX)}"
-        raise ModelFolderError(f"tensor {missing[0]!r} is missing from {in_what}{more}")
-
-    entries = {}
-    for name in expected:
-        if name in found:
-            entries[name] = found[name][0]
-        else:   # a quantized folder's weight: checked above, both parts are there
-            qweight, scales = found[name + QWEIGHT][0], found[name + SCALES][0]
-            entries[name] = QuantizedRef(qweight, scales, quant.bits, quant.block, expected[name],
-                                         transposed=arch.matrix_storage(name) == "cols")
-    order = {file: k for k, file in enumerate(files)}
-
-    def position(item):
-        ref = item[1]
-        ref = ref.qweight if isinstance(ref, QuantizedRef) else ref
-        return order[ref.file], ref.start
-
-    return dict(sorted(entries.items(), key=position))
-
-
-def _check_part(saved, info, where, base, part, config, quantizable, config_where):
-    """Check NAME.qweight or NAME.scales (`part`) against config.json's quantization."""
-    quant = config.quantization
-    if quant is None:
+            merges = files[1]
+            tokenizer = Tokenizer.from_texts(await source.text(vocab), await source.text(merges),
+                                             source.where(vocab), source.where(merges))
+            template_config = _tokenizer_config(source, config_text)
+    except TokenizerError as e:
+        raise ModelFolderError(str(e)) from None
+    tokenizer.chat_template = await _chat_template(source, template_config)
+    V = arch.dims.V
+    if tokenizer.vocab_size > V:
+        # The model could not embed the ids the tokenizer gives beyond its vocabulary.
         raise ModelFolderError(
-            f"tensor {saved!r} in {where} is part of a quantized weight, but {config_where} "
-            f"has no {QUANTIZATION_KEY!r} (bits, block) to say how to read it")
-    if base not in quantizable:
-        raise ModelFolderError(
-            f"tensor {saved!r} in {where}: {base!r} is never quantized (only the token table "
-            f"and the matrices the products read are)")
-    qshape, sshape = _quantized_shapes(config, base)
-    dtype, shape = (quant.qdtype, qshape) if part == QWEIGHT else ("F16", sshape)
-    how = f"{quant.bits}-bit, block {quant.block} ({QUANTIZATION_KEY} in {config_where})"
-    if info.dtype != dtype:
-        raise ModelFolderError(
-            f"tensor {saved!r} in {where} has dtype {info.dtype!r}; a {how} folder stores it "
-            f"as {dtype}")
-    if info.shape != shape:
-        raise ModelFolderError(
-            f"tensor {saved!r} in {where} has shape {_shape(info.shape)}; expected "
-            f"{_shape(shape)} for {how}")
+            f"{source.where(vocab)} has token ids up to {tokenizer.vocab_size - 1}, but "
+            f"{source.where('config.json')} has vocab_size {V}: the tokenizer files belong to "
+            f"another model")
+    return tokenizer
+
+
+def _tokenizer_config(source, text):
+    """tokenizer_config.json's object (where the folder has one; {} otherwise)."""
+    if text is None:
+        return {}
+    where = source.where(TOKENIZER_CONFIG)
+    d = parse_json(text, where, budget=json_budget(TOKENIZER_CONFIG))
+    if not isinstance(d, dict):
+        raise ModelFolderError(f"{where} must hold a JSON object")
+    return d
+
+
+async def _chat_template(source, tokenizer_config):
+    """The folder's chat template (chat_template.jinja, else tokenizer_config.json's), or None."""
+    from .chat_template import ChatTemplateError, find_chat_template
+
+    jinja = await source.text(CHAT_TEMPLATE) if await source.exists(CHAT_TEMPLATE) else None
+    try:
+        return find_chat_template(tokenizer_config, jinja)
+    except ChatTemplateError as e:
+        raise ModelFolderError(f"{source.where(TOKENIZER_CONFIG)}: {e}") from None
+
+
+async def _stop_ids(source, config, tokenizer):
+    """The ids that end generation: generation_config.json's eos_token_id (an int or a list)
+    and the tokenizer's end-of-text id."""
+    ids = set()
+    eot = getattr(tokenizer, "eot_id", None)
+    if eot is not None:
+        ids.add(eot)
+    if await source.exists(GENERATION_CONFIG):
+        where = source.where(GENERATION_CONFIG)
+        d = parse_json(await source.text(GENERATION_CONFIG), where,
+                       budget=json_budget(GENERATION_CONFIG))
+        eos = d.get("eos_token_id") if isinstance(d, dict) else None
+        eos = [eos] if isinstance(eos, int) and not isinstance(eos, bool) else eos
+        if eos is not None:
+            if not isinstance(eos, list) or not all(
+                    isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in eos):
+                raise ModelFolderError(f"{where}: eos_token_id must be a token id or a list of "
+                                       f"token ids, not {printable(repr(eos))[:60]}")
+            # An id the model cannot produce (at or past vocab_size) can never end a reply.
+            ids.update(i for i in eos if i < config.vocab_size)
+    return frozenset(ids)

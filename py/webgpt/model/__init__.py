@@ -7,31 +7,19 @@
     plan.py       Plan: activations, bind groups and each pass kind's flat list of launch
                   records (name, shader, pipeline, bind group, grid); Forward, the recorder
                   that turns an architecture's ops into launches
-    generator.py  Model: logits, the pipelined decode loop, the text API, rebuild and adopt
-                  (the editor's reload over the same weights)
-    gpt2.py       GPT-2: which ops run in which order with which weights (the forward pass)
-    llama.py      Llama, Qwen2, Qwen3: the same, with RMSNorm, rotary embedding, grouped-query
-                  attention and SwiGLU
+    decode.py     generation in steps: Generation (queue a pass, read a token back, slide the
+                  window) and KVCache (which tokens the KV cache holds)
+    generator.py  Model: logits, generation, the text API, rebuild and adopt (the editor's
+                  reload over the same weights)
+    chat.py       chat turns: template, KV-cache reuse across turns, stop ids and strings
 
-An architecture is a module with the same names: NAME, PREFIX, TOKENIZER_FILES (its folder),
-expected_shapes, quantized_names, tied_head, ignored (what folder.py checks), dims, activations,
-matrix_storage, is_matrix, is_table (its weights), forward (its ops), and optionally groups,
-constants and context. `arch_for(config)` picks one.
+What each architecture computes (its tensors, sizes and forward pass) is webgpt.arch, which
+touches no GPU.
 """
 
-from . import gpt2, llama
-
-
-def arch_for(config):
-    """The architecture module of a parsed config.json (config.GPT2Config or LlamaConfig)."""
-    return llama if isinstance(config, llama.CONFIG) else gpt2
-
-
-from .generator import GPT2, Model  # noqa: E402  (it uses arch_for)
+from .generator import GPT2, Model
 from .layout import Layout, layouts
 from .plan import PIPELINE, Launch, Plan
 from .weights import Matrix
 
-__all__ = ["GPT2", "Model", "Layout", "layouts", "Plan", "Launch", "Matrix", "PIPELINE", "gpt2",
-           "llama", "arch_for"]
-
+__all__ = ["GPT2", "Model", "Layout", "layouts", "Plan", "Launch", "Matrix", "PIPELINE"]

@@ -1,32 +1,25 @@
-"""The model object `webgpt.load` returns: full logits, pipelined generation, the text API.
+"""The model object `webgpt.load` returns: full logits, generation, the text API.
 
 It owns three parts: the uploaded weights (weights.Weights), the plan over them (plan.Plan:
-activations, bind groups, launch lists), and the architecture module that defines the forward
-pass (gpt2.py). Every buffer is created at load, sized for the whole context; a forward pass is
-one command encoder and one submit; decoding reads back one token id.
+activations, bind groups, launch lists), and its architecture (webgpt.arch: the forward pass,
+bound to the config and the context kept). Every buffer is created at load, sized for the
+whole context; a forward pass is one command encoder and one submit.
 
-The KV cache holds keys and values of positions [0, pos) for every layer. `logits(ids)` runs
-the whole sequence from position 0; generation runs the prompt in one batched pass and then one
-token per pass through the cache. Decoding stays on the GPU: the argmax kernel (greedy) or the
-sampling kernel (temperature, top-k, top-p, seeded) writes the chosen token where the next pass
-reads its input, so later passes are queued before token n is read back, and the read-back
-latency hides behind compute. Only token ids leave the GPU, unless a `logits_hook` asks to see
-(and edit) each step's logits.
+`logits(ids)` runs the whole sequence from position 0; generation (model/decode.py) runs the
+prompt in one batched pass and then one token per pass through the KV cache, choosing each
+token on the GPU and reading back only its id. `cache` (a decode.KVCache) says which tokens
+the KV cache holds, so a chat's next turn runs only what is new (model/chat.py).
 """
 
 import contextlib
-import secrets
 import struct
-import sys
-import time
-import warnings
 
-from collections import deque
-
+from ..arch import arch_for
+from ..errors import ModelFolderError
 from ..kernels import Kernels
-from . import arch_for
+from .decode import Generation, KVCache, check_request
 from .layout import Layout, layouts, resolve
-from .plan import PIPELINE, Plan
+from .plan import Plan
 from .weights import Weights, released_error
 
 
@@ -35,42 +28,58 @@ class Model:
 
     `Model(spec, device, tokenizer, layout)` checks that the model fits the device (raising a
     sentence if not) and plans its weights; `await upload(progress)` streams them in and builds
-    the plan. `GPT2` is the same class under its first name.
+    the plan. `weights=` gives it weights already uploaded (`adopt`). `GPT2` is the same class
+    under its first name.
     """
 
-    def __init__(self, spec, device, tokenizer, layout=None, arch=None):
+    def __init__(self, spec, device, tokenizer=None, layout=None, weights=None):
         self.spec = spec
         self.config = spec.config
         self.device = device
-        self.tokenizer = tokenizer
-        self.arch = arch or arch_for(self.config)
+        self.tokenizer = tokenizer if tokenizer is not None else spec.tokenizer
+        # The ids that end generation besides the tokenizer's end-of-text id (stopping_ids).
+        self.stop_ids = spec.stop_ids
         self.kernels = Kernels(device)
         base = Layout.of(layout) if layout is not None else layouts(device)
-        fit = getattr(self.arch, "context", None)
-        if fit is not None and not self.config.context:
-            # The context kept (the KV cache's length), where the model allows far more.
-            self.config.context = fit(self.config, device, base)
-        d = self.arch.dims(self.config)
-        self.C, self.V, self.n_ctx = d["C"], d["V"], d["n_ctx"]
-        self.layout = resolve(base, device, d, getattr(spec, "quantization", None) is not None)
-        for name, ref in spec.tensors.items():
-            group = {8: 16, 4: 32}.get(getattr(ref, "bits", None))
-            if group and ref.K % group:  # the kernels read quantized rows in 16-byte groups
-                from ..errors import ModelFolderError
-                raise ModelFolderError(
-                    f"{spec.source.where(ref.qweight.file)}: tensor {name!r} has {ref.bits}-bit "
-                    f"rows of {ref.K} values; the kernels need a multiple of {group}")
-        self.weight_store = Weights(spec, device, self.kernels, self.layout, self.arch,
-                                    oom_note=self._oom_note)
+        arch = arch_for(spec.config)
+        # The context kept (the KV cache's length), where the model allows far more.
+        self.arch = arch.with_context(arch.context(device, base))
+        self.dims = self.arch.dims
+        self.layout = resolve(base, device, self.dims, spec.quantization is not None)
+        _check_quantized_rows(spec)
+        if weights is None:
+            weights = Weights(spec, device, self.kernels, self.layout, self.arch)
+        else:  # adopted: the same buffers, this model's pipelines and messages
+            weights.kernels = self.kernels
+        weights.alloc.oom_note = self._oom_note
+        self.weight_store = weights
         self.plan = None
         self.stats = {}
         self.released = False  # release() was called: every method raises
-        self.pos = 0  # tokens held in the KV cache
-        # The token ids whose keys and values the KV cache holds at positions 0.. (what a chat
-        # turn may reuse), and the ids that end generation (set by webgpt.load from the
-        # tokenizer and generation_config.json; the tokenizer's eot_id where unset).
-        self.cached_ids = []
-        self.stop_ids = None
+        self.cache = KVCache()
+
+    @property
+    def C(self):
+        return self.dims.C
+
+    @property
+    def V(self):
+        return self.dims.V
+
+    @property
+    def n_ctx(self):
+        """The context kept: the KV cache's length in tokens."""
+        return self.dims.n_ctx
+
+    @property
+    def cached_ids(self):
+        """The token ids whose keys and values the KV cache holds at positions 0.. (what a
+        chat turn may reuse). Assign [] to forget them."""
+        return self.cache.ids
+
+    @cached_ids.setter
+    def cached_ids(self, ids):
+        self.cache = KVCache(ids)
 
     # ------------------------------------------------------------ what the model holds
 
@@ -99,7 +108,7 @@ class Model:
         """(weights, total): GPU bytes this model takes once loaded, weights and in all
         (activations sized for the whole context and the KV cache included)."""
         weights = self.weight_store.planned_bytes()
-        return weights, weights + Plan.planned_bytes(self.arch, self.config, self.layout)
+        return weights, weights + Plan.planned_bytes(self.arch, self.layout)
 
     def buffers(self):
         """Every live GPU buffer of this model (weights, activations, caches)."""
@@ -116,8 +125,10 @@ class Model:
     async def upload(self, progress=None):
         """Stream every tensor into GPU memory, then build the plan over it."""
         await self.weight_store.upload(progress)
-        self.plan = Plan(self.arch, self.config, self.weight_store, self.layout, self.kernels,
-                         self.device)
+        self.plan = self._plan()
+
+    def _plan(self):
+        return Plan(self.arch, self.weight_store, self.layout, self.kernels, self.device)
 
     def rebuild(self):
         """Compile the pipelines again from the current WGSL (the files, or the texts in
@@ -128,9 +139,7 @@ class Model:
             self.plan.release()
             self.plan = None
         self.kernels.clear()
-        self.plan = Plan(self.arch, self.config, self.weight_store, self.layout, self.kernels,
-                         self.device)
-        self.pos = 0
+        self.plan = self._plan()
         self.cached_ids = []
 
     @classmethod
@@ -140,26 +149,13 @@ class Model:
         it uses) may be edited code; the weights stay on the GPU as they are, the old plan is
         released and a new one is built from the current code. `old` is spent afterwards."""
         old._check_usable()
-        new = cls.__new__(cls)
-        new.spec, new.config, new.device = old.spec, old.config, old.device
-        new.tokenizer = old.tokenizer
-        new.arch = sys.modules.get(f"{__package__}.{old.arch.__name__.rsplit('.', 1)[-1]}",
-                                   old.arch)
-        new.kernels = Kernels(old.device)
+        new = cls(old.spec, old.device, old.tokenizer, old.layout, weights=old.weight_store)
         new.kernels.sources.update(old.kernels.sources)
-        new.C, new.V, new.n_ctx = old.C, old.V, old.n_ctx
-        new.layout = Layout.of(old.layout.as_dict())
-        new.weight_store = old.weight_store
-        new.weight_store.kernels = new.kernels
-        new.weight_store.alloc.oom_note = new._oom_note
-        new.stats, new.released, new.pos = dict(old.stats), False, 0
-        new.cached_ids, new.stop_ids = [], old.stop_ids
+        new.stop_ids, new.stats = old.stop_ids, dict(old.stats)
         if old.plan is not None:
             old.plan.release()
         old.plan, old.released = None, True  # its weights now belong to `new`
-        new.plan = None
-        new.plan = Plan(new.arch, new.config, new.weight_store, new.layout, new.kernels,
-                        new.device)
+        new.plan = new._plan()
         return new
 
     def release(self):
@@ -182,7 +178,7 @@ class Model:
 
     # ------------------------------------------------------------ forward
 
-    def _check_ids(self, ids):
+    def check_ids(self, ids):
         V = self.V
         for i in ids:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < V:
@@ -208,7 +204,6 @@ class Model:
         if slot is not None:
             enc.copy(plan.buf["ids"], 0, slot, 0, 4)
         enc.submit()
-        self.pos = pos0 + T
 
     async def sync(self):
         """Wait until all queued GPU work of this model is done."""
@@ -219,10 +214,11 @@ class Model:
         """Full forward of `ids` from position 0, no cache reuse: float32 logits (T, V)."""
         self._check_usable()
         ids = list(ids)
-        self._check_ids(ids)
+        self.check_ids(ids)
         T, V = len(ids), self.V
         if not 0 < T <= self.n_ctx:
-            raise ValueError(f"logits() takes 1 to {self.n_ctx} token ids (n_positions), got {T}")
+            raise ValueError(f"logits() takes 1 to {self.n_ctx} token ids (the context kept), "
+                             f"got {T}")
         dev, plan = self.device, self.plan
         dev.write(plan.buf["ids"], 0, struct.pack(f"<{T}I", *ids))
         out = bytearray()
@@ -236,7 +232,6 @@ class Model:
                 plan.encode(enc, "lm_head", T, rows)  # the final norm's output is still there
             enc.submit()
             out += await dev.read(plan.buf["logits"], 0, rows * V * 4)
-        self.pos = T
         self.cached_ids = ids
         return memoryview(bytes(out)).cast("f", (T, V))
 
@@ -254,11 +249,10 @@ class Model:
         return ids
 
     def stopping_ids(self):
-        """The ids that end generation: stop_ids, else the tokenizer's end-of-text id."""
-        if self.stop_ids is not None:
-            return frozenset(self.stop_ids)
+        """The ids that end generation: stop_ids (generation_config.json's eos_token_id) and
+        the tokenizer's end-of-text id."""
         eot = getattr(self.tokenizer, "eot_id", None)
-        return frozenset() if eot is None else frozenset([eot])
+        return frozenset(self.stop_ids or ()) | (frozenset() if eot is None else {eot})
 
     async def generate_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
                            seed=None, stop_at_eot=True, logits_hook=None, cached=0):
@@ -288,129 +282,27 @@ class Model:
         new values (a sequence of vocab_size numbers). Each step then reads the logits back
         and writes them again, one step at a time: slower than without a hook, but far faster
         than a full `logits()` per token.
-        """
-        from ..sampling import check_params
 
+        The steps are model/decode.py's Generation: submit (queue a pass), slide (the window),
+        next_token (queue ahead, read one back), finish (what the KV cache holds).
+        """
         self._check_usable()
         ids = list(ids)
-        self._check_ids(ids)
-        check_params(max_new_tokens, temperature, top_k, top_p, seed)
-        if not ids:
-            raise ValueError("generation needs at least one prompt token")
-        if logits_hook is not None and not callable(logits_hook):
-            raise ValueError(f"logits_hook must be a function (logits, ids), got "
-                             f"{type(logits_hook).__name__}")
-        if cached and (not 0 <= cached < len(ids) <= self.n_ctx
-                       or self.cached_ids[:cached] != ids[:cached]):
-            raise ValueError(f"cached={cached}: the KV cache does not hold those {cached} ids, "
-                             f"or nothing would be left to run")
-        n_ctx, dev, plan = self.n_ctx, self.device, self.plan
-        choose = "argmax" if temperature == 0 else "sample"
-        if seed is None:
-            seed = secrets.randbits(32)  # recorded in stats, so the run can be repeated
+        check_request(self, ids, max_new_tokens, temperature, top_k, top_p, seed, logits_hook,
+                      cached)
+        run = Generation(self, ids, max_new_tokens, temperature, top_k, top_p, seed,
+                         logits_hook, cached)
+        self.stats = run.stats
         stops = self.stopping_ids() if stop_at_eot else frozenset()
-        stats = self.stats = {"load_s": self.stats.get("load_s"), "prefill_tokens": 0,
-                              "prefill_s": 0.0, "first_token_s": None, "decode_tokens": 0,
-                              "decode_s": 0.0, "window_slides": 0, "seed": seed}
-        if len(ids) > n_ctx:
-            warnings.warn(f"the prompt has {len(ids)} tokens, more than the model's context of "
-                          f"{n_ctx}; only the last {n_ctx} are used", UserWarning, stacklevel=2)
-        if max_new_tokens == 0:
-            return
-        history = list(ids)
-        window = ids[-n_ctx:] if not cached else ids[cached:]  # tokens the next pass writes
-        #                        (None: the one token the previous pass left in ids[0])
-        pos = cached           # positions queued into the KV cache
-        # What the KV cache holds: known ids, then ("gen", k) for generated token k fed by a
-        # pass queued before it was read back (resolved when generation ends).
-        fed = list(ids[:cached])
-        generated = []
-        submitted = 0          # passes queued, one per new token
-        inflight = deque()     # read-back slots of queued passes, oldest first
-        sampler = (float(temperature), top_k or 0, 1.0 if top_p is None else float(top_p),
-                   seed % 2**32)
-        depth = 1 if logits_hook is not None else PIPELINE
-
-        async def submit():
-            nonlocal window, pos, submitted
-            if window is None:
-                fed.append(("gen", submitted - 1))
-            else:
-                del fed[pos:]
-                fed.extend(window)
-            if choose == "sample":
-                dev.write(plan.buf["sampler"], 0, struct.pack("<fIfII", *sampler, submitted))
-            slot = plan.slots[submitted % PIPELINE]
-            if logits_hook is None:
-                self._submit(window, pos, choose, slot)
-            else:
-                self._submit(window, pos, None)
-                await self._apply_hook(logits_hook, history)
-                enc = dev.encoder()
-                plan.encode(enc, choose)
-                enc.copy(plan.buf["ids"], 0, slot, 0, 4)
-                enc.submit()
-            inflight.append(slot)
-            pos += 1 if window is None else len(window)
-            window, submitted = None, submitted + 1
-
-        t0 = time.perf_counter()
-        t_first = None
         try:
-            for produced in range(max_new_tokens):
+            for _ in range(max_new_tokens):
                 self._check_usable()  # released while this generator was suspended
-                if submitted == produced:  # this token's pass is not queued yet
-                    if window is None and pos + 1 > n_ctx:
-                        keep = max(1, n_ctx * 3 // 4)
-                        warnings.warn(f"the context of {n_ctx} tokens is full: sliding the "
-                                      f"window to the last {keep} tokens", UserWarning,
-                                      stacklevel=2)
-                        stats["window_slides"] += 1
-                        window, pos = history[-keep:], 0
-                    if produced == 0:
-                        stats["prefill_tokens"] = len(window)
-                    await submit()
-                # Queue the next passes before reading this token (their input is on the GPU),
-                # so the GPU works while the CPU waits for the read-back.
-                while submitted < max_new_tokens and pos + 1 <= n_ctx and len(inflight) < depth:
-                    await submit()
-                token = struct.unpack("<I", await dev.map_read(inflight.popleft(), 4))[0]
-                now = time.perf_counter()
-                if produced == 0:
-                    t_first = now
-                    stats["first_token_s"] = stats["prefill_s"] = now - t0
-                else:
-                    stats["decode_tokens"] = produced
-                    stats["decode_s"] = now - t_first
-                history.append(token)
-                generated.append(token)
+                token = await run.next_token()
                 yield token
                 if token in stops:
                     return
         finally:
-            known = []
-            for f in fed:  # the cache's ids, up to the first one that was never read back
-                if isinstance(f, tuple):
-                    if f[1] >= len(generated):
-                        break
-                    f = generated[f[1]]
-                known.append(f)
-            self.cached_ids = known
-
-    async def _apply_hook(self, hook, history):
-        """Read row 0 of the logits, let `hook` edit them, write them back."""
-        dev, V = self.device, self.V
-        buf = self.plan.buf["logits"]
-        data = bytearray(await dev.read(buf, 0, V * 4))
-        logits = memoryview(data).cast("f")
-        got = hook(logits, list(history))
-        if got is not None and got is not logits:
-            values = list(got)
-            if len(values) != V:
-                raise ValueError(f"logits_hook returned {len(values)} values; the model has "
-                                 f"{V} (vocab_size)")
-            data = struct.pack(f"<{V}f", *values)
-        dev.write(buf, 0, data)
+            run.finish()
 
     async def stream(self, prompt, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
                      seed=None, stop_at_eot=True, logits_hook=None):
@@ -461,6 +353,16 @@ class Model:
                                             seed, stop, logits_hook):
             pieces.append(piece)
         return "".join(pieces)
+
+
+def _check_quantized_rows(spec):
+    """The kernels read quantized rows in 16-byte groups: 16 values of 8 bits, 32 of 4."""
+    for name, ref in spec.tensors.items():
+        group = {8: 16, 4: 32}.get(getattr(ref, "bits", None))
+        if group and ref.K % group:
+            raise ModelFolderError(
+                f"{spec.source.where(ref.qweight.file)}: tensor {name!r} has {ref.bits}-bit "
+                f"rows of {ref.K} values; the kernels need a multiple of {group}")
 
 
 GPT2 = Model

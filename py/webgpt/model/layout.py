@@ -127,18 +127,15 @@ def layouts(device, kind=None):
 
 def resolve(base, device, dims, quantized):
     """`base` fitted to one model on `device`; raises (ValueError, MemoryError) with a sentence
-    where the model cannot run here. dims: the architecture's sizes (C, V, n_ctx, head_size,
-    widest: (values in the widest activation row, what it is), biggest_matrix: bytes of its
-    largest matrix as [in, out])."""
-    C, V, n_ctx = dims["C"], dims["V"], dims["n_ctx"]
-    if C % 4 or dims["head_size"] % 4:
-        raise ValueError(f"n_embd ({C}) and the head size ({dims['head_size']:g}) must be "
+    where the model cannot run here. dims: the architecture's sizes (webgpt.arch.Dims)."""
+    C, V, n_ctx = dims.C, dims.V, dims.n_ctx
+    if C % 4 or dims.head_size % 4:
+        raise ValueError(f"n_embd ({C}) and the head size ({dims.head_size}) must be "
                          f"multiples of 4: the kernels read vec4s")
     limit = device.max_binding
     # Matrices are split into parts that fit; activations and caches are not.
-    widest, what = dims["widest"]
     biggest = {
-        what: n_ctx * widest * 4,
+        dims.widest_what: n_ctx * dims.widest * 4,
         "one row of logits (vocab_size, f32)": V * 4,
     }
     for what, nbytes in biggest.items():
@@ -156,7 +153,7 @@ def resolve(base, device, dims, quantized):
             f"{wg_bytes // 4 - base.attention * 5}")
     # Quantized folders store rows; a matrix too big for one binding as [in, out] needs rows
     # too (rows split into parts; columns would not).
-    rows = base.weights == "rows" or quantized or dims["biggest_matrix"] > limit
+    rows = base.weights == "rows" or quantized or dims.biggest_matrix > limit
     # The fused layer norm stages the normalised row in workgroup memory.
     fuse_ln = base.fuse_ln and rows and C * 4 <= wg_bytes - 4096
     return base.replace(weights="rows" if rows else "cols", fuse_ln=fuse_ln)

@@ -12,8 +12,9 @@ Pass kinds:
     "argmax"   ids[0] = argmax(logits[0])   (greedy)
     "sample"   ids[0] ~ softmax(logits[0] / temperature), top-k, top-p, seeded
 
-The architecture module (gpt2.py) says which ops run in which order with which weights, by
-calling the recorder `Forward` once per pass kind: one line per op, as llm.c's gpt2_forward.
+The architecture (webgpt.arch: gpt2.py, llama.py) says which ops run in which order with
+which weights, by calling the recorder `Forward` once per pass kind: one line per op, as
+llm.c's gpt2_forward.
 `Forward` picks the kernel for each op from the layout (one place decides: `linear` below),
 fuses a norm into the product after it where the layout allows, and binds buffers by the
 names the shader declares (kernels.bind).
@@ -33,6 +34,10 @@ PIPELINE = 4  # decode passes queued ahead of the token being read back
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
 Launch = collections.namedtuple("Launch", "name shader pipeline bind_group grid")
+# One matrix product as Forward.linear resolved it: the input buffer x (the norm's input where
+# one is fused), the norm's override constants, the buffers to bind (bias, out, caches, norm
+# weights), the epilogue's flags.
+_Product = collections.namedtuple("_Product", "name label x K N norm bufs flags")
 
 
 def resolve_grid(v, T, rows):
@@ -53,12 +58,13 @@ class Plan:
     object's buffers are destroyed and remade.
     """
 
-    def __init__(self, arch, config, weights, layout, kernels, device):
-        self.arch, self.config, self.weights, self.layout = arch, config, weights, layout
+    def __init__(self, arch, weights, layout, kernels, device):
+        self.arch, self.weights, self.layout = arch, weights, layout
         self.kernels, self.device = kernels, device
         self.alloc = Allocator(device, weights.alloc.oom_note)
-        self.dims = d = arch.dims(config)
-        V, n_ctx = d["V"], d["n_ctx"]
+        self.dims = d = arch.dims
+        self.activations = arch.activations()   # {name: bytes}
+        V, n_ctx = d.V, d.n_ctx
         self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4), device.max_binding // (V * 4)))
         self.argmax_parts = cdiv(V, ARGMAX_SPAN)
         self.slots = []
@@ -66,15 +72,14 @@ class Plan:
         self._resolved = {}
         try:
             self.buf = self._buffers()
-            constants = getattr(arch, "constants", None)
-            for name, data in (constants(config) if constants else {}).items():
+            for name, data in arch.constants().items():
                 device.write(self.buf[name], 0, data)  # tables the kernels read (rope)
             # Mappable slots for token ids: read while the passes queued after them run.
             self.slots = [device.readback_buffer(8, f"token slot {i}") for i in range(PIPELINE)]
             self.passes = {}
             for kind in ("prompt", "decode"):
                 f = Forward(self, kind)
-                arch.forward(f, config)
+                arch.forward(f)
                 self.passes[kind] = f.launches
                 if kind == "prompt":
                     self.passes["lm_head"] = f.lm_head_launches
@@ -84,12 +89,12 @@ class Plan:
             raise
 
     @staticmethod
-    def planned_bytes(arch, config, layout=None):
+    def planned_bytes(arch, layout=None):
         """GPU bytes of the activations, KV cache and scratch this plan will make."""
-        d = arch.dims(config)
-        V, n_ctx = d["V"], d["n_ctx"]
+        d = arch.dims
+        V, n_ctx = d.V, d.n_ctx
         logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4)))
-        acts = sum(arch.activations(config).values())
+        acts = sum(arch.activations().values())
         return (acts + 4 * (n_ctx + logit_rows * V + V + 2 * cdiv(V, ARGMAX_SPAN)) + 48
                 + Plan.split_k_bytes(d, layout))
 
@@ -99,20 +104,19 @@ class Plan:
         layout cuts them (its prompts run matmul)."""
         if layout is None or layout.prefill != "matmul" or layout.split_k <= 1:
             return 0
-        return layout.split_k * dims["n_ctx"] * dims["C"] * 4
+        return layout.split_k * dims.n_ctx * dims.C * 4
 
     def _buffers(self):
         b = self.alloc.buffer
-        d = self.dims
-        V, n_ctx = d["V"], d["n_ctx"]
+        V, n_ctx = self.dims.V, self.dims.n_ctx
         out = {"ids": b(n_ctx * 4, "ids")}                                # (n_ctx) u32
-        for name, nbytes in self.arch.activations(self.config).items():
+        for name, nbytes in self.activations.items():
             out[name] = b(nbytes, name)                                   # see the arch module
         out["logits"] = b(self.logit_rows * V * 4, "logits")              # (rows, V)
         out["best_v"] = b(self.argmax_parts * 4, "argmax values")         # (parts) f32
         out["best_i"] = b(self.argmax_parts * 4, "argmax indices")        # (parts) u32
         out["probs"] = b(V * 4, "probs")                                  # (V) sampling scratch
-        split = self.split_k_bytes(d, self.layout)
+        split = self.split_k_bytes(self.dims, self.layout)
         if split:
             out["split_k"] = b(split, "split-K parts")                    # (split_k n_ctx, C)
         out["params"] = b(16, "params", uniform=True)   # T, pos0, lm_row0, lm_rows
@@ -132,7 +136,7 @@ class Plan:
         return self.kernels.bind(shader, pipeline, standin=self.standin, **buffers)
 
     def _choose(self):
-        k, b, V = self.kernels, self.buf, self.dims["V"]
+        k, b, V = self.kernels, self.buf, self.dims.V
         out = {"logits": b["logits"], "best_v": b["best_v"], "best_i": b["best_i"], "ids": b["ids"]}
         argmax = []
         for final, groups in ((False, self.argmax_parts), (True, 1)):
@@ -232,7 +236,7 @@ class Forward:
                                                                     (T, C)"""
         self._flush()
         p, k = self.plan, self.plan.kernels
-        C = p.dims["C"]
+        C = p.dims.C
         m = p.weights.mats[table]
         wpe = positions is not None
         for part in m.parts:
@@ -263,7 +267,7 @@ class Forward:
 
     def _emit_norm(self, name, x, out, rms):
         p = self.plan
-        pipe = p.kernels.get("layernorm", C=p.dims["C"], EPS=p.dims["eps"], RMS=rms, WG=WG)
+        pipe = p.kernels.get("layernorm", C=p.dims.C, EPS=p.dims.eps, RMS=rms, WG=WG)
         group = p.bind("layernorm", pipe, x=p.buf[x], w=self._param(name + ".weight"),
                        b=None if rms else self._param(name + ".bias"), out=p.buf[out],
                        p=p.buf["params"])
@@ -274,8 +278,9 @@ class Forward:
         out += (residual), and with kv=i the k and v thirds stored into layer i's caches at
         pos0 + t; with swiglu_in, x holds (gate | up) of 2K columns and the product reads
         silu(gate) * up.                                                  (T, N)
-        Which kernel runs is decided here, for every product of every architecture."""
-        p, lay, k = self.plan, self.plan.layout, self.plan.kernels
+        Which kernel runs is decided here, for every product of every architecture: matvec
+        (weights kept [in, out]: the CPU layout), gemv (one token, rows), matmul (a prompt)."""
+        p, lay = self.plan, self.plan.layout
         split, self._split = self._split, None
         if split is not None and split[0] != x:
             self._split = split
@@ -284,7 +289,6 @@ class Forward:
         if self._pending is not None and self._pending[2] == x:
             norm, self._pending = self._pending, None
         self._flush()
-        src = p.buf[norm[1] if norm else x]
         rms = bool(norm and norm[3])
         has_bias = name + ".bias" in p.weights.params
         bufs = dict(bias=self._param(name + ".bias") if has_bias else None, out=p.buf[out],
@@ -295,70 +299,90 @@ class Forward:
         flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
         # Only where they differ from the defaults, so GPT-2's pipelines keep their keys.
         if split is not None:
-            flags.update(ATT_SPLITS=split[1], ATT_HEADS=p.dims["n_head"],
+            flags.update(ATT_SPLITS=split[1], ATT_HEADS=p.dims.n_head,
                          MIN_CHUNK=lay.attention_chunk, LN_MAX=K)
         if not has_bias:
             flags["BIAS"] = False
         if swiglu_in:
             flags["SWIGLU_IN"] = True
-        eps = p.dims["eps"]
         label = f"{norm[0]} + {name}" if norm else name
         if split is not None:
             label = f"(attention's {split[1]} parts) + {name}"
+        # What the kernels of this product share: the input row (normalised first where a
+        # norm is fused: its own input), the norm's constants, the buffers, the flags.
+        prod = _Product(name, label, p.buf[norm[1] if norm else x], K, N,
+                        dict(LN=norm is not None, EPS=p.dims.eps, **({"RMS": True} if rms else {})),
+                        dict(bufs, **ln), flags)
         if name + ".weight" in p.weights.params:  # kept [in, out] as stored: the CPU layout
-            if not self.matvec:
-                raise ValueError("the 'cols' weight layout runs prompts with matvec "
-                                 "(prefill='matvec')")
-            shape = dict(lay.matvec)
-            if shape["TY"] > 1 and N // 4 // shape["TX"] < 64:
-                # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of
-                # the GPU reads W at once.
-                shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
-            pipe = k.get("matvec", K=K, N=N, F16=p.weights.uses_f16, LN=norm is not None,
-                         EPS=eps, **({"RMS": True} if rms else {}), **flags, **shape)
-            group = p.bind("matvec", pipe, x=src, W=self._param(name + ".weight"), **bufs, **ln)
-            self._add(label, "matvec", pipe, group, (cdiv(N // 4, shape["TX"]), "T", 1))
-            return
-        m = p.weights.mats[name + ".weight"]
-        cut = 1
+            self._matvec(prod)
+        elif self.matvec:
+            self._gemv(prod, fused_norm=norm is not None)
+        else:
+            assert split is None  # attention splits only in decode passes
+            self._matmul(prod, residual, kv, out)
+
+    def _matvec(self, prod):
+        """The product over a matrix kept [in, out] (matvec.wgsl: an invocation per 4 outputs)."""
+        p, shape = self.plan, dict(self.plan.layout.matvec)
+        if not self.matvec:
+            raise ValueError("the 'cols' weight layout runs prompts with matvec "
+                             "(prefill='matvec')")
+        if shape["TY"] > 1 and prod.N // 4 // shape["TX"] < 64:
+            # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of the
+            # GPU reads W at once.
+            shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
+        pipe = p.kernels.get("matvec", K=prod.K, N=prod.N, F16=p.weights.uses_f16, **prod.norm,
+                             **prod.flags, **shape)
+        group = p.bind("matvec", pipe, x=prod.x, W=self._param(prod.name + ".weight"),
+                       **prod.bufs)
+        self._add(prod.label, "matvec", pipe, group, (cdiv(prod.N // 4, shape["TX"]), "T", 1))
+
+    def _gemv(self, prod, fused_norm):
+        """One token's product over rows, part by part (gemv.wgsl). With the norm fused, each
+        workgroup first normalises its row of x: "gemv_ln" may give those products more rows
+        per workgroup to share that work."""
+        p = self.plan
+        shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
+        m = p.weights.mats[prod.name + ".weight"]
         for part in m.parts:
-            fmt = dict(K=K, OUT_N=N, **m.constants(part))
-            rows = part[2]
-            if self.matvec:
-                # With the norm fused, each workgroup first normalises its row of x: "gemv_ln"
-                # may give those products more rows per workgroup to share that work.
-                shape = lay.gemv_ln if norm else lay.gemv
-                pipe = k.get("gemv", **fmt, LN=norm is not None, EPS=eps,
-                             **{"LN_MAX": K if norm else 1, **flags},
-                             **({"RMS": True} if rms else {}), **shape)
-                group = p.bind("gemv", pipe, x=src, Wt=part[0], **bufs, **ln)
-                self._add(label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
-            else:
-                assert split is None  # attention splits only in decode passes
-                # The residual products have N = C columns, few 64-wide blocks: half-height
-                # tiles (32 tokens) give them twice the workgroups, and a long K is cut into
-                # ranges (split-K) whose parts a reduce adds after the last part.
-                tt = {"TT": 32} if residual else {}
-                cut = self._split_k(K, N, residual, kv)
-                if cut > 1:
-                    tt["SPLIT_K"] = cut
-                pipe = k.get("matmul", **fmt, **flags, **tt)
-                group = p.bind("matmul", pipe, x=src, Wt=part[0],
-                               **(dict(bufs, out=p.buf["split_k"]) if cut > 1 else bufs))
-                self._add(label, "matmul", pipe, group,
-                          (cdiv(rows, 64), "T32" if residual else "T64", cut))
+            pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
+                                 **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
+            group = p.bind("gemv", pipe, x=prod.x, Wt=part[0], **prod.bufs)
+            self._add(prod.label, "gemv", pipe, group, (cdiv(part[2], shape["RPW"]), "T", 1))
+
+    def _matmul(self, prod, residual, kv, out):
+        """A prompt's product over rows in 64 x 64 tiles (matmul.wgsl). The residual products
+        have N = C columns, few 64-wide blocks: half-height tiles (32 tokens) give them twice
+        the workgroups, and a long K is cut into ranges (split-K) whose parts a reduce adds
+        after the last part."""
+        p = self.plan
+        m = p.weights.mats[prod.name + ".weight"]
+        tt = {"TT": 32} if residual else {}
+        cut = self._split_k(prod.K, prod.N, residual, kv)
         if cut > 1:
-            pipe = k.get("reduce", N=N, SPLIT_K=cut, **({} if has_bias else {"BIAS": False}))
+            tt["SPLIT_K"] = cut
+        bufs = {k: v for k, v in prod.bufs.items() if k not in ("ln_w", "ln_b")}
+        for part in m.parts:
+            pipe = p.kernels.get("matmul", K=prod.K, OUT_N=prod.N, **m.constants(part),
+                                 **prod.flags, **tt)
+            group = p.bind("matmul", pipe, x=prod.x, Wt=part[0],
+                           **(dict(bufs, out=p.buf["split_k"]) if cut > 1 else bufs))
+            self._add(prod.label, "matmul", pipe, group,
+                      (cdiv(part[2], 64), "T32" if residual else "T64", cut))
+        if cut > 1:
+            has_bias = bufs["bias"] is not None
+            pipe = p.kernels.get("reduce", N=prod.N, SPLIT_K=cut,
+                                 **({} if has_bias else {"BIAS": False}))
             group = p.bind("reduce", pipe, parts=p.buf["split_k"], bias=bufs["bias"],
                            out=p.buf[out], p=p.buf["params"])
-            self._add(f"{name} (sum of {cut} parts)", "reduce", pipe, group,
-                      (cdiv(N, 256), "T", 1))
+            self._add(f"{prod.name} (sum of {cut} parts)", "reduce", pipe, group,
+                      (cdiv(prod.N, 256), "T", 1))
 
     def _split_k(self, K, N, residual, kv):
         """Ranges of K for a prompt's product (see Layout.split_k), 1 for none."""
         cut = self.plan.layout.split_k if "split_k" in self.plan.buf else 1
         if (self.matvec or not residual or kv is not None or K < 2 * N
-                or N > self.plan.dims["C"]):  # the scratch holds rows of C
+                or N > self.plan.dims.C):  # the scratch holds rows of C
             return 1
         while cut > 1 and K % (16 * cut):
             cut -= 1
@@ -370,14 +394,14 @@ class Forward:
         pos0 + t.                                                         (T, (H + 2G) hd)"""
         self._flush()
         p, d = self.plan, self.plan.dims
-        hd = d["head_size"]
+        hd = d.head_size
         lanes = 1  # invocations per head: a power of two, at most hd / 8 (1 on a CPU adapter)
         while p.layout.kind != "cpu" and lanes * 2 <= min(8, hd // 8):
             lanes *= 2
         norm = q_norm is not None
-        H, G = d["n_head"], d["n_kv"]
-        pipe = p.kernels.get("rope", C=d["q_cols"], N_HEAD=H, N_KV=G, NORM=norm,
-                             EPS=d["eps"], LANES=lanes, WG=64)
+        H, G = d.n_head, d.n_kv
+        pipe = p.kernels.get("rope", C=d.q_cols, N_HEAD=H, N_KV=G, NORM=norm,
+                             EPS=d.eps, LANES=lanes, WG=64)
         group = p.bind("rope", pipe, qkv=p.buf[qkv], rope=p.buf["rope"],
                        q_norm=self._param(q_norm + ".weight") if norm else None,
                        k_norm=self._param(k_norm + ".weight") if norm else None,
@@ -391,18 +415,17 @@ class Forward:
         self._flush()
         p, d = self.plan, self.plan.dims
         gqa = {}
-        if "n_kv" in d:  # grouped-query attention: q columns and the row stride differ from C
-            gqa = dict(N_KV=d["n_kv"], QKV_STRIDE=d["qkv_cols"])
+        if d.n_kv != d.n_head:  # grouped-query attention: fewer k, v columns than q's
+            gqa = dict(N_KV=d.n_kv, QKV_STRIDE=d.qkv_cols)
         splits = self._splits(out)
         if splits > 1:
             gqa.update(SPLITS=splits, MIN_CHUNK=p.layout.attention_chunk)
-        pipe = p.kernels.get("attention", C=d.get("q_cols", d["C"]), N_HEAD=d["n_head"],
-                             N_CTX=d["n_ctx"], **gqa,
+        pipe = p.kernels.get("attention", C=d.q_cols, N_HEAD=d.n_head, N_CTX=d.n_ctx, **gqa,
                              WG=p.layout.attention_decode if self.kind == "decode"
                              else p.layout.attention)
         group = p.bind("attention", pipe, qkv=p.buf[qkv], k_cache=p.buf[f"k_cache.{layer}"],
                        v_cache=p.buf[f"v_cache.{layer}"], y=p.buf[out], p=p.buf["params"])
-        self._add(name, "attention", pipe, group, ("T", d["n_head"], splits))
+        self._add(name, "attention", pipe, group, ("T", d.n_head, splits))
         if splits > 1:
             self._split = (out, splits)
 
@@ -417,11 +440,11 @@ class Forward:
         if self.kind != "decode" or lay.attention_splits <= 1 or lay.weights != "rows":
             return 1
         wg_bytes = p.device.limits.get("max-compute-workgroup-storage-size", 16384)
-        if d.get("q_cols", d["C"]) * 4 > wg_bytes - 4096:
+        if d.q_cols * 4 > wg_bytes - 4096:
             return 1  # the product stages the combined row in workgroup memory
-        H, hs = d["n_head"], int(d["head_size"])
+        H, hs = d.n_head, d.head_size
         splits = max(1, min(lay.attention_splits, 256 // H))
-        room = p.arch.activations(p.config)[out] // (4 * H * (hs + 4))  # hs + 4 floats a block
+        room = p.activations[out] // (4 * H * (hs + 4))  # hs + 4 floats a block
         return max(1, min(splits, room))
 
     def lm_head(self, name, x, out):
@@ -434,10 +457,10 @@ class Forward:
             norm, self._pending = self._pending, None
         self._flush()
         m = p.weights.mats[name]
-        C, V = p.dims["C"], p.dims["V"]
+        C, V = p.dims.C, p.dims.V
         ln = {}
         if norm is not None:
-            ln = dict(LN=True, EPS=p.dims["eps"], LN_MAX=C, **({"RMS": True} if norm[3] else {}))
+            ln = dict(LN=True, EPS=p.dims.eps, LN_MAX=C, **({"RMS": True} if norm[3] else {}))
         for part in m.parts:
             pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part), **ln,
                                  **lay.lm_head)

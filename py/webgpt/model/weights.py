@@ -96,7 +96,9 @@ class Allocator:
 
 class Weights:
     """Every weight of one model on one device: `params` (name -> buffer: vectors, position
-    tables, and matrices kept as [in, out]) and `mats` (name -> Matrix)."""
+    tables, and matrices kept as [in, out]) and `mats` (name -> Matrix). `arch` is the
+    model's architecture (webgpt.arch), which says which tensors are matrices and how the
+    file stores them. `f16_params`: the params held as f16 halves (the rest are f32)."""
 
     def __init__(self, spec, device, kernels, layout, arch, oom_note=None):
         self.spec, self.device, self.kernels, self.layout = spec, device, kernels, layout
@@ -104,6 +106,7 @@ class Weights:
         self.alloc = Allocator(device, oom_note)
         self.params = {}
         self.mats = {}
+        self.f16_params = set()
         # Tensors that run as one product (the architecture's groups(): q, k, v; gate, up):
         # member name -> its own Matrix, whose parts the group's Matrix holds; and vector
         # groups (their biases): group name -> [(member name, values)] in the group's buffer.
@@ -188,16 +191,14 @@ class Weights:
                 self.alloc.destroy(b)  # freed once the submitted copies have run
 
     def release(self):
-        self.params, self.mats = {}, {}
+        self.params, self.mats, self.f16_params = {}, {}, set()
         self.alloc.release()
 
     async def upload(self, progress=None):
         """Stream every tensor from the model folder into its GPU buffer(s), in file order (so
         a streaming source reads each file front to back)."""
         await _Upload(self, progress).run()
-        groups = getattr(self.arch, "groups", None)
-        if groups is not None:
-            self.group(groups(self.spec.config))
+        self.group(self.arch.groups())
 
 
 class _Upload:
@@ -229,8 +230,11 @@ class _Upload:
                 elif stored == "cols" and w.rows:
                     await self.transposed(name, ref)
                 else:
+                    keep_f16 = w.keeps_f16(name) and ref.dtype == "F16" and len(ref.shape) == 2
                     w.params[name] = await self.tensor(ref, ref.start, ref.end, numel(ref.shape),
-                                                       name, w.keeps_f16(name))
+                                                       name, keep_f16)
+                    if keep_f16:
+                        w.f16_params.add(name)
                     self.report(ref.nbytes)
         finally:
             if self.staging is not None:
@@ -312,12 +316,11 @@ class _Upload:
     async def tensor(self, ref, start, end, n, label, keep_f16=False):
         """Bytes [start, end) of a file (n values) into a new buffer.
 
-        Data already in the storage dtype goes straight in: f32, or f16 matrices kept as halves
-        (`keep_f16`). Other 16-bit data (bf16, f16 vectors) goes into a staging buffer and is
+        Data already in the storage dtype goes straight in: f32, or f16 data kept as halves
+        (`keep_f16`: the caller checked it is F16). Other 16-bit data (bf16, f16 vectors) goes into a staging buffer and is
         widened to f32 by the convert kernel on the GPU.
         """
         dev, alloc = self.dev, self.w.alloc
-        keep_f16 = keep_f16 and ref.dtype == "F16" and len(ref.shape) == 2
         if ref.dtype == "F32" or keep_f16:
             out = alloc.buffer(end - start, label)
             await self.stream_into(ref.file, start, end, out)

@@ -15,10 +15,13 @@ import json
 import math
 import time
 
-from ..config import GPT2Config, LlamaConfig, Quantization
-from ..folder import ModelSpec, QuantizedRef, TensorRef, expected_shapes, quantized_names
+from ..arch import arch_for
+from ..arch.fields import Quantization
+from ..arch.gpt2 import GPT2Config
+from ..arch.llama import LlamaConfig
 from ..kernels import Kernels
-from ..model import GPT2, PIPELINE, arch_for
+from ..model import GPT2, PIPELINE
+from ..spec import ModelSpec, QuantizedRef, TensorRef
 from ..model.plan import resolve_grid
 
 SHAPES = {
@@ -106,10 +109,11 @@ def random_spec(shape, dtype):
         offset += n
         return r
 
-    quantized = set(quantized_names(cfg)) if bits else set()
-    for name, shp in expected_shapes(cfg).items():
+    arch = arch_for(cfg)
+    quantized = set(arch.quantized_names()) if bits else set()
+    for name, shp in arch.expected_shapes().items():
         if name in quantized:
-            transposed = arch_for(cfg).matrix_storage(name) == "cols"
+            transposed = arch.matrix_storage(name) == "cols"
             N, K = (shp[1], shp[0]) if transposed else shp
             q = ref("I8" if bits == 8 else "U8", (N, K * bits // 8), 1)
             tensors[name] = QuantizedRef(q, ref("F16", (N, K // BLOCK), 2), bits, BLOCK, shp,
@@ -185,15 +189,15 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
         # state, with the read-back pipeline full (a single run's average would credit the
         # passes queued behind the first token to the prompt).
         short = PIPELINE + 2
-        n = min(decode_tokens, cfg.n_positions - ctx - short)  # stay inside the context
+        n = min(decode_tokens, model.n_ctx - ctx - short)  # stay inside the context
         await timed(short)
         t_short = min([await timed(short) for _ in range(2)])
         t_long = min([await timed(short + n) for _ in range(2)])
         ms = (t_long - t_short) / n * 1e3
         row[f"ms/token @{ctx}"] = ms
         # One decode step reads every weight and the KV cache of ctx positions (f32).
-        kv_width = getattr(cfg, "num_key_value_heads", cfg.n_head) * cfg.head_size
-        row[f"bytes/token @{ctx}"] = weight_bytes + 2 * cfg.n_layer * ctx * kv_width * 4
+        d = model.dims
+        row[f"bytes/token @{ctx}"] = weight_bytes + 2 * d.n_layer * ctx * d.kv_cols * 4
         log(f"  {shape} {dtype}: {ms:.2f} ms/token at context {ctx}")
     if profile:
         row["profile_us"] = await profile_decode(model)

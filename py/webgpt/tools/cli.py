@@ -17,6 +17,7 @@ import sys
 import warnings
 
 from ..errors import printable
+from .bench import ALL_SHAPES, SHAPES as GPT2_SHAPES
 
 DEFAULT_MODEL = "weights/shakespeare-char"
 
@@ -37,7 +38,8 @@ class _QuietDeviceLost(logging.Filter):
 
 
 def _parser(prog="python -m webgpt"):
-    p = _Parser(prog=prog, description="GPT-2 over WebGPU (wgpu-py).")
+    p = _Parser(prog=prog, description="LLM inference over WebGPU (wgpu-py): GPT-2, Llama, "
+                "Qwen2 and Qwen3 model folders; generate, chat, bench, quantize, fetch, import.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
     g.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
@@ -61,10 +63,9 @@ def _parser(prog="python -m webgpt"):
     c.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
     c.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
     sub.add_parser("info", help="the GPU adapter: name, features, limits")
-    b = sub.add_parser("bench", help="speed of the GPT-2 shapes on this adapter (random weights)")
-    b.add_argument("--shapes", nargs="+", default=["124M", "355M", "774M", "1.5B"],
-                   choices=["124M", "355M", "774M", "1.5B", "SmolLM2-135M", "SmolLM2-360M",
-                            "Qwen2.5-0.5B", "Qwen3-0.6B", "Llama-3.2-1B"],
+    b = sub.add_parser("bench", help="speed of GPT-2 and Llama/Qwen model shapes on this "
+                       "adapter (random weights), beside PyTorch peers where CUDA is there")
+    b.add_argument("--shapes", nargs="+", default=list(GPT2_SHAPES), choices=ALL_SHAPES,
                    help="GPT-2 shapes (the default) and Llama-family shapes, random weights")
     b.add_argument("--dtypes", nargs="+", default=["F32", "F16", "Q8", "Q4"],
                    choices=["F32", "F16", "Q8", "Q4"],

@@ -37,7 +37,7 @@ import urllib.parse
 import urllib.request
 
 from ..config import parse_config
-from ..model import arch_for
+from ..arch import arch_for
 from ..errors import HubError, ModelFolderError, printable
 from ..limits import check_text_size, parse_json, text_limit
 
@@ -135,11 +135,11 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
         raise HubError(str(e)) from None
     # The architecture's tokenizer files: vocab.json + merges.txt (GPT-2), tokenizer.json
     # (Llama, Qwen).
-    missing = [f for f in arch.TOKENIZER_FILES if f not in siblings]
+    missing = [f for f in arch.tokenizer_files if f not in siblings]
     if missing:
-        raise HubError(f"{where} has no {' or '.join(missing)}; a {arch.NAME} model folder "
-                       f"needs {' and '.join(arch.TOKENIZER_FILES)}")
-    for filename in arch.TOKENIZER_FILES + tuple(f for f in OPTIONAL if f in siblings):
+        raise HubError(f"{where} has no {' or '.join(missing)}; a {arch.name} model folder "
+                       f"needs {' and '.join(arch.tokenizer_files)}")
+    for filename in arch.tokenizer_files + tuple(f for f in OPTIONAL if f in siblings):
         get(filename)
     weights = [SINGLE] if SINGLE in siblings else _shards(get(INDEX), where, siblings)
     _check_space(dest, weights, siblings)

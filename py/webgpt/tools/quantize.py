@@ -42,7 +42,7 @@ import numpy as np
 
 from ..config import QUANTIZATION_KEY, check_quantization
 from ..errors import QuantizeError
-from ..model import arch_for
+from ..arch import arch_for
 from ..folder import INDEX, SINGLE, QuantizedRef, open_folder, quantized_names
 from .importers import _prepare_out
 from ..safetensors import read_header

@@ -1,0 +1,87 @@
+"""Rotary position embedding: config.json's rope settings and the table rope.wgsl reads.
+
+Shared by the families that rotate q and k (llama.py; later Gemma, Phi, Mistral): the
+inverse frequencies as transformers computes them (float32, then the config's scaling), and
+the (n_ctx, hd) table of cos | sin per position that the kernel reads instead of computing
+trigonometry on the GPU.
+"""
+
+import math
+import struct
+
+from .fields import _show, is_real
+
+LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+
+
+def rope_settings(f):
+    """(rope_theta, scaling) from config.json's Fields `f`: scaling is None (the default rotary
+    embedding) or llama3's {"factor", "low_freq_factor", ...}. transformers 5 writes
+    "rope_parameters" {"rope_type", "rope_theta", ...}; older versions "rope_theta" and
+    "rope_scaling" {"rope_type" or "type", ...}."""
+    key = "rope_parameters" if f.get("rope_parameters") is not None else "rope_scaling"
+    scaling = f.get(key)
+    theta = f.get("rope_theta", 10000.0)
+    if scaling is not None:
+        if not isinstance(scaling, dict):
+            f.fail(f"{key} must be an object, not {_show(scaling)}")
+        theta = scaling.get("rope_theta", theta)
+        kind = scaling.get("rope_type", scaling.get("type", "default"))
+        if kind == "default":
+            scaling = None
+        elif kind != "llama3":
+            f.fail(f"{key} of type {_show(kind)} is not supported (only 'llama3' and the "
+                   f"default rotary embedding are)")
+        else:
+            for name in LLAMA3_KEYS:
+                v = scaling.get(name)
+                if not is_real(v) or v <= 0:
+                    f.fail(f"{key}.{name} must be a positive number, not {_show(v)}")
+            if scaling["low_freq_factor"] >= scaling["high_freq_factor"]:
+                f.fail(f"{key}.low_freq_factor must be below high_freq_factor")
+    if not is_real(theta) or not 0 < theta < float("inf"):
+        f.fail(f"rope_theta must be a positive number, not {_show(theta)}")
+    return float(theta), scaling
+
+
+def _f32(v):
+    return struct.unpack("<f", struct.pack("<f", v))[0]
+
+
+def inv_freq(head_dim, theta, scaling=None):
+    """The rotary inverse frequencies (head_dim / 2 of them) as transformers computes them: in
+    float32, then llama3's scaling (Llama 3.1/3.2) where the config has it."""
+    out = [_f32(1.0 / _f32(theta ** _f32(_f32(2 * i) / head_dim))) for i in range(head_dim // 2)]
+    if not scaling:
+        return out
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    low_wavelen, high_wavelen = old / low, old / high
+    scaled = []
+    for f in out:
+        wavelen = 2 * math.pi / f
+        if wavelen < high_wavelen:
+            g = f
+        elif wavelen > low_wavelen:
+            g = f / factor
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            g = (1 - smooth) * f / factor + smooth * f
+        scaled.append(_f32(g))
+    return scaled
+
+
+def rope_table(freqs, n_ctx):
+    """(n_ctx, hd) float32 bytes for inverse frequencies `freqs` (hd / 2 of them): row pos =
+    cos(pos f_i) for i < hd/2, then sin(pos f_i). The angle is rounded to float32 as
+    transformers' float32 product is; cos and sin of it are then exact to float32."""
+    half = len(freqs)
+    out = bytearray(n_ctx * half * 8)
+    pack = struct.Struct(f"<{half}f{half}f").pack_into
+    row = 0
+    f32 = struct.Struct("<f")
+    for pos in range(n_ctx):
+        angles = [f32.unpack(f32.pack(pos * f))[0] for f in freqs]
+        pack(out, row, *[math.cos(a) for a in angles], *[math.sin(a) for a in angles])
+        row += half * 8
+    return bytes(out)
