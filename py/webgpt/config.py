@@ -8,10 +8,10 @@ too, under the names callers have always used.
 """
 
 from .arch import by_model_type, supported_types
-from .arch.fields import QUANT_BITS, QUANTIZATION_KEY, Quantization, _show, check_quantization
+from .arch.fields import QUANT_BITS, QUANTIZATION_KEY, Quantization, check_quantization
 from .arch.gpt2 import GPT2Config
 from .arch.llama import LLAMA_TYPES, LlamaConfig
-from .errors import ModelFolderError
+from .errors import ModelFolderError, short_repr
 from .limits import json_budget, parse_json
 
 __all__ = ["parse_config", "GPT2Config", "LlamaConfig", "LLAMA_TYPES", "Quantization",
@@ -29,12 +29,12 @@ def parse_config(text, where="config.json"):
     model_type = d.get("model_type", "gpt2")
     arch = by_model_type(model_type) if isinstance(model_type, str) else None
     if arch is None:
-        raise ModelFolderError(f"{where} describes a {_show(model_type)} model; webgpt runs "
+        raise ModelFolderError(f"{where} describes a {short_repr(model_type)} model; webgpt runs "
                                f"{supported_types()}")
     archs = d.get("architectures")
     want = arch.model_types[model_type]
     if want is not None and isinstance(archs, list) and archs and archs[0] != want:
         raise ModelFolderError(
-            f"{where}: architectures {_show(archs)} is not supported for model_type "
+            f"{where}: architectures {short_repr(archs)} is not supported for model_type "
             f"{model_type!r} (webgpt runs {want})")
     return arch.config_class.from_dict(d, where)

@@ -9,20 +9,11 @@ quantize` carries (webgpt/tools/quantize.py has the format).
 
 from dataclasses import dataclass
 
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, short_repr
 
 # config.json's key for a folder written by `build.py quantize` (webgpt/tools/quantize.py).
 QUANTIZATION_KEY = "webgpt_quantization"
 QUANT_BITS = (8, 4)
-
-
-def _show(v):
-    """repr of a config value for a message, cut short."""
-    try:
-        text = repr(v)
-    except RecursionError:
-        text = f"a deeply nested {type(v).__name__}"
-    return text if len(text) <= 60 else text[:50] + f"... ({len(text)} characters)"
 
 
 def is_whole(v):
@@ -55,16 +46,16 @@ class Fields:
             raise ModelFolderError(f"{self.where} lacks {key!r}, which {self.what} needs")
         if not is_whole(v) or v <= 0 or (v > limit and too_big is None):
             self.fail(f"{key} must be a positive integer"
-                      f"{'' if too_big else f' (at most {limit})'}, not {_show(v)}")
+                      f"{'' if too_big else f' (at most {limit})'}, not {short_repr(v)}")
         if v > limit:
-            self.fail(f"{key} = {_show(v)} is {too_big}")
+            self.fail(f"{key} = {short_repr(v)} is {too_big}")
         return v
 
     def number(self, key, default, low, high, what=None):
         """d[key] (or `default`) as a float, strictly between `low` and `high`."""
         v = self.d.get(key, default)
         if not is_real(v) or not low < v < high:
-            self.fail(what or f"{key} must be a number in ({low}, {high}), not {_show(v)}")
+            self.fail(what or f"{key} must be a number in ({low}, {high}), not {short_repr(v)}")
         return float(v)
 
     def refuse(self, refused):
@@ -72,7 +63,7 @@ class Fields:
         for key, why in refused.items():
             v = self.d.get(key)
             if v not in (None, False, 0, 0.0):
-                self.fail(f"{key} = {_show(v)}: {why}")
+                self.fail(f"{key} = {short_repr(v)}: {why}")
 
 
 @dataclass(frozen=True)
@@ -98,9 +89,9 @@ class Quantization:
 def check_quantization(bits, block):
     """None when (bits, block) is a valid quantization, else the sentence that says why not."""
     if not is_whole(bits) or bits not in QUANT_BITS:
-        return f"bits must be 8 or 4, not {_show(bits)}"
+        return f"bits must be 8 or 4, not {short_repr(bits)}"
     if not is_whole(block) or block <= 0 or block % 8:
-        return f"block must be a positive multiple of 8, not {_show(block)}"
+        return f"block must be a positive multiple of 8, not {short_repr(block)}"
     return None
 
 
@@ -113,7 +104,7 @@ def quantization_of(d, where, row, row_name):
     if not isinstance(q, dict) or set(q) != {"bits", "block"}:
         raise ModelFolderError(
             f"{where}: {QUANTIZATION_KEY} must be an object {{\"bits\": 8 or 4, "
-            f"\"block\": B}}, not {_show(q)}")
+            f"\"block\": B}}, not {short_repr(q)}")
     why = check_quantization(q["bits"], q["block"])
     if why:
         raise ModelFolderError(f"{where}: {QUANTIZATION_KEY}: {why}")

@@ -13,10 +13,10 @@ as llm.c's gpt2_forward is.
 from dataclasses import dataclass
 from typing import ClassVar
 
-from ..errors import ModelFolderError
+from ..errors import ModelFolderError, short_repr
 from ..limits import json_budget, parse_json
 from .base import Architecture, Dims
-from .fields import Fields, Quantization, _show, quantization_of
+from .fields import Fields, Quantization, quantization_of
 
 # Both names are GPT-2's tanh approximation of GELU; any other activation would compute
 # something the kernels do not implement, so it is refused rather than run wrong.
@@ -70,7 +70,7 @@ class GPT2Config:
         model_type = d.get("model_type", "gpt2")
         if model_type != "gpt2":
             raise ModelFolderError(
-                f"{where} describes a {_show(model_type)} model; GPT2Config reads only GPT-2's "
+                f"{where} describes a {short_repr(model_type)} model; GPT2Config reads only GPT-2's "
                 f"('gpt2')")
         return cls.from_dict(d, where)
 
@@ -93,10 +93,10 @@ class GPT2Config:
             f.fail(f"n_embd ({n_embd}) must be a multiple of n_head ({n_head})")
         eps = f.number("layer_norm_epsilon", 1e-5, 0, 1, what=(
             f"layer_norm_epsilon must be a small positive number, not "
-            f"{_show(d.get('layer_norm_epsilon'))}"))
+            f"{short_repr(d.get('layer_norm_epsilon'))}"))
         act = d.get("activation_function", "gelu_new")
         if act not in TANH_GELU:
-            f.fail(f"activation_function {_show(act)} is not supported; webgpt implements "
+            f.fail(f"activation_function {short_repr(act)} is not supported; webgpt implements "
                    f"GPT-2's tanh GELU ('gelu_new' or 'gelu_pytorch_tanh')")
         _refuse_other_math(f, n_embd)
         return cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, vocab_size=vocab_size,
@@ -109,7 +109,7 @@ def _refuse_other_math(f, n_embd):
     key named, rather than failing later on a shape or running a different model."""
     n_inner = f.get("n_inner")
     if n_inner is not None and n_inner != 4 * n_embd:
-        f.fail(f"n_inner = {_show(n_inner)} is not supported; the MLP must be 4 * n_embd wide")
+        f.fail(f"n_inner = {short_repr(n_inner)} is not supported; the MLP must be 4 * n_embd wide")
     if f.get("scale_attn_weights", True) is not True:
         f.fail("scale_attn_weights = false is not supported")
     if f.get("scale_attn_by_inverse_layer_idx", False) is not False:

@@ -21,8 +21,9 @@ keep the files' tensors, each its own part of the logical matrix (`groups`).
 
 from dataclasses import dataclass
 
+from ..errors import short_repr
 from .base import Architecture, Dims
-from .fields import Fields, Quantization, _show, quantization_of
+from .fields import Fields, Quantization, quantization_of
 from .rope import inv_freq, rope_settings, rope_table
 
 # model_type -> the architecture transformers names in config.json's "architectures".
@@ -94,7 +95,7 @@ class LlamaConfig:
         f.refuse(REFUSED)
         act = d.get("hidden_act", "silu")
         if act != "silu":
-            f.fail(f"hidden_act {_show(act)} is not supported; the MLP must be SwiGLU with "
+            f.fail(f"hidden_act {short_repr(act)} is not supported; the MLP must be SwiGLU with "
                    f"'silu'")
         if d.get("mlp_bias"):
             f.fail("mlp_bias = true is not supported")

@@ -9,7 +9,8 @@ trigonometry on the GPU.
 import math
 import struct
 
-from .fields import _show, is_real
+from ..errors import short_repr
+from .fields import is_real
 
 LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
 
@@ -24,23 +25,23 @@ def rope_settings(f):
     theta = f.get("rope_theta", 10000.0)
     if scaling is not None:
         if not isinstance(scaling, dict):
-            f.fail(f"{key} must be an object, not {_show(scaling)}")
+            f.fail(f"{key} must be an object, not {short_repr(scaling)}")
         theta = scaling.get("rope_theta", theta)
         kind = scaling.get("rope_type", scaling.get("type", "default"))
         if kind == "default":
             scaling = None
         elif kind != "llama3":
-            f.fail(f"{key} of type {_show(kind)} is not supported (only 'llama3' and the "
+            f.fail(f"{key} of type {short_repr(kind)} is not supported (only 'llama3' and the "
                    f"default rotary embedding are)")
         else:
             for name in LLAMA3_KEYS:
                 v = scaling.get(name)
                 if not is_real(v) or v <= 0:
-                    f.fail(f"{key}.{name} must be a positive number, not {_show(v)}")
+                    f.fail(f"{key}.{name} must be a positive number, not {short_repr(v)}")
             if scaling["low_freq_factor"] >= scaling["high_freq_factor"]:
                 f.fail(f"{key}.low_freq_factor must be below high_freq_factor")
     if not is_real(theta) or not 0 < theta < float("inf"):
-        f.fail(f"rope_theta must be a positive number, not {_show(theta)}")
+        f.fail(f"rope_theta must be a positive number, not {short_repr(theta)}")
     return float(theta), scaling
 
 
