@@ -29,7 +29,7 @@ from webgpt.tools import cli
 from webgpt.config import GPT2Config
 from webgpt.folder import ModelFolderError, ModelSpec, TensorRef, expected_shapes
 from webgpt.gpu import GPUError
-from webgpt.model import GPT2
+from webgpt.model import GPT2, Plan
 from webgpt.sources import LocalSource
 
 wgpu = pytest.importorskip("wgpu", reason="the faults are wgpu's (the native backend)")
@@ -93,16 +93,16 @@ def test_device_lost_mid_generation(folders, temperature):
 
 def test_device_lost_cli(folders, monkeypatch, capsys):
     """The CLI prints one line (wgpu's own three-line log of the loss is filtered out)."""
-    submit = GPT2._submit
+    queue = Plan.queue
     calls = []
 
-    def failing_submit(self, *args, **kwargs):
+    def failing_queue(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 3:
             self.device._dev.destroy()
-        return submit(self, *args, **kwargs)
+        return queue(self, *args, **kwargs)
 
-    monkeypatch.setattr(GPT2, "_submit", failing_submit)
+    monkeypatch.setattr(Plan, "queue", failing_queue)
     rc = cli.main(["generate", "--model", folders["tiny"], "--prompt", "Hello", "-n", "10",
                    "--temperature", "0"])
     out, err = capsys.readouterr()

@@ -9,7 +9,7 @@ For each path and GPT-2 shape (random f16 weights, as `python -m webgpt bench` m
 here without numpy so that the same code runs in Pyodide): prefill tokens/s of a 512-token
 prompt, greedy decoding ms/token at each context (steady state: the difference of two runs
 that share the prompt pass, as webgpt.tools.bench does), and the CPU time each decode token's
-pass costs to encode and submit (Model._submit: the uniform write, the recording of the
+pass costs to encode and submit (Plan.queue: the uniform write, the recording of the
 pass's dispatches, the copy of the token to its read-back slot, the submit), which the
 pipelined decode loop must keep under the GPU's time per token. `page-loop` is the page path
 recording each dispatch with three calls from Python, as gpu/browser.py did before passes
@@ -119,13 +119,13 @@ async def measure(dev, shape, contexts, decode_tokens, prompt_len, log):
     for _ in range(20):
         await model.sync()
     row["read-back us"] = (time.perf_counter() - t) / 20 * 1e6
-    # The CPU time of a decode pass's encoding and submit (Model._submit) while the GPU is
+    # The CPU time of a decode pass's encoding and submit (Plan.queue) while the GPU is
     # idle, so that no wait for it is counted (in the decode loop a submit may wait for the
     # passes queued before it: that time is the GPU's, not the encoding's).
     cpu = []
     for i in range(60):
         t = time.perf_counter()
-        model._submit(None, 16, "argmax", model.plan.slots[0])
+        model.plan.queue(None, 16, "argmax", model.plan.slots[0])
         cpu.append(time.perf_counter() - t)
         await model.sync()
     cpu.sort()
@@ -148,7 +148,7 @@ async def measure(dev, shape, contexts, decode_tokens, prompt_len, log):
     row["record cpu us"] = rec[len(rec) // 2] * 1e6
     # The time each decode pass's encoding and submit takes in the decode loop.
     spent = [0.0, 0]
-    submit = model._submit
+    submit = model.plan.queue
 
     def timed_submit(ids, pos0, choose, slot=None):
         t = time.perf_counter()
@@ -157,7 +157,7 @@ async def measure(dev, shape, contexts, decode_tokens, prompt_len, log):
             spent[0] += time.perf_counter() - t
             spent[1] += 1
 
-    model._submit = timed_submit
+    model.plan.queue = timed_submit
     prompt = [(i * 7919) % spec.config.vocab_size for i in range(prompt_len)]
     for _ in range(2):
         await model.generate_ids(prompt, max_new_tokens=1, temperature=0)

@@ -163,9 +163,9 @@ class Generation:
             model.device.write(plan.buf["sampler"], 0, struct.pack("<fIfII", *self.sampler, k))
         slot = plan.slots[k % PIPELINE]
         if self.logits_hook is None:
-            model._submit(self.window, self.pos, self.choose, slot)
+            plan.queue(self.window, self.pos, self.choose, slot)
         else:
-            model._submit(self.window, self.pos, None)
+            plan.queue(self.window, self.pos, None)
             await apply_hook(model, self.logits_hook, self.history)
             enc = model.device.encoder()
             plan.encode(enc, self.choose)

@@ -93,10 +93,6 @@ class Model:
         return self.weight_store.uses_f16
 
     @property
-    def params(self):
-        return self.weight_store.params
-
-    @property
     def mats(self):
         return self.weight_store.mats
 
@@ -184,27 +180,6 @@ class Model:
             if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < V:
                 raise ValueError(f"token ids must be whole numbers in [0, {V}), got {i!r}")
 
-    def _submit(self, ids, pos0, choose, slot=None):
-        """Queue a forward pass at positions pos0.. that computes the last row's logits and,
-        with `choose` ("argmax" or "sample"), picks the next token into ids[0].
-
-        `ids` are written to the GPU first; None means the one token the previous pass left
-        in ids[0]. With `slot`, the chosen token is copied there for map_read.
-        """
-        dev, plan = self.device, self.plan
-        if ids is not None:
-            dev.write(plan.buf["ids"], 0, struct.pack(f"<{len(ids)}I", *ids))
-        T = 1 if ids is None else len(ids)
-        assert 0 < T and pos0 + T <= self.n_ctx
-        plan.write_params(T, pos0, T - 1, 1)
-        enc = dev.encoder()
-        plan.encode(enc, "decode" if T == 1 else "prompt", T, 1)
-        if choose is not None:
-            plan.encode(enc, choose)
-        if slot is not None:
-            enc.copy(plan.buf["ids"], 0, slot, 0, 4)
-        enc.submit()
-
     async def sync(self):
         """Wait until all queued GPU work of this model is done."""
         self._check_usable()
@@ -257,21 +232,16 @@ class Model:
     async def generate_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
                            seed=None, stop_at_eot=True, logits_hook=None, cached=0):
         """Generate token ids after `ids`; returns the new ids only."""
-        out = []
-        async for token in self.stream_ids(ids, max_new_tokens, temperature, top_k, top_p, seed,
-                                           stop_at_eot, logits_hook, cached):
-            out.append(token)
-        return out
+        return [token async for token in self.stream_ids(
+            ids, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook, cached)]
 
     async def stream_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
                          seed=None, stop_at_eot=True, logits_hook=None, cached=0):
-        """Yield new token ids one by one: the prompt in one pass, then one pass per token.
-
-        Every pass ends with the choice of the next token on the GPU (argmax at temperature 0,
-        else the sampling kernel seeded with `seed` and the token's index), so up to PIPELINE
-        passes are queued ahead of the token being read back. When the context (n_positions)
-        is full, the window slides: the last 3/4 of it is run again as a new prompt, and a
-        UserWarning says so.
+        """Yield new token ids one by one: the prompt in one pass, then one pass per token, each
+        chosen on the GPU (argmax at temperature 0, else sampled with `seed` and the token's
+        index) with passes queued ahead of the token read back (model/decode.py's Generation:
+        submit, next_token, slide, finish). When the context is full, the window slides: its
+        last 3/4 runs again as a new prompt, and a UserWarning says so.
 
         `cached`: how many leading ids the KV cache already holds (they must be
         `cached_ids[:cached]`): only the rest runs as the prompt (a chat's next turn).
@@ -282,9 +252,6 @@ class Model:
         new values (a sequence of vocab_size numbers). Each step then reads the logits back
         and writes them again, one step at a time: slower than without a hook, but far faster
         than a full `logits()` per token.
-
-        The steps are model/decode.py's Generation: submit (queue a pass), slide (the window),
-        next_token (queue ahead, read one back), finish (what the KV cache holds).
         """
         self._check_usable()
         ids = list(ids)
@@ -324,14 +291,11 @@ class Model:
     async def generate(self, prompt, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
                        seed=None, stop_at_eot=True, logits_hook=None):
         """The continuation of `prompt` as one string (temperature 0 is greedy)."""
-        pieces = []
-        async for piece in self.stream(prompt, max_new_tokens, temperature, top_k, top_p, seed,
-                                       stop_at_eot, logits_hook):
-            pieces.append(piece)
-        return "".join(pieces)
+        return "".join([piece async for piece in self.stream(
+            prompt, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook)])
 
-    async def chat_stream(self, messages, max_new_tokens=256, temperature=1.0, top_k=None,
-                          top_p=None, seed=None, stop=None, logits_hook=None):
+    def chat_stream(self, messages, max_new_tokens=256, temperature=1.0, top_k=None,
+                    top_p=None, seed=None, stop=None, logits_hook=None):
         """Yield the pieces of the assistant's reply to `messages` ([{"role", "content"}], as
         in transformers), rendered by the model's chat template. The conversation stays in
         the KV cache: a later turn runs only what is new (model/chat.py). `stop`: strings
@@ -339,20 +303,14 @@ class Model:
         from .chat import chat_stream
 
         self._check_usable()
-        async with contextlib.aclosing(chat_stream(self, messages, max_new_tokens, temperature,
-                                                   top_k, top_p, seed, stop,
-                                                   logits_hook)) as pieces:
-            async for piece in pieces:
-                yield piece
+        return chat_stream(self, messages, max_new_tokens, temperature, top_k, top_p, seed, stop,
+                           logits_hook)
 
     async def chat(self, messages, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
                    seed=None, stop=None, logits_hook=None):
         """The assistant's reply to `messages` as one string (see chat_stream)."""
-        pieces = []
-        async for piece in self.chat_stream(messages, max_new_tokens, temperature, top_k, top_p,
-                                            seed, stop, logits_hook):
-            pieces.append(piece)
-        return "".join(pieces)
+        return "".join([piece async for piece in self.chat_stream(
+            messages, max_new_tokens, temperature, top_k, top_p, seed, stop, logits_hook)])
 
 
 def _check_quantized_rows(spec):

@@ -169,6 +169,27 @@ class Plan:
     def encode(self, enc, kind, T=1, rows=1):
         enc.run(self.dispatches(kind, T, rows))
 
+    def queue(self, ids, pos0, choose, slot=None):
+        """Queue a forward pass at positions pos0.. that computes the last row's logits and,
+        with `choose` ("argmax" or "sample"), picks the next token into ids[0].
+
+        `ids` are written to the GPU first; None means the one token the previous pass left
+        in ids[0]. With `slot`, the chosen token is copied there for map_read.
+        """
+        dev = self.device
+        if ids is not None:
+            dev.write(self.buf["ids"], 0, struct.pack(f"<{len(ids)}I", *ids))
+        T = 1 if ids is None else len(ids)
+        assert 0 < T and pos0 + T <= self.dims.n_ctx
+        self.write_params(T, pos0, T - 1, 1)
+        enc = dev.encoder()
+        self.encode(enc, "decode" if T == 1 else "prompt", T, 1)
+        if choose is not None:
+            self.encode(enc, choose)
+        if slot is not None:
+            enc.copy(self.buf["ids"], 0, slot, 0, 4)
+        enc.submit()
+
     def write_params(self, T, pos0, lm_row0, lm_rows):
         self.device.write(self.buf["params"], 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))
 
