@@ -194,6 +194,28 @@ def test_open_folder_takes_a_source(tmp_path):
     assert len(spec.tensors) == len(gpt2_shapes())
 
 
+def test_a_gpt2_folder_may_carry_a_chat_template(tmp_path):
+    """chat_template.jinja (else tokenizer_config.json's chat_template) reaches the GPT-2
+    tokenizer as it reaches a tokenizer.json one, and generation_config.json's eos ids the stop
+    ids; without them there is neither."""
+    path = make_folder(tmp_path / "m", weights())
+    with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
+        json.dump({"chat_template": "{% for m in messages %}{{ m.content }}b{% endfor %}"}, f)
+    with open(os.path.join(path, "generation_config.json"), "w") as f:
+        json.dump({"eos_token_id": [1, 299, 300]}, f)    # 300 is past vocab_size: never made
+    spec = run_open(path)
+    tok = spec.tokenizer
+    assert tok.chat_template.startswith("{% for m in messages %}")
+    assert tok.apply_chat_template([{"role": "user", "content": "a"}]) == [2]   # "ab"
+    assert spec.stop_ids == {1, 299}
+    with open(os.path.join(path, "chat_template.jinja"), "w") as f:
+        f.write("{{ messages[0].content }}")              # the file wins over the config's
+    assert run_open(path).tokenizer.chat_template == "{{ messages[0].content }}"
+    with open(os.path.join(path, "generation_config.json"), "w") as f:
+        json.dump({"eos_token_id": "two"}, f)
+    fails(path, "generation_config.json", "eos_token_id must be a token id or a list")
+
+
 def test_save_pretrained_folders(tmp_path):
     """The layouts transformers really writes: GPT2LMHeadModel, GPT2Model, sharded, f16."""
     transformers = pytest.importorskip(
