@@ -1,5 +1,6 @@
 """Fixtures shared by the test modules: a native WebGPU device (`adapter`, `gpu_device`,
-`new_device`), and for the browser tests the site as build.py builds it, a server, Chromium.
+`new_device`), and for the browser tests the site as build.py builds it, a server, Chromium,
+and the page driver the browser test modules share (`PageDriver`, opened by `pages`).
 
 Native GPU tests run on wgpu-py (lavapipe on a CPU). The site is built once per session into a temporary folder, with the models under weights/
 plus small test models made here from seeded weights (tests/refmodels.py). The server is
@@ -17,6 +18,7 @@ import os
 import shutil
 import sys
 import threading
+import urllib.parse
 
 import pytest
 
@@ -31,6 +33,9 @@ CHROMIUM_ARGS = [
     "--disable-features=StaticStorageQuota",
 ]
 IN_CI = os.environ.get("CI") == "true"
+# How long a page may take to boot, load a model and run (SwiftShader), with a wide margin for a
+# busy machine.
+PAGE_TIMEOUT_MS = 240_000
 
 # The test models: (refmodels config, seed, dtype).
 TEST_MODELS = {
@@ -192,3 +197,86 @@ def wait_for_state(page, states, timeout):
     page.wait_for_function("states => states.includes(document.documentElement.dataset.state)",
                            arg=list(states), timeout=timeout)
     return page.evaluate("document.documentElement.dataset.state")
+
+
+class PageDriver:
+    """The page (index.html of the site at `base`) in a fresh browser context of its own
+    (storage included). Requests that leave the site are blocked and recorded in `blocked`;
+    the site's are recorded in `requests` (URLs relative to `base`); console errors (the
+    workers' too) and uncaught exceptions are recorded in `console_errors`. A normal run has
+    neither. The test modules subclass it with their own helpers (and viewport)."""
+
+    VIEWPORT = {"width": 1000, "height": 860}
+
+    def __init__(self, browser, base, init_script=None, **context_options):
+        self.base = base
+        self.context = browser.new_context(**{"viewport": self.VIEWPORT, **context_options})
+        self.requests, self.blocked, self.console_errors = [], [], []
+        self.context.route("**/*", self._route)
+        if init_script:
+            self.context.add_init_script(init_script)
+        self.page = self.context.new_page()
+        self.page.on("console", self._console)
+        self.page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
+
+    def _route(self, route):
+        url = route.request.url
+        if url.startswith(self.base):
+            self.requests.append(url[len(self.base):])
+            route.continue_()
+        else:
+            self.blocked.append(url)
+            route.abort()
+
+    def _console(self, msg):
+        if msg.type == "error":
+            self.console_errors.append(msg.text)
+
+    def open(self, **params):
+        """Go to index.html?params (and return at once)."""
+        query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
+        self.page.goto(self.base + "index.html" + ("?" + query if query else ""))
+        return self
+
+    def ready(self):
+        """Wait until the page is ready (a model loaded) or done; an error fails the test."""
+        state = self.wait_for_state("ready", "done", "error")
+        assert state != "error", self.text("#error")
+        return self
+
+    def state(self):
+        return self.page.evaluate("document.documentElement.dataset.state")
+
+    def wait_for_state(self, *states, timeout=PAGE_TIMEOUT_MS):
+        return wait_for_state(self.page, states, timeout)
+
+    def text(self, selector):
+        return self.page.text_content(selector)
+
+    def paths(self):
+        """The paths of the site's files the page requested, in order (no query)."""
+        return [urllib.parse.urlsplit(u).path for u in self.requests]
+
+    def stats(self, selector="#stats"):
+        """The .stat items under `selector` (#stats: the generator's) as {key: value text}."""
+        return self.page.evaluate("""sel => Object.fromEntries(
+            [...document.querySelectorAll(sel + ' .stat')].map(s => [s.dataset.key,
+             s.textContent.slice(s.dataset.key.length + 2)]))""", selector)
+
+    def close(self):
+        self.context.close()
+
+
+@pytest.fixture
+def pages(browser, server):
+    """pages(cls=PageDriver, base=None, **options): a new page driver on the site (or on
+    `base`), closed after the test."""
+    opened = []
+
+    def start(cls=PageDriver, base=None, **options):
+        opened.append(cls(browser, base or server, **options))
+        return opened[-1]
+
+    yield start
+    for p in opened:
+        p.close()

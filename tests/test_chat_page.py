@@ -10,13 +10,11 @@ import json
 import os
 import subprocess
 import sys
-import urllib.parse
 
 import pytest
 
-from conftest import IN_CI, ROOT, wait_for_state
+from conftest import IN_CI, PAGE_TIMEOUT_MS as TIMEOUT_MS, ROOT, PageDriver
 
-TIMEOUT_MS = 240_000
 MODEL = "tiny-chat"
 SYSTEM = "You are terse."
 FIRST = "What light through yonder window breaks?"
@@ -25,36 +23,14 @@ FIRST = "What light through yonder window breaks?"
 HTML = "<img src=x onerror=__pwned=1><script>__pwned=2</script>"
 
 
-class ChatPage:
-    """One page in a fresh browser context (its own localStorage), its requests and console
-    errors recorded; requests that leave the page's origin are blocked."""
+class ChatPage(PageDriver):
+    """The page (conftest's PageDriver) with the chat's helpers; open() waits until the model
+    is in."""
 
-    def __init__(self, browser, base):
-        self.base = base
-        self.context = browser.new_context(viewport={"width": 1000, "height": 900})
-        self.requests, self.blocked, self.console_errors = [], [], []
-        self.context.route("**/*", self._route)
-        self.page = self.context.new_page()
-        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
-
-    def _route(self, route):
-        url = route.request.url
-        if url.startswith(self.base):
-            self.requests.append(url[len(self.base):])
-            route.continue_()
-        else:
-            self.blocked.append(url)
-            route.abort()
+    VIEWPORT = {"width": 1000, "height": 900}
 
     def open(self, **params):
-        self.page.goto(self.base + "index.html?" + urllib.parse.urlencode(params))
-        return self.ready()
-
-    def ready(self):
-        state = wait_for_state(self.page, ("ready", "done", "error"), TIMEOUT_MS)
-        assert state != "error", self.page.text_content("#error")
-        return self
+        return super().open(**params).ready()
 
     def replies_done(self, count):
         """Wait until `count` assistant messages are there and none is being written."""
@@ -65,9 +41,6 @@ class ChatPage:
             arg=count, timeout=TIMEOUT_MS)
         assert self.state() == "done", self.page.text_content("#error")
 
-    def state(self):
-        return self.page.evaluate("document.documentElement.dataset.state")
-
     def messages(self):
         """[(role, text)] of #chat-log's messages."""
         return [tuple(m) for m in self.page.eval_on_selector_all(
@@ -77,9 +50,7 @@ class ChatPage:
 
     def stats(self, i):
         """{key: value} of the stats under the i-th message."""
-        return self.page.evaluate("""i => Object.fromEntries([...document.querySelectorAll(
-            '#chat-log > *')[i].querySelectorAll('.chat-stats .stat')].map(s => [s.dataset.key,
-            s.textContent.slice(s.dataset.key.length + 2)]))""", i)
+        return super().stats(f"#chat-log > :nth-child({i + 1}) .chat-stats")
 
     def chat_wheels(self):
         """The Jinja2 and MarkupSafe wheels the page fetched (the worker, and the service
@@ -89,16 +60,9 @@ class ChatPage:
 
 
 @pytest.fixture
-def chat_page(browser, server):
-    pages = []
-
-    def start():
-        pages.append(ChatPage(browser, server))
-        return pages[-1]
-
-    yield start
-    for p in pages:
-        p.context.close()
+def chat_page(pages):
+    """chat_page(): a new ChatPage, closed after the test."""
+    return lambda: pages(ChatPage)
 
 
 def cli_chat(folder, message, n, system=None):
@@ -231,7 +195,7 @@ def test_stop_regenerate_dropped_turns_and_the_chat_loop_example(chat_page, test
     page.click("#examples-list .menu-item[data-path='examples/chat_loop.py']")
     page.click("#run")
     page.wait_for_function("document.documentElement.dataset.state === 'generating'")
-    assert wait_for_state(page, ("done", "error"), TIMEOUT_MS) == "done"
+    assert c.wait_for_state("done", "error") == "done"
     out = page.text_content("#console")
     assert out.count("> ") >= 3 and out.count("prefill: ") == 3, out
     assert c.blocked == [] and c.console_errors == [], (c.blocked, c.console_errors)

@@ -10,55 +10,33 @@ import hashlib
 import json
 import os
 import time
-import urllib.parse
 import urllib.request
 import zipfile
 
 import pytest
 
-from conftest import wait_for_state
+from conftest import PAGE_TIMEOUT_MS as TIMEOUT_MS, PageDriver
 
-TIMEOUT_MS = 240_000  # boot + load + a run on SwiftShader, with a wide margin
 MODEL = "tiny"
 
 
-class Page:
-    """One page in a fresh browser context, with its requests and console errors recorded."""
+class Page(PageDriver):
+    """The page (conftest's PageDriver) with the editor's helpers; open() waits until the
+    model is in and the editor shows its file."""
 
-    def __init__(self, browser, base, init_script=None):
-        self.base = base
-        self.context = browser.new_context(viewport={"width": 1200, "height": 1000},
-                                           accept_downloads=True)
-        self.requests, self.blocked, self.console_errors = [], [], []
-        self.context.route("**/*", self._route)
-        if init_script:
-            self.context.add_init_script(init_script)
-        self.page = self.context.new_page()
-        self.page.on("console", lambda m: m.type == "error" and self.console_errors.append(m.text))
-        self.page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
+    VIEWPORT = {"width": 1200, "height": 1000}
 
-    def _route(self, route):
-        url = route.request.url
-        if url.startswith(self.base):
-            self.requests.append(urllib.parse.urlsplit(url).path)
-            route.continue_()
-        else:
-            self.blocked.append(url)
-            route.abort()
+    def __init__(self, browser, base, **options):
+        super().__init__(browser, base, **{"accept_downloads": True, **options})
 
     def open(self, **params):
-        params = {"model": MODEL, **params}
-        self.page.goto(self.base + "index.html?" + urllib.parse.urlencode(params))
+        super().open(**{"model": MODEL, **params})
         return self.ready()
 
     def ready(self):
-        state = self.wait_for_state("ready", "done", "error")
-        assert state != "error", self.page.text_content("#error")
+        super().ready()
         self.page.wait_for_selector("#editor .cm-content")
         return self
-
-    def wait_for_state(self, *states, timeout=TIMEOUT_MS):
-        return wait_for_state(self.page, states, timeout)
 
     # the editor
 
@@ -109,22 +87,15 @@ class Page:
     def console(self):
         return self.page.text_content("#console")
 
-    def close(self):
-        self.context.close()
+    def weight_requests(self):
+        """How many times the page fetched the model's weights."""
+        return self.paths().count(f"models/{MODEL}/model.safetensors")
 
 
 @pytest.fixture
-def open_page(browser, server):
-    pages = []
-
-    def start(base=None, **kw):
-        p = Page(browser, base or server, **kw)
-        pages.append(p)
-        return p
-
-    yield start
-    for p in pages:
-        p.close()
+def open_page(pages):
+    """open_page(base=None, **options): a new Page, closed after the test."""
+    return lambda base=None, **options: pages(Page, base, **options)
 
 
 def test_typed_code_runs_and_prints(open_page):
@@ -287,7 +258,7 @@ def test_a_shader_edit_changes_the_result(open_page):
     p = open_page().open()
     before = _greedy(p)
     assert before
-    weights = p.requests.count(f"/models/{MODEL}/model.safetensors")
+    weights = p.weight_requests()
 
     p.open_file("shaders/gemv.wgsl")
     assert p.page.is_visible("#edit-toggle")
@@ -313,7 +284,7 @@ def test_a_shader_edit_changes_the_result(open_page):
     assert p.code() == src
     assert _greedy(p) == before
     # Neither the page nor the weights were loaded again.
-    assert p.requests.count(f"/models/{MODEL}/model.safetensors") == weights
+    assert p.weight_requests() == weights
     # (index.html is also fetched by the service worker, which saves the page for offline use)
     assert p.page.evaluate("performance.getEntriesByType('navigation')[0].type") == "navigate"
     assert p.console_errors == []
@@ -321,7 +292,7 @@ def test_a_shader_edit_changes_the_result(open_page):
 
 def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
     p = open_page().open()
-    weights = p.requests.count(f"/models/{MODEL}/model.safetensors")
+    weights = p.weight_requests()
     p.open_file("webgpt/model/generator.py")
     src = p.shipped("webgpt/model/generator.py")
     old = '        return "".join(pieces)\n'
@@ -352,7 +323,7 @@ def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
     assert status == "ok", out
     assert "(shipped)" in out and "!" not in out.split("<<")[1].split(">>")[0]
     assert out.split("webgpt.model.generator ")[1].split()[0] == weights_id  # the same weights
-    assert p.requests.count(f"/models/{MODEL}/model.safetensors") == weights
+    assert p.weight_requests() == weights
     assert p.console_errors == []
 
 
@@ -397,7 +368,7 @@ def test_how_it_works_links_the_code_and_gives_shapes(open_page):
     # (named by the plan's launch record for it).
     step = "#howto li:has-text('Embedding')"
     p.page.click(f"{step} button.py")
-    assert p.page.input_value("#file") == "webgpt/model/gpt2.py"
+    assert p.page.input_value("#file") == "webgpt/arch/gpt2.py"
     flashed = p.page.text_content("#editor .cm-flash")
     assert "x = wte[ids] + wpe" in flashed, flashed
     p.page.click(f"{step} button.wgsl")
@@ -462,7 +433,7 @@ def test_site_has_the_editor_bundle_and_the_code(site, server):
     with open(os.path.join(site, "code", "index.json"), encoding="utf-8") as f:
         index = {e["path"]: e for e in json.load(f)["files"]}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    for path in ("scripts/generate.py", "examples/tokens.py", "webgpt/model/gpt2.py",
+    for path in ("scripts/generate.py", "examples/tokens.py", "webgpt/arch/gpt2.py",
                  "webgpt/gpu/browser.py", "shaders/matvec.wgsl"):
         with open(os.path.join(site, "code", path), "rb") as f:
             data = f.read()

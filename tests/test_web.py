@@ -17,77 +17,15 @@ import urllib.parse
 
 import pytest
 
-from conftest import IN_CI, ROOT, wait_for_state
-
-# Boot (about 4 s) + load + generation on SwiftShader, with a wide margin for a busy machine.
-TIMEOUT_MS = 240_000
+from conftest import IN_CI, PAGE_TIMEOUT_MS as TIMEOUT_MS, ROOT
 SHIPPED = "shakespeare-char"
 SCREENSHOT = os.path.join(ROOT, "web", "screenshot.png")
 
 
-class PageRun:
-    """One page in a fresh browser context, its requests and console watched."""
-
-    def __init__(self, browser, base, init_script=None):
-        self.base = base
-        self.context = browser.new_context(viewport={"width": 1000, "height": 860})
-        self.requests, self.blocked, self.console_errors = [], [], []
-        self.context.route("**/*", self._route)
-        if init_script:
-            self.context.add_init_script(init_script)
-        self.page = self.context.new_page()
-        self.page.on("console", self._console)
-        self.page.on("pageerror", lambda e: self.console_errors.append(f"page error: {e}"))
-
-    def _route(self, route):
-        url = route.request.url
-        if url.startswith(self.base):
-            self.requests.append(url[len(self.base):])
-            route.continue_()
-        else:
-            self.blocked.append(url)
-            route.abort()
-
-    def _console(self, msg):
-        if msg.type == "error":
-            self.console_errors.append(msg.text)
-
-    def open(self, **params):
-        query = urllib.parse.urlencode({k: str(v) for k, v in params.items()})
-        self.page.goto(self.base + "index.html" + ("?" + query if query else ""))
-        return self
-
-    def state(self):
-        return self.page.evaluate("document.documentElement.dataset.state")
-
-    def wait_for_state(self, *states, timeout=TIMEOUT_MS):
-        return wait_for_state(self.page, states, timeout)
-
-    def text(self, selector):
-        return self.page.text_content(selector)
-
-    def stats(self):
-        """#stats as {key: value text}."""
-        return self.page.evaluate("""() => Object.fromEntries(
-            [...document.querySelectorAll('#stats .stat')].map(s => [s.dataset.key,
-             s.textContent.slice(s.dataset.key.length + 2)]))""")
-
-    def close(self):
-        self.context.close()
-
-
 @pytest.fixture
-def run(browser, server):
-    runs = []
-
-    def start(**kw):
-        r = PageRun(browser, server, **kw)
-        runs.append(r)
-        return r
-
-    yield start
-    for r in runs:
-        r.close()
+def run(pages):
+    """run(**options): a new page (conftest's PageDriver), closed after the test."""
+    return pages
 
 
 def shipped_models(site):
@@ -133,7 +71,7 @@ def test_normal_run_stays_on_its_origin_without_console_errors(run):
     assert r.wait_for_state("done", "error") == "done", r.text("#error")
     assert r.blocked == [], f"requests left the page's origin: {r.blocked}"
     assert r.console_errors == [], r.console_errors
-    paths = {urllib.parse.urlsplit(u).path for u in r.requests}
+    paths = set(r.paths())
     assert "pyodide/pyodide.asm.wasm" in paths and "pyodide/python_stdlib.zip" in paths
     wheels = sorted(p.split("/")[-1].split("-")[0] for p in paths if p.endswith(".whl"))
     assert wheels == ["webgpt"], wheels  # no installer, no numpy, nothing else
@@ -193,18 +131,14 @@ def test_quantized_greedy_continuation_equals_the_cli(run, site, model):
     assert r.console_errors == [] and r.blocked == []
 
 
-def test_any_static_server_will_do(browser, plain_server, test_models):
+def test_any_static_server_will_do(plain_server, run, test_models):
     """A server that ignores Range (the page then reads headers from the stream's start and
     skips ahead to each tensor) gives the same greedy text."""
-    r = PageRun(browser, plain_server)
-    try:
-        r.open(model="tiny", prompt="Hello world, this is", max_new_tokens=24, temperature=0,
-               autorun=1)
-        assert r.wait_for_state("done", "error") == "done", r.text("#error")
-        assert r.text("#output") == cli_generate(test_models["tiny"], "Hello world, this is", 24)
-        assert r.blocked == []
-    finally:
-        r.close()
+    r = run(base=plain_server).open(model="tiny", prompt="Hello world, this is",
+                                    max_new_tokens=24, temperature=0, autorun=1)
+    assert r.wait_for_state("done", "error") == "done", r.text("#error")
+    assert r.text("#output") == cli_generate(test_models["tiny"], "Hello world, this is", 24)
+    assert r.blocked == []
 
 
 # Holds the page's "load" message to the worker until window.__releaseLoad(): the test then
