@@ -377,6 +377,50 @@ def test_how_it_works_links_the_code_and_gives_shapes(open_page):
         assert p.page.query_selector(f"#howto button.wgsl:text-is('{name}')"), name
 
 
+# [line number, its gutter box's top and height, its text line's top and height], for the first
+# n lines of the file in the editor, two frames on (CodeMirror measures in the next one).
+LINE_BOXES = """async n => {
+    for (let i = 0; i < 2; i++) await new Promise(r => requestAnimationFrame(r));
+    const editor = document.getElementById('editor');
+    const numbers = new Map([...editor.querySelectorAll('.cm-lineNumbers .cm-gutterElement')]
+        .map(e => [e.textContent, e.getBoundingClientRect()]));
+    return [...editor.querySelectorAll('.cm-line')].slice(0, n).map((line, i) => {
+        const text = line.getBoundingClientRect(), number = numbers.get(String(i + 1));
+        return [i + 1, number ? number.top : null, number ? number.height : null,
+                text.top, text.height];
+    });
+}"""
+
+
+def _misaligned(p, n=20):
+    """The lines whose number does not sit beside them (to within a pixel), of the first n."""
+    boxes = p.page.evaluate(LINE_BOXES, n)
+    assert len(boxes) == n, boxes
+    return [b for b in boxes if b[1] is None or abs(b[1] - b[3]) > 1 or abs(b[2] - b[4]) > 1]
+
+
+def test_line_numbers_sit_beside_their_lines(open_page):
+    """The gutter's numbers line up with the text's lines, also for a file shown while the
+    editor is below the fold (as the page opens in a short window, or a full-page screenshot
+    shows it): CodeMirror measures lines only in the window, and its estimate of their height
+    (14 px) is not this page's (13 px text, line-height 1.45)."""
+    p = open_page(viewport={"width": 1000, "height": 600}).open()
+    below = "document.getElementById('editor').getBoundingClientRect().top > innerHeight"
+    assert p.page.evaluate(below), "the editor is in the window: this test needs it below"
+    p.page.wait_for_function("document.querySelectorAll('#editor .cm-line').length >= 20")
+    assert _misaligned(p) == []
+    # Another file, shown while the editor is still out of sight (#file's change event, as a
+    # pick in the list makes, without scrolling to it).
+    p.page.evaluate("""() => { const f = document.getElementById('file');
+        f.value = 'webgpt/sampling.py'; f.dispatchEvent(new Event('change')); }""")
+    assert p.page.evaluate(below) and p.code() == p.shipped("webgpt/sampling.py")
+    assert _misaligned(p) == []
+    p.page.evaluate("document.getElementById('editor').scrollIntoView()")
+    p.page.wait_for_timeout(200)
+    assert _misaligned(p) == []
+    assert p.console_errors == []
+
+
 def test_download_saves_the_edits(open_page):
     p = open_page().open()
     p.replace_code("print('mine')\n")

@@ -170,6 +170,14 @@ export function createEditor(parent, { onChange, onRun, onReadOnlyKey } = {}) {
       }
       current = path;
       view.setState(state);
+      // A new state starts from CodeMirror's estimate of its lines' heights (14 px), and
+      // CodeMirror measures them only while the editor is in the window, or when it has a
+      // scroll position to set. The gutter is laid out from those heights: a file shown while
+      // the editor is below the fold (as the page opens) kept numbers packed tighter than its
+      // lines until the user scrolled there (a full-page screenshot showed it). Setting the
+      // editor's own scroll position (a snapshot: it never scrolls the page) makes the next
+      // measure read the real heights, wherever the editor is.
+      view.dispatch({ effects: view.scrollSnapshot() });
       this.setReadOnly(path, ro);
     },
 
