@@ -1,10 +1,12 @@
-// Sampling on the GPU: temperature, top-k, top-p and a seeded draw, over row 0 of the logits.
+// Sampling on the GPU: temperature, top-k, top-p, min-p and a seeded draw, over row 0 of the
+// logits.
 // Only the chosen token id leaves the GPU: it is written to ids[0], the next pass's input.
 //
 //   p_i  = exp((logits[i] - max) / temperature)                         (unnormalised)
 //   keep = the top_k largest logits (top_k = 0: all), then, of those, the smallest set of most
 //          likely tokens whose mass reaches top_p (token i stays while the mass of the tokens
-//          more likely than it is below top_p; 1: all), as Hugging Face's warpers do
+//          more likely than it is below top_p; 1: all), then the tokens with p_i >= min_p (the
+//          most likely has p = 1; 0: all), in that order, as Hugging Face's warpers do
 //   u    = uniform in [0, 1) from a hash of (seed, step)
 //   ids[0] = the first i, in index order, where the running sum of p over kept tokens
 //            exceeds u * (sum of p over kept tokens)
@@ -23,6 +25,7 @@ struct Sampler {
     top_p: f32,         // in (0, 1]; 1: off
     seed: u32,
     step: u32,          // index of the token being drawn: a new u for every token
+    min_p: f32,         // in [0, 1]; 0: off
 }
 
 override V: u32;
@@ -153,7 +156,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
     let last = min(V, first + span);
     var mass = 0.0;
     for (var i = first; i < last; i++) {
-        mass += select(0.0, probs[i], key(logits[i]) >= lo);
+        mass += select(0.0, probs[i], key(logits[i]) >= lo && probs[i] >= s.min_p);
     }
     red_f[lid] = mass;
     workgroupBarrier();
@@ -172,7 +175,7 @@ fn main(@builtin(local_invocation_id) lid3: vec3<u32>) {
                 // running sum passes the goal inside the span.
                 let end = min(V, (j + 1u) * span);
                 for (var i = j * span; i < end; i++) {
-                    if (key(logits[i]) >= lo) {
+                    if (key(logits[i]) >= lo && probs[i] >= s.min_p) {
                         chosen = i;
                         acc += probs[i];
                         if (acc > goal) {

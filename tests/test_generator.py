@@ -60,12 +60,12 @@ def test_next_token_queues_ahead_and_reads_in_order(model):
     async def steps():
         want = await model.generate_ids(PROMPT, max_new_tokens=10, temperature=0)
         g = Generation(model, PROMPT, 10, 0, None, None, None)
-        got = [await g.next_token()]
+        got = [(await g.next_token()).token]
         # The prompt's pass and PIPELINE - 1 more were queued before the first read.
         assert g.submitted == PIPELINE and len(g.inflight) == PIPELINE - 1
         assert g.stats["prefill_tokens"] == len(PROMPT) and g.stats["first_token_s"] > 0
         while len(got) < 10:
-            got.append(await g.next_token())
+            got.append((await g.next_token()).token)
         assert g.submitted == 10 and not g.inflight
         g.finish()
         return want, got
@@ -80,7 +80,7 @@ def test_finish_keeps_only_what_was_read_back(model):
     read, so the cache keeps the prompt and that first token only."""
     async def steps():
         g = Generation(model, PROMPT, 10, 0, None, None, None)
-        first = await g.next_token()
+        first = (await g.next_token()).token
         assert g.submitted > 2
         g.finish()
         return first
@@ -116,7 +116,7 @@ def test_the_hook_sees_each_step_and_edits_it(model):
 
     async def steps():
         g = Generation(model, PROMPT, 4, 0, None, None, None, logits_hook=ban_top)
-        out = [await g.next_token() for _ in range(4)]
+        out = [(await g.next_token()).token for _ in range(4)]
         assert g.depth == 1
         g.finish()
         return out
@@ -130,7 +130,7 @@ def test_sampled_steps_repeat_with_their_seed(model):
         out = []
         for _ in range(2):
             g = Generation(model, PROMPT, 6, 0.9, 20, 0.95, seed=1234)
-            out.append([await g.next_token() for _ in range(6)])
+            out.append([(await g.next_token()).token for _ in range(6)])
             assert g.stats["seed"] == 1234
             g.finish()
         return out

@@ -4,8 +4,11 @@ GPU's sampling kernel (shaders/sample.wgsl) draws from.
 The model chooses tokens on the GPU, reading back one id per token. `candidates` says the same
 in pure Python (the browser has no numpy), for tests and for code that shows a distribution:
 the order of the filters is the one Hugging Face's `generate` applies: divide by the
-temperature, keep the top k, then keep the smallest set of most likely tokens whose
-probability reaches top_p. Temperature 0 means greedy (argmax).
+temperature, keep the top k, then the smallest set of most likely tokens whose probability
+reaches top_p, then those at least min_p times as likely as the most likely. Temperature 0
+means greedy (argmax). `check_controls` checks the other logits processors an API request may
+add (model/decode.py's Controls: logit bias, repetition, frequency and presence penalties,
+log-probs).
 """
 
 import heapq
@@ -61,6 +64,61 @@ def check_params(max_new_tokens, temperature, top_k, top_p, seed):
         raise ValueError(f"seed must be a whole number, got {short_repr(seed, SHOWN_CHARS)}")
 
 
+# The logits processors an API request may add (OpenAI's ranges where it defines them).
+MAX_PENALTY = 2.0           # frequency_penalty, presence_penalty: [-2, 2]
+MAX_BIAS = 100.0            # logit_bias values: [-100, 100]
+MAX_REPETITION = 1e6        # repetition_penalty: (0, 1e6]; 1 is off
+MAX_TOP_LOGPROBS = 20
+
+
+def check_controls(vocab_size, min_p=None, repetition_penalty=None, frequency_penalty=None,
+                   presence_penalty=None, logit_bias=None, logprobs=None):
+    """Validate the logits processors and log-probs of a request; raise ValueError with a
+    sentence naming the parameter. Returns logit_bias as {token id: float} (JSON gives its
+    keys as strings)."""
+    if min_p is not None and (not _real(min_p) or not 0 <= min_p <= 1):
+        raise ValueError(f"min_p must be a number from 0 to 1 (0 turns it off), got "
+                         f"{short_repr(min_p, SHOWN_CHARS)}")
+    if repetition_penalty is not None and (not _real(repetition_penalty) or not _finite(
+            repetition_penalty) or not 0 < repetition_penalty <= MAX_REPETITION):
+        raise ValueError(f"repetition_penalty must be a number above 0 and at most "
+                         f"{MAX_REPETITION:g} (1 turns it off), got "
+                         f"{short_repr(repetition_penalty, SHOWN_CHARS)}")
+    for name, v in (("frequency_penalty", frequency_penalty),
+                    ("presence_penalty", presence_penalty)):
+        if v is not None and (not _real(v) or not -MAX_PENALTY <= v <= MAX_PENALTY):
+            raise ValueError(f"{name} must be a number from -2 to 2, got "
+                             f"{short_repr(v, SHOWN_CHARS)}")
+    if logprobs is not None and (not _whole(logprobs) or not 0 <= logprobs <= MAX_TOP_LOGPROBS):
+        raise ValueError(f"top_logprobs must be a whole number from 0 to {MAX_TOP_LOGPROBS}, "
+                         f"got {short_repr(logprobs, SHOWN_CHARS)}")
+    return _logit_bias(logit_bias, vocab_size)
+
+
+def _logit_bias(logit_bias, vocab_size):
+    if logit_bias is None:
+        return {}
+    if not isinstance(logit_bias, dict):
+        raise ValueError(f"logit_bias must map token ids to numbers from -100 to 100, got "
+                         f"{short_repr(logit_bias, SHOWN_CHARS)}")
+    if len(logit_bias) > vocab_size:
+        raise ValueError(f"logit_bias has {len(logit_bias)} entries; the vocabulary has "
+                         f"{vocab_size} tokens")
+    out = {}
+    for key, v in logit_bias.items():
+        token = key
+        if isinstance(key, str) and key.strip().isdigit() and len(key) < 12:
+            token = int(key)
+        if not _whole(token) or not 0 <= token < vocab_size:
+            raise ValueError(f"logit_bias names token {short_repr(key, SHOWN_CHARS)}; token "
+                             f"ids are whole numbers from 0 to {vocab_size - 1}")
+        if not _real(v) or not -MAX_BIAS <= v <= MAX_BIAS:
+            raise ValueError(f"logit_bias[{token}] must be a number from -100 to 100, got "
+                             f"{short_repr(v, SHOWN_CHARS)}")
+        out[token] = float(v)
+    return out
+
+
 def _finite(x):
     try:
         return math.isfinite(x)
@@ -101,11 +159,12 @@ def params_from_strings(values):
     return out
 
 
-def candidates(logits, temperature, top_k=None, top_p=None):
+def candidates(logits, temperature, top_k=None, top_p=None, min_p=None):
     """Return [(token_id, probability)] of the tokens that may be drawn, most likely first.
 
     `logits` is a sequence of floats (one row). Probabilities are renormalised over the
-    survivors of top-k and top-p.
+    survivors of top-k, top-p and min-p (a token stays if its probability is at least min_p
+    times the most likely one's), applied in that order.
     """
     V = len(logits)
     if any(map(math.isnan, logits)):    # NaN compares false to everything: no order to sort
@@ -131,6 +190,10 @@ def candidates(logits, temperature, top_k=None, top_p=None):
         ids, probs = ids[:kept], probs[:kept]
         total = math.fsum(probs)
         probs = [p / total for p in probs]
+    if min_p:
+        kept = [(i, p) for i, p in zip(ids, probs) if p >= min_p * probs[0]]
+        total = math.fsum(p for _, p in kept)
+        return [(i, p / total) for i, p in kept]
     return list(zip(ids, probs))
 
 

@@ -9,7 +9,9 @@ back, and the read-back latency hides behind compute; only token ids leave the G
 logits hook asks to see (and edit) each step's logits, which runs one pass at a time.
 """
 
+import array
 import collections
+import dataclasses
 import secrets
 import struct
 import time
@@ -20,6 +22,31 @@ from .plan import PIPELINE
 # A position whose token was generated on the GPU and fed to the next pass before the CPU read
 # it back: generated token k.
 Pending = collections.namedtuple("Pending", "k")
+# One generated token as read back: its id, and where log-probs were asked for, its raw
+# log-probability and the top alternatives [(id, logprob)], most likely first (else None).
+Step = collections.namedtuple("Step", "token logprob top")
+SEEN_IN_PROMPT = 0x80000000  # penalize.wgsl's flag in a token's count
+
+
+@dataclasses.dataclass(frozen=True)
+class Controls:
+    """The logits processors and log-probs of a request, beyond temperature, top-k and top-p
+    (checked by webgpt.sampling.check_controls). Applied on the GPU in this order: logit_bias
+    ({token id: bias}), repetition_penalty (transformers' processor, over the prompt and the
+    generated tokens), frequency_penalty and presence_penalty (OpenAI's formula, over the
+    generated tokens), then temperature, top-k, top-p and min_p. `logprobs`: None, or how many
+    top alternatives to read back with each token's raw log-probability (0 to 20)."""
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    frequency_penalty: float = 0.0
+    presence_penalty: float = 0.0
+    logit_bias: dict = dataclasses.field(default_factory=dict)
+    logprobs: int = None
+
+    @property
+    def penalize(self):
+        return (self.repetition_penalty != 1 or self.frequency_penalty != 0
+                or self.presence_penalty != 0)
 
 
 class KVCache:
@@ -82,6 +109,19 @@ def check_request(model, ids, max_new_tokens, temperature, top_k, top_p, seed, l
                          f"or nothing would be left to run")
 
 
+def controls_from(vocab_size, min_p=None, repetition_penalty=None, frequency_penalty=None,
+                  presence_penalty=None, logit_bias=None, logprobs=None):
+    """Controls from a request's keywords, checked (a bad value is a ValueError naming it)."""
+    from ..sampling import check_controls
+
+    bias = check_controls(vocab_size, min_p, repetition_penalty, frequency_penalty,
+                          presence_penalty, logit_bias, logprobs)
+    return Controls(min_p=float(min_p or 0), repetition_penalty=float(repetition_penalty or 1),
+                    frequency_penalty=float(frequency_penalty or 0),
+                    presence_penalty=float(presence_penalty or 0), logit_bias=bias,
+                    logprobs=logprobs)
+
+
 class Generation:
     """One run of Model.stream_ids over `ids` (see the module docstring).
 
@@ -92,15 +132,19 @@ class Generation:
     """
 
     def __init__(self, model, ids, max_new_tokens, temperature, top_k, top_p, seed,
-                 logits_hook=None, cached=0):
+                 logits_hook=None, cached=0, controls=None):
         self.model, self.plan = model, model.plan
         self.max_new_tokens = max_new_tokens
         self.logits_hook = logits_hook
-        self.choose = "argmax" if temperature == 0 else "sample"
+        c = self.controls = controls or Controls()
+        self.greedy = temperature == 0
+        self.choose = self.plan.chooser(self.greedy, c.penalize, bool(c.logit_bias), c.logprobs)
         if seed is None:
             seed = secrets.randbits(32)  # recorded in stats, so the run can be repeated
         self.sampler = (float(temperature), top_k or 0, 1.0 if top_p is None else float(top_p),
                         seed % 2**32)
+        if c.penalize or c.logit_bias:
+            self.write_controls(ids)
         self.depth = 1 if logits_hook is not None else PIPELINE
         n_ctx = model.n_ctx
         self.history = list(ids)
@@ -119,9 +163,26 @@ class Generation:
                           f"{n_ctx}; only the last {n_ctx} are used", UserWarning,
                           stacklevel=3)  # stream_ids' caller
 
+    def write_controls(self, ids):
+        """The processors' inputs on the GPU: the prompt's tokens flagged in the counts (for
+        the repetition penalty), the bias row, the penalties."""
+        dev, buf, V = self.model.device, self.plan.buf, self.model.V
+        c = self.controls
+        counts = array.array("I", bytes(4 * V))
+        for i in set(ids):
+            counts[i] = SEEN_IN_PROMPT
+        dev.write(buf["counts"], 0, counts.tobytes())
+        if c.logit_bias:
+            bias = array.array("f", bytes(4 * V))
+            for i, v in c.logit_bias.items():
+                bias[i] = v
+            dev.write(buf["bias"], 0, bias.tobytes())
+        dev.write(buf["pen"], 0, struct.pack("<3f", c.repetition_penalty, c.frequency_penalty,
+                                              c.presence_penalty))
+
     async def next_token(self):
-        """The next new token: its pass queued (the window slid first if the context is
-        full), the passes after it queued up to the pipeline's depth, then read back."""
+        """The next new token's Step: its pass queued (the window slid first if the context
+        is full), the passes after it queued up to the pipeline's depth, then read back."""
         model, n_ctx = self.model, self.model.n_ctx
         produced = len(self.generated)
         if self.submitted == produced:  # this token's pass is not queued yet
@@ -135,12 +196,22 @@ class Generation:
         while (self.submitted < self.max_new_tokens and self.pos + 1 <= n_ctx
                and len(self.inflight) < self.depth):
             await self.submit()
-        data = await model.device.map_read(self.inflight.popleft(), 4)
-        token = struct.unpack("<I", data)[0]
+        step = self.read(await model.device.map_read(self.inflight.popleft(),
+                                                     self.choose.nbytes))
         self.record_time(produced)
-        self.history.append(token)
-        self.generated.append(token)
-        return token
+        self.history.append(step.token)
+        self.generated.append(step.token)
+        return step
+
+    def read(self, data):
+        """The Step a read-back slot holds: a token id, or rec (record.wgsl): [token,
+        logprob, lse, -, then (id, logprob) of each top alternative]."""
+        if self.choose.src == "ids":
+            return Step(struct.unpack_from("<I", data)[0], None, None)
+        k = self.controls.logprobs
+        token, logprob = struct.unpack_from("<If", data)
+        top = struct.unpack_from("<" + "If" * k, data, 16)
+        return Step(token, logprob, [(top[2 * j], top[2 * j + 1]) for j in range(k)])
 
     def slide(self):
         """The context is full: run its last 3/4 again as a new prompt from position 0."""
@@ -159,8 +230,9 @@ class Generation:
             model.cache.write_pending(k - 1)
         else:
             model.cache.write(self.pos, self.window)
-        if self.choose == "sample":
-            model.device.write(plan.buf["sampler"], 0, struct.pack("<fIfII", *self.sampler, k))
+        if not self.greedy:
+            model.device.write(plan.buf["sampler"], 0, struct.pack(
+                "<fIfIIf", *self.sampler, k, self.controls.min_p))
         slot = plan.slots[k % PIPELINE]
         if self.logits_hook is None:
             plan.queue(self.window, self.pos, self.choose, slot)
@@ -168,8 +240,7 @@ class Generation:
             plan.queue(self.window, self.pos, None)
             await apply_hook(model, self.logits_hook, self.history)
             enc = model.device.encoder()
-            plan.encode(enc, self.choose)
-            enc.copy(plan.buf["ids"], 0, slot, 0, 4)
+            plan.encode_choice(enc, self.choose, slot)
             enc.submit()
         self.inflight.append(slot)
         self.pos += 1 if self.window is None else len(self.window)

@@ -17,7 +17,7 @@ import struct
 from ..arch import arch_for
 from ..errors import ModelFolderError
 from ..kernels import Kernels
-from .decode import Generation, KVCache, check_request
+from .decode import Generation, KVCache, check_request, controls_from
 from .layout import Layout, layouts, resolve
 from .plan import Plan
 from .weights import Weights, released_error
@@ -230,18 +230,34 @@ class Model:
         return frozenset(self.stop_ids or ()) | (frozenset() if eot is None else {eot})
 
     async def generate_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
-                           seed=None, stop_at_eot=True, logits_hook=None, cached=0):
+                           seed=None, stop_at_eot=True, logits_hook=None, cached=0, **controls):
         """Generate token ids after `ids`; returns the new ids only."""
         return [token async for token in self.stream_ids(
-            ids, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook, cached)]
+            ids, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook, cached,
+            **controls)]
 
     async def stream_ids(self, ids, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
-                         seed=None, stop_at_eot=True, logits_hook=None, cached=0):
-        """Yield new token ids one by one: the prompt in one pass, then one pass per token, each
-        chosen on the GPU (argmax at temperature 0, else sampled with `seed` and the token's
-        index) with passes queued ahead of the token read back (model/decode.py's Generation:
-        submit, next_token, slide, finish). When the context is full, the window slides: its
-        last 3/4 runs again as a new prompt, and a UserWarning says so.
+                         seed=None, stop_at_eot=True, logits_hook=None, cached=0, **controls):
+        """Yield new token ids one by one (stream_steps' tokens)."""
+        async with contextlib.aclosing(self.stream_steps(
+                ids, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook,
+                cached, **controls)) as steps:
+            async for step in steps:
+                yield step.token
+
+    async def stream_steps(self, ids, max_new_tokens=50, temperature=1.0, top_k=None,
+                           top_p=None, seed=None, stop_at_eot=True, logits_hook=None, cached=0,
+                           **controls):
+        """Yield a Step (token, logprob, top) per new token: the prompt in one pass, then one
+        pass per token, each chosen on the GPU (argmax at temperature 0, else sampled with
+        `seed` and the token's index) with passes queued ahead of the token read back
+        (model/decode.py's Generation: submit, next_token, slide, finish). When the context is
+        full, the window slides: its last 3/4 runs again as a new prompt, and a UserWarning
+        says so.
+
+        `controls`, keywords of decode.Controls: min_p, repetition_penalty, frequency_penalty,
+        presence_penalty, logit_bias ({token id: bias}), logprobs (None, or how many top
+        alternatives to read back with each token's log-probability), all on the GPU.
 
         `cached`: how many leading ids the KV cache already holds (they must be
         `cached_ids[:cached]`): only the rest runs as the prompt (a chat's next turn).
@@ -258,15 +274,15 @@ class Model:
         check_request(self, ids, max_new_tokens, temperature, top_k, top_p, seed, logits_hook,
                       cached)
         run = Generation(self, ids, max_new_tokens, temperature, top_k, top_p, seed,
-                         logits_hook, cached)
+                         logits_hook, cached, controls_from(self.V, **controls))
         self.stats = run.stats
         stops = self.stopping_ids() if stop_at_eot else frozenset()
         try:
             for _ in range(max_new_tokens):
                 self._check_usable()  # released while this generator was suspended
-                token = await run.next_token()
-                yield token
-                if token in stops:
+                step = await run.next_token()
+                yield step
+                if step.token in stops:
                     return
         finally:
             run.finish()

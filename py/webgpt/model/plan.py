@@ -10,7 +10,11 @@ Pass kinds:
     "decode"   a pass of one token through the KV cache, ending in the LM head
     "lm_head"  the LM head alone (more rows of logits() after the first chunk)
     "argmax"   ids[0] = argmax(logits[0])   (greedy)
-    "sample"   ids[0] ~ softmax(logits[0] / temperature), top-k, top-p, seeded
+    "sample"   ids[0] ~ softmax(logits[0] / temperature), top-k, top-p, min-p, seeded
+and, made on first use by `chooser(...)` for a request's logits processors and log-probs:
+    "choose ..."  log-probs of the raw row (logprobs.wgsl), the processors into a second row
+               (penalize.wgsl), argmax or sample over it, the chosen token recorded
+               (record.wgsl: its count and log-prob)
 
 The architecture (webgpt.arch: gpt2.py, llama.py) says which ops run in which order with
 which weights, by calling the recorder `Forward` once per pass kind: one line per op, as
@@ -34,6 +38,11 @@ PIPELINE = 4  # decode passes queued ahead of the token being read back
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
 
 Launch = collections.namedtuple("Launch", "name shader pipeline bind_group grid")
+# How a pass kind chooses the next token: its launches' kind, and what to copy to a read-back
+# slot: `src` (a buffer name: "ids", or "rec" with the log-probs) and its first `nbytes`.
+Chooser = collections.namedtuple("Chooser", "kind src nbytes")
+MAX_TOP_LOGPROBS = 20  # OpenAI's top_logprobs bound; logprobs.wgsl holds PARTS K candidates
+SLOT_BYTES = 4 * (4 + 2 * MAX_TOP_LOGPROBS)  # a read-back slot: a token, or its record
 # One matrix product as Forward.linear resolved it: the input buffer x (the norm's input where
 # one is fused), the norm's override constants, the buffers to bind (bias, out, caches, norm
 # weights), the epilogue's flags.
@@ -75,7 +84,8 @@ class Plan:
             for name, data in arch.constants().items():
                 device.write(self.buf[name], 0, data)  # tables the kernels read (rope)
             # Mappable slots for token ids: read while the passes queued after them run.
-            self.slots = [device.readback_buffer(8, f"token slot {i}") for i in range(PIPELINE)]
+            self.slots = [device.readback_buffer(SLOT_BYTES, f"token slot {i}")
+                          for i in range(PIPELINE)]
             self.passes = {}
             for kind in ("prompt", "decode"):
                 f = Forward(self, kind)
@@ -135,9 +145,10 @@ class Plan:
     def bind(self, shader, pipeline, **buffers):
         return self.kernels.bind(shader, pipeline, standin=self.standin, **buffers)
 
-    def _choose(self):
+    def _choose(self, logits="logits"):
+        """The argmax and sample launches over row 0 of buffer `logits`."""
         k, b, V = self.kernels, self.buf, self.dims.V
-        out = {"logits": b["logits"], "best_v": b["best_v"], "best_i": b["best_i"], "ids": b["ids"]}
+        out = {"logits": b[logits], "best_v": b["best_v"], "best_i": b["best_i"], "ids": b["ids"]}
         argmax = []
         for final, groups in ((False, self.argmax_parts), (True, 1)):
             pipe = k.get("argmax", V=V, PARTS=self.argmax_parts, FINAL=final)
@@ -145,9 +156,73 @@ class Plan:
                                  self.bind("argmax", pipe, **out), (groups, 1, 1)))
         pipe = k.get("sample", V=V)
         sample = [Launch("sample", "sample.wgsl", pipe,
-                         self.bind("sample", pipe, logits=b["logits"], probs=b["probs"],
+                         self.bind("sample", pipe, logits=b[logits], probs=b["probs"],
                                    ids=b["ids"], s=b["sampler"]), (1, 1, 1))]
         return argmax, sample
+
+    def chooser(self, greedy=True, penalize=False, bias=False, logprobs=None):
+        """How to choose the next token for a request: greedy or sampled, after the penalties
+        (repetition, frequency, presence: penalize) and a logit bias (bias), with the raw
+        log-probs of the chosen token and of `logprobs` top alternatives (None: none). Without
+        any of these, the plain "argmax" / "sample" passes; else a pass kind of its own, made
+        on first use (its scratch buffers too: about 12 V bytes), and kept."""
+        if not (penalize or bias or logprobs is not None):
+            return Chooser("argmax" if greedy else "sample", "ids", 4)
+        kind = (f"choose {'argmax' if greedy else 'sample'}{' penalize' * penalize}"
+                f"{' bias' * bias}{'' if logprobs is None else f' logprobs {logprobs}'}")
+        if kind not in self.passes:
+            self.passes[kind] = self._choose_with(greedy, penalize, bias, logprobs)
+        if logprobs is None:
+            return Chooser(kind, "ids", 4)
+        return Chooser(kind, "rec", 4 * (4 + 2 * logprobs))
+
+    def _control_buffers(self):
+        """The scratch of the processors and log-probs (made once, on first use)."""
+        if "rec" not in self.buf:
+            b, V = self.alloc.buffer, self.dims.V
+            parts = cdiv(V, ARGMAX_SPAN)
+            self.buf.update({
+                "logits_p": b(V * 4, "processed logits"),                  # (V) f32
+                "bias": b(V * 4, "logit bias"),                            # (V) f32
+                "counts": b(V * 4, "token counts"),                        # (V) u32
+                "part_v": b(parts * MAX_TOP_LOGPROBS * 4, "top logits"),   # (parts, 20) f32
+                "part_i": b(parts * MAX_TOP_LOGPROBS * 4, "top indices"),  # (parts, 20) u32
+                "part_m": b(parts * 4, "part max"),                        # (parts) f32
+                "part_s": b(parts * 4, "part sum"),                        # (parts) f32
+                "rec": b(SLOT_BYTES, "token record"),                      # (4 + 2 K) u32
+                "pen": b(16, "penalties", uniform=True),                   # repetition, freq, pres
+            })
+        return self.buf
+
+    def _choose_with(self, greedy, penalize, bias, logprobs):
+        k, V = self.kernels, self.dims.V
+        b = self._control_buffers()
+        parts = cdiv(V, ARGMAX_SPAN)
+        out = []
+        if logprobs is not None:
+            if parts * logprobs > 256 * 16:
+                raise ValueError(f"top_logprobs={logprobs} over a vocabulary of {V} is more "
+                                 f"than logprobs.wgsl holds (PARTS K <= 4096)")
+            bufs = {n: b[n] for n in ("logits", "part_v", "part_i", "part_m", "part_s", "rec")}
+            for final, groups in ((False, parts), (True, 1)):
+                pipe = k.get("logprobs", V=V, PARTS=parts, K=logprobs, FINAL=final)
+                out.append(Launch("logprobs" + (" (final)" if final else ""), "logprobs.wgsl",
+                                  pipe, self.bind("logprobs", pipe, **bufs), (groups, 1, 1)))
+        row = "logits"
+        if penalize or bias:
+            pipe = k.get("penalize", V=V, BIAS=bias)
+            group = self.bind("penalize", pipe, logits=b["logits"], bias=b["bias"],
+                              counts=b["counts"], out=b["logits_p"], pen=b["pen"])
+            out.append(Launch("penalties", "penalize.wgsl", pipe, group, (cdiv(V, 256), 1, 1)))
+            row = "logits_p"
+        argmax, sample = self._choose(row)
+        out += argmax if greedy else sample
+        if penalize or logprobs is not None:
+            pipe = k.get("record", COUNT=penalize, LOGPROB=logprobs is not None)
+            group = self.bind("record", pipe, logits=b["logits"], ids=b["ids"],
+                              counts=b["counts"], rec=b["rec"])
+            out.append(Launch("record", "record.wgsl", pipe, group, (1, 1, 1)))
+        return out
 
     # ------------------------------------------------------------ encoding
 
@@ -171,10 +246,10 @@ class Plan:
 
     def queue(self, ids, pos0, choose, slot=None):
         """Queue a forward pass at positions pos0.. that computes the last row's logits and,
-        with `choose` ("argmax" or "sample"), picks the next token into ids[0].
+        with `choose` (a Chooser, or "argmax" / "sample"), picks the next token into ids[0].
 
         `ids` are written to the GPU first; None means the one token the previous pass left
-        in ids[0]. With `slot`, the chosen token is copied there for map_read.
+        in ids[0]. With `slot`, the chosen token (or its record) is copied there for map_read.
         """
         dev = self.device
         if ids is not None:
@@ -185,10 +260,17 @@ class Plan:
         enc = dev.encoder()
         self.encode(enc, "decode" if T == 1 else "prompt", T, 1)
         if choose is not None:
-            self.encode(enc, choose)
-        if slot is not None:
-            enc.copy(self.buf["ids"], 0, slot, 0, 4)
+            self.encode_choice(enc, choose, slot)
         enc.submit()
+
+    def encode_choice(self, enc, choose, slot=None):
+        """Record the choice of the next token (a Chooser, or "argmax" / "sample"), and its
+        copy into `slot` where given."""
+        if isinstance(choose, str):
+            choose = Chooser(choose, "ids", 4)
+        self.encode(enc, choose.kind)
+        if slot is not None:
+            enc.copy(self.buf[choose.src], 0, slot, 0, choose.nbytes)
 
     def write_params(self, T, pos0, lm_row0, lm_rows):
         self.device.write(self.buf["params"], 0, struct.pack("<4I", T, pos0, lm_row0, lm_rows))
