@@ -8,19 +8,22 @@
 import importlib
 import time
 
+from .errors import RequestError
 from .folder import ModelFolderError, open_folder
-from .sources import open_source
 from .tokenizer import Tokenizer, TokenizerError
 
-__all__ = ["load", "open_folder", "ModelFolderError", "Tokenizer", "TokenizerError", "gpu"]
+__all__ = ["load", "open_folder", "Client", "ModelFolderError", "RequestError", "Tokenizer",
+           "TokenizerError", "gpu"]
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
-    # webgpt.gpu on first use, so that reading a folder (webgpt.folder, the tools that only
-    # read folders) imports no GPU layer.
+    # webgpt.gpu and webgpt.Client (webgpt.api, over the model) on first use, so that reading
+    # a folder (webgpt.folder, the tools that only read folders) imports no GPU code.
     if name == "gpu":
         return importlib.import_module(".gpu", __name__)
+    if name == "Client":
+        return importlib.import_module(".api", __name__).Client
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -45,7 +48,7 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
     if layout not in (None, "cpu", "gpu"):
         raise ValueError(f"layout must be 'cpu', 'gpu' or None, got {layout!r}")
     t0 = time.perf_counter()
-    spec = await open_folder(open_source(path_or_url))
+    spec = await open_folder(path_or_url)
     if device is None:
         device = await gpu.request_device()
     model = Model(spec, device, layout=layouts(device, layout))

@@ -11,6 +11,7 @@ shows it in #error. The types, by what went wrong:
     QuantizeError       arguments or a source that `build.py quantize` cannot quantize
     ConversionError     a checkpoint that `build.py import` cannot convert
     HubError            a download from the hub that cannot go on
+    RequestError        an API request (webgpt.api, the server) with a parameter that is wrong
 
 The modules that raise them name them too (webgpt.tokenizer.TokenizerError, webgpt.gpu.GPUError,
 webgpt.tools.hub.HubError, ...). This module imports nothing from the package, so any module
@@ -28,7 +29,7 @@ import unicodedata
 
 __all__ = ["printable", "short_repr", "EscapedMessage", "ModelFolderError", "TokenizerError",
            "ChatTemplateError", "GPUError", "BindingError", "QuantizeError", "ConversionError",
-           "HubError"]
+           "HubError", "RequestError"]
 
 # Control (C0, DEL, C1), format (bidi overrides and isolates, zero-width characters), lone
 # surrogates (undecodable bytes of a file name) and the two Unicode line breaks.
@@ -122,3 +123,21 @@ class ConversionError(EscapedMessage, ValueError):
 class HubError(EscapedMessage, Exception):
     """A download that cannot go on: no network, no such model or file, a bad hash, no space.
     The message is one line for the user (names from the hub with control characters escaped)."""
+
+
+class RequestError(EscapedMessage, ValueError):
+    """An OpenAI-shaped API request that cannot run: an unknown parameter, a bad value, a model
+    the client does not have. `param` names the parameter (None where no one is at fault),
+    `code` is OpenAI's short code where it has one; the server answers HTTP 400 with
+    {"error": {"message", "type", "param", "code"}}."""
+
+    type = "invalid_request_error"
+
+    def __init__(self, message, param=None, code=None):
+        super().__init__(message)
+        self.param, self.code = param, code
+
+    def body(self):
+        """The error as OpenAI's API returns it."""
+        return {"error": {"message": str(self), "type": self.type, "param": self.param,
+                          "code": self.code}}

@@ -12,6 +12,7 @@ the KV cache holds, so a chat's next turn runs only what is new (model/chat.py).
 """
 
 import contextlib
+import re
 import struct
 
 from ..arch import arch_for
@@ -37,6 +38,8 @@ class Model:
         self.config = spec.config
         self.device = device
         self.tokenizer = tokenizer if tokenizer is not None else spec.tokenizer
+        # Its name, for the OpenAI-shaped API and the server: the folder's (settable).
+        self.name = re.split(r"[/\\]", spec.source.where("").rstrip("/\\"))[-1] or "model"
         # The ids that end generation besides the tokenizer's end-of-text id (stopping_ids).
         self.stop_ids = spec.stop_ids
         self.kernels = Kernels(device)
@@ -147,7 +150,7 @@ class Model:
         old._check_usable()
         new = cls(old.spec, old.device, old.tokenizer, old.layout, weights=old.weight_store)
         new.kernels.sources.update(old.kernels.sources)
-        new.stop_ids, new.stats = old.stop_ids, dict(old.stats)
+        new.stop_ids, new.stats, new.name = old.stop_ids, dict(old.stats), old.name
         if old.plan is not None:
             old.plan.release()
         old.plan, old.released = None, True  # its weights now belong to `new`
@@ -288,14 +291,15 @@ class Model:
             run.finish()
 
     async def stream(self, prompt, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
-                     seed=None, stop_at_eot=True, logits_hook=None):
-        """Yield text pieces of the continuation of `prompt` as tokens are produced."""
+                     seed=None, stop_at_eot=True, logits_hook=None, **controls):
+        """Yield text pieces of the continuation of `prompt` as tokens are produced
+        (`controls`: as stream_steps takes them)."""
         from ..tokenizer import StreamDecoder
 
         decoder = StreamDecoder(self.tokenizer)
         async with contextlib.aclosing(self.stream_ids(
                 self.encode_prompt(prompt), max_new_tokens, temperature, top_k, top_p, seed,
-                stop_at_eot, logits_hook)) as tokens:
+                stop_at_eot, logits_hook, **controls)) as tokens:
             async for token in tokens:
                 piece = decoder.push(token)
                 if piece:
@@ -305,13 +309,14 @@ class Model:
             yield rest
 
     async def generate(self, prompt, max_new_tokens=50, temperature=1.0, top_k=None, top_p=None,
-                       seed=None, stop_at_eot=True, logits_hook=None):
+                       seed=None, stop_at_eot=True, logits_hook=None, **controls):
         """The continuation of `prompt` as one string (temperature 0 is greedy)."""
         return "".join([piece async for piece in self.stream(
-            prompt, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook)])
+            prompt, max_new_tokens, temperature, top_k, top_p, seed, stop_at_eot, logits_hook,
+            **controls)])
 
     def chat_stream(self, messages, max_new_tokens=256, temperature=1.0, top_k=None,
-                    top_p=None, seed=None, stop=None, logits_hook=None):
+                    top_p=None, seed=None, stop=None, logits_hook=None, **controls):
         """Yield the pieces of the assistant's reply to `messages` ([{"role", "content"}], as
         in transformers), rendered by the model's chat template. The conversation stays in
         the KV cache: a later turn runs only what is new (model/chat.py). `stop`: strings
@@ -320,13 +325,14 @@ class Model:
 
         self._check_usable()
         return chat_stream(self, messages, max_new_tokens, temperature, top_k, top_p, seed, stop,
-                           logits_hook)
+                           logits_hook, **controls)
 
     async def chat(self, messages, max_new_tokens=256, temperature=1.0, top_k=None, top_p=None,
-                   seed=None, stop=None, logits_hook=None):
+                   seed=None, stop=None, logits_hook=None, **controls):
         """The assistant's reply to `messages` as one string (see chat_stream)."""
         return "".join([piece async for piece in self.chat_stream(
-            messages, max_new_tokens, temperature, top_k, top_p, seed, stop, logits_hook)])
+            messages, max_new_tokens, temperature, top_k, top_p, seed, stop, logits_hook,
+            **controls)])
 
 
 def _check_quantized_rows(spec):

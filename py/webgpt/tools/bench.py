@@ -155,10 +155,33 @@ async def copy_bandwidth(dev, nbytes=256 << 20, repeats=10):
     return 2 * nbytes * repeats / dt
 
 
+# An API request with every logits processor on (bench --controls): what it costs per token.
+CONTROLS = dict(min_p=0.05, repetition_penalty=1.1, frequency_penalty=0.5, presence_penalty=0.5,
+                logit_bias={1: -5.0, 2: 5.0}, logprobs=5)
+
+
+async def decode_ms(model, ids, decode_tokens, **sampling):
+    """ms per decoded token after `ids`, in steady state: the difference of two runs that share
+    the prompt pass, with the read-back pipeline full (a single run's average would credit the
+    passes queued behind the first token to the prompt)."""
+    async def timed(n):
+        t = time.perf_counter()
+        await model.generate_ids(ids, max_new_tokens=n, stop_at_eot=False, **sampling)
+        return time.perf_counter() - t
+
+    short = PIPELINE + 2
+    n = min(decode_tokens, model.n_ctx - len(ids) - short)  # stay inside the context
+    await timed(short)
+    t_short = min([await timed(short) for _ in range(2)])
+    t_long = min([await timed(short + n) for _ in range(2)])
+    return (t_long - t_short) / n * 1e3
+
+
 async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log, profile=False,
-                      layout=None):
+                      layout=None, controls=False):
     """One row of the table: `shape` with random `dtype` weights, loaded with `layout` (the
-    adapter's default when None)."""
+    adapter's default when None); with `controls`, also sampled decoding without and with
+    CONTROLS."""
     spec = random_spec(shape, dtype)
     before = dev.allocated
     t0 = time.perf_counter()
@@ -179,26 +202,20 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
     weight_bytes = model.weight_bytes()
     for ctx in contexts:
         ids = prompt[:1] * ctx if ctx > len(prompt) else prompt[:ctx]
-
-        async def timed(n):
-            t = time.perf_counter()
-            await model.generate_ids(ids, max_new_tokens=n, temperature=0)
-            return time.perf_counter() - t
-
-        # The difference of two runs that share the prompt pass: per-token time in steady
-        # state, with the read-back pipeline full (a single run's average would credit the
-        # passes queued behind the first token to the prompt).
-        short = PIPELINE + 2
-        n = min(decode_tokens, model.n_ctx - ctx - short)  # stay inside the context
-        await timed(short)
-        t_short = min([await timed(short) for _ in range(2)])
-        t_long = min([await timed(short + n) for _ in range(2)])
-        ms = (t_long - t_short) / n * 1e3
+        ms = await decode_ms(model, ids, decode_tokens, temperature=0)
         row[f"ms/token @{ctx}"] = ms
         # One decode step reads every weight and the KV cache of ctx positions (f32).
         d = model.dims
         row[f"bytes/token @{ctx}"] = weight_bytes + 2 * d.n_layer * ctx * d.kv_cols * 4
         log(f"  {shape} {dtype}: {ms:.2f} ms/token at context {ctx}")
+        if controls:
+            # Sampled, without and with an API request's processors and log-probs.
+            plain = await decode_ms(model, ids, decode_tokens, temperature=1.0, seed=1)
+            full = await decode_ms(model, ids, decode_tokens, temperature=1.0, seed=1,
+                                   **CONTROLS)
+            row[f"sampled ms/token @{ctx}"], row[f"controls ms/token @{ctx}"] = plain, full
+            log(f"  {shape} {dtype}: sampled {plain:.2f}, with the controls {full:.2f} "
+                f"ms/token at context {ctx} ({full / plain:.2f}x)")
     if profile:
         row["profile_us"] = await profile_decode(model)
         row["profile_prefill_us"] = await profile_decode(model, T=prompt_len, pos0=0)
@@ -554,6 +571,9 @@ def table(rows, contexts, bandwidth, device_name):
             ms = r[f"ms/token @{c}"]
             floor = r[f"bytes/token @{c}"] / bandwidth * 1e3
             cells += [f"{ms:.2f}", f"{floor:.3f}", f"{ms / floor:.1f}"]
+            if f"controls ms/token @{c}" in r:
+                cells[-3] += (f" (sampled {r[f'sampled ms/token @{c}']:.2f}, with the controls "
+                              f"{r[f'controls ms/token @{c}']:.2f})")
             got = [(r.get(key) or {}).get(c) for key, _ in peers]
             cells += [f"{t:.2f}" if t else "n/a" for t in got]
             if peers:
@@ -601,7 +621,7 @@ def plot(rows, contexts, path):
 
 
 async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baseline, out_json,
-                    out_png, log=print, profile=False):
+                    out_png, log=print, profile=False, controls=False):
     """`baseline`: which peers to run beside ours where CUDA is there, a collection of "hf"
     (transformers eager), "hf_static" and "graphs" (True: all three, False: none)."""
     if baseline is True:
@@ -616,7 +636,7 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
     for shape in shapes:
         for dtype in dtypes:
             row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log,
-                                    profile)
+                                    profile, controls=controls)
             if dtype in ("F32", "F16"):
                 if "hf" in baseline:
                     row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
@@ -642,5 +662,6 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
 def main(a):
     baseline = () if a.no_baseline else a.baselines
     text = asyncio.run(run_bench(a.shapes, a.dtypes, a.contexts, a.decode_tokens, a.prompt,
-                                 baseline, a.json, a.plot, profile=a.profile))
+                                 baseline, a.json, a.plot, profile=a.profile,
+                                 controls=a.controls))
     print(text)

@@ -74,6 +74,9 @@ def _parser(prog="python -m webgpt"):
     b.add_argument("--decode-tokens", type=int, default=20, help="tokens timed per context")
     b.add_argument("--prompt", type=int, default=512, help="prompt length for prefill")
     b.add_argument("--no-baseline", action="store_true", help="run no PyTorch peer")
+    b.add_argument("--controls", action="store_true",
+                   help="also time sampled decoding without and with an API request's logits "
+                        "processors (penalties, min-p, logit bias, 5 top logprobs)")
     b.add_argument("--baselines", nargs="+", default=["hf", "hf_static", "graphs"],
                    choices=["hf", "hf_static", "graphs"],
                    help="PyTorch peers run beside ours where CUDA is there: transformers' "

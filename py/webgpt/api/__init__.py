@@ -1,0 +1,20 @@
+"""An OpenAI-shaped API over loaded models, the same in the page and in CPython:
+
+    client = webgpt.Client(model)
+    resp = await client.chat.completions.create(messages=[...], max_tokens=..., stream=...)
+
+    client.py    Client (chat.completions, completions, models) and Stream
+    params.py    OpenAI's parameters, checked (a bad one is a RequestError naming it)
+    engine.py    running a request: each choice a model/chat.py Reply; OpenAI's response
+                 objects whole or as a stream's chunks
+    objects.py   APIObject: OpenAI's JSON with attribute access, model_dump() / to_dict()
+
+The local server (`python -m webgpt serve`, webgpt/tools/serve.py) speaks the same API over
+HTTP.
+"""
+
+from ..errors import RequestError
+from .client import Client, Stream
+from .objects import APIObject
+
+__all__ = ["Client", "Stream", "APIObject", "RequestError"]
