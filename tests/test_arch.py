@@ -223,7 +223,9 @@ def _imports(name, path, modules):
                 mod = f"{base}.{node.module}" if node.module else base
             else:
                 mod = node.module or ""
-            targets = [mod] + [f"{mod}.{a.name}" for a in node.names]
+            # `from pkg import mod` imports the submodule; `from mod import name` the module.
+            targets = [f"{mod}.{a.name}" if f"{mod}.{a.name}" in modules else mod
+                       for a in node.names]
         for t in targets:
             if t in modules and t != name:
                 out.add(t)
