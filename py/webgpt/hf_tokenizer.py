@@ -231,7 +231,7 @@ class HFTokenizer:
             pieces = step(pieces, first)
         cache = self._cache
         for piece in pieces:
-            piece_ids = cache.get(piece)
+            piece_ids = cache[piece]
             if piece_ids is None:
                 piece_ids = self._model.encode_word(to_symbols(piece) if self._maps_bytes
                                                     else piece)

@@ -225,7 +225,7 @@ class Tokenizer:
         ids = []
         position = 0
         for piece in pretokenize(text):
-            piece_ids = cache.get(piece)
+            piece_ids = cache[piece]
             if piece_ids is None:
                 piece_ids = self._encode_piece(piece, position)
                 cache.remember(piece, piece_ids)
