@@ -86,18 +86,21 @@ class Stream:
         self._chunks = None
 
     def __aiter__(self):
-        return self._iterate()
+        if self._chunks is None:
+            self._chunks = self._iterate()
+        return self._chunks
 
     async def _iterate(self):
         async with self._client.lock(self._name):
-            self._chunks = engine.stream(self._model, self._name, self._request)
+            chunks = engine.stream(self._model, self._name, self._request)
             try:
-                async for chunk in self._chunks:
+                async for chunk in chunks:
                     yield APIObject(chunk)
             finally:
-                await self._chunks.aclose()
+                await chunks.aclose()   # ends the generation, records what the cache holds
 
     async def close(self):
+        """End the stream (and its generation) where it is, freeing the model."""
         if self._chunks is not None:
             await self._chunks.aclose()
 

@@ -1,4 +1,5 @@
-"""Command line: `python -m webgpt generate | chat | info | bench | quantize | fetch | import`.
+"""Command line: `python -m webgpt generate | chat | serve | info | bench | quantize | fetch |
+import`.
 
 The one implementation of every model command: build.py's `fetch`, `import` and `quantize`
 call `main([...], prog="build.py")`, which only changes how messages start ("build.py:
@@ -62,6 +63,14 @@ def _parser(prog="python -m webgpt"):
     c.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
     c.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
     c.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (/v1/chat/completions, "
+                        "/v1/completions, /v1/models) over model folders")
+    sv.add_argument("--model", action="append", required=True,
+                    help="a model folder, served under its folder's name (give it again for "
+                         "more models)")
+    sv.add_argument("--port", type=int, default=8080, help="the port (8080)")
+    sv.add_argument("--host", default="127.0.0.1",
+                    help="the address to bind (127.0.0.1: this machine only)")
     sub.add_parser("info", help="the GPU adapter: name, features, limits")
     b = sub.add_parser("bench", help="speed of GPT-2 and Llama/Qwen model shapes on this "
                        "adapter (random weights), beside PyTorch peers where CUDA is there")
@@ -341,6 +350,11 @@ def _run(a, mistakes):
             _fetch(a)
         elif a.command == "import":
             _import(a, say)
+        elif a.command == "serve":
+            if not 0 <= a.port <= 65535:
+                raise ValueError(f"--port must be in 0..65535, not {a.port}")
+            from .serve import main as serve
+            asyncio.run(serve(a.model, a.host, a.port, say))
         else:
             asyncio.run(_info())
     except mistakes as e:
