@@ -11,6 +11,14 @@ be one more wheel for the page, and the shapes are fixed by OpenAI's API anyway)
 import json
 
 
+# Fields OpenAI's objects declare optional: absent from the JSON (a last chunk's empty delta),
+# they read as None, as the `openai` package's models give them; any other absent name is an
+# AttributeError (a typo should not read as None).
+OPTIONAL = frozenset(("content", "role", "refusal", "tool_calls", "function_call", "logprobs",
+                      "finish_reason", "usage", "system_fingerprint", "name", "audio",
+                      "annotations", "reasoning_content", "service_tier"))
+
+
 class APIObject:
     """OpenAI's JSON object `d` with attribute access (nested objects and lists of them too)."""
 
@@ -23,6 +31,8 @@ class APIObject:
         try:
             return _wrap(self._data[name])
         except KeyError:
+            if name in OPTIONAL:
+                return None
             raise AttributeError(f"{type(self).__name__} has no field {name!r} (it has "
                                  f"{', '.join(self._data)})") from None
 
