@@ -90,7 +90,8 @@ def test_penalties_are_transformers_and_openai(gpu_device):
     dev.write(pen, 0, struct.pack("<3f", r, f, p))
     dispatch(dev, "penalize", dict(V=V, BIAS=True),
              dict(logits=upload(dev, logits), bias=upload(dev, bias_row),
-                  counts=upload(dev, counts), out=out, pen=pen), -(-V // 256))
+                  counts=upload(dev, counts), mask=dev.buffer(-(-V // 32) * 4), out=out,
+                  pen=pen), -(-V // 256))
     got = read(dev, out, V)
 
     scores = torch.tensor(logits)[None]
@@ -245,3 +246,43 @@ def test_bad_controls_are_sentences(model, kw, words):
     with pytest.raises(ValueError) as e:
         run(model.generate_ids(PROMPT, 2, temperature=0, **kw))
     assert words in str(e.value)
+
+
+class Allowed:
+    """A constraint that allows the tokens `allow(ids)` returns (a set), as mask bits."""
+
+    def __init__(self, V, allow):
+        self.V, self.allow, self.calls = V, allow, 0
+
+    def mask(self, ids):
+        self.calls += 1
+        bits = bytearray(-(-self.V // 32) * 4)
+        for t in self.allow(ids):
+            bits[t // 8] |= 1 << (t % 8)
+        return bytes(bits)
+
+
+def test_a_constraint_masks_every_step(model):
+    """Greedy under a constraint is the argmax over the allowed tokens of each step's full
+    forward; sampled, every token drawn is allowed."""
+    V = model.V
+
+    def allow(ids):   # a set that changes with the step
+        return {t for t in range(V) if (t + len(ids)) % 7 == 0}
+
+    async def both():
+        c = Allowed(V, allow)
+        got = await model.generate_ids(PROMPT, 10, temperature=0, constraint=c)
+        ids, want = list(PROMPT), []
+        for _ in range(10):
+            row = np.asarray(await model.logits(ids))[-1]
+            ok = sorted(allow(ids))
+            ids.append(ok[int(np.argmax(row[ok]))])
+            want.append(ids[-1])
+        drawn = [s.token async for s in model.stream_steps(
+            PROMPT, 12, temperature=1.5, seed=2, constraint=Allowed(V, allow))]
+        return got, want, c.calls, drawn
+    got, want, calls, drawn = run(both())
+    assert got == want and calls == 10
+    for k, t in enumerate(drawn):
+        assert (t + len(PROMPT) + k) % 7 == 0

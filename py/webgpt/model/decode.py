@@ -35,13 +35,18 @@ class Controls:
     ({token id: bias}), repetition_penalty (transformers' processor, over the prompt and the
     generated tokens), frequency_penalty and presence_penalty (OpenAI's formula, over the
     generated tokens), then temperature, top-k, top-p and min_p. `logprobs`: None, or how many
-    top alternatives to read back with each token's raw log-probability (0 to 20)."""
+    top alternatives to read back with each token's raw log-probability (0 to 20).
+    `constraint`: None, or an object whose `mask(ids)` gives, for the token after `ids`, the
+    allowed tokens as bits (bytes, bit i of byte i // 8 for token i, ceil(V / 32) * 4 of them;
+    structured output): the others get probability 0. It runs on the CPU at every step while
+    the GPU computes the step's logits, so passes are not queued ahead."""
     min_p: float = 0.0
     repetition_penalty: float = 1.0
     frequency_penalty: float = 0.0
     presence_penalty: float = 0.0
     logit_bias: dict = dataclasses.field(default_factory=dict)
     logprobs: int = None
+    constraint: object = None
 
     @property
     def penalize(self):
@@ -110,16 +115,18 @@ def check_request(model, ids, max_new_tokens, temperature, top_k, top_p, seed, l
 
 
 def controls_from(vocab_size, min_p=None, repetition_penalty=None, frequency_penalty=None,
-                  presence_penalty=None, logit_bias=None, logprobs=None):
+                  presence_penalty=None, logit_bias=None, logprobs=None, constraint=None):
     """Controls from a request's keywords, checked (a bad value is a ValueError naming it)."""
     from ..sampling import check_controls
 
     bias = check_controls(vocab_size, min_p, repetition_penalty, frequency_penalty,
                           presence_penalty, logit_bias, logprobs)
+    if constraint is not None and not callable(getattr(constraint, "mask", None)):
+        raise ValueError("constraint must have a mask(ids) method giving the allowed tokens")
     return Controls(min_p=float(min_p or 0), repetition_penalty=float(repetition_penalty or 1),
                     frequency_penalty=float(frequency_penalty or 0),
                     presence_penalty=float(presence_penalty or 0), logit_bias=bias,
-                    logprobs=logprobs)
+                    logprobs=logprobs, constraint=constraint)
 
 
 class Generation:
@@ -138,14 +145,15 @@ class Generation:
         self.logits_hook = logits_hook
         c = self.controls = controls or Controls()
         self.greedy = temperature == 0
-        self.choose = self.plan.chooser(self.greedy, c.penalize, bool(c.logit_bias), c.logprobs)
+        self.choose = self.plan.chooser(self.greedy, c.penalize, bool(c.logit_bias), c.logprobs,
+                                        mask=c.constraint is not None)
         if seed is None:
             seed = secrets.randbits(32)  # recorded in stats, so the run can be repeated
         self.sampler = (float(temperature), top_k or 0, 1.0 if top_p is None else float(top_p),
                         seed % 2**32)
         if c.penalize or c.logit_bias:
             self.write_controls(ids)
-        self.depth = 1 if logits_hook is not None else PIPELINE
+        self.depth = 1 if logits_hook is not None or c.constraint is not None else PIPELINE
         n_ctx = model.n_ctx
         self.history = list(ids)
         self.window = ids[-n_ctx:] if not cached else ids[cached:]
@@ -234,11 +242,15 @@ class Generation:
             model.device.write(plan.buf["sampler"], 0, struct.pack(
                 "<fIfIIf", *self.sampler, k, self.controls.min_p))
         slot = plan.slots[k % PIPELINE]
-        if self.logits_hook is None:
+        constraint = self.controls.constraint
+        if self.logits_hook is None and constraint is None:
             plan.queue(self.window, self.pos, self.choose, slot)
         else:
             plan.queue(self.window, self.pos, None)
-            await apply_hook(model, self.logits_hook, self.history)
+            if self.logits_hook is not None:
+                await apply_hook(model, self.logits_hook, self.history)
+            if constraint is not None:   # computed while the GPU runs the pass
+                model.device.write(plan.buf["mask"], 0, constraint.mask(self.history))
             enc = model.device.encoder()
             plan.encode_choice(enc, self.choose, slot)
             enc.submit()

@@ -160,18 +160,20 @@ class Plan:
                                    ids=b["ids"], s=b["sampler"]), (1, 1, 1))]
         return argmax, sample
 
-    def chooser(self, greedy=True, penalize=False, bias=False, logprobs=None):
+    def chooser(self, greedy=True, penalize=False, bias=False, logprobs=None, mask=False):
         """How to choose the next token for a request: greedy or sampled, after the penalties
-        (repetition, frequency, presence: penalize) and a logit bias (bias), with the raw
+        (repetition, frequency, presence: penalize), a logit bias (bias) and a mask of the
+        allowed tokens (mask: a constraint's, written before each choice), with the raw
         log-probs of the chosen token and of `logprobs` top alternatives (None: none). Without
         any of these, the plain "argmax" / "sample" passes; else a pass kind of its own, made
         on first use (its scratch buffers too: about 12 V bytes), and kept."""
-        if not (penalize or bias or logprobs is not None):
+        if not (penalize or bias or mask or logprobs is not None):
             return Chooser("argmax" if greedy else "sample", "ids", 4)
         kind = (f"choose {'argmax' if greedy else 'sample'}{' penalize' * penalize}"
-                f"{' bias' * bias}{'' if logprobs is None else f' logprobs {logprobs}'}")
+                f"{' bias' * bias}{' mask' * mask}"
+                f"{'' if logprobs is None else f' logprobs {logprobs}'}")
         if kind not in self.passes:
-            self.passes[kind] = self._choose_with(greedy, penalize, bias, logprobs)
+            self.passes[kind] = self._choose_with(greedy, penalize, bias, logprobs, mask)
         if logprobs is None:
             return Chooser(kind, "ids", 4)
         return Chooser(kind, "rec", 4 * (4 + 2 * logprobs))
@@ -185,6 +187,7 @@ class Plan:
                 "logits_p": b(V * 4, "processed logits"),                  # (V) f32
                 "bias": b(V * 4, "logit bias"),                            # (V) f32
                 "counts": b(V * 4, "token counts"),                        # (V) u32
+                "mask": b(cdiv(V, 32) * 4, "allowed tokens"),              # (V) bits
                 "part_v": b(parts * MAX_TOP_LOGPROBS * 4, "top logits"),   # (parts, 20) f32
                 "part_i": b(parts * MAX_TOP_LOGPROBS * 4, "top indices"),  # (parts, 20) u32
                 "part_m": b(parts * 4, "part max"),                        # (parts) f32
@@ -194,7 +197,7 @@ class Plan:
             })
         return self.buf
 
-    def _choose_with(self, greedy, penalize, bias, logprobs):
+    def _choose_with(self, greedy, penalize, bias, logprobs, mask):
         k, V = self.kernels, self.dims.V
         b = self._control_buffers()
         parts = cdiv(V, ARGMAX_SPAN)
@@ -209,10 +212,11 @@ class Plan:
                 out.append(Launch("logprobs" + (" (final)" if final else ""), "logprobs.wgsl",
                                   pipe, self.bind("logprobs", pipe, **bufs), (groups, 1, 1)))
         row = "logits"
-        if penalize or bias:
-            pipe = k.get("penalize", V=V, BIAS=bias)
+        if penalize or bias or mask:
+            pipe = k.get("penalize", V=V, BIAS=bias, **({"MASK": True} if mask else {}))
             group = self.bind("penalize", pipe, logits=b["logits"], bias=b["bias"],
-                              counts=b["counts"], out=b["logits_p"], pen=b["pen"])
+                              counts=b["counts"], mask=b["mask"], out=b["logits_p"],
+                              pen=b["pen"])
             out.append(Launch("penalties", "penalize.wgsl", pipe, group, (cdiv(V, 256), 1, 1)))
             row = "logits_p"
         argmax, sample = self._choose(row)
