@@ -37,14 +37,19 @@ def _buffers(model):
                 out.append((name, store.params[name], None, name in store.f16_params,
                             lambda i: i))
             continue
-        for buf, row0, rows, soff in m.parts:
-            if m.fmt in ("q8", "q4"):
+        for part in m.parts:
+            buf, row0, rows, soff = part
+            fmt = getattr(part, "fmt", m.fmt)
+            if fmt not in ("f32", "f16", "q8", "q4"):
+                continue    # a GGUF file's ggml blocks (and bf16 rows): not checked here
+            if fmt in ("q8", "q4"):
                 nb = m.K // m.block
                 size = -(-rows * nb * 2 // 4) * 4
                 out.append((name + ".scales", buf, (soff * 4, size), True,
                             lambda i, row0=row0, nb=nb: row0 * nb + i))
-            elif store.arch.matrix_storage(name) == "rows":  # stored as rows: as in the file
-                out.append((name, buf, None, m.fmt == "f16", lambda i, row0=row0, K=m.K: row0 * K + i))
+            elif store.arch.matrix_storage(name) == "rows" or hasattr(ref, "ggml_type"):
+                # stored as rows: as in the file
+                out.append((name, buf, None, fmt == "f16", lambda i, row0=row0, K=m.K: row0 * K + i))
             else:
                 # Rows [row0, row0 + rows) of the transposed (N, K) matrix; the file has (K, N).
                 out.append((name, buf, None, m.fmt == "f16",

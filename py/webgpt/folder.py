@@ -13,6 +13,9 @@ and tensor.
 Quantized folders (`build.py quantize`) carry NAME.qweight and NAME.scales for each quantized
 weight NAME (see webgpt.spec); config.json's "webgpt_quantization" says how to read them.
 
+A .gguf file (or a folder holding one GGUF model and no config.json) is read by
+webgpt.gguf_spec into the same ModelSpec.
+
 This module and what it imports touch no GPU: tools that only read folders use it without
 the plan, the weights or webgpt.gpu.
 """
@@ -53,9 +56,18 @@ def quantized_names(config):
 
 
 async def open_folder(source):
-    """Read and check a model folder; `source` is a Source or a path (a URL in the browser)."""
+    """Read and check a model folder; `source` is a Source or a path (a URL in the browser).
+    A path or URL of a .gguf file (or a folder that holds one GGUF model and no config.json)
+    is read by webgpt.gguf_spec into the same ModelSpec."""
+    from .gguf_spec import is_gguf, open_gguf, read_gguf_model
+
+    if is_gguf(source):
+        return await open_gguf(source)
     source = open_source(source)
     if not await source.exists("config.json"):
+        gguf = _gguf_in(source)
+        if gguf is not None:
+            return await read_gguf_model(source, gguf)
         raise ModelFolderError(f"{source.where('config.json')} is missing; {LAYOUT}")
     config = parse_config(await source.text("config.json"), source.where("config.json"))
     arch = arch_for(config)
@@ -70,6 +82,21 @@ async def open_folder(source):
     tokenizer = await _tokenizer(source, arch)
     return ModelSpec(config=config, source=source, tensors=tensors, tokenizer=tokenizer,
                      stop_ids=await _stop_ids(source, config, tokenizer))
+
+
+def _gguf_in(source):
+    """The .gguf file of a local folder without config.json that holds one GGUF model (one file,
+    or the first of one split model's parts), or None."""
+    import os
+
+    from .gguf import split_names
+
+    path = getattr(source, "path", None)
+    if path is None or not os.path.isdir(path):
+        return None
+    names = sorted(n for n in os.listdir(path) if n.lower().endswith(".gguf"))
+    firsts = [n for n in names if split_names(n) is None or split_names(n)[1] == 1]
+    return firsts[0] if len(firsts) == 1 else None
 
 
 # ---------------------------------------------------------------- the weights' files

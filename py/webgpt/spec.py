@@ -17,6 +17,9 @@ spec.tensors such a weight is one QuantizedRef under its plain name:
     ref.transposed  True for the Conv1D matrices (qweight row n = output n = column n of the
                   [in, out] weight); False for rows ([out, in]: wte, Linear weights)
 
+A GGUF file's matrices (webgpt.gguf_spec) are BlockRefs: rows of ggml blocks as the file
+stores them (webgpt.ggml has the types), decoded by the kernels; its vectors are TensorRefs.
+
 Every other tensor (and every tensor of a plain folder) is a TensorRef of a float dtype.
 """
 
@@ -65,6 +68,41 @@ class QuantizedRef:
         return self.qweight.nbytes + self.scales.nbytes
 
 
+@dataclass(frozen=True)
+class BlockRef:
+    """A GGUF matrix in one of ggml's types (webgpt.ggml), as the file stores it: N rows of K
+    values each (one row per output; a token table's row per token), each row K / block values
+    blocks. `shape` is the plain weight's shape as the architecture names it ([K, N] for a GPT-2
+    Conv1D matrix, whose rows GGUF stores transposed). `permute`: for Llama's q and k, the number
+    of heads whose rows llama.cpp's converter interleaved (rotary on pairs); the loader puts
+    them back in transformers' order. 0 otherwise."""
+    file: str
+    ggml_type: str      # "Q4_K", "Q8_0", "F16", ...
+    shape: tuple
+    N: int
+    K: int
+    start: int
+    end: int
+    permute: int = 0
+
+    @property
+    def dtype(self):
+        return self.ggml_type
+
+    @property
+    def nbytes(self):
+        return self.end - self.start
+
+
+@dataclass(frozen=True)
+class GGUFQuantization:
+    """spec.quantization of a GGUF model: the ggml types of its matrices, most bytes first."""
+    types: tuple
+
+    def __str__(self):
+        return "+".join(self.types)
+
+
 @dataclass
 class ModelSpec:
     """A model as its reader found it.
@@ -78,14 +116,20 @@ class ModelSpec:
                with its `chat_template` (None where the model has none)
     stop_ids   the ids that end generation: generation_config.json's eos_token_id and the
                tokenizer's end-of-text id
+    gguf       for a GGUF model, a dict about the file(s): "files", "version", "architecture",
+               "name" (general.name), "types" (ggml type -> bytes of matrices); None otherwise
     """
     config: object
     source: object
     tensors: dict
     tokenizer: object = None
     stop_ids: frozenset = field(default_factory=frozenset)
+    gguf: dict = None
 
     @property
     def quantization(self):
-        """None, or the folder's Quantization (bits, block)."""
+        """None, the folder's Quantization (bits, block), or a GGUF model's GGUFQuantization."""
+        if self.config.quantization is None and self.gguf is not None:
+            types = self.gguf["types"]
+            return GGUFQuantization(tuple(sorted(types, key=lambda t: -types[t])))
         return self.config.quantization

@@ -51,10 +51,15 @@ def _f32(v):
 
 def inv_freq(head_dim, theta, scaling=None):
     """The rotary inverse frequencies (head_dim / 2 of them) as transformers computes them: in
-    float32, then llama3's scaling (Llama 3.1/3.2) where the config has it."""
+    float32, then llama3's scaling (Llama 3.1/3.2) where the config has it, or a GGUF file's
+    per-frequency factors ({"rope_type": "factors", "factors": [...]})."""
     out = [_f32(1.0 / _f32(theta ** _f32(_f32(2 * i) / head_dim))) for i in range(head_dim // 2)]
     if not scaling:
         return out
+    if scaling.get("rope_type") == "factors":
+        # A GGUF file's rope_freqs.weight (llama.cpp writes llama3's scaling as one factor per
+        # frequency): each frequency divided by its factor, as llama.cpp's rope does.
+        return [_f32(f / _f32(k)) for f, k in zip(out, scaling["factors"])]
     factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
     old = scaling["original_max_position_embeddings"]
     low_wavelen, high_wavelen = old / low, old / high

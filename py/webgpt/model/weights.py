@@ -8,17 +8,30 @@ layout); quantized matrices arrive as rows. Vectors (biases, norms) and position
 f32 always; f16 data other than kept matrices and bf16 are widened by the convert kernel on the
 GPU. The CPU holds one chunk of a file at a time, whatever the model's size, and never touches
 a weight's value.
+
+A GGUF file's matrices (spec.BlockRef) go in as the file stores them, rows of ggml blocks
+(Q4_K, Q6_K, Q8_0, ..., F16, BF16, F32), each part's rows one after another; the kernels decode
+the blocks (FMT 16 + the ggml type id). Llama's q and k rows, interleaved per head by
+llama.cpp's converter, are put back in transformers' order on the way in: one head's rows at a
+time are read into memory and written back de-interleaved (bytes moved, never decoded). The
+matrices that run as one product (q, k, v) may then be of different types: each part keeps
+its own format.
 """
 
 import math
 
+from .. import ggml
 from ..gpu import GPUError
 
 WG = 64  # invocations per workgroup of the load kernels (convert, transpose)
 STAGING = 16 << 20  # bytes of a Conv1D weight streamed per chunk to be transposed at load
 SCALE_ALIGN = 256  # byte offset of a quantized part's scales (a binding offset must align)
 MAX_WORKGROUPS = 65535  # per dispatch dimension, WebGPU's default limit
-FMT = {"f32": 0, "f16": 1, "q8": 2, "q4": 3}  # weight formats of gemv, matmul, embedding
+FMT = {"f32": 0, "f16": 1, "q8": 2, "q4": 3, "bf16": 4}  # weight formats of gemv, matmul,
+# embedding; a ggml block type (a GGUF matrix) is 16 + its ggml id, under its ggml name.
+FMT.update({t: ggml.kernel_format(t) for t in ggml.KERNEL_TYPES if t not in ggml.FLOAT_TYPES})
+# A GGUF matrix's ggml type -> the Matrix format it is kept in.
+GGUF_FORMATS = {"F32": "f32", "F16": "f16", "BF16": "bf16"}
 
 
 def cdiv(a, b):
@@ -29,10 +42,21 @@ def numel(shape):
     return math.prod(shape) if shape else 1
 
 
+class Part(tuple):
+    """One part of a Matrix: (buffer, first row, rows, scales word offset), and `fmt`, the
+    format of its rows (a grouped matrix's parts may differ: a GGUF file's q, k and v)."""
+
+    def __new__(cls, buffer, row0, rows, soff, fmt):
+        part = super().__new__(cls, (buffer, row0, rows, soff))
+        part.fmt = fmt
+        return part
+
+
 class Matrix:
     """A weight matrix on the GPU as rows (one per output, K values each), split by rows into
-    parts that each fit one storage binding: parts = [(buffer, first row, rows, scales word
-    offset)]. fmt: "f32" | "f16" | "q8" | "q4" (block: values per scale)."""
+    parts that each fit one storage binding: parts = [Part(buffer, first row, rows, scales word
+    offset)]. fmt: "f32" | "f16" | "bf16" | "q8" | "q4" (block: values per scale) | a ggml
+    block type's name ("Q4_K", ...: rows of blocks as a GGUF file stores them)."""
 
     def __init__(self, name, K, N, fmt, block=0):
         self.name, self.K, self.N, self.fmt, self.block = name, K, N, fmt, block
@@ -40,13 +64,17 @@ class Matrix:
 
     def row_bytes(self):
         """Bytes of one row's values (scales not counted)."""
-        return {"f32": 4 * self.K, "f16": 2 * self.K, "q8": self.K, "q4": self.K // 2}[self.fmt]
+        if self.fmt in ggml.BY_NAME:
+            return ggml.row_bytes(self.fmt, self.K)
+        return {"f32": 4 * self.K, "f16": 2 * self.K, "bf16": 2 * self.K, "q8": self.K,
+                "q4": self.K // 2}[self.fmt]
 
     def part_bytes(self, rows):
         """(values bytes, scales offset in bytes, total bytes) of a part of `rows` rows."""
         values = rows * self.row_bytes()
         if self.fmt not in ("q8", "q4"):
-            return values, values, values
+            padded = cdiv(values, 16) * 16  # whole 16-byte groups (rows of blocks need not be)
+            return values, padded, padded
         soff = cdiv(values, SCALE_ALIGN) * SCALE_ALIGN
         return values, soff, soff + cdiv(rows * (self.K // self.block) * 2, 16) * 16
 
@@ -62,7 +90,13 @@ class Matrix:
     def constants(self, part):
         """The override constants that say where a part's rows and scales are."""
         _, row0, rows, soff = part
-        return dict(ROWS=rows, ROW0=row0, FMT=FMT[self.fmt], BLOCK=self.block or 32, SOFF=soff)
+        fmt = getattr(part, "fmt", self.fmt)
+        return dict(ROWS=rows, ROW0=row0, FMT=FMT[fmt], BLOCK=self.block or 32, SOFF=soff)
+
+    @property
+    def formats(self):
+        """The formats of its parts, in order, each once."""
+        return list(dict.fromkeys(getattr(p, "fmt", self.fmt) for p in self.parts))
 
 
 class Allocator:
@@ -126,7 +160,10 @@ class Weights:
                          and (not self.rows or all(k_of(n, t) % 8 == 0 for n, t in floats)))
         self.f16_tables = {n for n, t in spec.tensors.items()
                            if arch.is_table(n) and layout.f16 and t.dtype == "F16"}
-        self.format = f"q{q.bits}" if q is not None else ("f16" if self.uses_f16 else "f32")
+        if getattr(spec, "gguf", None) is not None:
+            self.format = str(q)    # the ggml types of its matrices: "Q4_K+Q6_K"
+        else:
+            self.format = f"q{q.bits}" if q is not None else ("f16" if self.uses_f16 else "f32")
 
     def keeps_f16(self, name):
         """Whether tensor `name` stays as f16 halves on the GPU (else f32)."""
@@ -141,7 +178,7 @@ class Weights:
         """Bytes the weights will take once loaded (before any upload)."""
         total = 0
         for name, ref in self.spec.tensors.items():
-            if hasattr(ref, "qweight"):
+            if hasattr(ref, "qweight") or hasattr(ref, "ggml_type"):
                 total += ref.nbytes
             elif len(ref.shape) == 2:
                 total += numel(ref.shape) * (2 if self.keeps_f16(name) else 4)
@@ -167,10 +204,14 @@ class Weights:
                 g = Matrix(name, ms[0].K, sum(m.N for m in ms), ms[0].fmt, ms[0].block)
                 row = 0
                 for m in ms:
-                    if (m.K, m.fmt, m.block) != (g.K, g.fmt, g.block):
+                    # A GGUF file's members may differ in type (Q4_K q and k, a Q6_K v): each
+                    # part keeps its own; webgpt's own formats share one block size.
+                    own = {"q8", "q4"} & {m.fmt, g.fmt}
+                    if m.K != g.K or own and (m.fmt, m.block) != (g.fmt, g.block):
                         raise ValueError(f"{m.name} cannot run in one product with "
                                          f"{ms[0].name}: their rows differ")
-                    g.parts += [(buf, row + r0, rows, soff) for buf, r0, rows, soff in m.parts]
+                    g.parts += [Part(p[0], row + p[1], p[2], p[3], getattr(p, "fmt", m.fmt))
+                                for p in m.parts]
                     self.member_mats[m.name] = m
                     row += m.N
                 self.mats[name] = g
@@ -223,7 +264,9 @@ class _Upload:
         try:
             for name, ref in w.spec.tensors.items():
                 stored = w.arch.matrix_storage(name)  # None (not a matrix), "rows" or "cols"
-                if hasattr(ref, "qweight"):
+                if hasattr(ref, "ggml_type"):
+                    await self.blocks(name, ref)
+                elif hasattr(ref, "qweight"):
                     await self.quantized(name, ref)
                 elif stored == "rows":
                     await self.rows(name, ref)
@@ -240,16 +283,50 @@ class _Upload:
             if self.staging is not None:
                 w.alloc.destroy(self.staging)  # freed once the submitted transposes have run
 
-    def new_matrix(self, name, K, N, fmt, block=0):
+    def new_matrix(self, name, K, N, fmt, block=0, row_multiple=1):
         m = Matrix(name, K, N, fmt, block)
         per_part = m.rows_per_part(self.dev.max_binding)
+        per_part = max(row_multiple, per_part // row_multiple * row_multiple)
         for row0 in range(0, N, per_part):
             rows = min(per_part, N - row0)
             _, soff, size = m.part_bytes(rows)
             label = name if rows == N else f"{name}[{row0}:{row0 + rows}]"
-            m.parts.append((self.w.alloc.buffer(size, label), row0, rows, soff // 4))
+            m.parts.append(Part(self.w.alloc.buffer(size, label), row0, rows, soff // 4, fmt))
         self.w.mats[name] = m
         return m
+
+    async def blocks(self, name, ref):
+        """A GGUF matrix (BlockRef): its rows as the file stores them into each part; Llama's q
+        and k (ref.permute heads) de-interleaved per head on the way."""
+        fmt = GGUF_FORMATS.get(ref.ggml_type, ref.ggml_type)
+        # Whole heads per part: each head's rows are written at a 4-byte aligned offset.
+        m = self.new_matrix(name, ref.K, ref.N, fmt,
+                            row_multiple=ref.N // ref.permute if ref.permute else 1)
+        rb = m.row_bytes()
+        if not ref.permute:
+            for buf, row0, rows, _ in m.parts:
+                start = ref.start + row0 * rb
+                await self.stream_into(ref.file, start, start + rows * rb, buf)
+                self.report(rows * rb)
+            return
+        hd = ref.N // ref.permute   # rows per head; the file has rows 2i, 2i + 1 for i, i + hd/2
+        for h in range(ref.permute):
+            start = ref.start + h * hd * rb
+            head = bytearray()
+            async for chunk in self.w.spec.source.chunks(ref.file, start, start + hd * rb):
+                head += _as_bytes(chunk)
+            rows = [head[(2 * i + j) * rb:(2 * i + j + 1) * rb]
+                    for j in (0, 1) for i in range(hd // 2)]
+            self.put_rows(m, h * hd, b"".join(rows), rb)
+            self.report(hd * rb)
+
+    def put_rows(self, m, row, data, rb):
+        """Rows from `row` on (bytes `data`, `rb` bytes each) into the parts that hold them."""
+        n = len(data) // rb
+        for buf, row0, rows, _ in m.parts:
+            a, b = max(row, row0), min(row + n, row0 + rows)
+            if a < b:
+                self.dev.write(buf, (a - row0) * rb, data[(a - row) * rb:(b - row) * rb])
 
     async def rows(self, name, ref):
         """A float matrix stored as rows ([N, K], e.g. the token table): each part's bytes as
@@ -264,7 +341,7 @@ class _Upload:
             start = ref.start + row0 * K * itemsize
             buf = await self.tensor(ref, start, start + rows * K * itemsize, rows * K,
                                     f"{name}[{row0}:{row0 + rows}]", f16)
-            m.parts.append((buf, row0, rows, 0))
+            m.parts.append(Part(buf, row0, rows, 0, m.fmt))
             self.report(rows * K * itemsize)
         self.w.mats[name] = m
 
@@ -343,6 +420,13 @@ class _Upload:
         async for chunk in self.w.spec.source.chunks(file, start, end):
             self.dev.write(buf, offset, chunk)
             offset += len(chunk)
+
+
+def _as_bytes(chunk):
+    """A source's chunk as Python bytes-like: a memoryview as it is, a JS Uint8Array copied."""
+    if isinstance(chunk, (bytes, bytearray, memoryview)):
+        return chunk
+    return chunk.to_bytes()
 
 
 def released_error():
