@@ -651,3 +651,202 @@ def test_json_bomb_is_a_sentence():
         HFTokenizer.from_texts(bomb)
     with pytest.raises(TokenizerError, match="nested too deeply"):
         HFTokenizer.from_texts("[" * 100000 + "]" * 100000)
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile tokenizer.json files (issue 23): what a pipeline computes is bounded, patterns that
+# backtrack without bound are refused, and a value of the wrong JSON type anywhere is a
+# sentence, never a TypeError.
+
+# Every node type this tokenizer reads, once, in a file the mutations below start from.
+EVERY_NODE = {
+    "version": "1.0",
+    "added_tokens": [
+        {"id": 4, "content": "<s>", "special": True, "lstrip": False, "rstrip": False,
+         "single_word": False, "normalized": False},
+        {"id": 5, "content": "ab", "special": False, "lstrip": True, "rstrip": True,
+         "single_word": True, "normalized": True}],
+    "normalizer": {"type": "Sequence", "normalizers": [
+        {"type": "NFKC"}, {"type": "Lowercase"}, {"type": "Prepend", "prepend": "\u2581"},
+        {"type": "Replace", "pattern": {"String": " "}, "content": "\u2581"},
+        {"type": "Replace", "pattern": {"Regex": "x+"}, "content": "x"},
+        {"type": "Strip", "left": False, "right": True}]},
+    "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+        {"type": "Split", "pattern": {"Regex": r"\p{L}+|\p{N}"}, "behavior": "Isolated",
+         "invert": False},
+        {"type": "Split", "pattern": {"String": "b"}, "behavior": "MergedWithNext",
+         "invert": True},
+        {"type": "Digits", "individual_digits": True},
+        {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "first",
+         "split": True},
+        {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True,
+         "use_regex": True}]},
+    "post_processor": {"type": "Sequence", "processors": [
+        {"type": "ByteLevel"},
+        {"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<s>", "type_id": 0}},
+                                                  {"Sequence": {"id": "A", "type_id": 0}}],
+         "pair": [], "special_tokens": {"<s>": {"id": "<s>", "ids": [4], "tokens": ["<s>"]}}},
+        {"type": "RobertaProcessing", "cls": ["<s>", 4], "sep": ["<s>", 4]}]},
+    "decoder": {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "\u2581"}, "content": " "},
+        {"type": "ByteFallback"}, {"type": "Fuse"},
+        {"type": "Strip", "content": " ", "start": 1, "stop": 0},
+        {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always"}]},
+    "model": {"type": "BPE", "dropout": None, "unk_token": "a", "continuing_subword_prefix": None,
+              "end_of_word_suffix": None, "fuse_unk": True, "byte_fallback": True,
+              "ignore_merges": False,
+              "vocab": {"a": 0, "b": 1, "ab": 2, "\u2581": 3, "<0x41>": 6},
+              "merges": ["a b"]},
+}
+WRONG_VALUES = [None, True, 0, -1, 2.5, 10 ** 30, "", "x", "\u2581\u2581", [], [1], ["a", 1],
+                {}, {"a": 1}, {"String": 5}, {"Regex": []}]
+
+
+def _places(node, path=()):
+    """The path of every value inside a JSON value (dict keys and list indexes)."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) \
+        if isinstance(node, list) else ()
+    for key, value in items:
+        yield path + (key,)
+        yield from _places(value, path + (key,))
+
+
+def _with(spec, path, value):
+    spec = json.loads(json.dumps(spec))
+    node = spec
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return spec
+
+
+def test_wrong_json_types_anywhere_are_sentences():
+    """Each value of the file replaced by each JSON type in turn (the vocabulary's entries
+    aside): loading, encoding and decoding either work or raise TokenizerError."""
+    HFTokenizer.from_texts(json.dumps(EVERY_NODE)).encode("Ab x1 <s>")
+    tried = refused = 0
+    for path in _places(EVERY_NODE):
+        if path[:2] == ("model", "vocab") and len(path) > 2:
+            continue
+        for value in WRONG_VALUES:
+            tried += 1
+            try:
+                tok = HFTokenizer.from_texts(json.dumps(_with(EVERY_NODE, path, value)))
+                ids = tok.encode("Ab xx 12 <s> ab\u00e9 ")
+                tok.decode(ids)
+                tok.decode(ids, skip_special_tokens=True)
+                stream = tok.stream_decoder()
+                "".join(map(stream.push, ids))
+            except TokenizerError as e:
+                refused += 1
+                assert "\n" not in str(e) and len(str(e)) < 400, str(e)
+            except Exception as e:      # noqa: BLE001  (what this test is looking for)
+                pytest.fail(f"{'.'.join(map(str, path))} = {value!r}: {type(e).__name__}: {e}")
+    print(f"{tried} files with one value changed, {refused} refused in a sentence")
+
+
+def _normalizer_bomb(steps):
+    """tokenizer.json whose normalizer is `steps` Replace normalizers that each double an 'a',
+    with an added token normalized at load (the outside review's bomb: 6 KiB)."""
+    spec = json.loads(json.dumps(TINY))
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": "a"}, "content": "aa"}] * steps}
+    spec["added_tokens"] = [{"id": 4, "content": "<s>" + "a" * 64, "special": False,
+                             "lstrip": False, "rstrip": False, "single_word": False,
+                             "normalized": True}]
+    return json.dumps(spec)
+
+
+def test_a_normalizer_that_grows_the_text_is_stopped_before_it_does():
+    import tracemalloc
+    tracemalloc.start()
+    with pytest.raises(TokenizerError, match=r"tokenizer\.json normalizer\.normalizers\[\d+\] "
+                                             r"makes a text \d+ characters long, more than the "
+                                             r"\d+ it may \(at most 4 times"):
+        HFTokenizer.from_texts(_normalizer_bomb(30))
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 16 << 20, peak
+    # Loaded without the added token, the bomb goes off on the first text: the same sentence.
+    spec = json.loads(_normalizer_bomb(30))
+    spec["added_tokens"] = []
+    tok = HFTokenizer.from_texts(json.dumps(spec))
+    with pytest.raises(TokenizerError, match="makes a text"):
+        tok.encode("a" * 100)
+    # Growth within the bound is the library's: 'a' doubled twice.
+    tok = HFTokenizer.from_texts(_normalizer_bomb(2))
+    assert tok.encode("a b") == \
+        tokenizers.Tokenizer.from_str(_normalizer_bomb(2)).encode("a b").ids
+
+
+def test_a_regex_replace_and_the_decoder_are_bounded_too():
+    spec = json.loads(json.dumps(TINY))
+    spec["normalizer"] = {"type": "Replace", "pattern": {"Regex": "a"}, "content": "a" * 1000}
+    tok = HFTokenizer.from_texts(json.dumps(spec))
+    with pytest.raises(TokenizerError, match=r"normalizer makes a text"):
+        tok.encode("a" * 50)
+    spec = json.loads(json.dumps(TINY))
+    spec["decoder"] = {"type": "Sequence", "decoders": [
+        {"type": "Replace", "pattern": {"String": "a"}, "content": "aa"}] * 40}
+    tok = HFTokenizer.from_texts(json.dumps(spec))
+    with pytest.raises(TokenizerError, match=r"decoder makes a text"):
+        tok.decode([0])
+
+
+# Pre-tokenizer patterns of published tokenizers (tokenizer.json's Split, as each ships it).
+PUBLISHED_PATTERNS = {
+    "GPT-2 (ByteLevel's own)": r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+""",
+    "Llama 3, GLM-4": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "Qwen2, Qwen3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "GPT-4o (o200k)": r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "Mistral Tekken": r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "DeepSeek V3 (its three)": r"[!\"#$%&'()*+,\-./:;<=>?@\[\\\]^_`{|}~][A-Za-z]+|[^\r\n\p{L}\p{P}\p{S}]?[\p{L}\p{M}]+| ?[\p{P}\p{S}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "DeepSeek V3 (CJK)": r"[一-龥\u3040-ゟ゠-ヿ]+",
+    "DeepSeek V3 (digits)": r"\p{N}{1,3}",
+    "DeepSeek Coder (trailing space)": r"\s+$",
+}
+
+BACKTRACKING_PATTERNS = {
+    r"(a+)+$": "repeats something that itself repeats",
+    r"(a|a)*$": "repeats alternatives that can start with the same character",
+    r"(?:a|ab)*c": "repeats alternatives that can start with the same character",
+    r"(\s*)*x": "repeats something that can match nothing",
+    r"(a{1,3})+$": "repeats something that itself repeats",
+    r"(x+x+)+y": "repeats something that itself repeats",
+    r"(a)\1": "has a backreference",
+    r"\s*\s*\s*x": "has 3 repeats in a row that can take the same characters",
+    r"\p{L}*[a-z]*\p{L}+Q": "has 3 repeats in a row",
+    r"(?i:A)+(?i:a)*(?i:a)*b": "has 3 repeats in a row",
+}
+
+
+@pytest.mark.parametrize("name", list(PUBLISHED_PATTERNS))
+def test_published_patterns_load(name):
+    spec = json.loads(json.dumps(TINY))
+    spec["pre_tokenizer"] = {"type": "Split", "pattern": {"Regex": PUBLISHED_PATTERNS[name]},
+                             "behavior": "Isolated", "invert": False}
+    text = json.dumps(spec)
+    sample = "Hello, world! 12345 don't  \n\n tabs\there 你好吗 ÀÉÎ "
+    assert HFTokenizer.from_texts(text).encode(sample) == \
+        tokenizers.Tokenizer.from_str(text).encode(sample).ids
+
+
+@pytest.mark.parametrize("pattern", list(BACKTRACKING_PATTERNS))
+def test_patterns_that_backtrack_without_bound_are_refused_at_load(pattern):
+    """(a+)+$ on 41 characters never ended (Python's re has no retry limit); such patterns
+    are refused when the tokenizer loads, naming the pattern and what is wrong with it."""
+    for node in ({"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated",
+                  "invert": False},
+                 {"type": "Sequence", "pretokenizers": [{"type": "ByteLevel"}, {
+                     "type": "Split", "pattern": {"Regex": pattern}, "behavior": "Removed",
+                     "invert": True}]}):
+        spec = json.loads(json.dumps(TINY))
+        spec["pre_tokenizer"] = node
+        with pytest.raises(TokenizerError) as info:
+            HFTokenizer.from_texts(json.dumps(spec))
+        message = str(info.value)
+        assert repr(pattern) in message and BACKTRACKING_PATTERNS[pattern] in message, message
+    spec = json.loads(json.dumps(TINY))
+    spec["normalizer"] = {"type": "Replace", "pattern": {"Regex": pattern}, "content": ""}
+    with pytest.raises(TokenizerError, match="backtrack"):
+        HFTokenizer.from_texts(json.dumps(spec))

@@ -10,6 +10,7 @@ import re
 import unicodedata
 
 from .errors import TokenizerError
+from .hf_pipeline import field
 from .tokenizer import MAX_TOKEN_ID, WHITE_SPACE
 
 __all__ = ["AddedToken", "AddedTokens"]
@@ -31,12 +32,13 @@ class AddedToken:
                 or isinstance(self.id, bool) or not 0 <= self.id < MAX_TOKEN_ID:
             raise TokenizerError(f"{where} added_tokens[{k}] must have a string content and "
                                  f"an id from 0 to {MAX_TOKEN_ID - 1}")
-        self.special = bool(entry.get("special", False))
-        self.lstrip = bool(entry.get("lstrip", False))
-        self.rstrip = bool(entry.get("rstrip", False))
-        self.single_word = bool(entry.get("single_word", False))
+        key = f"added_tokens[{k}]"
+        self.special = field(entry, "special", bool, False, where, key)
+        self.lstrip = field(entry, "lstrip", bool, False, where, key)
+        self.rstrip = field(entry, "rstrip", bool, False, where, key)
+        self.single_word = field(entry, "single_word", bool, False, where, key)
         # The library's default: special tokens match the raw text, others the normalized one.
-        self.normalized = bool(entry.get("normalized", not self.special))
+        self.normalized = field(entry, "normalized", bool, not self.special, where, key)
 
     def normalized_copy(self, normalize):
         """This token with its content normalized: a normalized added token matches its own

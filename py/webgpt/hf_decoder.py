@@ -7,7 +7,8 @@ import re
 
 from .bpe import symbols_to_bytes
 from .errors import TokenizerError
-from .hf_pipeline import replace_pattern, type_of
+from .hf_pipeline import (GROWTH, SLACK, bounded_replace, char_field, field, metaspace_fields,
+                          replace_pattern, type_of)
 
 __all__ = ["Decoder"]
 
@@ -18,7 +19,8 @@ class Decoder:
     """What a decoder node does, reduced to per-token bytes and a few whole-text steps.
 
     byte_level:  tokens are byte symbols (a token not made only of symbols is its own UTF-8)
-    replace:     (old, new) string replacements applied to each token, in order
+    replace:     (old, new) string replacements applied to each token, in order (within the
+                 bound a normalizer has: GROWTH times the token and SLACK characters)
     byte_tokens: <0xAB> tokens are the byte 0xAB; a run of them that is not UTF-8 decodes to
                  one U+FFFD per token (ByteFallback)
     strip:       (char, n): up to n of char removed from the start of the text (Strip, which
@@ -33,6 +35,7 @@ class Decoder:
         self.byte_tokens = False
         self.strip = None
         self.first_drop = None
+        self._where = f"{where} {key}"
         if node is None:
             raise TokenizerError(f"{where} has no {key}; this tokenizer needs one to know how "
                                  f"tokens become text")
@@ -43,29 +46,27 @@ class Decoder:
         if kind == "ByteLevel":
             self.byte_level = True
         elif kind == "Sequence":
-            for k, sub in enumerate(node.get("decoders") or []):
+            for k, sub in enumerate(field(node, "decoders", list, [], where, key)):
                 self._add(sub, where, f"{key}.decoders[{k}]")
         elif kind == "Replace":
             literal, regex = replace_pattern(node, where, key)
             if regex is not None:
                 raise TokenizerError(f"{where} {key} replaces a regex; only a String "
                                      f"pattern is supported in a decoder")
-            self.replace.append((literal, node.get("content", "")))
+            self.replace.append((literal, field(node, "content", str, "", where, key)))
         elif kind == "ByteFallback":
             self.byte_tokens = True
         elif kind == "Fuse":
             pass        # tokens are joined anyway
         elif kind == "Strip":
-            if node.get("stop", 0):
+            if field(node, "stop", int, 0, where, key):
                 raise TokenizerError(f"{where} {key} strips the end of the text; only "
                                      f"\"start\" is supported")
-            self.strip = (node.get("content", " "), int(node.get("start", 0)))
+            self.strip = (char_field(node, "content", " ", where, key),
+                          field(node, "start", int, 0, where, key))
         elif kind == "Metaspace":
-            replacement = node.get("replacement", "\u2581")
+            replacement, scheme = metaspace_fields(node, where, key)
             self.replace.append((replacement, " "))
-            scheme = node.get("prepend_scheme")
-            if scheme is None:
-                scheme = "always" if node.get("add_prefix_space", True) else "never"
             if scheme != "never":
                 self.first_drop = replacement
         else:
@@ -81,8 +82,9 @@ class Decoder:
             m = _BYTE_TOKEN.fullmatch(token)
             if m:
                 return bytes([int(m.group(1), 16)])
+        limit = GROWTH * len(token) + SLACK
         for old, new in self.replace:
-            token = token.replace(old, new)
+            token = bounded_replace(token, old, None, new, limit, self._where)
         return token.encode("utf-8")
 
     def text(self, tokens, parts):

@@ -8,7 +8,8 @@ other models (Unigram, WordPiece, WordLevel): each is a TokenizerError naming th
 from itertools import chain, repeat
 
 from .bpe import merge
-from .errors import TokenizerError
+from .errors import TokenizerError, short_repr
+from .hf_pipeline import field
 from .tokenizer import MAX_TOKEN_ID
 
 __all__ = ["BPEModel"]
@@ -33,11 +34,11 @@ class BPEModel:
                                  f"{MAX_TOKEN_ID - 1}")
         self.vocab = vocab
         self.merge_ranks = _parse_merges(model.get("merges", []), where)
-        self._ignore_merges = bool(model.get("ignore_merges", False))
-        self._byte_fallback = bool(model.get("byte_fallback", False))
-        self._fuse_unk = bool(model.get("fuse_unk", False))
-        unk = model.get("unk_token")
-        self._unk = unk if isinstance(unk, str) and unk in vocab else None
+        self._ignore_merges = field(model, "ignore_merges", bool, False, where, "model")
+        self._byte_fallback = field(model, "byte_fallback", bool, False, where, "model")
+        self._fuse_unk = field(model, "fuse_unk", bool, False, where, "model")
+        unk = field(model, "unk_token", str, None, where, "model")
+        self._unk = unk if unk in vocab else None
 
     def encode_word(self, word):
         """The ids (a tuple) of one pre-token, written as byte symbols where the pre-tokenizer
@@ -86,15 +87,15 @@ def _check_supported(model, where):
     """Refuse a model this tokenizer cannot run, naming the key."""
     model_type = model.get("type", "BPE" if "merges" in model else None)
     if model_type != "BPE":
-        raise TokenizerError(f"{where} has model.type {model_type!r}; this tokenizer "
+        raise TokenizerError(f"{where} has model.type {short_repr(model_type)}; this tokenizer "
                              f"supports only BPE models (Unigram, WordPiece and WordLevel "
                              f"are not supported)")
     if model.get("dropout") not in (None, 0, 0.0):
-        raise TokenizerError(f"{where} has model.dropout {model.get('dropout')!r}; BPE "
+        raise TokenizerError(f"{where} has model.dropout {short_repr(model.get('dropout'))}; BPE "
                              f"dropout (random merges) is for training and not supported")
     for affix in ("continuing_subword_prefix", "end_of_word_suffix"):
         if model.get(affix):
-            raise TokenizerError(f"{where} has model.{affix} {model[affix]!r}, which this "
+            raise TokenizerError(f"{where} has model.{affix} {short_repr(model[affix])}, which this "
                                  f"tokenizer does not support")
 
 

@@ -11,11 +11,25 @@ that does not mean the same in both (class intersection &&, Ruby's (?m), nested 
 refused with a TokenizerError naming the pattern.
 
     regex = compile_pattern(r"\p{L}+|\p{N}", "tokenizer.json pre_tokenizer")   # an re.Pattern
+
+Python's `re` backtracks, and a pattern built for it, such as (a+)+$, takes time exponential in
+the text: 41 characters never end. The `tokenizers` library stops such a match with Oniguruma's
+retry limit; `re` has none, and no time budget can be put around it (Pyodide has no timers
+inside a synchronous call, and a match runs on in C). So the patterns whose backtracking can
+explode are refused when the tokenizer loads (`check_backtracking`), in one sentence: a repeat
+of something that itself repeats or can match nothing, a repeat over alternatives that can
+start with the same character, a backreference, and three or more repeats in a row that can
+take the same characters (a match that fails after them retries every split of a run between
+them: the cube of its length). What passes costs at most the square of the longest run of
+characters that two adjacent repeats share; every published pattern we know of passes
+(GPT-2's, Llama 3's, Qwen's, GPT-4o's, Mistral's Tekken, DeepSeek's; tests/test_hf_tokenizer.py).
 """
 
 import re
 import unicodedata
 from itertools import groupby
+from re import _constants as sre
+from re import _parser as sre_parse     # the parser re.compile itself uses
 
 from .errors import TokenizerError
 from .tokenizer import WHITE_SPACE
@@ -156,6 +170,7 @@ def compile_pattern(pattern, where):
         except re.error as e:
             raise TokenizerError(f"{where} has the regex {pattern!r}, which this tokenizer "
                                  f"cannot use ({e})") from None
+        check_backtracking(compiled.pattern, pattern, where)
         _TRANSLATED[pattern] = compiled
     return compiled
 
@@ -308,3 +323,217 @@ class _Translation:
             raise self.unsupported("(?m) flag")
         self.out.append("(")
         return i + 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Patterns whose backtracking can explode, found in the parsed pattern.
+
+_ANY = [(0, 0x10FFFF)]
+_REPEATS = (sre.MAX_REPEAT, sre.MIN_REPEAT, sre.POSSESSIVE_REPEAT)
+_ZERO_WIDTH = (sre.AT, sre.ASSERT, sre.ASSERT_NOT)
+# A repeat up to this many times counts as unbounded in a row of repeats ({1,3} does not).
+_LONG_REPEAT = 16
+
+
+def check_backtracking(python_pattern, pattern, where):
+    """Raise TokenizerError when a translated pattern can backtrack without bound (see the
+    module's docstring); `pattern` is the file's own, for the message."""
+    problem = _Backtracking().sequence(sre_parse.parse(python_pattern), 0)
+    if problem:
+        raise TokenizerError(f"{where} has the regex {pattern!r}, which {problem}: matching it "
+                             f"can backtrack for hours on a short text, so this tokenizer "
+                             f"refuses it")
+
+
+class _Backtracking:
+    """Walks a parsed pattern; each method returns a problem (a phrase) or None."""
+
+    def sequence(self, items, flags):
+        """A sequence of items: each checked, then its rows of repeats."""
+        for op, av in items:
+            problem = self.item(op, av, flags)
+            if problem:
+                return problem
+        row, longest, last = 0, 0, None
+        for op, av in self.flat(items, flags):
+            if op in _ZERO_WIDTH:
+                continue
+            chars, empty = self.chars([(op, av)], flags)
+            if op in _REPEATS and av[0] != av[1] and av[1] > _LONG_REPEAT:
+                row = row + 1 if last is not None and _overlap(last, chars) else 1
+                last = chars
+                longest = max(longest, row)
+            elif not empty and (last is None or not _overlap(last, chars)):
+                row, last = 0, None     # something the repeats before cannot take
+        if longest >= 3:
+            return f"has {longest} repeats in a row that can take the same characters"
+        return None
+
+    def item(self, op, av, flags):
+        if op in (sre.GROUPREF, sre.GROUPREF_EXISTS):
+            return "has a backreference"
+        if op == sre.SUBPATTERN:
+            return self.sequence(av[3], (flags | av[1]) & ~av[2])
+        if op == sre.ATOMIC_GROUP:
+            return self.sequence(av, flags)
+        if op in (sre.ASSERT, sre.ASSERT_NOT):
+            return self.sequence(av[1], flags)
+        if op == sre.BRANCH:
+            for branch in av[1]:
+                problem = self.sequence(branch, flags)
+                if problem:
+                    return problem
+            return None
+        if op in _REPEATS:
+            low, high, body = av
+            if high > 1:
+                if self.chars(body, flags)[1]:
+                    return "repeats something that can match nothing"
+                if self.has_variable_repeat(body):
+                    return "repeats something that itself repeats (a nested quantifier)"
+                if self.has_ambiguous_branch(body, flags):
+                    return "repeats alternatives that can start with the same character"
+            return self.sequence(body, flags)
+        return None
+
+    def flat(self, items, flags):
+        """The items of a sequence with plain groups (no repeat on them) opened up."""
+        for op, av in items:
+            if op == sre.SUBPATTERN:
+                yield from self.flat(av[3], (flags | av[1]) & ~av[2])
+            else:
+                yield op, av
+
+    def has_variable_repeat(self, items):
+        for op, av in items:
+            if op in _REPEATS and av[0] != av[1]:
+                return True
+            if any(self.has_variable_repeat(sub) for sub in _children(op, av)):
+                return True
+        return False
+
+    def has_ambiguous_branch(self, items, flags):
+        for op, av in items:
+            if op == sre.BRANCH:
+                firsts = [self.first(branch, flags) for branch in av[1]]
+                for i, (a, a_empty) in enumerate(firsts):
+                    for b, b_empty in firsts[i + 1:]:
+                        if a_empty or b_empty or _overlap(a, b):
+                            return True
+            if any(self.has_ambiguous_branch(sub, flags) for sub in _children(op, av)):
+                return True
+        return False
+
+    def chars(self, items, flags):
+        """(ranges of every character the items can take, whether they can match nothing)."""
+        ranges, empty = [], True
+        for op, av in items:
+            sub, sub_empty = self.item_chars(op, av, flags)
+            ranges += sub
+            empty = empty and sub_empty
+        return _merged(ranges), empty
+
+    def first(self, items, flags):
+        """(ranges of the characters a match of the items can start with, whether they can
+        match nothing)."""
+        ranges = []
+        for op, av in items:
+            if op in _ZERO_WIDTH:
+                continue
+            if op == sre.SUBPATTERN:
+                sub, empty = self.first(av[3], (flags | av[1]) & ~av[2])
+            elif op in _REPEATS:
+                sub, empty = self.first(av[2], flags)
+                empty = empty or av[0] == 0
+            elif op == sre.BRANCH:
+                parts = [self.first(branch, flags) for branch in av[1]]
+                sub = [r for part, _ in parts for r in part]
+                empty = any(e for _, e in parts)
+            else:
+                sub, empty = self.item_chars(op, av, flags)
+            ranges += sub
+            if not empty:
+                return _merged(ranges), False
+        return _merged(ranges), True
+
+    def item_chars(self, op, av, flags):
+        if op in (sre.LITERAL, sre.NOT_LITERAL, sre.IN):
+            ranges = _class_ranges([(op, av)] if op != sre.IN else av)
+            if flags & sre.SRE_FLAG_IGNORECASE:
+                ranges = _merged(ranges + _case_variants(ranges))
+            return ranges, False
+        if op == sre.ANY:
+            return _ANY, False
+        if op in _ZERO_WIDTH:
+            return [], True
+        if op == sre.SUBPATTERN:
+            return self.chars(av[3], (flags | av[1]) & ~av[2])
+        if op == sre.ATOMIC_GROUP:
+            return self.chars(av, flags)
+        if op in _REPEATS:
+            ranges, empty = self.chars(av[2], flags)
+            return ranges, empty or av[0] == 0
+        if op == sre.BRANCH:
+            parts = [self.chars(branch, flags) for branch in av[1]]
+            return [r for part, _ in parts for r in part], any(e for _, e in parts)
+        return _ANY, True       # anything else: assume the worst
+
+
+def _children(op, av):
+    """The sub-sequences of an item."""
+    if op == sre.SUBPATTERN:
+        return [av[3]]
+    if op in _REPEATS:
+        return [av[2]]
+    if op == sre.BRANCH:
+        return av[1]
+    if op in (sre.ASSERT, sre.ASSERT_NOT):
+        return [av[1]]
+    if op == sre.ATOMIC_GROUP:
+        return [av]
+    return []
+
+
+def _class_ranges(items):
+    """Code point ranges of a character class's items (a LITERAL alone is a class of one)."""
+    ranges, negate = [], False
+    for op, av in items:
+        if op == sre.NEGATE:
+            negate = True
+        elif op == sre.LITERAL:
+            ranges.append((av, av))
+        elif op == sre.NOT_LITERAL:
+            ranges += _complement([(av, av)])
+        elif op == sre.RANGE:
+            ranges.append(av)
+        else:       # a category (\d inside a class): the translation writes none; any
+            ranges += _ANY
+    ranges = _merged(ranges)
+    return _complement(ranges) if negate else ranges
+
+
+def _case_variants(ranges):
+    """The other cases of the letters in `ranges` (for (?i:...)); only small ranges are
+    looked at one by one, a large one already holds most letters of both cases."""
+    out = []
+    for a, b in ranges:
+        if b - a > 256:
+            continue
+        for cp in range(a, b + 1):
+            for other in {chr(cp).lower(), chr(cp).upper()}:
+                if len(other) == 1:
+                    out.append((ord(other), ord(other)))
+    return out
+
+
+def _overlap(a, b):
+    """Whether two merged range lists share a code point."""
+    i = j = 0
+    while i < len(a) and j < len(b):
+        if a[i][1] < b[j][0]:
+            i += 1
+        elif b[j][1] < a[i][0]:
+            j += 1
+        else:
+            return True
+    return False
