@@ -7,7 +7,8 @@ change them. Here every token that would complete the banned word gets a score o
 infinity, so it is never picked and the model has to go on another way. The KV cache keeps
 working: each step still runs one token through the model, not the whole text again. Both
 continuations are greedy (the likeliest token each time), so they match up to where the rule
-steps in.
+steps in. (A fixed set of tokens can be banned without a hook, on the GPU: the API's
+`logit_bias={token_id: -100, ...}`; a rule that looks at the text so far needs the hook.)
 """
 import math
 
