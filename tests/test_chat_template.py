@@ -217,7 +217,7 @@ def test_syntax_error_names_the_line():
     template = "{% for m in messages %}\n{{ m.content }}\n{% if m.role == %}\n{% endfor %}"
     with pytest.raises(jinja2.TemplateSyntaxError):
         reference(template, [user("a")])
-    with pytest.raises(ChatTemplateError, match=r"^chat template, line 3: "):
+    with pytest.raises(ChatTemplateError, match=r"^the chat template, line 3: "):
         render_chat_template(template, [user("a")])
     with pytest.raises(ChatTemplateError, match="line 1"):
         render_chat_template("{% endfor %}", [user("a")])
@@ -356,3 +356,100 @@ def test_gpt2_tokenizer_with_a_chat_template(template, tmp_path):
     rendered = apply_chat_template(ours, messages, tokenize=False)
     assert apply_chat_template(ours, messages) == ours.encode(rendered, add_special_tokens=False) \
         == ours.encode(rendered)
+
+
+# ---------------------------------------------------------------------------------------------
+# Templates that do not end or fill the memory (issue 23): each stops in a sentence naming the
+# template, within the render's time and size budget.
+
+from webgpt import chat_template as chat_template_module  # noqa: E402
+from webgpt.chat_template import ChatTemplate  # noqa: E402
+
+HOSTILE_TEMPLATES = {
+    "nested loops": ("{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}"
+                     "{% endfor %}", "ran for more than 0.5 s"),
+    "nested loops writing": ("{% for i in range(100000) %}{% for j in range(100000) %}x"
+                             "{% endfor %}{% endfor %}", ("makes a text of more than",
+                                                         "ran for more than 0.5 s")),
+    "a string doubled with ~": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+                                "{% set ns.s = ns.s ~ ns.s %}{% endfor %}", "makes a string"),
+    "a string doubled with +": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+                                "{% set ns.s = ns.s + ns.s %}{% endfor %}", "makes a string"),
+    "a string doubled with *": ("{% set ns = namespace(s='ab') %}{% for i in range(40) %}"
+                                "{% set ns.s = ns.s * 2 %}{% endfor %}", "makes a string"),
+    "a list of one long string, printed": ("{% set s = 'x' * 100000 %}{% set l = [s] * 100 %}"
+                                           "{{ l * 100 }}", "makes a string or list"),
+    "a list of one long string, joined": ("{% set l = ['x' * 100000] * 10 %}"
+                                          "{{ (l * 10)|map('upper')|join }}", "makes a"),
+    "a recursive macro": ("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}",
+                          "calls itself too deeply"),
+    "range(10**9)": ("{{ range(10**9)|list|length }}", "failed: OverflowError: Range too big"),
+    "10 ** 100000000": ("{{ 10 ** 100000000 }}", "makes a number of more than 65536 bits"),
+    "an integer squared 40 times": ("{% set ns = namespace(x=3) %}{% for i in range(40) %}"
+                                    "{% set ns.x = ns.x * ns.x %}{% endfor %}", "bits"),
+    "center(10**9)": ("{{ 'a'.center(10**9) }}", "makes a string"),
+    "|center(10**9)": ("{{ 'a'|center(10**9) }}", "makes a string"),
+    "a format width": ("{{ '{:>999999999}'.format(1) }}", "makes a string"),
+    "a % width": ("{{ '%0999999999d' % 1 }}", "makes a string"),
+    "|format with a width (constant: not while compiling)": ("{{ '%0999999999d'|format(1) }}",
+                                                             "makes a string"),
+    "replace doubling": ("{% set ns = namespace(s='aaaa') %}{% for i in range(40) %}"
+                         "{% set ns.s = ns.s.replace('a', 'aa') %}{% endfor %}", "makes a"),
+    "|replace doubling": ("{% set ns = namespace(s='aaaa') %}{% for i in range(40) %}"
+                          "{% set ns.s = ns.s|replace('a', 'aa') %}{% endfor %}", "makes a"),
+    "|join doubling": ("{% set ns = namespace(s='aaaa') %}{% for i in range(40) %}"
+                       "{% set ns.s = [ns.s, ns.s]|join %}{% endfor %}", "makes a"),
+    "|indent": ("{{ ('a\n' * 100000)|indent(100000) }}", "makes a string"),
+    "|tojson(indent=10**9)": ("{{ [1]|tojson(indent=10**9) }}", "makes a JSON indent"),
+    "lipsum(10**7)": ("{{ lipsum(10**7) }}", "makes a string"),
+    "|wordwrap": ("{{ ('a ' * 100000)|wordwrap(1, wrapstring='x' * 100000) }}", "makes a"),
+    "expandtabs": ("{{ ('\t' * 100000).expandtabs(100000) }}", "makes a string"),
+    "1 / 0": ("{{ 1 / 0 }}", "failed: ZeroDivisionError: division by zero"),
+    "nested 5000 deep": ("{{ " + "(" * 5000 + "1" + ")" * 5000 + " }}",
+                         "is nested too deeply to be read"),
+}
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_TEMPLATES))
+def test_hostile_templates_end_in_a_sentence(monkeypatch, name):
+    import resource
+    import time
+
+    monkeypatch.setattr(chat_template_module, "RENDER_SECONDS", 0.5)
+    text, words = HOSTILE_TEMPLATES[name]
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t0 = time.monotonic()
+    with pytest.raises(ChatTemplateError) as info:
+        render_chat_template(ChatTemplate(text, "chat_template.jinja"),
+                             [{"role": "user", "content": "hi"}])
+    seconds = time.monotonic() - t0
+    grown = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    message = str(info.value)
+    print(f"{name}: {seconds:.2f} s, peak RSS +{grown:.0f} MiB: {message[:150]}")
+    alternatives = (words,) if isinstance(words, str) else words
+    assert message.startswith("chat_template.jinja ") \
+        and any(w in message for w in alternatives), message
+    assert len(message) < 500 and "\n" not in message
+    assert seconds < 2 and grown < 200, (seconds, grown)
+
+
+def test_a_long_refusal_is_cut():
+    with pytest.raises(ChatTemplateError) as info:
+        render_chat_template("{{ raise_exception('x' * 1000000) }}",
+                             [{"role": "user", "content": "hi"}])
+    assert str(info.value) == "x" * 300 + "... (1000000 characters)"
+
+
+def test_the_budget_follows_what_the_template_is_given():
+    """A long conversation renders (its text is 8 times its messages' and a megabyte more)."""
+    long = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 2000}
+            for i in range(200)]
+    ours, theirs = model_both("qwen2.5", long, add_generation_prompt=True)
+    assert ours == theirs and len(ours) > 2_000_000
+
+
+def test_a_template_too_long_is_refused():
+    with pytest.raises(ChatTemplateError, match="tokenizer_config.json's chat_template is "
+                                                "1048577 characters long"):
+        render_chat_template(find_chat_template({"chat_template": "x" * ((1 << 20) + 1)}),
+                             [{"role": "user", "content": "hi"}])

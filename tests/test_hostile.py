@@ -15,6 +15,11 @@ checked here with its cost measured, not assumed:
 8. a symlink loop or a stray link in dist/ (left out of sw-shell.js, never served);
 9. a FIFO, a link to /dev/zero or a folder in a file's place (named for what it is, never read).
 
+A second review (issue 23) added: a tokenizer.json normalizer bomb, a pre-tokenizer regex that
+backtracks without bound, values of the wrong JSON type in tokenizer.json and config.json,
+chat templates that never end or grow a string without end, and `webgpt fetch` against a
+hostile hub (test_fetch.py).
+
 The hostile folders run through the real command, `python -m webgpt generate`, in a child
 process whose peak RSS (getrusage of its own small parent) and time are measured: each must end in one line,
 status 1, within 1 GiB and 30 s.
@@ -244,6 +249,102 @@ def test_hostile_folder_generate_is_bounded(good, tmp_path, name):
     assert rc == 1 and len(lines) == 1 and "Traceback" not in err, (rc, err[-2000:])
     assert lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines[0]
     assert not any(c in err for c in RAW_CONTROLS), ascii(err)
+    assert rss < RSS_LIMIT, f"{name}: peak RSS {rss / MiB:.0f} MiB"
+    assert seconds < SECONDS_LIMIT, f"{name}: {seconds:.1f} s"
+
+
+# --- issue 23: tokenizer.json, config.json and chat templates from a hostile publisher ------
+#
+# The same measure (one line, status 1, < 1 GiB, < 30 s) for an instruct-shaped Qwen2 folder
+# whose tokenizer.json, config.json or chat template is hostile: `generate` for the first two,
+# `chat --message` for the templates (they render after the model loads).
+
+
+@pytest.fixture(scope="module")
+def chat_good(tmp_path_factory):
+    import hfmodels
+    path = str(tmp_path_factory.mktemp("chat") / "qwen")
+    hfmodels.write_chat_folder(path)
+    return path
+
+
+def _edit_json(path, edit):
+    with open(path, encoding="utf-8") as f:
+        value = json.load(f)
+    edit(value)
+    _write(path, json.dumps(value))
+
+
+def _normalizer_bomb(spec):
+    # 30 Replaces that each double an "a", and an added token normalized at load (6 KiB).
+    spec["normalizer"] = {"type": "Sequence", "normalizers": [
+        {"type": "Replace", "pattern": {"String": "a"}, "content": "aa"}] * 30}
+    spec["added_tokens"].append({"id": 319, "content": "a" * 64, "special": False,
+                                 "lstrip": False, "rstrip": False, "single_word": False,
+                                 "normalized": True})
+
+
+def _split_first(pattern):
+    def edit(spec):
+        spec["pre_tokenizer"] = {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": pattern}, "behavior": "Isolated",
+             "invert": False}, spec["pre_tokenizer"]]}
+    return edit
+
+
+def _template(text):
+    return lambda f: _edit_json(f + "/tokenizer_config.json",
+                                lambda c: c.update(chat_template=text))
+
+
+# Each: (command, what to do to a copy of the chat folder, words the one error line must hold).
+HOSTILE_CHAT = {
+    "a tokenizer.json normalizer bomb": ("generate", lambda f: _edit_json(
+        f + "/tokenizer.json", _normalizer_bomb), ["tokenizer.json", "normalizer.normalizers[",
+                                                   "makes a text"]),
+    "a pre-tokenizer regex that backtracks without bound": ("generate", lambda f: _edit_json(
+        f + "/tokenizer.json", _split_first("(a+)+$")), ["tokenizer.json", "'(a+)+$'",
+                                                         "backtrack"]),
+    "a Metaspace replacement that is a number": ("generate", lambda f: _edit_json(
+        f + "/tokenizer.json", lambda s: s.update(pre_tokenizer={
+            "type": "Metaspace", "replacement": 5, "prepend_scheme": "always"})),
+        ["tokenizer.json", "pre_tokenizer.replacement is 5"]),
+    "a TemplateProcessing whose single is a number": ("generate", lambda f: _edit_json(
+        f + "/tokenizer.json", lambda s: s.update(post_processor={
+            "type": "TemplateProcessing", "single": 5, "special_tokens": {}})),
+        ["tokenizer.json", "post_processor.single is 5"]),
+    "model_type a list": ("generate", lambda f: _edit_json(
+        f + "/config.json", lambda c: c.update(model_type=["llama"])),
+        ["config.json", "['llama'] model"]),
+    "rope_theta 1e-300": ("generate", lambda f: _edit_json(
+        f + "/config.json", lambda c: c["rope_parameters"].update(rope_theta=1e-300)),
+        ["config.json", "rope_theta must be a number from"]),
+    "rope_theta 1e308": ("generate", lambda f: _edit_json(
+        f + "/config.json", lambda c: c["rope_parameters"].update(rope_theta=1e308)),
+        ["config.json", "rope_theta must be a number from"]),
+    "a template of nested range(100000) loops": ("chat", _template(
+        "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"),
+        ["tokenizer_config.json's chat_template ran for more than 5 s"]),
+    "a template that doubles a string 40 times": ("chat", _template(
+        "{% set ns = namespace(s='ab') %}{% for i in range(40) %}{% set ns.s = ns.s ~ ns.s %}"
+        "{% endfor %}{{ ns.s }}"), ["tokenizer_config.json's chat_template makes a string"]),
+}
+# (A recursive macro, range(10**9) and two dozen more: test_chat_template.py, in this process.)
+
+
+@pytest.mark.parametrize("name", list(HOSTILE_CHAT))
+def test_hostile_tokenizer_config_or_template_is_bounded(chat_good, tmp_path, name):
+    command, make, words = HOSTILE_CHAT[name]
+    folder = _copy(chat_good, str(tmp_path / "m"))
+    make(folder)
+    what = ["--prompt", "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa!", "-n", "2"] \
+        if command == "generate" else ["--message", "hi", "-n", "2"]
+    rc, out, err, rss, seconds = measured([sys.executable, "-m", "webgpt", command, "--model",
+                                           folder, *what], tmp_path)
+    print(f"{name}: {rss / MiB:.0f} MiB peak RSS, {seconds:.1f} s: {err.strip()}")
+    lines = err.strip().splitlines()
+    assert rc == 1 and len(lines) == 1 and "Traceback" not in err, (rc, err[-2000:])
+    assert lines[0].startswith("error: ") and all(w in lines[0] for w in words), lines[0]
     assert rss < RSS_LIMIT, f"{name}: peak RSS {rss / MiB:.0f} MiB"
     assert seconds < SECONDS_LIMIT, f"{name}: {seconds:.1f} s"
 

@@ -13,6 +13,9 @@ from ..errors import short_repr
 from .fields import is_real
 
 LLAMA3_KEYS = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+# The range of rope_theta and of llama3's scaling numbers: the frequencies are float32, which a
+# theta of 1e-300 makes 1/0 and one of 1e308 overflows (real models: theta 1e4 to 1e7).
+SANE = (1e-6, 1e20)
 
 
 def rope_settings(f):
@@ -36,12 +39,14 @@ def rope_settings(f):
         else:
             for name in LLAMA3_KEYS:
                 v = scaling.get(name)
-                if not is_real(v) or v <= 0:
-                    f.fail(f"{key}.{name} must be a positive number, not {short_repr(v)}")
+                if not is_real(v) or not SANE[0] <= v <= SANE[1]:
+                    f.fail(f"{key}.{name} must be a number from {SANE[0]:g} to {SANE[1]:g}, "
+                           f"not {short_repr(v)}")
             if scaling["low_freq_factor"] >= scaling["high_freq_factor"]:
                 f.fail(f"{key}.low_freq_factor must be below high_freq_factor")
-    if not is_real(theta) or not 0 < theta < float("inf"):
-        f.fail(f"rope_theta must be a positive number, not {short_repr(theta)}")
+    if not is_real(theta) or not SANE[0] <= theta <= SANE[1]:
+        f.fail(f"rope_theta must be a number from {SANE[0]:g} to {SANE[1]:g}, not "
+               f"{short_repr(theta)}")
     return float(theta), scaling
 
 
