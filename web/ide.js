@@ -1,6 +1,7 @@
-// The code panel: the editor's files and their edits, the examples menu, the console and the
-// "How it works" walk-through. main.js owns the worker; it asks this module what to run
-// (runRequest) and hands it what the worker says (console, chart, tokens, ...).
+// The code panel: the editor's files and their edits, the examples menu, the API menu, the
+// console and the "How it works" walk-through. main.js owns the worker; it asks this module
+// what to run (runRequest) and hands it what the worker says (console, chart, tokens, the API's
+// docstrings, ...).
 //
 // Files come from code/index.json (build.py copies them there, each with its sha256): the
 // scripts (scripts/generate.py is the one the Generate button runs), the examples, the
@@ -45,13 +46,14 @@ function load(key) {
   }
 }
 
-export function createIDE({ onRun, onStop, requestTokens }) {
+export function createIDE({ onRun, onStop, requestTokens, requestApiDocs }) {
   const ui = {
     file: $("file"), examplesMenu: $("examples-menu"), examplesList: $("examples-list"),
     run: $("run"), stop: $("run-stop"), target: $("run-target"), editToggle: $("edit-toggle"),
     reset: $("reset"), download: $("download"), downloadEdits: $("download-edits"),
     howtoToggle: $("howto-toggle"), howto: $("howto"), note: $("file-note"),
     console: $("console"), clear: $("console-clear"), isolation: $("isolation-note"),
+    apiMenu: $("api-menu"), apiList: $("api-list"), apiDoc: $("api-doc"),
   };
   const files = new Map(); // path -> {path, kind, sha256, shipped, stale, unlocked, title, about}
   const current = new Map(); // path -> the text as edited (or shipped)
@@ -59,6 +61,8 @@ export function createIDE({ onRun, onStop, requestTokens }) {
   let storageError = null;
   let model = null; // {name, config, layout, uses_f16} of the loaded model
   let promptTokens = null; // {text, count}
+  let apiDocs = null; // the API menu's entries (worker.py's api_docs): [{name, call, doc, ...}]
+  let apiShown = null; // the name of the entry #api-doc shows
 
   const editor = createEditor($("editor"), {
     onChange: changed,
@@ -275,18 +279,100 @@ export function createIDE({ onRun, onStop, requestTokens }) {
   ui.run.addEventListener("click", () => onRun());
   ui.stop.addEventListener("click", () => onStop());
   ui.clear.addEventListener("click", () => clearConsole());
-  ui.howtoToggle.addEventListener("click", () => {
-    ui.howto.hidden = !ui.howto.hidden;
-    ui.howtoToggle.setAttribute("aria-expanded", String(!ui.howto.hidden));
-    ui.howtoToggle.classList.toggle("on", !ui.howto.hidden);
-    if (!ui.howto.hidden) {
+  function showHowto(show) {
+    ui.howto.hidden = !show;
+    ui.howtoToggle.setAttribute("aria-expanded", String(show));
+    ui.howtoToggle.classList.toggle("on", show);
+    if (show) {
+      showApiDoc(null); // one side panel at a time
       drawHowto();
       requestTokens();
     }
+  }
+
+  ui.howtoToggle.addEventListener("click", () => showHowto(ui.howto.hidden));
+  document.addEventListener("click", (e) => { // close the menus on a click outside them
+    for (const menu of [ui.examplesMenu, ui.apiMenu]) {
+      if (menu.open && !menu.contains(e.target)) menu.open = false;
+    }
   });
-  document.addEventListener("click", (e) => { // close the examples menu on a click outside it
-    if (ui.examplesMenu.open && !ui.examplesMenu.contains(e.target)) ui.examplesMenu.open = false;
+
+  // ------------------------------------------------------------ the API menu
+
+  // The public API (webgpt.load, the model's methods, webgpt.Client and its calls, the
+  // parameters, the script's `page`), each shown with its signature and docstring as the
+  // worker's Python reads them from the package (worker.py's API): asked for each time the
+  // menu opens, so an edited docstring shows after the next run.
+  ui.apiMenu.addEventListener("toggle", () => {
+    if (!ui.apiMenu.open) return;
+    if (!apiDocs) {
+      ui.apiList.replaceChildren(el("p", { class: "muted menu-wait" }, "Reading the docstrings\u2026"));
+    }
+    requestApiDocs();
   });
+
+  function fillApiMenu() {
+    ui.apiList.replaceChildren(...apiDocs.map((d) => el("button", {
+      type: "button", role: "menuitem", class: "menu-item", dataset: { name: d.name },
+      onclick: () => {
+        ui.apiMenu.open = false;
+        showApiDoc(d.name);
+      },
+    }, el("strong", {}, d.name), el("span", { class: "muted" }, firstLine(d.doc)))));
+  }
+
+  function firstLine(doc) {
+    const line = doc.split("\n\n")[0].replace(/\s+/g, " ").trim();
+    return line.length > 110 ? `${line.slice(0, 109)}\u2026` : line;
+  }
+
+  /** A docstring as blocks: its prose (unindented lines, wrapped at 100 columns in the
+   * source) as paragraphs that flow to the panel's width; indented lines (code, lists) as they
+   * are, dedented. */
+  function docBlocks(doc) {
+    const out = [];
+    for (const block of doc.split(/\n\s*\n/)) {
+      let run = [];
+      const flush = () => {
+        if (!run.length) return;
+        if (/^\s/.test(run[0])) {
+          const indent = Math.min(...run.map((l) => /^\s*/.exec(l)[0].length));
+          out.push(el("pre", {}, run.map((l) => l.slice(indent)).join("\n")));
+        } else {
+          out.push(el("p", {}, run.join(" ")));
+        }
+        run = [];
+      };
+      for (const line of block.split("\n")) {
+        if (run.length && /^\s/.test(line) !== /^\s/.test(run[0])) flush();
+        run.push(line);
+      }
+      flush();
+    }
+    return out;
+  }
+
+  /** Show the entry `name` in #api-doc (null: close it). */
+  function showApiDoc(name) {
+    const d = name && apiDocs && apiDocs.find((x) => x.name === name);
+    apiShown = d ? name : null;
+    ui.apiDoc.hidden = !d;
+    if (!d) return;
+    if (!ui.howto.hidden) showHowto(false);
+    const head = el("div", { class: "api-head" }, el("h3", {}, d.name),
+      el("button", { type: "button", class: "link", id: "api-doc-close",
+        onclick: () => showApiDoc(null) }, "Close"));
+    const parts = [head];
+    if (d.kind) parts.push(el("p", { class: "muted api-kind" }, d.kind));
+    if (d.call) parts.push(el("pre", { class: "api-call" }, `${d.name}${d.call}`));
+    parts.push(el("div", { class: "api-text" }, ...docBlocks(d.doc)));
+    if (d.path && files.has(d.path)) {
+      parts.push(el("button", { type: "button", class: "link api-source",
+        onclick: () => open(d.path, d.line) }, `Source: ${d.path}, line ${d.line}`));
+    }
+    ui.apiDoc.replaceChildren(...parts);
+    ui.apiDoc.scrollTop = 0;
+  }
 
   // ------------------------------------------------------------ how it works
 
@@ -321,6 +407,7 @@ export function createIDE({ onRun, onStop, requestTokens }) {
   ui.console.addEventListener("scroll", () => {
     const c = ui.console;
     follow = c.scrollHeight - c.scrollTop - c.clientHeight < 40;
+    for (const card of c.querySelectorAll(".tok-card:not([hidden])")) place(card); // page.logprobs
   });
 
   function scroll() {
@@ -424,16 +511,97 @@ export function createIDE({ onRun, onStop, requestTokens }) {
       labels.join("").length);
   }
 
+  // A token's text as shown: line ends and tabs marked, other control characters as \x..
+  // escapes (they would be invisible), an empty token as ∅.
+  const escaped = (code) => `\\x${code.toString(16).padStart(2, "0")}`;
+  const shownText = (text) => text.replace(/\n/g, "\u21b5\n").replace(/\t/g, "\u2192\t")
+    .replace(/[\x00-\x08\x0b-\x1f\x7f]/g, (c) => escaped(c.charCodeAt(0))) || "\u2205";
+  // ... and on one line, in quotes (a token card's rows).
+  const quoted = (text) => `\u201c${shownText(text).replace(/[\n\t]/g, "")}\u201d`;
+
   function tokens({ title, pieces }) {
+    if (pieces.some((p) => p.length > 2)) return tokenProbs(title, pieces);
     const box = el("div", { class: "tokens" });
     pieces.forEach(([text, id], i) => {
-      const shown = text.replace(/\n/g, "\u21b5\n").replace(/\t/g, "\u2192\t");
-      const span = el("span", { class: `tok c${i % 6}`, dataset: { id: String(id) } }, shown || "\u2205");
+      const span = el("span", { class: `tok c${i % 6}`, dataset: { id: String(id) } },
+        shownText(text));
       if (id !== null) span.title = `token ${id}: ${JSON.stringify(text)}`;
       box.append(span);
     });
     add(el("figure", { class: "tokens-figure" }, ...(title ? [el("figcaption", {}, title)] : []), box),
       pieces.length);
+  }
+
+  // page.logprobs: each token coloured by its probability (five bands: classes prob0 to prob4),
+  // its top alternatives in a card while it is hovered or focused. One card per figure, outside
+  // the text (which stays the tokens' text alone), placed beside the token with fixed
+  // coordinates (so the console's scrolling box does not clip it).
+  const PROB_BANDS = [0.9, 0.6, 0.3, 0.1]; // prob4 from 0.9 up, ... prob0 below 0.1
+  const band = (p) => 4 - PROB_BANDS.filter((b) => p < b).length;
+  const percent = (p) => (p >= 0.1 ? `${(p * 100).toFixed(0)}%`
+    : p >= 0.001 ? `${(p * 100).toFixed(1)}%` : "<0.1%");
+
+  function bar(p) {
+    const fill = el("span", { class: `prob${band(p)}` });
+    fill.style.width = `${Math.max(2, p * 100).toFixed(1)}%`;
+    return fill;
+  }
+
+  const cards = new WeakMap(); // a token card -> the token it is for
+
+  /** Put a token's card under its token (above it near the window's bottom); hide it once
+   * the token is neither hovered nor focused (the console scrolled it away). */
+  function place(card) {
+    const span = cards.get(card);
+    if (!span || !span.matches(":hover, :focus")) {
+      card.hidden = true;
+      return;
+    }
+    const r = span.getBoundingClientRect();
+    const below = r.bottom + 4 + card.offsetHeight < innerHeight;
+    card.style.left = `${Math.max(4, Math.min(r.left, innerWidth - card.offsetWidth - 4))}px`;
+    card.style.top = `${below ? r.bottom + 4 : Math.max(4, r.top - card.offsetHeight - 4)}px`;
+  }
+
+  function tokenProbs(title, pieces) {
+    const box = el("div", { class: "tokens probs" });
+    const card = el("div", { class: "tok-card", role: "tooltip", hidden: "" });
+    const hide = () => { card.hidden = true; };
+    pieces.forEach(([text, , logprob, top], i) => {
+      const p = Math.exp(logprob);
+      const span = el("span", {
+        class: `tok prob${band(p)}`, tabindex: "0",
+        dataset: { p: p.toPrecision(4), logprob: String(logprob) },
+        "aria-label": `${quoted(text)}: ${percent(p)}`,
+      }, shownText(text));
+      const show = () => {
+        const rows = (top || []).map(([alt, lp]) => {
+          const q = Math.exp(lp);
+          return el("div", { class: `alt${alt === text ? " chosen" : ""}` },
+            el("span", { class: "alt-text" }, quoted(alt)),
+            el("span", { class: "alt-bar" }, bar(q)),
+            el("span", { class: "alt-p" }, percent(q)));
+        });
+        const head = `token ${i + 1}: ${quoted(text)}, ${percent(p)} ` +
+          `(logprob ${logprob.toFixed(3)})`;
+        const sub = rows.length ? `the ${rows.length} likeliest at this step:`
+          : "no alternatives asked for (top_logprobs)";
+        card.replaceChildren(el("div", { class: "card-head" }, head),
+          el("div", { class: "card-sub muted" }, sub), ...rows);
+        cards.set(card, span);
+        card.hidden = false;
+        place(card);
+      };
+      span.addEventListener("mouseenter", show);
+      span.addEventListener("focus", show);
+      span.addEventListener("mouseleave", hide);
+      span.addEventListener("blur", hide);
+      box.append(span);
+    });
+    const legend = el("span", { class: "prob-legend" }, ...["<10%", "10\u201330%", "30\u201360%",
+      "60\u201390%", "\u226590%"].map((label, b) => el("span", { class: `tok prob${b}` }, label)));
+    add(el("figure", { class: "tokens-figure" },
+      el("figcaption", {}, ...(title ? [title, " "] : []), legend), box, card), pieces.length);
   }
 
   function clearConsole() {
@@ -494,6 +662,13 @@ export function createIDE({ onRun, onStop, requestTokens }) {
     setModel(info) {
       model = info;
       if (!ui.howto.hidden) drawHowto();
+    },
+
+    /** The worker's answer to "api-docs": the API menu's entries. */
+    setApiDocs(entries) {
+      apiDocs = entries;
+      fillApiMenu();
+      if (apiShown) showApiDoc(apiShown); // the text as the package has it now
     },
 
     setPromptTokens(text, count) {

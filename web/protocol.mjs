@@ -31,6 +31,9 @@ export const TO_WORKER = {
   selftest: [],
   // Check the form's values (params, as in "run") before anything runs: "error" if one is bad.
   check: ["params"],
+  // The code panel's API menu: the public API's signatures and docstrings, read from the
+  // package as it is imported now (edits included); answered by "api-docs".
+  "api-docs": [],
 };
 
 /** worker.mjs and worker.py -> main.js. */
@@ -64,7 +67,8 @@ export const FROM_WORKER = {
   console: ["stream", "text"],
   // page.bar_chart(labels, values, title).
   chart: ["title", "labels", "values"],
-  // page.tokens(pieces, title): pieces [[text, token id or null], ...].
+  // page.tokens(pieces, title): pieces [[text, token id or null], ...]. page.logprobs(...)
+  // sends it too, each piece [text, null, logprob, [[alternative, logprob], ...]].
   tokens: ["title", "pieces"],
   // A run ended. status "ok", "error" or "stopped"; error: a sentence, or null; stats: the
   // generation's numbers if the script generated, else null; reload: loading the model again
@@ -75,6 +79,11 @@ export const FROM_WORKER = {
   tokenized: ["text", "count"],
   // The answer to "selftest".
   selftest: ["ok", "text"],
+  // The answer to "api-docs": entries [{name, call, kind, doc, path, line}]: the name the menu
+  // shows, its parameters as a call writes them, "coroutine: await it" or "async generator:
+  // ...", the docstring, and the editor's file and line of its source (call, kind, path and
+  // line are None in Python, so undefined here, where there is none).
+  "api-docs": ["entries"],
   // A sentence for the user and what to do. stage: "boot", "load" or "params".
   error: ["stage", "message", "hint"],
   // The model's GPU device was lost: the page loads the model again (a new device).

@@ -8,7 +8,7 @@ button whichever script is open. A script sees these globals:
     params   the form's values: prompt, max_new_tokens, temperature, top_k, top_p, seed;
              messages: the chat's conversation when the chat view runs scripts/chat.py, else None
     page     page.output(text), page.stop_requested(), page.bar_chart(...), page.tokens(...),
-             page.note(text)
+             page.logprobs(...), page.note(text)
     webgpt   the package, as edited
 
 print() goes to the page's console as it happens; an exception's traceback goes there too.
@@ -16,6 +16,9 @@ Edited package modules and shaders are written over the installed ones before a 
 package is imported afresh, and the re-imported Model class adopts the loaded weights
 (`Model.adopt`: a new plan, with pipelines and bind groups made from the current code and
 WGSL), all without loading the weights again.
+
+The code panel's API menu shows the public API's signatures and docstrings, which api_docs()
+reads from the package as it is imported now (API lists what it shows).
 
 Messages to the page's main thread (main.js): web/protocol.mjs lists them (FROM_WORKER) with
 their fields; post() sends one through worker.mjs, which checks it against that list.
@@ -272,6 +275,52 @@ class Page:
         _flush()
         post("tokens", title=str(title), pieces=out)
 
+    def logprobs(self, logprobs, title=""):
+        """Show generated tokens, each coloured by its probability, with the top alternatives
+        the model gave at its step on hover: `logprobs` is a choice's log-probs as the API
+        returns them (`choice.logprobs` of a chat completion, or its `.content` list, or of a
+        completion), asked for with logprobs=True and top_logprobs=N (chat) or logprobs=N."""
+        out = [[text, None, float(logprob), [[t, float(lp)] for t, lp in top]]
+               for text, logprob, top in _token_logprobs(logprobs)]
+        _flush()
+        post("tokens", title=str(title), pieces=out)
+
+
+def _plain(value):
+    """An API object (webgpt.api's APIObject) as plain JSON values; others as they are."""
+    return value.model_dump() if hasattr(value, "model_dump") else value
+
+
+def _token_text(entry):
+    """A chat log-probs entry's token as text: its bytes, a partial character as \\x.. escapes."""
+    raw = entry.get("bytes")
+    if raw is not None:
+        return bytes(raw).decode("utf-8", "backslashreplace")
+    return str(entry["token"])
+
+
+def _token_logprobs(logprobs):
+    """[(text, logprob, [(alternative, logprob), ...])] of a choice's log-probs, in OpenAI's
+    chat form ({"content": [{token, logprob, bytes, top_logprobs}]} or that list) or its
+    completions form ({tokens, token_logprobs, top_logprobs: [{token: logprob}]})."""
+    logprobs = _plain(logprobs)
+    if isinstance(logprobs, dict) and "logprobs" in logprobs and "index" in logprobs:
+        logprobs = _plain(logprobs["logprobs"])  # a whole choice
+    if logprobs is None:
+        raise ValueError("page.logprobs: this choice has no log-probs; ask for them with "
+                         "logprobs=True, top_logprobs=N (chat) or logprobs=N (completions)")
+    if isinstance(logprobs, dict) and "tokens" in logprobs:
+        tops = logprobs.get("top_logprobs") or [None] * len(logprobs["tokens"])
+        return [(str(t), lp, list((top or {}).items()))
+                for t, lp, top in zip(logprobs["tokens"], logprobs["token_logprobs"], tops)]
+    if isinstance(logprobs, dict):
+        logprobs = logprobs.get("content") or []
+    if not isinstance(logprobs, list):
+        raise ValueError(f"page.logprobs takes a choice's logprobs, not {type(logprobs).__name__}")
+    return [(_token_text(e), e["logprob"],
+             [(_token_text(a), a["logprob"]) for a in e.get("top_logprobs") or []])
+            for e in map(_plain, logprobs)]
+
 
 def cancel():
     """End the running script where it awaits (the page's Stop, when the flag is not enough)."""
@@ -384,6 +433,95 @@ def check_params(p):
     except ValueError as e:
         _error("params", f"A parameter is not usable: {e}",
                "Change it in the form (or in the page's address) and press Generate.")
+
+
+# ---------------------------------------------------------------- the API menu
+
+
+# The code panel's API menu: the name it shows, and how to reach the object from the package
+# (and this module, for `page`). What it shows of each is its signature and docstring, read
+# here from the package as it is imported now, edits included: the docstrings are the source.
+API = [
+    ("webgpt.load", lambda w: w.load),
+    ("model.generate", lambda w: w.model.Model.generate),
+    ("model.stream", lambda w: w.model.Model.stream),
+    ("model.chat", lambda w: w.model.Model.chat),
+    ("model.chat_stream", lambda w: w.model.Model.chat_stream),
+    ("model.stream_steps", lambda w: w.model.Model.stream_steps),
+    ("model.logits", lambda w: w.model.Model.logits),
+    ("webgpt.Client", lambda w: w.api.Client),   # with its module's docstring: the usage
+    ("client.chat.completions.create", lambda w: w.api.client._ChatCompletions.create),
+    ("client.completions.create", lambda w: w.api.client._Completions.create),
+    ("client.models.list", lambda w: w.api.client._Models.list),
+    ("stream (stream=True)", lambda w: w.api.Stream),
+    ("parameters", lambda w: w.api.params),
+    ("page", lambda w: Page),
+]
+
+
+def _call(func):
+    """The parameters of `func` as written in a call, "(prompt, max_new_tokens=50, ...)"
+    (without self); None where Python cannot tell."""
+    try:
+        params = list(inspect.signature(func).parameters.values())
+    except (TypeError, ValueError):
+        return None
+    if params and params[0].name in ("self", "cls"):
+        params = params[1:]
+    return f"({', '.join(str(p) for p in params)})"
+
+
+def _kind(func):
+    if inspect.isasyncgenfunction(func):
+        return "async generator: async for ... in it"
+    if inspect.iscoroutinefunction(func):
+        return "coroutine: await it"
+    return None
+
+
+def _doc_of(name, obj):
+    """{name, call, kind, doc, path, line} of one entry of the API menu."""
+    doc = inspect.getdoc(obj)
+    call = kind = None
+    func = obj.__init__ if inspect.isclass(obj) else obj
+    if inspect.isfunction(obj) or obj is _pkg().api.Client:   # how it is called
+        call, kind = _call(func), _kind(func)
+    if not doc and inspect.isfunction(obj) and "." in obj.__qualname__:
+        owner = inspect.getmodule(obj)  # a method without a docstring: its class's says
+        for part in obj.__qualname__.split(".")[:-1]:
+            owner = getattr(owner, part, None)
+        doc = inspect.getdoc(owner) if owner is not None else None
+    if obj is _pkg().api.Client:
+        doc = f"{doc}\n\n{inspect.getdoc(inspect.getmodule(obj))}"
+    if obj is Page:  # the script's `page`: each method with its docstring
+        doc = "\n\n".join([doc or ""] + [
+            f"page.{n}{_call(f)}: {inspect.getdoc(f) or ''}"
+            for n, f in vars(Page).items() if not n.startswith("_") and inspect.isfunction(f)])
+    path = line = None
+    try:
+        source = os.path.abspath(inspect.getsourcefile(obj))
+        if source.startswith(_PACKAGE + os.sep):  # the file as the editor names it
+            path = "webgpt/" + os.path.relpath(source, _PACKAGE).replace(os.sep, "/")
+            line = 1 if inspect.ismodule(obj) else inspect.getsourcelines(obj)[1]
+    except (TypeError, OSError):
+        pass
+    return {"name": name, "call": call, "kind": kind, "doc": doc or "(no docstring)",
+            "path": path, "line": line}
+
+
+def api_docs():
+    """Post the API menu's entries (API): each one's signature and docstring."""
+    entries = []
+    for name, find in API:
+        try:
+            webgpt = _pkg()
+            for sub in ("model", "api"):  # imported with the first model or client
+                importlib.import_module(f"webgpt.{sub}")
+            entries.append(_doc_of(name, find(webgpt)))
+        except Exception as e:  # an edit removed it, or the edited package does not import
+            entries.append({"name": name, "call": None, "kind": None, "path": None,
+                            "line": None, "doc": f"Not found: {type(e).__name__}: {e}"})
+    post("api-docs", entries=entries)
 
 
 # ---------------------------------------------------------------- chat
