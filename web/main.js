@@ -80,6 +80,7 @@ const ide = createIDE({
   onRun: () => runScript(),
   onStop: () => stop(),
   requestTokens: () => requestTokens(),
+  requestApiDocs: () => requestApiDocs(),
 });
 const chat = createChat({ send: (messages) => startChat(messages), stop: () => stop() });
 
@@ -376,6 +377,15 @@ function requestTokens() {
   if (booted && loadedModel !== null) send("tokenize", { text: ui.prompt.value });
 }
 
+// The API menu's docstrings, from the worker's Python (asked for again each time the menu
+// opens: an edit of the package changes them); before Python is up, once it is.
+let apiDocsWanted = false;
+
+function requestApiDocs() {
+  apiDocsWanted = !booted;
+  if (booted) send("api-docs");
+}
+
 // The service worker saves the page's files when it starts (tens of MB fetched and hashed):
 // once the page is idle, not while the generation an autorun link starts is running beside it
 // on the same cores.
@@ -464,6 +474,7 @@ function onMessage(e) {
       bootSeconds = m.boot_s;
       bootParts = m.parts || null;
       ui.status.textContent = `Python ${m.python} ready (${fmt(m.boot_s, 1)} s).`;
+      if (apiDocsWanted) requestApiDocs();
       if (modelsListed) afterBoot();
       break;
     case "loaded": {
@@ -542,6 +553,9 @@ function onMessage(e) {
       break;
     case "cache":
       offline.cacheEvent(m);
+      break;
+    case "api-docs":
+      ide.setApiDocs(m.entries);
       break;
     case "selftest":
       offline.start();

@@ -150,6 +150,8 @@ function handle(m) {
       return page.check_params(m.params);
     case "selftest":
       return page.gpu_selftest();
+    case "api-docs":
+      return page.api_docs();
   }
 }
 
