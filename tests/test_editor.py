@@ -6,6 +6,7 @@ served by build.py's server, which sends the COOP/COEP headers (cross-origin iso
 Stop can interrupt any Python; the last test serves it without them. Fixtures: conftest.py.
 """
 
+import ast
 import hashlib
 import json
 import os
@@ -96,6 +97,17 @@ class Page(PageDriver):
 def open_page(pages):
     """open_page(base=None, **options): a new Page, closed after the test."""
     return lambda base=None, **options: pages(Page, base, **options)
+
+
+@pytest.fixture(scope="module")
+def shared_page(browser, server):
+    """One Page (prompt "Hello world") for the tests that run the examples and read the side
+    panels without editing anything: each new page boots Python and loads the model again."""
+    p = Page(browser, server)
+    try:
+        yield p.open(prompt="Hello world")
+    finally:
+        p.close()
 
 
 def test_typed_code_runs_and_prints(open_page):
@@ -295,10 +307,10 @@ def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
     weights = p.weight_requests()
     p.open_file("webgpt/model/generator.py")
     src = p.shipped("webgpt/model/generator.py")
-    old = '        return "".join(pieces)\n'
-    assert old in src
+    old = '        return "".join([piece async for piece in self.stream(\n'  # in generate()
+    assert src.count(old) == 1
     p.page.click("#edit-toggle")
-    p.replace_code(src.replace(old, '        return "".join(pieces).upper() + "!"\n'))
+    p.replace_code(src.replace(old, old.replace("[piece ", "[piece.upper() + '!' ")))
     p.open_file("scripts/generate.py")
     p.replace_code("text = await model.generate('Hello world', max_new_tokens=8, temperature=0)\n"
                    "print('<<' + text + '>>', type(model).__module__, id(model.weight_store))\n")
@@ -312,7 +324,7 @@ def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
 
     # A module that does not import: its traceback, the model untouched, Reset recovers.
     p.open_file("webgpt/model/generator.py")
-    p.replace_code(src.replace(old, '        return "".join(pieces\n'))
+    p.replace_code(src.replace(old, old.replace("[piece ", "[(piece ")))
     p.open_file("scripts/generate.py")
     status, out = p.run()
     assert status == "error" and "SyntaxError" in out and 'File "webgpt/model/generator.py"' in out, out
@@ -327,18 +339,26 @@ def test_a_module_edit_takes_effect_on_the_loaded_model(open_page):
     assert p.console_errors == []
 
 
-def test_examples_run_and_draw(open_page):
-    p = open_page().open(prompt="Hello world")
+def run_example(p, path):
+    """Open the example `path` from the Examples menu and run it: (status, its output)."""
+    p.page.click("#examples")
+    p.page.click(f"#examples-list .menu-item[data-path='{path}']")
+    assert p.page.input_value("#file") == path
+    assert p.page.text_content("#run-target") == f"runs {path.split('/')[-1]}"
+    return p.run()
+
+
+def test_examples_run_and_draw(shared_page):
+    p = shared_page
     items = p.page.eval_on_selector_all("#examples-list .menu-item",
                                         "bs => bs.map(b => b.dataset.path)")
     assert set(items) == {"examples/greedy_vs_sampled.py", "examples/next_token_chart.py",
-                          "examples/ban_a_word.py", "examples/tokens.py", "examples/chat_loop.py"}
+                          "examples/ban_a_word.py", "examples/tokens.py", "examples/chat_loop.py",
+                          "examples/logprobs.py"}
     for path in items:
-        p.page.click("#examples")
-        p.page.click(f"#examples-list .menu-item[data-path='{path}']")
-        assert p.page.input_value("#file") == path
-        assert p.page.text_content("#run-target") == f"runs {path.split('/')[-1]}"
-        status, out = p.run()
+        if path == "examples/logprobs.py":  # test_logprobs_example_colours_the_tokens
+            continue
+        status, out = run_example(p, path)
         assert status == "ok", (path, out)
         if path.endswith("next_token_chart.py"):
             bars = p.page.query_selector_all("#console svg.chart g.bar")
@@ -346,19 +366,109 @@ def test_examples_run_and_draw(open_page):
             assert "probability" in out
         elif path.endswith("tokens.py"):
             ids = json.loads(out.split("ids: ")[1].split("\n")[0])
-            assert len(p.page.query_selector_all("#console .tokens .tok")) == len(ids)
+            assert len(p.page.query_selector_all("#console .tokens:not(.probs) .tok")) == len(ids)
         elif path.endswith("ban_a_word.py"):
             with_rule = out.split("banned:")[1]
             assert "the" not in with_rule.split("Hello world", 1)[1].lower()
-        elif path.endswith("greedy_vs_sampled.py"):
-            assert out.count("Hello world") >= 3
+        elif path.endswith("greedy_vs_sampled.py"):  # through the API: greedy, then n=2
+            assert out.count("Hello world") >= 3 and "choice 1" in out, out
         elif path.endswith("chat_loop.py"):  # GPT-2: no template (tests/test_chat_page.py chats)
             assert "has no chat template" in out
     assert p.console_errors == []
 
 
-def test_how_it_works_links_the_code_and_gives_shapes(open_page):
-    p = open_page().open(prompt="Hello world")
+# The colour band of a probability, as ide.js draws page.logprobs' tokens (prob0 to prob4).
+BANDS = "p => 4 - [0.9, 0.6, 0.3, 0.1].filter(b => p < b).length"
+
+
+def test_logprobs_example_colours_the_tokens(shared_page):
+    """The log-probs example (the API's completions with logprobs=5 on this base model): every
+    generated token in the console, coloured by its probability; hovering one shows its
+    alternatives with theirs, the likeliest first, the token itself marked among them."""
+    p = shared_page
+    status, out = run_example(p, "examples/logprobs.py")
+    assert status == "ok", out
+    n = int(out.split("tokens: ")[1].split(",")[0])
+    toks = p.page.eval_on_selector_all(
+        "#console .tokens.probs .tok",
+        f"""ts => ts.map(t => [t.textContent, Number(t.dataset.p), t.className,
+                               ({BANDS})(Number(t.dataset.p))])""")
+    assert len(toks) == n > 0, (toks, out)
+    for text, prob, cls, band in toks:
+        assert 0 < prob <= 1 and cls == f"tok prob{band}", (text, prob, cls)
+    card = "#console .tok-card"
+    assert p.page.is_hidden(card)
+    for i in (0, n - 1):
+        token = p.page.locator("#console .tokens.probs .tok").nth(i)
+        token.hover()
+        assert p.page.is_visible(card)
+        head = p.page.text_content(f"{card} .card-head")
+        assert head.startswith(f"token {i + 1}: "), head
+        alts = p.page.eval_on_selector_all(
+            f"{card} .alt", """rs => rs.map(r => [r.querySelector('.alt-text').textContent,
+                r.querySelector('.alt-p').textContent, r.classList.contains('chosen')])""")
+        assert len(alts) == 5, alts
+        shares = [float(a[1].rstrip("%").lstrip("<")) for a in alts]
+        assert shares == sorted(shares, reverse=True), alts
+        chosen = [a for a in alts if a[2]]
+        shown = head.split(", ")[-1].split(" (logprob")[0]  # the token's own percentage
+        if chosen:
+            assert len(chosen) == 1 and chosen[0][1] == shown, (head, alts)
+        else:  # sampling took a token less likely than the five
+            assert toks[i][1] <= shares[-1] / 100 + 0.001, (head, alts)
+    p.page.mouse.move(0, 0)
+    assert p.page.is_hidden(card)
+    assert p.console_errors == []
+
+
+def words(text):
+    return text.split()
+
+
+def docstring(source, *names):
+    """The docstring of the module `source` (Python), or of its names[0].names[1]..., as
+    inspect.getdoc gives it."""
+    node = ast.parse(source)
+    for name in names:
+        node = next(n for n in node.body if getattr(n, "name", None) == name)
+    return ast.get_docstring(node)
+
+
+def test_the_api_menu_shows_the_docstrings(shared_page):
+    """The code panel's API menu lists the public API; each entry shows its signature and its
+    docstring as the package has it (read in the worker), with a link to its source."""
+    p = shared_page
+    p.page.click("#api")
+    item = "#api-list .menu-item[data-name='client.chat.completions.create']"
+    p.page.wait_for_selector(item)
+    names = p.page.eval_on_selector_all("#api-list .menu-item", "bs => bs.map(b => b.dataset.name)")
+    assert {"webgpt.load", "model.generate", "model.stream", "model.chat", "model.chat_stream",
+            "model.stream_steps", "model.logits", "webgpt.Client", "client.completions.create",
+            "client.models.list", "parameters"} <= set(names), names
+    p.page.click(item)
+    assert p.page.is_visible("#api-doc") and p.page.is_hidden("#api-menu .menu-list")
+    assert p.page.text_content("#api-doc h3") == "client.chat.completions.create"
+    assert p.page.text_content("#api-doc .api-call") == "client.chat.completions.create(**params)"
+    assert words(p.page.inner_text("#api-doc .api-text")) == words(docstring(
+        p.shipped("webgpt/api/client.py"), "_ChatCompletions", "create"))
+    p.page.click("#api-doc .api-source")
+    assert p.page.input_value("#file") == "webgpt/api/client.py"
+    p.page.click("#api")
+    p.page.click("#api-list .menu-item[data-name='parameters']")
+    text = p.page.inner_text("#api-doc .api-text")
+    assert words(text) == words(docstring(p.shipped("webgpt/api/params.py")))
+    assert "frequency_penalty" in text
+    # Prose flows to the panel's width; the indented list keeps its lines.
+    assert p.page.eval_on_selector_all("#api-doc .api-text pre",
+                                       "ps => ps.map(p => p.textContent)")[0].startswith("model, ")
+    p.page.click("#howto-toggle")  # one side panel at a time
+    assert p.page.is_hidden("#api-doc") and p.page.is_visible("#howto")
+    p.page.click("#howto-toggle")
+    assert p.console_errors == []
+
+
+def test_how_it_works_links_the_code_and_gives_shapes(shared_page):
+    p = shared_page
     p.page.click("#howto-toggle")
     p.page.wait_for_function("document.getElementById('howto').textContent.includes('T = ')")
     text = p.page.text_content("#howto")
