@@ -205,9 +205,15 @@ class NativeDevice(Device):
         return _Sequence(dispatches)
 
     def readback_buffer(self, size, label="readback"):
-        """A buffer the CPU can map: the target of `encoder.copy` for `map_read`."""
+        """A buffer the CPU can map: the target of `encoder.copy` for `map_read` (not counted in
+        `allocated`: the device keeps one of its own for `read`; out of memory is said as for
+        `buffer`)."""
         size = max(8, (size + 7) // 8 * 8)
-        buf = self._dev.create_buffer(size=size, usage=_usage(READBACK), label=label)
+        try:
+            buf = self._dev.create_buffer(size=size, usage=_usage(READBACK), label=label)
+        except wgpu.GPUError as e:
+            raise _error(e, f"creating buffer {label!r} of {size / 2**20:.1f} MiB, with "
+                            f"{self.allocated / 2**20:.1f} MiB held already,") from e
         self._mappable.append(buf)
         return buf
 
