@@ -241,3 +241,15 @@ def q4_k_m(name, shape):
     if not k_ok:
         return Q.Q8_0 if big else Q.Q5_0
     return Q.Q6_K if big else Q.Q4_K
+
+
+def cycle(types):
+    """A policy: the matrices take `types` in turn, in the order they are written (so one
+    model holds every type, some in one product with others: q, k, v of different types)."""
+    state = {"k": 0}
+
+    def pick(name, shape):
+        t = types[state["k"] % len(types)]
+        state["k"] += 1
+        return t
+    return pick
