@@ -10,7 +10,9 @@ the storage URL serves the bytes with Range support; errors carry X-Error-Code (
 it: only the data is small.
 
 Faults it can inject: drop the connection halfway through a file once, serve corrupted bytes,
-forget a file it lists.
+forget a file it lists; and as a hostile hub (issue 23): a body that goes on past the file,
+a redirect to another address (file://), a byte at a time with pauses (in the body or in the
+headers), and any change to the listing.
 """
 
 import asyncio
@@ -22,6 +24,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 
 import numpy as np
@@ -90,6 +93,12 @@ class Hub:
         self.drop_always = set()    # file names whose every download is cut off halfway
         self.corrupt = set()        # file names served with one byte changed
         self.unlisted = set()       # file names listed by the API but answered with 404
+        self.endless = set()        # file names whose body goes on past their end
+        self.redirect = {}          # file name -> where its resolve URL redirects (HEAD, GET)
+        self.storage_redirect = None    # where every storage (LFS) URL redirects
+        self.drip = {}              # file name -> seconds between the bytes of its body
+        self.drip_listing = None    # seconds between the bytes of the listing's headers
+        self.listing = {}           # changes to every listing's JSON
         self.requests = []          # (method, path, Range header)
         hub_self = self
 
@@ -107,6 +116,8 @@ class Hub:
 
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
+        # A client that leaves mid-body (as it should from an endless one) is not an error.
+        self.server.handle_error = lambda request, address: None
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -146,6 +157,12 @@ class Hub:
             h.wfile.write(data)
 
     def api(self, h, rest, body):
+        if self.drip_listing:       # the status line, a byte at a time
+            for byte in b"HTTP/1.1 200 OK\r\n":
+                h.wfile.write(bytes([byte]))
+                h.wfile.flush()
+                time.sleep(self.drip_listing)
+            return
         repo, _, revision = rest.partition("/revision/")
         if repo not in self.repos:
             # The hub answers 401 to anonymous requests for repos it does not show them.
@@ -161,7 +178,7 @@ class Hub:
                 s["blobId"] = git_blob_sha1(b"version https://git-lfs.github.com/spec/v1\n")
             siblings.append(s)
         data = json.dumps({"id": repo, "modelId": repo, "sha": COMMIT, "private": False,
-                           "siblings": siblings}).encode()
+                           "siblings": siblings, **self.listing}).encode()
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Content-Length", str(len(data)))
@@ -178,6 +195,12 @@ class Hub:
         if filename not in files or filename in self.unlisted:
             return self.error(h, 404, "EntryNotFound", body, "Entry not found")
         data = files[filename]
+        if filename in self.redirect:
+            h.send_response(302)
+            h.send_header("Location", self.redirect[filename])
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if filename.endswith(LFS_SUFFIXES):
             # LFS files: a redirect to the storage, with the file's sha256 and size.
             sha = hashlib.sha256(data).hexdigest()
@@ -194,6 +217,12 @@ class Hub:
                                                   "X-Repo-Commit": COMMIT})
 
     def cdn(self, h, sha, body):
+        if self.storage_redirect:
+            h.send_response(302)
+            h.send_header("Location", self.storage_redirect)
+            h.send_header("Content-Length", "0")
+            h.end_headers()
+            return
         if sha not in self.blobs:
             return self.error(h, 404, None, body)
         filename, data = self.blobs[sha]
@@ -230,7 +259,20 @@ class Hub:
             h.connection.shutdown(socket.SHUT_RDWR)  # the connection drops mid-file
             h.close_connection = True
             return
+        if filename in self.drip:
+            for k in range(start, len(data)):
+                h.wfile.write(data[k:k + 1])
+                h.wfile.flush()
+                time.sleep(self.drip[filename])
+            return
         h.wfile.write(data[start:])
+        if filename in self.endless:    # 64 MiB more than it said, or until the client leaves
+            h.close_connection = True
+            try:
+                for _ in range(64):
+                    h.wfile.write(b"\0" * (1 << 20))
+            except OSError:
+                pass
 
 
 @pytest.fixture(scope="module")
@@ -483,3 +525,124 @@ def test_llama_family_repo(tmp_path):
     ref = transformers.Qwen3ForCausalLM.from_pretrained(src, dtype=torch.float32).eval()
     want = ref.generate(torch.tensor([[5, 9, 13]]), max_new_tokens=4, do_sample=False)[0, 3:]
     assert kind == "qwen3" and ids == want.tolist()
+
+
+
+# ---------------------------------------------------------------------------------------------
+# A hostile hub (issue 23): nothing written past a file's listed size or outside the folder, no
+# local file read through a redirect, a drip of bytes ended, the listing's types checked.
+
+
+def test_a_body_that_goes_on_is_not_written_past_the_listed_size(server, repos, tmp_path):
+    server.endless.update({"config.json", "model.safetensors"})
+    t0 = time.monotonic()
+    files, _ = fetch(server, tmp_path / "m")
+    seconds = time.monotonic() - t0
+    same_files(tmp_path / "m", {k: repos[1][REPO][k] for k in files})
+    for name, size in files.items():
+        assert os.path.getsize(tmp_path / "m" / name) == size
+    assert seconds < 10, seconds
+
+
+@pytest.mark.parametrize("where", ["file://localhost{}", "file://{}", "ftp://127.0.0.1{}",
+                                   "data:text/plain,x"])
+def test_a_redirect_to_a_local_file_is_refused(server, tmp_path, where):
+    secret = tmp_path / "secret.txt"
+    secret.write_text('{"n_layer": 1, "secret": true}')
+    server.redirect["config.json"] = where.format(secret)
+    with pytest.raises(hub.HubError, match="not an http or https address: refused"):
+        fetch(server, tmp_path / "m")
+    assert not any("secret" in p.read_text(errors="replace")
+                   for p in (tmp_path / "m").iterdir() if p.is_file())
+    # The storage's own redirect (followed by the GET of a weights file) too.
+    del server.redirect["config.json"]
+    server.storage_redirect = where.format(secret)
+    with pytest.raises(hub.HubError, match="not an http or https address: refused"):
+        fetch(server, tmp_path / "m2")
+    assert not (tmp_path / "m2" / "model.safetensors").exists()
+
+
+def test_a_byte_at_a_time_ends(server, tmp_path, monkeypatch):
+    """A body that sends a byte now and then (each within the socket's timeout) stalls, and
+    a listing whose headers come a byte at a time misses its deadline: each in a sentence."""
+    monkeypatch.setattr(hub, "STALL_SECONDS", 1.0)
+    monkeypatch.setattr(hub, "STALL_BYTES", 1024)
+    server.drip["vocab.json"] = 0.05
+    t0 = time.monotonic()
+    with pytest.raises(hub.HubError, match=r"vocab.json: the download stalled \(\d+ bytes in "
+                                           r"the last 1 s\); the part is kept in .*vocab.json.part"):
+        fetch(server, tmp_path / "m")
+    assert time.monotonic() - t0 < 5
+    monkeypatch.setattr(hub, "HEADERS_SECONDS", 1.0)
+    server.drip_listing = 0.2
+    t0 = time.monotonic()
+    with pytest.raises(hub.HubError, match=r"did not answer within 1 s"):
+        fetch(server, tmp_path / "m2")
+    assert time.monotonic() - t0 < 5
+
+
+@pytest.mark.parametrize("listing,words", [
+    ({"sha": 5}, "at the commit 5, which is not a commit id"),
+    ({"sha": "../x"}, "which is not a commit id"),
+    ({"id": "../../etc"}, "under the id '../../etc', which is not a repository id"),
+    ({"id": ["a"]}, "which is not a repository id"),
+    ({"siblings": 5}, "did not list the repository's files"),
+    ({"siblings": [{"rfilename": 5}, "config.json"]}, "has no config.json"),
+])
+def test_a_listing_of_the_wrong_types_is_a_sentence(server, tmp_path, listing, words):
+    server.listing = listing
+    with pytest.raises(hub.HubError) as info:
+        fetch(server, tmp_path / "m")
+    assert words in str(info.value), str(info.value)
+
+
+def test_an_empty_file_downloads(repos, tmp_path):
+    files = dict(repos[1][REPO], **{"generation_config.json": b""})
+    srv = Hub({REPO: files})
+    try:
+        got, _ = fetch(srv, tmp_path / "m")
+    finally:
+        srv.close()
+    assert got["generation_config.json"] == 0
+    assert (tmp_path / "m" / "generation_config.json").read_bytes() == b""
+
+
+@pytest.mark.parametrize("name", ["evil/..", "../x", "a/b/c", "a/.", "x/a--b", "/etc",
+                                  "a/" + "b" * 97])
+def test_a_repository_id_outside_the_hubs_is_refused(server, tmp_path, name):
+    """`python -m webgpt fetch evil/..` wrote into weights/..: refused, and nothing asked of
+    the hub or written (run where weights/.. is this test's own folder)."""
+    env = dict(os.environ, HF_ENDPOINT=server.url,
+               PYTHONPATH=os.path.join(refmodels.REPO, "py"))
+    (tmp_path / "weights").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    r = subprocess.run([sys.executable, "-m", "webgpt", "fetch", name], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=120)
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 1 and len(lines) == 1 and "Traceback" not in r.stderr, r.stderr
+    assert "is not a hub repository id" in lines[0] or "unknown model" in lines[0], lines[0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert os.listdir(tmp_path / "weights") == [] and server.requests == []
+
+
+def test_the_cli_against_a_hostile_hub_is_bounded(server, tmp_path):
+    """The command itself, as test_hostile.py measures it (peak RSS of the child, time): a
+    body that never ends, and a redirect to a local file, each one line, status 1 or 0."""
+    from test_hostile import MiB, RSS_LIMIT, SECONDS_LIMIT, measured
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("secret")
+    server.endless.add("model.safetensors")
+    server.redirect["vocab.json"] = f"file://localhost{secret}"
+    os.environ["HF_ENDPOINT"] = server.url
+    try:
+        rc, out, err, rss, seconds = measured([sys.executable, "-m", "webgpt", "fetch", REPO,
+                                               "--dest", str(tmp_path / "m")], tmp_path)
+    finally:
+        del os.environ["HF_ENDPOINT"]
+    print(f"{rss / MiB:.0f} MiB peak RSS, {seconds:.1f} s: {err.strip()[-300:]}")
+    lines = err.strip().splitlines()
+    assert rc == 1 and "Traceback" not in err and lines[-1].startswith("error: vocab.json: "), err
+    assert "not an http or https address: refused" in lines[-1]
+    assert rss < RSS_LIMIT and seconds < SECONDS_LIMIT, (rss, seconds)
+    assert not (tmp_path / "m" / "vocab.json").exists()

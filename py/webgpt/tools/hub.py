@@ -24,13 +24,25 @@ How the hub serves a repository (as huggingface_hub's own client uses it):
 Files are resolved at the commit the API names, so every file comes from the same revision even
 if the branch moves during a long download. HF_ENDPOINT overrides the endpoint (a mirror, or the
 tests' local server).
+
+What a hub answers is input from anyone, so: a repository id is owner/name in the hub's own
+characters (`fetch evil/..` wrote to weights/..); only http and https are spoken, before and
+after any redirect (a redirect to file:// copied a local file into the folder); a file is
+never written past the size the hub lists for it (a body that never ended was); the listing's
+commit, sizes and hashes must have their types; each response's headers must come within
+HEADERS_SECONDS, and each body must bring STALL_BYTES every STALL_SECONDS, else the download
+stops, saying so (a hub that sent a byte every 29 s held it forever: each read was within the
+socket's timeout).
 """
 
 import hashlib
 import http.client
 import os
+import re
 import shutil
+import socket
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -38,7 +50,7 @@ import urllib.request
 
 from ..config import parse_config
 from ..arch import arch_for
-from ..errors import HubError, ModelFolderError, printable
+from ..errors import HubError, ModelFolderError, printable, short_repr
 from ..limits import check_text_size, parse_json, text_limit
 
 __all__ = ["HubError", "MODELS", "endpoint", "fetch"]
@@ -68,10 +80,25 @@ CHUNK = 1 << 20
 # ten thousand files a few MB. More is not a hub's answer.
 MAX_LISTING = 64 << 20
 LISTING_BUDGET = 256 << 20
+# A response's status and headers must come within HEADERS_SECONDS of the request, and a body
+# must bring STALL_BYTES within every STALL_SECONDS (about 0.8 KB/s): less is a stalled download.
+HEADERS_SECONDS = 20.0
+STALL_SECONDS = 20.0
+STALL_BYTES = 16 << 10
+# A repository id as the hub allows it: owner/name, letters, digits, '-', '_', '.', each part
+# starting with a letter or digit, at most 96 characters; no '..' or '--' anywhere.
+_REPO_PART = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
 
 
 def endpoint():
     return (os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def is_repo_id(text):
+    """Whether `text` is owner/name as the hub writes repository ids."""
+    owner, slash, name = text.partition("/")
+    return bool(slash) and all(_REPO_PART.fullmatch(part) for part in (owner, name)) \
+        and ".." not in text and "--" not in text
 
 
 def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0, retries=5,
@@ -84,15 +111,28 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     """
     log = log or _stderr
     base = (endpoint_url or endpoint()).rstrip("/")
+    if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
+        raise HubError(f"the hub's address {base!r} is not an http or https address")
     repo = MODELS.get(name, name)
     if "/" not in repo:
         raise HubError(f"unknown model {name!r}: use one of {', '.join(MODELS)} or a hub "
                        f"repository id such as openai-community/gpt2")
+    if not is_repo_id(repo):
+        raise HubError(f"{repo!r} is not a hub repository id: write owner/name, each of "
+                       f"letters, digits, '-', '_' and '.' (as openai-community/gpt2)")
     hub = _Hub(base, timeout)
 
     info = hub.model_info(repo, revision)
-    repo = info.get("id") or repo
-    commit = info.get("sha") or revision
+    listed = info.get("id")
+    if listed is not None and not (isinstance(listed, str) and is_repo_id(listed)):
+        raise HubError(f"the hub lists {repo} under the id {short_repr(listed)}, which is not "
+                       f"a repository id")
+    repo = listed or repo
+    commit = info.get("sha")
+    if commit is not None and not _is_hex(commit, 40):
+        raise HubError(f"the hub lists {repo} at the commit {short_repr(commit)}, which is not "
+                       f"a commit id (40 hexadecimal digits)")
+    commit = commit or revision
     siblings = {s["rfilename"]: s for s in info.get("siblings") or []
                 if isinstance(s, dict) and isinstance(s.get("rfilename"), str)}
     where = f"{repo} at {revision}" + (f" ({commit[:7]})" if commit != revision else "")
@@ -159,33 +199,110 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None  # HEAD reports the redirect itself (the hub's headers are on it)
 
 
+class _HTTPRedirect(urllib.request.HTTPRedirectHandler):
+    """Redirects followed to http and https only (urllib would also follow one to ftp)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        target = urllib.parse.urljoin(req.full_url, headers.get("Location") or "")
+        if urllib.parse.urlsplit(target).scheme not in ("http", "https"):
+            raise _final(f"{_host(req.full_url)} redirected to {short_repr(target)}, which is "
+                         f"not an http or https address: refused")
+        return super().http_error_302(req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+class _Connections:
+    """The sockets of this thread's requests in flight, which a watchdog shuts down when a
+    response's headers do not come in time (each recv has the socket's timeout, but a server
+    can send one byte per timeout for ever)."""
+
+    def __init__(self):
+        self.current = None
+
+    def connection_class(self, base):
+        connections = self
+
+        class Watched(base):
+            def connect(self):
+                super().connect()
+                connections.current = self.sock
+        return Watched
+
+
+def _opener(redirects, connections):
+    """An opener for http and https only (no file:, ftp: or data: handler), whose
+    connections report their sockets to `connections`."""
+    class HTTP(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(connections.connection_class(http.client.HTTPConnection), req)
+
+    class HTTPS(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(connections.connection_class(http.client.HTTPSConnection), req,
+                                context=self._context)
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(), HTTP(),
+                    HTTPS(), urllib.request.HTTPDefaultErrorHandler(),
+                    _HTTPRedirect() if redirects else _NoRedirect(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
 class _Hub:
     def __init__(self, base, timeout):
         self.base = base
         self.timeout = timeout
-        self._head_opener = urllib.request.build_opener(_NoRedirect)
+        self._connections = _Connections()
+        self._opener = _opener(True, self._connections)
+        self._head_opener = _opener(False, self._connections)
 
     def resolve_url(self, repo, revision, filename):
         return (f"{self.base}/{repo}/resolve/{urllib.parse.quote(revision, safe='')}/"
                 f"{urllib.parse.quote(filename)}")
 
-    def open(self, url, headers=None, method="GET", opener=None):
+    def open(self, url, headers=None, method="GET", head=False):
+        """The response to one request, its status and headers within HEADERS_SECONDS."""
+        if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
+            raise _final(f"{short_repr(url)} is not an http or https address: refused")
         req = urllib.request.Request(url, method=method,
                                      headers={"User-Agent": USER_AGENT, **(headers or {})})
+        late = threading.Event()
+
+        def shut():
+            late.set()
+            sock = self._connections.current
+            if sock is not None:
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+        self._connections.current = None
+        watchdog = threading.Timer(HEADERS_SECONDS, shut)
+        watchdog.daemon = True
+        watchdog.start()
         try:
-            return (opener.open if opener else urllib.request.urlopen)(req, timeout=self.timeout)
+            return (self._head_opener if head else self._opener).open(req, timeout=self.timeout)
         except urllib.error.HTTPError:
             raise
         except (urllib.error.URLError, OSError, http.client.HTTPException) as e:
+            if late.is_set():
+                raise HubError(f"{_host(url)} did not answer within {HEADERS_SECONDS:g} s; "
+                               f"check the network connection (or set HF_ENDPOINT to a "
+                               f"mirror)") from None
             raise HubError(f"cannot reach {_host(url)}: {_reason(e)}; check the network connection "
                            f"(or set HF_ENDPOINT to a mirror)") from None
+        finally:
+            watchdog.cancel()
 
     def model_info(self, repo, revision):
         url = (f"{self.base}/api/models/{repo}/revision/{urllib.parse.quote(revision, safe='')}"
                f"?blobs=true")
         try:
             with self.open(url) as r:
-                body = r.read(MAX_LISTING + 1)
+                body = _read(r, MAX_LISTING + 1, url)
         except urllib.error.HTTPError as e:
             raise _http_error(e, f"model {repo} (revision {revision})") from None
         if len(body) > MAX_LISTING:
@@ -205,7 +322,7 @@ class _Hub:
         (a renamed repository) are followed; an absolute one is the storage location."""
         for _ in range(5):
             try:
-                r = self.open(url, method="HEAD", opener=self._head_opener)
+                r = self.open(url, method="HEAD", head=True)
                 r.close()
                 status, headers = r.status, r.headers
             except urllib.error.HTTPError as e:
@@ -214,6 +331,10 @@ class _Hub:
                 if not 300 <= status < 400:
                     raise _http_error(e, filename) from None
             location = headers.get("Location")
+            if location and urllib.parse.urlsplit(urllib.parse.urljoin(url, location)).scheme \
+                    not in ("http", "https"):
+                raise HubError(f"{filename}: {_host(url)} redirected to {short_repr(location)}, "
+                               f"which is not an http or https address: refused")
             if 300 <= status < 400 and location and not urllib.parse.urlsplit(location).netloc:
                 url = urllib.parse.urljoin(url, location)
                 continue
@@ -227,6 +348,13 @@ class _Hub:
                     "commit": headers.get("X-Repo-Commit"),
                     "location": location if redirected else url}
         raise HubError(f"{filename}: too many redirects from {_host(url)}")
+
+
+def _final(message):
+    """A HubError that a retry cannot help (_fill does not retry it)."""
+    error = HubError(message)
+    error.retry = False
+    return error
 
 
 def _http_error(e, what):
@@ -253,6 +381,41 @@ def _reason(e):
     if isinstance(reason, OSError) and reason.strerror:
         return reason.strerror
     return str(reason) or type(reason).__name__
+
+
+def _read(response, limit, what):
+    """Up to `limit` bytes of a response's body, which must keep coming (_Stall)."""
+    data = bytearray()
+    stall = _Stall(what)
+    while len(data) < limit:
+        block = response.read1(min(CHUNK, limit - len(data)))
+        if not block:
+            break
+        data += block
+        stall.update(len(block))
+    return bytes(data)
+
+
+class _Stall:
+    """Ends a body that brings fewer than STALL_BYTES in STALL_SECONDS: update(n) after each
+    read raises HubError then. (A read itself waits at most the socket's timeout, so a server
+    that sends nothing at all ends there.)"""
+
+    def __init__(self, what):
+        self.what = what
+        self.since, self.bytes = time.monotonic(), 0
+        self.stalled = False
+
+    def update(self, n):
+        self.bytes += n
+        now = time.monotonic()
+        if now - self.since < STALL_SECONDS:
+            return
+        if self.bytes < STALL_BYTES:
+            self.stalled = True
+            raise HubError(f"{self.what}: the download stalled ({self.bytes} bytes in the last "
+                           f"{now - self.since:.0f} s)")
+        self.since, self.bytes = now, 0
 
 
 def _unquote_etag(etag):
@@ -285,6 +448,8 @@ def _expected(filename, sibling, head):
     sha256 = lfs.get("sha256") if lfs else None
     git_sha1 = None if lfs else sibling.get("blobId")
     size = (lfs or sibling).get("size")
+    if isinstance(size, bool):
+        size = None
     etag = head["etag"].lower()
     # The HEAD response's ETag: the sha256 for LFS files, the git blob sha1 for the others.
     if _is_hex(etag, 64):
@@ -311,7 +476,7 @@ def _size_of(sibling):
         return 0
     lfs = sibling.get("lfs")
     size = (lfs if isinstance(lfs, dict) else sibling).get("size")
-    return size if isinstance(size, int) else 0
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 0
 
 
 def _shards(index_path, where, siblings):
@@ -362,6 +527,8 @@ def _fill(hub, want, part, log, retries, retry_wait):
     name, total = want.filename, want.size
     failures = 0
     progress = None
+    if total == 0:      # an empty file: nothing to download
+        open(part, "wb").close()
     while True:
         have = os.path.getsize(part) if os.path.isfile(part) else 0
         if have > total:
@@ -373,6 +540,7 @@ def _fill(hub, want, part, log, retries, retry_wait):
             progress = _Progress(name, total, have, log)
         headers = {"Range": f"bytes={have}-"} if have else {}
         error = None
+        stall = None
         try:
             with hub.open(want.url, headers) as r:
                 if have and r.status != 206:
@@ -381,13 +549,18 @@ def _fill(hub, want, part, log, retries, retry_wait):
                     raise HubError(f"{name}: the server answered Range bytes={have}- with "
                                    f"{r.headers.get('Content-Range')!r}")
                 progress.restart(have)
+                stall = _Stall(name)
                 with open(part, "ab" if have else "wb") as f:
-                    while True:
-                        block = r.read(CHUNK)
+                    # Never past the listed size: the hash check then says whether the bytes
+                    # are the file (a body that goes on for ever is not read on).
+                    while have < total:
+                        block = r.read1(min(CHUNK, total - have))
                         if not block:
                             break
                         f.write(block)
+                        have += len(block)
                         progress.update(len(block))
+                        stall.update(len(block))
         except urllib.error.HTTPError as e:
             if e.code == 416 and have:
                 # Range past the end: the .part is not a prefix of this file.
@@ -397,6 +570,11 @@ def _fill(hub, want, part, log, retries, retry_wait):
                 raise _http_error(e, name) from None
             error = f"HTTP {e.code} {e.reason}"
         except HubError as e:
+            if stall is not None and stall.stalled:     # not retried: it would stall again
+                raise HubError(f"{e}; the part is kept in {part}: run the command again to "
+                               f"resume") from None
+            if not getattr(e, "retry", True):
+                raise
             error = str(e)
         except (OSError, http.client.HTTPException) as e:
             error = _reason(e)
