@@ -149,8 +149,12 @@ class _Models:
                 "owned_by": "webgpt"}
 
     async def list(self):
+        """The client's models: {"object": "list", "data": [{"id": name, ...}]}, iterable over
+        the models (`[m.id for m in await client.models.list()]`)."""
         return ModelList({"object": "list",
                           "data": [self._entry(name) for name in self._client._models]})
 
     async def retrieve(self, name):
+        """The model called `name`: {"id", "object": "model", "created", "owned_by"}; an
+        unknown name is a RequestError (code model_not_found)."""
         return APIObject(self._entry(self._client.model(name)[0]))
