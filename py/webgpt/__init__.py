@@ -12,8 +12,8 @@ from .errors import RequestError
 from .folder import ModelFolderError, open_folder
 from .tokenizer import Tokenizer, TokenizerError
 
-__all__ = ["load", "open_folder", "Client", "ModelFolderError", "RequestError", "Tokenizer",
-           "TokenizerError", "gpu"]
+__all__ = ["load", "open_folder", "Client", "function_tool", "ModelFolderError",
+           "RequestError", "Tokenizer", "TokenizerError", "gpu"]
 __version__ = "0.1.0"
 
 
@@ -22,8 +22,8 @@ def __getattr__(name):
     # a folder (webgpt.folder, the tools that only read folders) imports no GPU code.
     if name == "gpu":
         return importlib.import_module(".gpu", __name__)
-    if name == "Client":
-        return importlib.import_module(".api", __name__).Client
+    if name in ("Client", "function_tool"):
+        return getattr(importlib.import_module(".api", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -12,6 +12,7 @@ shows it in #error. The types, by what went wrong:
     ConversionError     a checkpoint that `build.py import` cannot convert
     HubError            a download from the hub that cannot go on
     RequestError        an API request (webgpt.api, the server) with a parameter that is wrong
+    ConstraintError     a JSON schema, regular expression or grammar that cannot constrain output
 
 The modules that raise them name them too (webgpt.tokenizer.TokenizerError, webgpt.gpu.GPUError,
 webgpt.tools.hub.HubError, ...). This module imports nothing from the package, so any module
@@ -29,7 +30,7 @@ import unicodedata
 
 __all__ = ["printable", "short_repr", "EscapedMessage", "ModelFolderError", "TokenizerError",
            "ChatTemplateError", "GPUError", "BindingError", "QuantizeError", "ConversionError",
-           "HubError", "RequestError"]
+           "HubError", "RequestError", "ConstraintError"]
 
 # Control (C0, DEL, C1), format (bidi overrides and isolates, zero-width characters), lone
 # surrogates (undecodable bytes of a file name) and the two Unicode line breaks.
@@ -123,6 +124,11 @@ class ConversionError(EscapedMessage, ValueError):
 class HubError(EscapedMessage, Exception):
     """A download that cannot go on: no network, no such model or file, a bad hash, no space.
     The message is one line for the user (names from the hub with control characters escaped)."""
+
+
+class ConstraintError(EscapedMessage, ValueError):
+    """A JSON schema, regular expression or grammar that cannot constrain generation: a keyword
+    or construct not supported, or one that no output can satisfy. One sentence, naming it."""
 
 
 class RequestError(EscapedMessage, ValueError):

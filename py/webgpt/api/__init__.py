@@ -8,6 +8,8 @@
     engine.py    running a request: each choice a model/chat.py Reply; OpenAI's response
                  objects whole or as a stream's chunks
     objects.py   APIObject: OpenAI's JSON with attribute access, model_dump() / to_dict()
+    tools.py     tool calling: each model family's call format, the constraint of a call, the
+                 calls parsed back; function_tool (a Python function as a tool)
 
 The local server (`python -m webgpt serve`, webgpt/tools/serve.py) speaks the same API over
 HTTP.
@@ -16,5 +18,6 @@ HTTP.
 from ..errors import RequestError
 from .client import Client, Stream
 from .objects import APIObject
+from .tools import FunctionTool, function_tool
 
-__all__ = ["Client", "Stream", "APIObject", "RequestError"]
+__all__ = ["Client", "Stream", "APIObject", "RequestError", "function_tool", "FunctionTool"]

@@ -7,15 +7,23 @@ cache (a choice after the first, and a chat's next turn, reuse the prompt alread
 at the model's stop ids and the request's stop strings, with each token's log-probs where asked
 for. The n choices of a request run one after another; a stream gives each choice's chunks in
 turn, each chunk naming its choice's index, as OpenAI's chunks do.
+
+A request that says what its output must be (response_format's JSON, regex, grammar) or that
+may call tools gives each choice a constraint (webgpt.constrain; api/tools.py), compiled once
+per request (and cached across requests with the same schema). Tool calls are parsed from the
+whole reply, so a stream with tools sends its text and its tool_calls when the reply is done.
 """
 
 import secrets
 import time
 
-from ..errors import RequestError
+from .. import constrain
+from ..errors import ConstraintError, RequestError
 from ..model.chat import Reply, common_prefix, prepare
 from ..model.decode import controls_from
 from .params import PARAMS
+from .tools import (SMOLLM2, parse_calls, template_messages, template_tools, tool_constraint,
+                    tool_format)
 
 
 def _id(prefix):
@@ -36,6 +44,28 @@ class Run:
         except ValueError as e:
             param = str(e).split(" ", 1)[0]
             raise RequestError(str(e), param=param if param in PARAMS else None) from None
+        self.calls = request.tools is not None and request.tool_choice != "none"
+        self.constraint = self._constraint()
+
+    def _constraint(self):
+        """The constraint of the first choice (the others take a fresh() one), or None."""
+        r, model = self.r, self.model
+        try:
+            if self.calls:
+                return tool_constraint(model, r.tools, r.tool_choice, r.parallel_tool_calls)
+            if r.output is None:
+                return None
+            kind = r.output[0]
+            if kind == "json_object":
+                return constrain.json_object(model)
+            if kind == "json_schema":
+                return constrain.json_schema(model, r.output[1])
+            return (constrain.regex if kind == "regex" else constrain.grammar)(model,
+                                                                               r.output[1])
+        except ConstraintError as e:
+            param = "tools" if self.calls else (
+                "response_format" if r.output[0].startswith("json") else r.output[0])
+            raise RequestError(f"{param}: {e}", param=param) from None
 
     def usage(self):
         return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
@@ -76,7 +106,7 @@ class Run:
         want = r.max_tokens or model.n_ctx   # None: what the context leaves
         if ids is None:
             try:   # without max_tokens, keep as much of the conversation as fits
-                ids, cached = prepare(model, r.messages, r.max_tokens or 1)
+                ids, cached = prepare(*self._chat(), r.max_tokens or 1)
             except ValueError as e:   # the template refused, or the last message is too long
                 raise RequestError(f"messages: {e}", param="messages") from None
             self.prompt_tokens = len(ids)
@@ -85,10 +115,61 @@ class Run:
         sampling = r.sampling()
         if r.seed is not None:
             sampling["seed"] = r.seed + index  # each choice its own draws, all repeatable
+        if self.constraint is not None:
+            sampling["constraint"], self.constraint = self.constraint, self.constraint.fresh()
         try:
             return Reply(model, ids, want, r.stop, cached, **sampling)
         except ValueError as e:
             raise RequestError(str(e)) from None
+
+    def _chat(self):
+        """(model, messages) for the chat template: with tools, the model seen through a
+        template given `tools=` and the messages as the tool-call format writes them."""
+        r, model = self.r, self.model
+        if r.tools is None and not any(m.get("tool_calls") for m in r.messages):
+            return model, r.messages
+        fmt = tool_format(model.tokenizer)
+        messages = template_messages(r.messages, r.tools or {}, fmt)
+        if r.tools is None or fmt == SMOLLM2:
+            return model, messages
+        return _Templated(model, tools=template_tools(r.tools)), messages
+
+    def message(self, finish_reason, text, tokens):
+        """(the assistant message, finish_reason) of a chat choice's reply (its text, the
+        tokens generated): with tools, its calls parsed from the raw text (special tokens
+        kept)."""
+        message = {"role": "assistant", "content": text, "refusal": None}
+        if not self.calls:
+            return message, finish_reason
+        raw = self.model.tokenizer.decode(tokens)
+        content, calls = parse_calls(raw, tool_format(self.model.tokenizer), self.r.tools)
+        if not calls:
+            return message, finish_reason
+        return dict(message, content=content, tool_calls=calls), "tool_calls"
+
+
+class _Templated:
+    """A model whose tokenizer renders its chat template with extra variables (tools=...):
+    what model/chat.py's prepare() reads (tokenizer, n_ctx, cached_ids) for a turn with
+    tools."""
+
+    def __init__(self, model, **extra):
+        self._model = model
+        self.tokenizer = _TemplatedTokenizer(model.tokenizer, extra)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)
+
+
+class _TemplatedTokenizer:
+    def __init__(self, tokenizer, extra):
+        self._tokenizer, self._extra = tokenizer, extra
+
+    def apply_chat_template(self, messages, **kwargs):
+        return self._tokenizer.apply_chat_template(messages, **self._extra, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._tokenizer, name)
 
 
 # ---------------------------------------------------------------- log-probs
@@ -147,18 +228,24 @@ async def create(model, name, request):
             offsets = CompletionLogprobs(model.tokenizer, len(text) if request.echo else 0)
         if request.echo:
             texts.append(text)
+        tokens = []
         async for piece in reply.pieces():
             texts.append(piece.text)
+            tokens += [s.token for s in piece.steps]
             if request.logprobs:
                 if chat:
                     logprobs["content"] += chat_logprobs(model.tokenizer, piece.steps)
                 else:
                     _merge(logprobs, offsets.of(piece.steps))
         run.completion_tokens += reply.tokens
-        body = ({"message": {"role": "assistant", "content": "".join(texts), "refusal": None}}
-                if chat else {"text": "".join(texts)})
+        finish_reason = reply.finish_reason
+        if chat:
+            message, finish_reason = run.message(finish_reason, "".join(texts), tokens)
+            body = {"message": message}
+        else:
+            body = {"text": "".join(texts)}
         choices.append({"index": index, **body, "logprobs": logprobs,
-                        "finish_reason": reply.finish_reason})
+                        "finish_reason": finish_reason})
     return {"id": run.id, "object": "chat.completion" if chat else "text_completion",
             "created": run.created, "model": name, "system_fingerprint": None,
             "choices": choices, "usage": run.usage()}
@@ -189,15 +276,27 @@ async def stream(model, name, request):
             yield chunk(index, role="assistant", content="")
         elif request.echo:
             yield chunk(index, content=text)
+        tokens, held = [], []
         async for piece in reply.pieces():
+            tokens += [s.token for s in piece.steps]
             logprobs = None
             if request.logprobs:
                 logprobs = ({"content": chat_logprobs(model.tokenizer, piece.steps),
                              "refusal": None} if chat else offsets.of(piece.steps))
-            if piece.text or logprobs:
+            if run.calls:       # sent when the reply is whole: its calls are parsed then
+                held.append(piece.text)
+            elif piece.text or logprobs:
                 yield chunk(index, logprobs=logprobs, content=piece.text)
         run.completion_tokens += reply.tokens
-        yield chunk(index, finish_reason=reply.finish_reason)
+        finish_reason = reply.finish_reason
+        if run.calls:
+            message, finish_reason = run.message(finish_reason, "".join(held), tokens)
+            if message["content"]:
+                yield chunk(index, content=message["content"])
+            if message.get("tool_calls"):
+                yield chunk(index, tool_calls=[dict(call, index=k) for k, call in
+                                               enumerate(message["tool_calls"])])
+        yield chunk(index, finish_reason=finish_reason)
     if request.include_usage:
         yield {"id": run.id, "object": kind, "created": run.created, "model": name,
                "system_fingerprint": None, "choices": [], "usage": run.usage()}

@@ -5,28 +5,34 @@ OpenAI defines them.
 
 Parameters (OpenAI's; * = an extension many local servers take, as transformers defines it):
     model, messages (chat) / prompt (completions), max_tokens / max_completion_tokens,
-    temperature [0, 2], top_p [0, 1], n [1, 16], stop (a string or up to 4), seed,
+    temperature [0, 1e6] (OpenAI's [0, 2] and beyond), top_p [0, 1], n [1, 16], stop (a
+    string or up to 4), seed,
     frequency_penalty and presence_penalty [-2, 2], logit_bias ({token id: [-100, 100]}),
     logprobs + top_logprobs [0, 20] (chat) / logprobs [0, 5] (completions), echo (completions),
-    stream, stream_options {"include_usage"}, *top_k, *min_p [0, 1], *repetition_penalty.
+    stream, stream_options {"include_usage"}, *top_k, *min_p [0, 1], *repetition_penalty;
+    chat only: response_format ({"type": "text"}, {"type": "json_object"}, {"type":
+    "json_schema", "json_schema": {"name", "schema", "strict", "description"}}), tools,
+    tool_choice, parallel_tool_calls (api/tools.py); both: *regex (the output matches this
+    regular expression whole), *grammar (the output is of this GBNF / Lark-style grammar), at
+    most one of response_format's JSON, regex and grammar, and none of them beside tools.
 Accepted and ignored (they change nothing here): user, metadata, store, service_tier.
-Refused with a sentence: what this engine does not implement (response_format, tools,
-tool_choice, functions, function_call, parallel_tool_calls, suffix, best_of other than n,
-audio, modalities, prediction, reasoning_effort, web_search_options), and any other name.
+Refused with a sentence: what this engine does not implement (functions, function_call,
+suffix, best_of other than n, audio, modalities, prediction, reasoning_effort,
+web_search_options), and any other name.
 """
 
 import dataclasses
 
 from ..errors import RequestError, short_repr
 from ..sampling import MAX_TEMPERATURE, MIN_TOP_P
+from .tools import check_tools
 
 MAX_N = 16          # choices per request
 MAX_STOP = 4        # stop sequences, as OpenAI allows
 MAX_STOP_CHARS = 256
 IGNORED = frozenset(("user", "metadata", "store", "service_tier"))
 NOT_IMPLEMENTED = frozenset((
-    "response_format", "tools", "tool_choice", "functions", "function_call",
-    "parallel_tool_calls", "audio", "modalities", "prediction", "reasoning_effort",
+    "functions", "function_call", "audio", "modalities", "prediction", "reasoning_effort",
     "web_search_options"))
 ROLES = frozenset(("system", "developer", "user", "assistant", "tool"))
 
@@ -51,6 +57,12 @@ class Request:
     stream: bool = False
     include_usage: bool = False
     controls: dict = dataclasses.field(default_factory=dict)   # decode.Controls' keywords
+    # What the output must be: None, or ("json_object",), ("json_schema", schema),
+    # ("regex", pattern), ("grammar", text).
+    output: tuple = None
+    tools: dict = None             # {name: function} (api/tools.py's check_tools)
+    tool_choice: str = None        # "none", "auto", "required" or a tool's name
+    parallel_tool_calls: bool = None
 
     def sampling_controls(self):
         """The keywords of decode.Controls (logits processors and log-probs)."""
@@ -119,6 +131,8 @@ def _check_names(body, known):
         raise RequestError(f"the request must be a JSON object of parameters, not "
                            f"{short_repr(body)}")
     for name in body:
+        if name in ("functions", "function_call"):
+            _fail(name, "is OpenAI's deprecated form: give tools and tool_choice instead")
         if name in NOT_IMPLEMENTED:
             _fail(name, "is not supported by this engine (yet)")
         if name not in known and name not in IGNORED:
@@ -127,8 +141,10 @@ def _check_names(body, known):
 
 COMMON = frozenset(("model", "max_tokens", "temperature", "top_p", "n", "stop", "seed",
                     "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "stream",
-                    "stream_options", "top_k", "min_p", "repetition_penalty"))
-CHAT = COMMON | {"messages", "max_completion_tokens", "top_logprobs"}
+                    "stream_options", "top_k", "min_p", "repetition_penalty", "regex",
+                    "grammar"))
+CHAT = COMMON | {"messages", "max_completion_tokens", "top_logprobs", "response_format",
+                 "tools", "tool_choice", "parallel_tool_calls"}
 COMPLETION = COMMON | {"prompt", "echo", "suffix", "best_of"}
 PARAMS = CHAT | COMPLETION
 
@@ -144,7 +160,8 @@ def _common(body, kind):
     stream = _bool(body, "stream")
     if options is not None and not stream:
         _fail("stream_options", "is only allowed with stream: true")
-    temperature = _number(body, "temperature", 0, 2, 1.0)
+    # OpenAI's range is [0, 2]; the engine samples at any temperature the page allows.
+    temperature = _number(body, "temperature", 0, MAX_TEMPERATURE, 1.0)
     controls = {"min_p": _number(body, "min_p", 0, 1),
                 "repetition_penalty": _number(body, "repetition_penalty", 0, 1e6,
                                               low_open=True),
@@ -155,6 +172,12 @@ def _common(body, kind):
         _fail("logit_bias", f"must map token ids to numbers from -100 to 100, not "
                             f"{short_repr(controls['logit_bias'])}")
     top_p = _number(body, "top_p", 0, 1)
+    outputs = [_output(body, name) for name in ("response_format", "regex", "grammar")
+               if body.get(name) is not None]
+    outputs = [o for o in outputs if o is not None]
+    if len(outputs) > 1:
+        _fail("regex" if "regex" in body else "grammar",
+              "give one of response_format (JSON), regex and grammar, not several")
     return Request(
         kind=kind, model=model, stream=stream,
         include_usage=bool((options or {}).get("include_usage")),
@@ -162,7 +185,34 @@ def _common(body, kind):
         top_p=None if top_p is None else max(top_p, MIN_TOP_P),
         top_k=_int(body, "top_k", 0, 1 << 30) or None, n=_int(body, "n", 1, MAX_N, 1),
         stop=_stop(body), seed=_int(body, "seed", -(1 << 63), (1 << 64) - 1),
-        controls={k: v for k, v in controls.items() if v is not None})
+        controls={k: v for k, v in controls.items() if v is not None},
+        output=outputs[0] if outputs else None)
+
+
+def _output(body, name):
+    """What `name` asks the output to be (None: plain text)."""
+    value = body[name]
+    if name in ("regex", "grammar"):
+        if not isinstance(value, str) or not value:
+            _fail(name, f"must be a non-empty string, not {short_repr(value)}")
+        return (name, value)
+    kind = value.get("type") if isinstance(value, dict) else None
+    if kind == "text" and set(value) == {"type"}:
+        return None
+    if kind == "json_object" and set(value) == {"type"}:
+        return ("json_object",)
+    if kind == "json_schema":
+        spec = value.get("json_schema")
+        if set(value) == {"type", "json_schema"} and isinstance(spec, dict) \
+                and isinstance(spec.get("name"), str) \
+                and isinstance(spec.get("schema", {}), (dict, bool)) \
+                and set(spec) <= {"name", "schema", "strict", "description"}:
+            return ("json_schema", spec.get("schema", {}))
+        _fail(name, "json_schema must be {\"name\": ..., \"schema\": {...}, \"strict\": "
+                    "true or false, \"description\": ...}")
+    _fail(name, f"must be {{\"type\": \"text\"}}, {{\"type\": \"json_object\"}} or "
+                f"{{\"type\": \"json_schema\", \"json_schema\": {{...}}}}, not "
+                f"{short_repr(value)}")
 
 
 def chat_request(body):
@@ -178,6 +228,16 @@ def chat_request(body):
     if r.top_logprobs and not r.logprobs:
         _fail("top_logprobs", "needs logprobs: true")
     r.messages = _messages(body.get("messages"))
+    if body.get("tools") is not None:
+        r.tools, r.tool_choice = check_tools(body["tools"], body.get("tool_choice"),
+                                             body.get("parallel_tool_calls"))
+        r.parallel_tool_calls = body.get("parallel_tool_calls")
+        if r.output is not None and r.tool_choice != "none":
+            _fail("response_format" if r.output[0].startswith("json") else r.output[0],
+                  "beside tools is not supported by this engine: the reply is either free "
+                  "text or tool calls (give tool_choice \"none\" to use it)")
+    elif body.get("tool_choice") not in (None, "none"):
+        _fail("tool_choice", "needs tools")
     return r
 
 
