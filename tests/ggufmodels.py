@@ -73,17 +73,27 @@ def unpermute(w, heads):
         .reshape(w.shape)
 
 
+# The mean of a random block's q, by which dmin is d times so that, on average, the min offsets
+# cancel the positive q's (w = d sc q - dmin m with sc and m alike): weights of mean about 0, as
+# trained ones are; otherwise each product adds the same direction to every token's state.
+K_MEAN_Q = {Q.Q2_K: 1.5, Q.Q4_K: 7.5, Q.Q5_K: 15.5}
+
+
 def k_blocks(qtype, n_rows, K, rng):
     """Random K-quant rows (uint8 [n_rows, row bytes]) whose decoded values spread ~K_STD."""
     bv, bb = gguf.GGML_QUANT_SIZES[qtype]
     nb = n_rows * K // bv
     blocks = rng.integers(0, 256, size=(nb, bb), dtype=np.uint8)
-    for off in K_SCALES[qtype]:
-        blocks[:, off:off + 2] = np.frombuffer(np.float16(1.0).tobytes(), np.uint8)
+
+    def set_scales(d):
+        d = np.asarray(d, np.float32) * np.ones(nb, np.float32)
+        factors = (d, d * K_MEAN_Q.get(qtype, 0.0))
+        for off, v in zip(K_SCALES[qtype], factors):
+            blocks[:, off:off + 2] = v.astype(np.float16).view(np.uint8).reshape(nb, 2)
+
+    set_scales(1.0)
     std = float(gguf.quants.dequantize(blocks, qtype).std())
-    d = (K_STD / std * rng.uniform(0.5, 1.5, size=nb)).astype(np.float16)
-    for off in K_SCALES[qtype]:
-        blocks[:, off:off + 2] = d.view(np.uint8).reshape(nb, 2)
+    set_scales(K_STD / std * rng.uniform(0.5, 1.5, size=nb))
     return blocks.reshape(n_rows, K // bv * bb)
 
 
@@ -253,3 +263,61 @@ def cycle(types):
         state["k"] += 1
         return t
     return pick
+
+
+def tokenizer_gguf(path, tokenizer_json, tokenizer_config=None, pre=None):
+    """A GGUF holding a tokenizer and no tensors (a vocab-only file, as llama.cpp's vocab files
+    are) from tokenizer.json's text: "gpt2" with merges where the model has a ByteLevel
+    pre-tokenizer (`pre` names its split pattern), else "llama" (SentencePiece) with a score
+    per token (minus its id: SentencePiece's BPE scores a piece by its merge order), byte
+    tokens <0xAB> as BYTE, special added tokens as CONTROL."""
+    spec = json.loads(tokenizer_json)
+    cfg = json.loads(tokenizer_config) if tokenizer_config else {}
+    vocab = dict(spec["model"]["vocab"])
+    types = {}
+    for t in spec.get("added_tokens", []):
+        vocab[t["content"]] = t["id"]
+        types[t["id"]] = 3 if t.get("special") else 4
+    n = max(vocab.values()) + 1
+    tokens = [f"[PAD{i}]" for i in range(n)]
+    for t, i in vocab.items():
+        tokens[i] = t
+    w = gguf.GGUFWriter(path, "llama")
+    for k, v in {"context_length": 64, "embedding_length": 64, "feed_forward_length": 64,
+                 "block_count": 1, "attention.head_count": 1}.items():
+        w.add_uint32(f"llama.{k}", v)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", 1e-6)
+    spm = pre is None
+    w.add_tokenizer_model("llama" if spm else "gpt2")
+    if spm:
+        unk = spec["model"].get("unk_token")
+        for i, t in enumerate(tokens):
+            if i not in types:
+                types[i] = 6 if len(t) == 6 and t.startswith("<0x") and t.endswith(">") else \
+                    2 if t == unk else 1
+        # A piece's score: minus the rank of the merge that makes it (the order SentencePiece's
+        # BPE learnt them in, which tokenizer.json's merges keep); pieces no merge makes last.
+        scores = [-float(len(spec["model"]["merges"]) + i) for i in range(n)]
+        for rank, m in enumerate(spec["model"].get("merges", [])):
+            left, right = m.split(" ", 1) if isinstance(m, str) else m
+            i = vocab.get(left + right)
+            if i is not None and scores[i] < -rank:
+                scores[i] = -float(rank)
+        w.add_token_scores([scores[i] if types.get(i) == 1 else 0.0 for i in range(n)])
+    else:
+        w.add_tokenizer_pre(pre)
+        merges = spec["model"].get("merges", [])
+        w.add_token_merges([m if isinstance(m, str) else " ".join(m) for m in merges])
+    w.add_token_list(tokens)
+    w.add_token_types([types.get(i, 1) for i in range(n)])
+    for key, add in (("bos_token", w.add_bos_token_id), ("eos_token", w.add_eos_token_id)):
+        name = cfg.get(key)
+        if isinstance(name, dict):
+            name = name.get("content")
+        if name in vocab:
+            add(vocab[name])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path

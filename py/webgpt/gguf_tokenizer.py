@@ -67,9 +67,14 @@ PRE_TOKENIZERS["default"] = ({"type": "Sequence", "pretokenizers": [
     _split(r"[\p{P}\$\+<=>\^~\|]+"), _split(_GPT2_WORDS), _split(r"\p{N}+"),
     _split(r"[0-9][0-9][0-9]"), _BYTES]}, False, False)
 
-# Control tokens llama.cpp also takes as the end of a turn (llama-vocab.cpp's special_eog_ids).
-EOG_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>",
-             "<|eom_id|>", "<EOT>", "_<EOT>", "<|end_of_text|>")
+# Tokens llama.cpp takes as the end of a turn by their text (llama-vocab.cpp's special_eog_ids),
+# making them control tokens whatever the file's token_type says: so they are here too (a
+# Qwen file's plain "</s>" token is then matched whole in text, as llama.cpp matches it, where
+# the tokenizers library would split it).
+EOG_TEXTS = ("<|eot_id|>", "<|im_end|>", "<|end|>", "<|return|>", "<|call|>", "<|flush|>",
+             "<|calls|>", "<end_of_turn>", "<|endoftext|>", "</s>", "<|eom_id|>", "<EOT>",
+             "_<EOT>", "[EOT]", "[EOS]", "<|end_of_text|>", "<end_of_utterance>", "<eos>",
+             "<turn|>", "<|tool_response>")
 
 
 def _strings(md, key, where, need=True):
@@ -121,9 +126,11 @@ def gguf_tokenizer(md, where):
     with no_cycle_collection():
         tokens = _strings(md, "tokenizer.ggml.tokens", where)
         n = len(tokens)
-        types = _numbers(md, "tokenizer.ggml.token_type", n, where, int) or [NORMAL] * n
+        types = list(_numbers(md, "tokenizer.ggml.token_type", n, where, int) or [NORMAL] * n)
         bos = _token_id(md, "bos_token_id", n, where)
         eos = _token_id(md, "eos_token_id", n, where)
+        for i in _eog_by_text(tokens):
+            types[i] = CONTROL
         added = [{"id": i, "content": tokens[i], "special": types[i] == CONTROL,
                   "normalized": False}
                  for i in range(n) if types[i] in (CONTROL, USER_DEFINED) and tokens[i]]
@@ -178,19 +185,26 @@ def gguf_tokenizer(md, where):
     return tok
 
 
+def _eog_by_text(tokens):
+    """Ids of the tokens whose text is in EOG_TEXTS (the last of equal texts, as llama.cpp's
+    token_to_id keeps it)."""
+    found = {}
+    wanted = set(EOG_TEXTS)
+    for i, t in enumerate(tokens):
+        if t in wanted:
+            found[t] = i
+    return found.values()
+
+
 def stop_ids(md, tokenizer, where):
-    """The ids that end generation: eos, eot, eom, and the control tokens of EOG_TEXTS."""
+    """The ids that end generation: eos, eot, eom, and the tokens of EOG_TEXTS, as llama.cpp's
+    special_eog_ids."""
     tokens = md.get("tokenizer.ggml.tokens") or []
     n = len(tokens)
-    types = md.get("tokenizer.ggml.token_type") or [NORMAL] * n
-    out = set()
+    out = set(_eog_by_text(tokens))
     for key in ("eos_token_id", "eot_token_id", "eom_token_id"):
         i = _token_id(md, key, n, where)
         if i is not None:
-            out.add(i)
-    for text in EOG_TEXTS:
-        i = tokenizer.id_of(text)
-        if i is not None and i < len(types) and types[i] == CONTROL:
             out.add(i)
     return frozenset(out)
 
