@@ -358,11 +358,11 @@ def test_gbnf_and_lark_grammars():
 # ---------------------------------------------------------------- the reference decoder
 
 def write_long_chat_folder(path):
-    """hfmodels' instruct-shaped folder with a context of 1024 (room for tools in the prompt).
+    """hfmodels' instruct-shaped folder with a context of 2048 (room for tools in the prompt).
     Returns (the transformers model, [eos ids])."""
     _, ends = hfmodels.write_chat_folder(path)
     hf = hfmodels.hf_model("Qwen2ForCausalLM", dict(hfmodels.CHAT_KEYS,
-                                                     max_position_embeddings=1024), 3,
+                                                     max_position_embeddings=2048), 3,
                            vocab_size=320)
     hf.save_pretrained(path)
     return hf, ends

@@ -35,7 +35,7 @@ import typing
 from ..constrain import for_grammar
 from ..constrain.automaton import DEAD
 from ..constrain.rules import Grammar, Ref, Repeat, Special, alt, lit, seq
-from ..constrain.schema import schema_rules
+from ..constrain.schema import DUMPS, schema_rules
 from ..errors import ConstraintError, RequestError
 
 HERMES, LLAMA3_JSON, SMOLLM2 = "hermes", "llama3_json", "smollm2"
@@ -173,7 +173,7 @@ def call_grammar(tools, fmt, choice, parallel=True):
     key_word = "parameters" if fmt == LLAMA3_JSON else "arguments"
     for k, name in enumerate(names):
         try:
-            args = schema_rules(tools[name]["parameters"], rules, prefix=f"t{k}_")
+            args = schema_rules(tools[name]["parameters"], rules, f"t{k}_", DUMPS)
         except ConstraintError as e:
             raise RequestError(f"tools: the parameters of {name!r}: {e}", param="tools") from None
         calls.append(seq(lit(f'{{"name": {json.dumps(name, ensure_ascii=False)}, '
@@ -253,8 +253,8 @@ class ToolCalls:
             self.free = None
 
     def _all(self):
-        n = self.calls.vocab.nbytes
-        return b"\xff" * n
+        vocab = self.calls.vocab
+        return ((1 << vocab.V) - 1).to_bytes(vocab.nbytes, "little")
 
 
 def tool_constraint(model, tools, choice, parallel):

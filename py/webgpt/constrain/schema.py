@@ -21,7 +21,8 @@ What is generated, beyond validity: properties in the schema's order (required o
 optional ones or not); numbers of at most 16 digits before and 16 after the point and an
 exponent of at most 2 digits (so a number ends); between JSON tokens a blank or a newline with
 up to 16 spaces of indent after "{", "[" and "," and before "}" and "]", a space after ":",
-no more (free whitespace lets a model spend its tokens on blanks).
+no more (free whitespace lets a model spend its tokens on blanks); a tool call's arguments are
+spaced exactly as json.dumps spaces them, as the chat templates render past calls (DUMPS).
 """
 
 import json
@@ -40,7 +41,10 @@ MAX_EXPONENT_DIGITS = 2
 # Blanks where a pretty-printer puts them: after "{", "[" and ",", and before "}" and "]", a
 # space or a newline with its indent; after ":" a space. Nowhere else.
 WS = optional(alt(lit(" "), seq(lit("\n"), Repeat(lit(" "), 0, MAX_INDENT))))
-COLON = seq(lit(":"), optional(lit(" ")))
+PRETTY = (WS, seq(lit(","), WS), seq(lit(":"), optional(lit(" "))))
+# As json.dumps writes (and chat templates' tojson renders a tool call's arguments): ", " and
+# ": ", no other blank.
+DUMPS = (EMPTY, lit(", "), lit(": "))
 DIGIT = chars(("0", "9"))
 NONZERO = chars(("1", "9"))
 HEX = chars(("0", "9"), ("a", "f"), ("A", "F"))
@@ -82,10 +86,11 @@ def schema_grammar(schema):
     return Grammar(rules, "root")
 
 
-def schema_rules(schema, rules, prefix):
+def schema_rules(schema, rules, prefix, blanks=PRETTY):
     """The expression of a JSON value valid against `schema`, its rules added to `rules` under
-    names starting with `prefix` (several schemas in one grammar: a tool call's)."""
-    return _Compiler(schema, rules, prefix).value(schema, "the schema")
+    names starting with `prefix` (several schemas in one grammar: a tool call's). `blanks`:
+    PRETTY, or DUMPS for the exact spacing of json.dumps."""
+    return _Compiler(schema, rules, prefix, blanks).value(schema, "the schema")
 
 
 def json_object_grammar():
@@ -187,8 +192,9 @@ def _bound(schema, name, where):
 
 
 class _Compiler:
-    def __init__(self, root, rules, prefix):
+    def __init__(self, root, rules, prefix, blanks):
         self.root, self.rules, self.prefix = root, rules, prefix
+        self.ws, self.comma, self.colon = blanks   # inside brackets, after ",", after ":"
         self.by_pointer = {}
 
     def rule(self, name, make):
@@ -313,10 +319,10 @@ class _Compiler:
                 raise ConstraintError(f"{where}: required names {name!r}, which properties does "
                                       f"not define")
         if not properties and extra is not False:
-            pair = seq(self.string({}, where), COLON,
+            pair = seq(self.string({}, where), self.colon,
                        self.value(extra, f"{where} additionalProperties"))
-            members = optional(seq(pair, Repeat(seq(lit(","), WS, pair), 0, None)))
-            return seq(lit("{"), WS, members, WS, lit("}"))
+            members = optional(seq(pair, Repeat(seq(self.comma, pair), 0, None)))
+            return seq(lit("{"), self.ws, members, self.ws, lit("}"))
         entries = [(json.dumps(k, ensure_ascii=False), self.value(v, f"{where}.{k}"), k in required)
                    for k, v in properties.items()]
         base = f"object{len(self.rules)}"   # a name no other object of this schema has
@@ -326,7 +332,7 @@ class _Compiler:
             if i == len(entries):
                 return EMPTY
             key, value, needed = entries[i]
-            member = seq(None if first else seq(lit(","), WS), Lit(key.encode("utf-8")), COLON,
+            member = seq(None if first else self.comma, Lit(key.encode("utf-8")), self.colon,
                          value)
             with_it = seq(member, rest_ref(i + 1, False))
             return with_it if needed else alt(with_it, rest_ref(i + 1, first))
@@ -336,7 +342,7 @@ class _Compiler:
                 return rest(i, first)       # nothing optional: a plain sequence
             return self.rule(f"{base}_{i}_{int(first)}", lambda: rest(i, first))
 
-        return seq(lit("{"), WS, rest_ref(0, True), WS, lit("}"))
+        return seq(lit("{"), self.ws, rest_ref(0, True), self.ws, lit("}"))
 
     def array(self, schema, where):
         lo = schema.get("minItems", 0)
@@ -360,18 +366,18 @@ class _Compiler:
         item = None if items is False else self.value(items, f"{where} items")
         parts = []
         for i, v in enumerate(values):
-            parts.append(seq(seq(lit(","), WS) if i else None, v))
+            parts.append(seq(self.comma if i else None, v))
         more_lo = max(0, lo - len(values))
         more_hi = None if hi is None else hi - len(values)
         body = seq(*parts)
         if item is not None and more_hi != 0:
             if values:
-                body = seq(body, Repeat(seq(lit(","), WS, item), more_lo, more_hi))
+                body = seq(body, Repeat(seq(self.comma, item), more_lo, more_hi))
             else:
-                tail = Repeat(seq(lit(","), WS, item), max(0, more_lo - 1),
+                tail = Repeat(seq(self.comma, item), max(0, more_lo - 1),
                               None if more_hi is None else more_hi - 1)
                 body = seq(item, tail) if more_lo else optional(seq(item, tail))
-        return seq(lit("["), WS, body, WS, lit("]"))
+        return seq(lit("["), self.ws, body, self.ws, lit("]"))
 
     def string(self, schema, where):
         lo = schema.get("minLength", 0)
