@@ -294,3 +294,20 @@ def test_the_server_takes_response_format_and_tools(folder):
                         "name": "x", "schema": {"type": "integer", "multipleOf": 2}}})
     finally:
         server.close()
+
+
+def test_the_readmes_example_runs_as_written(folder, capsys):
+    """README's structured-output and tools example, on the test's model in place of
+    SmolLM2: it runs, its JSON validates, its call is one the tool takes."""
+    readme = open(os.path.join(os.path.dirname(TEMPLATES), "..", "..", "README.md"),
+                  encoding="utf-8").read()
+    blocks = readme.split("```python\n")
+    code = next(b.split("```")[0] for b in blocks if "function_tool" in b)
+    assert 'webgpt.load("weights/SmolLM2-135M-Instruct")' in code
+    exec(compile(code.replace("weights/SmolLM2-135M-Instruct", folder), "README.md", "exec"),
+         {"__name__": "readme"})
+    lines = capsys.readouterr().out.splitlines()
+    flag = eval(lines[0], {})           # the printed dict
+    assert set(flag) == {"country", "colors"} and 1 <= len(flag["colors"]) <= 3
+    name, arguments = lines[1].split(" ", 1)
+    assert name == "add" and set(json.loads(arguments)) == {"a", "b"}
