@@ -27,7 +27,8 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-async def load(path_or_url, progress=None, device=None, layout=None, check_weights=True):
+async def load(path_or_url, progress=None, device=None, layout=None, check_weights=True,
+               quantize=None):
     """Load a model folder (a directory natively, a URL in the browser) onto the GPU.
 
     The folder is read and checked completely (config, tokenizer, chat template, every
@@ -36,6 +37,11 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
     in. `layout` picks the kernels' workgroup shapes: "gpu" or "cpu" (no barriers); by default
     the adapter's kind decides. `check_weights` checks on the GPU, once loaded, that no weight
     is NaN or infinite (webgpt/finite.py; it costs about one token's time).
+
+    `quantize` ("q8" or "q4", or (bits, block)): the float matrices of a safetensors folder
+    are quantized on the GPU as they stream in, to the same numbers `build.py quantize` writes
+    (32 values per scale by default); GPU memory never holds more than one matrix (a window of
+    its rows) at full precision.
 
     A load that fails part way (a file cut short while streaming, the GPU out of memory, bad
     weights) destroys the buffers it made before it raises: nothing stays on the GPU.
@@ -49,6 +55,8 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
         raise ValueError(f"layout must be 'cpu', 'gpu' or None, got {layout!r}")
     t0 = time.perf_counter()
     spec = await open_folder(path_or_url)
+    if quantize is not None:
+        spec = _quantize_at_load(spec, quantize)
     if device is None:
         device = await gpu.request_device()
     model = Model(spec, device, layout=layouts(device, layout))
@@ -64,3 +72,31 @@ async def load(path_or_url, progress=None, device=None, layout=None, check_weigh
         raise
     model.stats["load_s"] = time.perf_counter() - t0
     return model
+
+
+def _quantize_at_load(spec, quantize):
+    """`spec` with load_quantization set, after checking every matrix can take it."""
+    import dataclasses
+
+    from .arch import arch_for
+    from .config import Quantization, check_quantization
+
+    bits, block = {"q8": (8, 32), "q4": (4, 32)}.get(quantize, (None, None)) \
+        if isinstance(quantize, str) else tuple(quantize)
+    why = "quantize must be 'q8' or 'q4'" if bits is None else check_quantization(bits, block)
+    if why:
+        raise ValueError(f"{why}, not {quantize!r}")
+    if spec.quantization is not None:
+        raise ModelFolderError(f"{spec.source.where('')} is already quantized "
+                               f"({spec.quantization}); quantize=... is for float weights")
+    arch = arch_for(spec.config)
+    group = {8: 16, 4: 32}[bits]
+    for name, ref in spec.tensors.items():
+        if arch.is_matrix(name):
+            K = ref.shape[0] if arch.matrix_storage(name) == "cols" else ref.shape[1]
+            if K % block or K % group:
+                raise ModelFolderError(
+                    f"{spec.source.where(ref.file)}: tensor {name!r} has rows of {K} values, "
+                    f"which {bits}-bit blocks of {block} cannot hold (a multiple of "
+                    f"{max(block, group)} is needed)")
+    return dataclasses.replace(spec, load_quantization=Quantization(bits, block))

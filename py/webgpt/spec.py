@@ -118,6 +118,8 @@ class ModelSpec:
                tokenizer's end-of-text id
     gguf       for a GGUF model, a dict about the file(s): "files", "version", "architecture",
                "name" (general.name), "types" (ggml type -> bytes of matrices); None otherwise
+    load_quantization  a Quantization (bits, block) the loader quantizes the float matrices to
+               on the GPU as they stream in (webgpt.load(..., quantize=...)), or None
     """
     config: object
     source: object
@@ -125,11 +127,16 @@ class ModelSpec:
     tokenizer: object = None
     stop_ids: frozenset = field(default_factory=frozenset)
     gguf: dict = None
+    load_quantization: object = None
 
     @property
     def quantization(self):
-        """None, the folder's Quantization (bits, block), or a GGUF model's GGUFQuantization."""
+        """None, the folder's Quantization (bits, block), a GGUF model's GGUFQuantization, or
+        the Quantization its float matrices get at load (load_quantization:
+        webgpt.load(..., quantize="q4"))."""
         if self.config.quantization is None and self.gguf is not None:
             types = self.gguf["types"]
             return GGUFQuantization(tuple(sorted(types, key=lambda t: -types[t])))
+        if self.config.quantization is None and self.load_quantization is not None:
+            return self.load_quantization
         return self.config.quantization

@@ -19,6 +19,7 @@ its own format.
 """
 
 import math
+import struct
 
 from .. import ggml
 from ..gpu import GPUError
@@ -177,9 +178,12 @@ class Weights:
     def planned_bytes(self):
         """Bytes the weights will take once loaded (before any upload)."""
         total = 0
+        lq = getattr(self.spec, "load_quantization", None)
         for name, ref in self.spec.tensors.items():
             if hasattr(ref, "qweight") or hasattr(ref, "ggml_type"):
                 total += ref.nbytes
+            elif lq is not None and self.arch.is_matrix(name):
+                total += numel(ref.shape) * lq.bits // 8 + numel(ref.shape) // lq.block * 2
             elif len(ref.shape) == 2:
                 total += numel(ref.shape) * (2 if self.keeps_f16(name) else 4)
             else:
@@ -264,8 +268,11 @@ class _Upload:
         try:
             for name, ref in w.spec.tensors.items():
                 stored = w.arch.matrix_storage(name)  # None (not a matrix), "rows" or "cols"
+                lq = getattr(w.spec, "load_quantization", None)
                 if hasattr(ref, "ggml_type"):
                     await self.blocks(name, ref)
+                elif lq is not None and stored is not None and not hasattr(ref, "qweight"):
+                    await self.quantize(name, ref, lq, stored)
                 elif hasattr(ref, "qweight"):
                     await self.quantized(name, ref)
                 elif stored == "rows":
@@ -319,6 +326,49 @@ class _Upload:
                     for j in (0, 1) for i in range(hd // 2)]
             self.put_rows(m, h * hd, b"".join(rows), rb)
             self.report(hd * rb)
+
+    async def quantize(self, name, ref, q, stored):
+        """A float matrix quantized on the GPU as it streams in (quantize.wgsl, bit for bit
+        tools/quantize.py's format): a Conv1D matrix ([K, N], stored "cols") whole in a staging
+        buffer, a matrix of rows a window of rows at a time; only that staging buffer holds
+        full-precision values, and it is freed after the matrix."""
+        dev, alloc, kernels = self.dev, self.w.alloc, self.w.kernels
+        cols = stored == "cols"
+        K, N = ref.shape if cols else ref.shape[::-1]
+        nb = K // q.block
+        m = self.new_matrix(name, K, N, f"q{q.bits}", q.block)
+        itemsize = ref.nbytes // (N * K)
+        src = {"F32": 0, "F16": 1, "BF16": 2}[ref.dtype]
+        # Rows per window: whole scale words per window (even rows where a row has an odd
+        # number of blocks), within STAGING bytes (the whole matrix for a Conv1D one).
+        window = N if cols else max(2, min(N, STAGING // (K * itemsize)) // 2 * 2)
+        staging = alloc.buffer((N if cols else window) * K * itemsize, f"{name} (to quantize)")
+        params = alloc.buffer(16, f"{name} (quantize params)", uniform=True)
+        try:
+            if cols:
+                await self.stream_into(ref.file, ref.start, ref.end, staging)
+                self.report(ref.nbytes)
+            for part in m.parts:
+                buf, row0, rows, soff = part
+                pipe = kernels.get("quantize", K=K, N=N, ROWS=rows, ROW0=row0, SOFF=soff,
+                                   BLOCK=q.block, BITS=q.bits, SRC=src, COLS=cols, WG=WG)
+                group = kernels.bind("quantize", pipe, src=staging, out=buf, p=params)
+                for r0 in range(row0, row0 + rows, window if not cols else rows):
+                    rn = min(window, row0 + rows - r0) if not cols else rows
+                    if not cols:
+                        start = ref.start + r0 * K * itemsize
+                        await self.stream_into(ref.file, start, start + rn * K * itemsize,
+                                               staging)
+                        self.report(rn * K * itemsize)
+                    dev.write(params, 0, struct.pack("<4I", r0, rn, 0, 0))
+                    groups = cdiv(cdiv(rn * nb, 2), WG)
+                    gx = min(groups, MAX_WORKGROUPS)
+                    enc = dev.encoder()
+                    enc.dispatch(pipe, group, gx, cdiv(groups, gx))
+                    enc.submit()    # queue order: the next window's writes come after this
+        finally:
+            alloc.destroy(staging)
+            alloc.destroy(params)
 
     def put_rows(self, m, row, data, rb):
         """Rows from `row` on (bytes `data`, `rb` bytes each) into the parts that hold them."""
