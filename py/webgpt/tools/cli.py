@@ -141,7 +141,7 @@ def _quantize(a, say):
 def _fetch(a):
     from . import hub
 
-    name = a.name.rstrip("/").rsplit("/", 1)[-1]
+    name = a.name.rstrip("/").rsplit("/", 1)[-1].replace(":", "-")  # NAME:Q4_K_M -> NAME-Q4_K_M
     dest = os.path.abspath(a.dest or os.path.join(a.weights_dir, name))
     try:
         hub.fetch(a.name, dest, a.revision)

@@ -105,6 +105,10 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
           retry_wait=1.0):
     """Download model `name` (a key of MODELS or an "owner/repo" id) into folder `dest`.
 
+    `owner/repo:QUANT` (llama.cpp's convention: bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M)
+    downloads the GGUF file of that quantization (all parts of a split one); a repository of
+    GGUF files named without a tag is a HubError that lists them with their sizes.
+
     Returns {file name: size} of the folder's files. `log(line)` gets progress and messages
     (default: stderr). A failed download raises HubError and keeps what it had in `.part`
     files, so running it again resumes.
@@ -113,6 +117,9 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     base = (endpoint_url or endpoint()).rstrip("/")
     if urllib.parse.urlsplit(base).scheme not in ("http", "https"):
         raise HubError(f"the hub's address {base!r} is not an http or https address")
+    name, colon, tag = name.partition(":")     # OWNER/NAME:QUANT picks a GGUF file (llama.cpp's -hf)
+    if colon and not _QUANT_TAG.fullmatch(tag):
+        raise HubError(f"{tag!r} is not a quantization tag (such as Q4_K_M or Q8_0)")
     repo = MODELS.get(name, name)
     if "/" not in repo:
         raise HubError(f"unknown model {name!r}: use one of {', '.join(MODELS)} or a hub "
@@ -137,6 +144,10 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
                 if isinstance(s, dict) and isinstance(s.get("rfilename"), str)}
     where = f"{repo} at {revision}" + (f" ({commit[:7]})" if commit != revision else "")
 
+    if colon or ("config.json" not in siblings and gguf_files(siblings)):
+        names = pick_gguf(where, repo, siblings, tag)
+        return _fetch_files(hub, repo, commit, where, siblings, dest, names, log, retries,
+                            retry_wait)
     if "config.json" not in siblings:
         raise HubError(f"{where} has no config.json; a model folder needs config.json, its "
                        f"weights and its tokenizer files")
@@ -188,6 +199,85 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
 
     total = sum(files.values())
     log(f"{dest}: {', '.join(files)} ({_mb(total)}) from {repo} at commit {commit}")
+    return files
+
+
+# ---------------------------------------------------------------- GGUF repositories
+
+# A quantization tag as llama.cpp's -hf takes it: Q4_K_M, Q8_0, IQ4_XS, BF16, f16, ...
+_QUANT_TAG = re.compile(r"[A-Za-z0-9][A-Za-z0-9_]{0,31}")
+_SPLIT = re.compile(r"-(\d{5})-of-(\d{5})\.gguf$", re.I)
+
+
+def gguf_files(siblings):
+    """{file: size} of a repository's GGUF model files (not multimodal projectors)."""
+    return {f: _size_of(s) for f, s in siblings.items()
+            if f.lower().endswith(".gguf") and "mmproj" not in f.lower()}
+
+
+def gguf_models(siblings):
+    """{model: [its files in order]}: each GGUF model of a repository, split parts together
+    under the name of their first part."""
+    models = {}
+    for f in sorted(gguf_files(siblings)):
+        m = _SPLIT.search(f)
+        key = f[:m.start()] + ".gguf" if m else f
+        models.setdefault(key, []).append(f)
+    return models
+
+
+def _tag_of(model):
+    """The quantization tag a GGUF file name ends with (Llama-3.2-1B-Instruct-Q4_K_M.gguf ->
+    Q4_K_M), or the name itself."""
+    stem = os.path.basename(model)[:-len(".gguf")]
+    m = re.search(r"[-_.]((?:I?Q\d[A-Z0-9_]*)|(?:[BF]F?\d\d)|(?:F\d\d))$", stem, re.I)
+    return m.group(1) if m else stem
+
+
+def describe_ggufs(siblings):
+    """"Q4_K_M (808 MB), Q8_0 (1.3 GB), ...": a repository's GGUF models by tag and size."""
+    files = gguf_files(siblings)
+    return ", ".join(f"{_tag_of(model)} ({_mb(sum(files[f] for f in parts))})"
+                     for model, parts in gguf_models(siblings).items())
+
+
+def pick_gguf(where, repo, siblings, tag):
+    """The files of the GGUF model tagged `tag` (a split model's parts, in order); without a
+    tag, or with one no file has, a HubError listing the repository's GGUF models."""
+    models = gguf_models(siblings)
+    if not models:
+        raise HubError(f"{where} has no GGUF files" + (f" (so no {tag!r})" if tag else ""))
+    listing = describe_ggufs(siblings)
+    if not tag:
+        raise HubError(f"{where} holds GGUF files, one per quantization: name one as "
+                       f"{repo}:TAG, with TAG one of {listing}")
+    found = [m for m in models if _tag_of(m).lower() == tag.lower()]
+    if not found:
+        found = [m for m in models if tag.lower() in os.path.basename(m).lower()]
+    if len(found) != 1:
+        what = "several" if found else "none"
+        raise HubError(f"{where}: {what} of its GGUF files match {tag!r}; it has {listing}")
+    return models[found[0]]
+
+
+def _fetch_files(hub, repo, commit, where, siblings, dest, names, log, retries, retry_wait):
+    """Download files `names` of the repository into `dest` (each under its base name), as
+    fetch() downloads a model folder's; returns {file name: size}."""
+    fresh = not os.path.isdir(dest) or not os.listdir(dest)
+    os.makedirs(dest, exist_ok=True)
+    if fresh:
+        _ignore_in_git(dest)
+    _check_space(dest, names, siblings)
+    files = {}
+    for filename in names:
+        url = hub.resolve_url(repo, commit, filename)
+        want = _expected(filename, siblings.get(filename), hub.head(url, filename))
+        want.relocate = lambda url=url, filename=filename: hub.head(url, filename)["location"]
+        base = os.path.basename(filename)
+        _download(hub, want, os.path.join(dest, base), log, retries, retry_wait)
+        files[base] = want.size
+    log(f"{dest}: {', '.join(files)} ({_mb(sum(files.values()))}) from {repo} at commit "
+        f"{commit}")
     return files
 
 
