@@ -11,7 +11,8 @@ bypasses service workers.
 What is checked: after one visit the page boots and generates the same greedy text with the
 server gone (cross-origin isolated still); a model rebuilt with other weights is fetched again,
 never read from the old copy; a flipped byte in the stored copy (OPFS) is found by its sha256
-and the file fetched again; the Offline panel lists the kept models with their sizes, source,
+once the first run is over (a visit does not read the whole file before its first token), and
+the model loaded again with the file fetched afresh; the Offline panel lists the kept models with their sizes, source,
 the storage used and free and whether persistence was granted, and Delete removes one (not
 while another tab loads it); a download cut off halfway (the server killed) goes on from where
 it stopped once the server is back, fetching only the rest; two tabs loading the same model
@@ -376,6 +377,11 @@ def test_a_model_changed_on_the_server_is_fetched_again(visits, serve, site, tmp
 
 
 def test_a_flipped_byte_in_the_stored_copy_is_caught_and_fetched_again(visits, serve, site):
+    """A later visit loads the stored copy without hashing it first (the first token does not
+    wait for the whole file to be read), then hashes it once the first run is over: a copy
+    damaged since it was stored is caught by its sha256, said, deleted, and the model loads
+    again with the file fetched afresh, which gives the text of before."""
+    path = "/models/tiny/model.safetensors"
     server = serve(site)
     v = visits(server).open(model="tiny", prompt=PROMPT, max_new_tokens=N, temperature=0,
                             autorun=1)
@@ -384,14 +390,23 @@ def test_a_flipped_byte_in_the_stored_copy_is_caught_and_fetched_again(visits, s
     digest = index_of(site)["tiny"]["sha256"]["model.safetensors"]
     v.store(flip="sha256-" + digest)
     assert v.store(hash="sha256-" + digest) != digest
-    fetched = server.gets("/models/tiny/model.safetensors", whole=True)
+    fetched = server.gets(path, whole=True)
 
     v.page.reload()
-    assert v.generate() == before
-    # Fetched again, whole, once (the loader's Range reads of its header come beside it).
-    assert server.gets("/models/tiny/model.safetensors", whole=True) == fetched + 1
+    assert v.wait_for_state("done", "error") == "done", v.page.text_content("#error")
+    v.page.wait_for_function("document.getElementById('offline-note').textContent"
+                             ".includes('damaged')", timeout=TIMEOUT_MS)
     note = v.note()
     assert "tiny/model.safetensors" in note and "damaged" in note, note
+    # Loaded again: the file fetched, whole, once (the loader's Range reads of its header
+    # come beside it), and the text of before.
+    v.page.wait_for_function(
+        "document.getElementById('status').textContent.includes('tiny loaded')",
+        timeout=TIMEOUT_MS)
+    assert server.gets(path, whole=True) == fetched + 1
+    v.page.click("#generate")
+    assert v.wait_for_state("done", "error") == "done", v.page.text_content("#error")
+    assert v.page.text_content("#output") == before
     v.wait_saved("tiny")
     assert v.store(hash="sha256-" + digest) == digest  # the copy stored again is the right one
     assert v.errors == [], v.errors
@@ -653,3 +668,36 @@ def test_a_new_build_replaces_the_saved_page(visits, serve, site, tmp_path):
     assert [c for c in caches if c.startswith("webgpt-shell-")] == [f"webgpt-shell-{version}"]
     assert "a new build" in v.page.evaluate("fetch('style.css').then(r => r.text())")
     assert v.errors == [], v.errors
+
+
+def test_a_body_longer_than_declared_is_not_stored_nor_read_past(visits, serve, site, tmp_path):
+    """The site's index declares tiny's vocab.json 1000 bytes shorter than the server sends
+    it: the store writes no byte past the declared size, keeps nothing, says why, and the
+    loader gets only the declared bytes (a JSON cut short: a sentence naming the file)."""
+    path = "/models/tiny/vocab.json"
+    copy = str(tmp_path / "site")
+    shutil.copytree(site, copy, copy_function=os.link)
+    index_path = os.path.join(copy, "models", "index.json")
+    with open(index_path, encoding="utf-8") as f:
+        index = json.load(f)
+    tiny = next(m for m in index["models"] if m["name"] == "tiny")
+    size = tiny["files"]["vocab.json"] - 1000
+    tiny["files"]["vocab.json"] = size
+    tiny["bytes"] -= 1000
+    os.remove(index_path)       # a hard link to the first site's file: write a new one
+    with open(index_path, "w", encoding="utf-8") as f:
+        json.dump(index, f)
+    server = serve(copy)
+    v = visits(server).open(model="tiny", prompt=PROMPT, max_new_tokens=N, temperature=0,
+                            autorun=1)
+    assert v.wait_for_state("done", "error") == "error"
+    error = v.page.text_content("#error")
+    assert "vocab.json" in error and "JSON" in error, error
+    note = v.note()
+    assert f"tiny/vocab.json could not be saved on this device (the server sent more than the " \
+           f"{size} bytes it declared)" in note, note
+    stored = v.store(list=True)
+    digest = "sha256-" + tiny["sha256"]["vocab.json"]
+    assert digest not in stored["blobs"] and digest not in stored["parts"], stored
+    assert server.gets(path, whole=True) >= 1
+    v.errors.clear()    # the loader's error is the page's to show, and it did

@@ -16,7 +16,11 @@
 //   EntryNotFound.
 //
 // The endpoint is fixed when the site is built (python3 build.py --hub-endpoint URL; build.json's
-// hub_endpoint): a page never asks an address it was given in a link.
+// hub_endpoint): a page never asks an address it was given in a link. What the hub answers is
+// read as input from anyone: the listing and the index at most MAX_LISTING and MAX_INDEX bytes
+// (a body that never ends is cut there), the index exactly the size the listing gives it, the
+// repository id and commit in their own characters; the files themselves the model store
+// (store.js) reads no further than the sizes listed here.
 
 export const DEFAULT_ENDPOINT = "https://huggingface.co";
 
@@ -28,6 +32,8 @@ const FOLDER_FILES = ["config.json", "generation_config.json", "tokenizer.json",
 const SINGLE = "model.safetensors";
 const INDEX = "model.safetensors.index.json";
 const MAX_INDEX = 32 << 20;
+const MAX_LISTING = 64 << 20;
+const REPO_PART = "[A-Za-z0-9][A-Za-z0-9._-]{0,95}";
 
 /** An error for the user: `message` and `hint` are sentences; `offline`: the hub could not be
  * reached at all. */
@@ -42,8 +48,8 @@ export class HubError extends Error {
 /** "owner/name" or "owner/name@revision" (spaces around it ignored) as {repo, revision}. */
 export function parseHubId(text) {
   const s = String(text).trim();
-  const name = "[A-Za-z0-9][A-Za-z0-9._-]{0,95}";
-  const m = new RegExp(`^(${name})/(${name})(?:@([A-Za-z0-9][\\w./-]{0,199}))?$`).exec(s);
+  const m = new RegExp(`^(${REPO_PART})/(${REPO_PART})(?:@([A-Za-z0-9][\\w./-]{0,199}))?$`)
+    .exec(s);
   if (!m || s.includes("..")) {
     throw new HubError(`\u201c${s}\u201d is not a model id from the hub: write it as owner/name ` +
       "or owner/name@revision.", "For example openai-community/gpt2, as on the model's page.");
@@ -104,8 +110,9 @@ export async function listModel(endpoint, repo, revision, fetchFn = fetch) {
   if (!resp.ok) throw refused(resp, endpoint, repo, revision);
   let info;
   try {
-    info = await resp.json();
+    info = JSON.parse(await bodyText(resp, MAX_LISTING, null, `The hub's listing of ${repo}`));
   } catch (e) {
+    if (e instanceof HubError) throw e;
     info = null;
   }
   if (!info || !Array.isArray(info.siblings)) {
@@ -116,7 +123,8 @@ export async function listModel(endpoint, repo, revision, fetchFn = fetch) {
       "files only to signed-in users it allows, and this page does not sign in.",
     "Pick a model that is open to everyone.");
   }
-  const id = typeof info.id === "string" && info.id.includes("/") ? info.id : repo;
+  const id = typeof info.id === "string" && new RegExp(`^${REPO_PART}/${REPO_PART}$`).test(info.id)
+    && !info.id.includes("..") ? info.id : repo;
   const commit = /^[0-9a-f]{40}$/.test(info.sha || "") ? info.sha : revision;
   const url = `${endpoint}/${id}/resolve/${encodeURIComponent(commit)}/`;
   const siblings = new Map();
@@ -173,7 +181,7 @@ async function shardsOf(fetchFn, url, siblings, where, endpoint, repo) {
   try {
     const resp = await fetchFn(url + INDEX);
     if (!resp.ok) throw refused(resp, endpoint, repo, "");
-    index = JSON.parse(await resp.text());
+    index = JSON.parse(await bodyText(resp, size, size, `${where}: ${INDEX}`));
   } catch (e) {
     if (e instanceof HubError) throw e;
     if (e instanceof TypeError) throw reached(endpoint, repo);
@@ -188,4 +196,34 @@ async function shardsOf(fetchFn, url, siblings, where, endpoint, repo) {
       "does not have.");
   }
   return shards;
+}
+
+// The text of a response's body, read no further than `limit` bytes (a body that goes on is
+// cancelled there); with `exact`, it must be that many bytes. Else a HubError naming `what`.
+async function bodyText(resp, limit, exact, what) {
+  const reader = resp.body.getReader();
+  const pieces = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > limit) {
+      await reader.cancel().catch(() => {});
+      throw new HubError(`${what} is longer than the ${limit} bytes ${exact === null
+        ? "a listing may have" : "the hub lists for it"}: it is not what the hub should send.`);
+    }
+    pieces.push(value);
+  }
+  if (exact !== null && size !== exact) {
+    throw new HubError(`${what} is ${size} bytes, but the hub lists ${exact}: it is not the ` +
+      "file the hub listed.");
+  }
+  const bytes = new Uint8Array(size);
+  let at = 0;
+  for (const piece of pieces) {
+    bytes.set(piece, at);
+    at += piece.length;
+  }
+  return new TextDecoder().decode(bytes);
 }

@@ -264,6 +264,17 @@ function readParams() {
 // The GPU device was lost (worker.py's "device-lost", or a run that ended on it): say so and
 // load the model again, on a new device, without reloading the page.
 let deviceLost = null; // the message, until the model is loaded again
+// A stored file of the loaded model proved damaged after it loaded (store.js hashes stored
+// files once the page is idle): the model loads again, its file from the network, once no
+// run needs it.
+let damaged = false;
+
+function reloadDamaged() {
+  if (!damaged || running || loading !== null || loadedModel === null) return;
+  damaged = false;
+  loadModel(loadedModel);
+}
+
 let recovering = false;
 
 function recoverDevice() {
@@ -547,12 +558,17 @@ function onMessage(e) {
       break;
     case "run-done":
       runDone(m);
+      reloadDamaged();
       break;
     case "tokenized":
       ide.setPromptTokens(m.text, m.count);
       break;
     case "cache":
       offline.cacheEvent(m);
+      if (m.event === "damaged" && m.model === loadedModel) {
+        damaged = true;
+        reloadDamaged();
+      }
       break;
     case "api-docs":
       ide.setApiDocs(m.entries);

@@ -7,8 +7,8 @@
 //                         or the hub's listing for files kept in LFS) or "sha1-<hex>" (the git
 //                         blob sha1 the hub gives for its other files). Files shared by models
 //                         (tokenizers, copies of a model under two names) are kept once.
-//   parts/<hash>          a download in progress, and parts/<hash>.state: how many of its bytes
-//                         are written and the hash's state at that point, so that an
+//   parts/<hash>          a download in progress, or ended but not hashed yet, and
+//                         parts/<hash>.state: how many of its bytes are written, so that an
 //                         interrupted download resumes where it stopped (a Range request).
 //   manifest.json         the models this page kept or is loading: {models: {key: entry}}.
 //   index.json            the site's models/index.json as last seen (the page offline).
@@ -20,12 +20,17 @@
 // The worker (worker.mjs) puts modelStore(fetch).fetch in front of fetch: the Python that loads a
 // model (webgpt.sources.fetch) reads through it as from the server (HEAD for sizes, Range for
 // headers, one stream per file). A stored file is answered from its blob; a file not stored yet
-// streams from the network through one pass that writes it (a sync access handle), hashes it and
-// hands the same bytes to the loader, whatever the file's size (the loader's own buffer is the
-// only one: a BYOB byte stream). Only a file whose bytes match its hash becomes a blob; a blob
-// is hashed again the first time a worker reads it (a few MB at a time, before the loader gets
-// any of it), and a damaged one is deleted and fetched afresh. (Its modification time cannot
-// stand in for that: OPFS in memory, as in a private window, never changes it.)
+// streams from the network through one pass that writes it (a sync access handle) and hands the
+// same bytes to the loader, whatever the file's size (the loader's own buffer is the only one: a
+// BYOB byte stream), never past its declared size: a body that goes on past it is not stored,
+// nor handed on. Hashing is off that path, and off the path of a later visit's load: a stored
+// copy is used once its size is right, and each file the load read (a blob, or a part whose
+// download has ended) is hashed once the load is over and the page idle (idle(), after the first
+// run, or CHECK_AFTER_MS after the load), a few MB at a time. Then a download whose bytes match
+// becomes a blob; a blob that no longer matches (damaged since it was stored) is deleted and
+// reported "damaged", and the page loads the model again, fetching the file afresh. (Hashing a
+// 498 MB blob before its first use took 4 s of every later visit. Its modification time cannot
+// stand in for the hash: OPFS in memory, as in a private window, never changes it.)
 //
 // Web Locks keep two tabs apart: "webgpt-write:<hash>" (exclusive) while a tab writes a file:
 // another tab that needs it waits, then reads the blob; "webgpt-use:<hash>" (shared) while a tab
@@ -53,6 +58,11 @@ const UNKEPT_MS = 24 * 3600 * 1000;
 // How often (in bytes written) a download records where it is, for a resume after a crash.
 const STATE_EVERY = 32 << 20;
 const CHUNK = 4 << 20;
+// The stored files a load read are hashed once the page is idle (its first run over), or this
+// long after the load, whichever comes first; a piece of this size at a time, so that a run
+// started meanwhile waits at most one piece's hashing between its steps.
+const CHECK_AFTER_MS = 15000;
+const CHECK_PIECE = 1 << 20;
 
 /** Whether this page can keep models: OPFS and Web Locks, in a secure context (https or
  * http://localhost). Without them every request goes to the network as before. */
@@ -153,50 +163,28 @@ async function deleteFile(hash) {
 let hashModule = null;
 
 /** A hasher for `hash` ("sha256-<hex>" or "sha1-<hex>", a git blob: sha1 over "blob <size>\0"
- * and the bytes), started; `state` resumes one saved by hasher.save(). */
-async function newHasher(hash, size, state = null) {
+ * and the bytes), started. */
+async function newHasher(hash, size) {
   hashModule = hashModule || import("./sha256.js");
   const mod = await hashModule;
   const hasher = await (hash.startsWith("sha1-") ? mod.createSHA1() : mod.createSHA256());
   hasher.init();
-  if (state) hasher.load(state);
-  else if (hash.startsWith("sha1-")) hasher.update(new TextEncoder().encode(`blob ${size}\0`));
+  if (hash.startsWith("sha1-")) hasher.update(new TextEncoder().encode(`blob ${size}\0`));
   return hasher;
 }
 
 const digestOf = (hash, hasher) => `${hash.slice(0, hash.indexOf("-"))}-${hasher.digest("hex")}`;
 
-/** Hash a Blob, a piece at a time, into one reused buffer (nothing left for the collector). */
+/** Hash a Blob a piece at a time, letting other tasks of this thread (the Python worker's)
+ * run between the pieces. */
 async function hashBlob(hash, blob) {
   const hasher = await newHasher(hash, blob.size);
-  const stream = blob.stream();
-  let reader;
-  try {
-    reader = stream.getReader({ mode: "byob" });
-  } catch (e) {
-    reader = null;
-  }
-  if (reader) {
-    let buffer = new ArrayBuffer(CHUNK);
-    for (;;) {
-      const { done, value } = await reader.read(new Uint8Array(buffer));
-      if (done) break;
-      hasher.update(value);
-      buffer = value.buffer;
-    }
-  } else {
-    const plain = stream.getReader();
-    for (;;) {
-      const { done, value } = await plain.read();
-      if (done) break;
-      hasher.update(value);
-    }
+  for (let at = 0; at < blob.size; at += CHECK_PIECE) {
+    hasher.update(new Uint8Array(await blob.slice(at, at + CHECK_PIECE).arrayBuffer()));
+    await new Promise((resolve) => { setTimeout(resolve, 0); });
   }
   return digestOf(hash, hasher);
 }
-
-const toBase64 = (bytes) => btoa(String.fromCharCode(...bytes));
-const fromBase64 = (text) => Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 
 // ------------------------------------------------------------------ entries
 
@@ -380,7 +368,7 @@ export async function prepare(index, offline, current = null) {
 }
 
 /** The Cache API store of before: its kept models' files into OPFS (not hashed here: a blob
- * is hashed when first read), then the cache is deleted. */
+ * is hashed after the load that reads it), then the cache is deleted. */
 async function migrate(index) {
   if (!globalThis.caches || !(await caches.has(OLD_CACHE))) return;
   await navigator.locks.request("webgpt-migrate", async () => {
@@ -478,15 +466,20 @@ export async function askPersist() {
  * A fetch for the worker that reads the files of registered models from the store, and stores
  * them as they first stream in. `report` is told what happens, as the fields of the worker's
  * "cache" message (protocol.mjs: event, model, file and the event's own fields).
- * Returns {fetch, loading(url, entry, run)}: loading registers a model (an entry of
+ * Returns {fetch, loading(url, entry, run), idle()}: loading registers a model (an entry of
  * models/index.json or of hub.js), holds its files' use locks and checks the room it needs,
- * then runs run() (the load) and returns its result.
+ * then runs run() (the load) and returns its result; idle() says that the page is idle (a run
+ * has ended): the files the load read are hashed now (see the top of this file).
  */
 export function modelStore(realFetch, report = () => {}) {
   const files = new Map(); // file URL -> {f: {size, hash, url, model, file}, session}
   const listings = new Map(); // folder URL -> Set of the folder's file names
-  const verified = new Map(); // hash -> Promise<boolean>: this worker's check of the blob
+  const unchecked = new Map(); // hash -> f: stored files read since they were last hashed
+  const checked = new Set(); // hashes this worker has hashed (once per visit)
+  const downloaded = new Set(); // hashes this worker downloaded (their loads read those bytes)
   const writing = new Map(); // hash -> Promise: this worker's download of it, until it ends
+  let checkTimer = null;
+  let checking = null; // the check under way (a Promise), or null
 
   function register(entry, session) {
     listings.set(entry.url, new Set(entry.listing || Object.keys(entry.files)));
@@ -516,6 +509,52 @@ export function modelStore(realFetch, report = () => {}) {
       return await run();
     } finally {
       for (const release of releases) release();
+      clearTimeout(checkTimer);
+      checkTimer = setTimeout(idle, CHECK_AFTER_MS);
+    }
+  }
+
+  // Hash the stored files loads have read (off their path: see the top of this file).
+  function idle() {
+    clearTimeout(checkTimer);
+    if (!checking && unchecked.size) {
+      checking = checkStored().catch(() => {}).finally(() => { checking = null; });
+    }
+    return checking;
+  }
+
+  async function checkStored() {
+    const { blobs, parts } = await folders();
+    for (const [hash, f] of [...unchecked]) {
+      unchecked.delete(hash);
+      // Not while another tab writes or loads it (a part becomes a blob here): next visit.
+      const release = await takeForDelete(hash);
+      if (!release) continue;
+      try {
+        const blob = await fileOf(blobs, hash);
+        const file = blob || await fileOf(parts, hash);
+        if (!file || file.size !== f.size) continue;
+        const got = await hashBlob(hash, file);
+        checked.add(hash);
+        if (got === hash && blob) continue;
+        if (got === hash) {
+          await (await parts.getFileHandle(hash)).move(blobs, hash);
+          await remove(parts, hash + ".state");
+          report({ event: "stored", model: f.model, file: f.file, detail: "" });
+        } else if (downloaded.has(hash)) {
+          // Bytes the server sent this visit: the same would come again.
+          await deleteFile(hash);
+          report({ event: "not-stored", model: f.model, file: f.file,
+            detail: `the server sent bytes with hash ${got}, ${hash} expected` });
+        } else {
+          // Damaged since it was stored: the model loaded from it loads again, from the network.
+          await deleteFile(hash);
+          report({ event: "damaged", model: f.model, file: f.file,
+            detail: `its hash is ${got}, ${hash} expected` });
+        }
+      } finally {
+        release();
+      }
     }
   }
 
@@ -557,41 +596,27 @@ export function modelStore(realFetch, report = () => {}) {
     return false;
   }
 
-  // The blob of f, checked (hashed, the first time this worker reads it); null when there is
-  // none or it was damaged (then it is deleted and said).
+  // The stored copy of f: its blob, or a part whose download has ended (its hash not checked
+  // yet), whichever has f's size; null when there is none. It is hashed after the load (idle).
   async function storedCopy(f) {
-    const { blobs } = await folders();
-    const file = await fileOf(blobs, f.hash);
-    if (!file) return null;
-    if (!verified.has(f.hash)) verified.set(f.hash, check(f, file));
-    let good = false;
-    try {
-      good = await verified.get(f.hash);
-    } finally {
-      if (!good) verified.delete(f.hash);
-    }
-    return good ? fileOf(blobs, f.hash) : null;
-  }
-
-  async function check(f, file) {
-    let problem = null;
-    if (file.size !== f.size) {
-      problem = `${file.size} bytes stored, ${f.size} expected`;
-    } else {
-      const got = await hashBlob(f.hash, file);
-      if (got !== f.hash) problem = `its hash is ${got}, ${f.hash} expected`;
-    }
-    if (problem === null) return true;
-    const release = await takeLock(lockName("write", f.hash), "exclusive", true);
-    if (release) {
-      try {
-        await deleteFile(f.hash);
-      } finally {
-        release();
+    const { blobs, parts } = await folders();
+    const blob = await fileOf(blobs, f.hash);
+    if (blob && blob.size !== f.size) {
+      const release = await takeLock(lockName("write", f.hash), "exclusive", true);
+      if (release) {
+        try {
+          await remove(blobs, f.hash);
+        } finally {
+          release();
+        }
       }
+      report({ event: "damaged", model: f.model, file: f.file,
+        detail: `${blob.size} bytes stored, ${f.size} expected` });
     }
-    report({ event: "damaged", model: f.model, file: f.file, detail: problem });
-    return false;
+    const file = blob && blob.size === f.size ? blob : await fileOf(parts, f.hash);
+    if (!file || file.size !== f.size) return null;
+    if (!checked.has(f.hash)) unchecked.set(f.hash, f);
+    return file;
   }
 
   async function storeFetch(input, init) {
@@ -686,9 +711,10 @@ export function modelStore(realFetch, report = () => {}) {
       report({ event: "resumed", model: f.model, file: f.file, from: part.have, size: f.size });
     }
     const stream = part.stream(resp, start, {
-      stored() {
-        verified.set(f.hash, Promise.resolve(true));
-        report({ event: "stored", model: f.model, file: f.file, detail: "" });
+      whole() {
+        downloaded.add(f.hash);
+        checked.delete(f.hash);
+        unchecked.set(f.hash, f);
       },
       failed(detail) {
         report({ event: "not-stored", model: f.model, file: f.file, detail });
@@ -702,7 +728,7 @@ export function modelStore(realFetch, report = () => {}) {
     return new Response(stream, { status: 206, headers });
   }
 
-  return { fetch: storeFetch, loading: loadingModel };
+  return { fetch: storeFetch, loading: loadingModel, idle };
 }
 
 // ------------------------------------------------------------------ a download in progress
@@ -717,7 +743,7 @@ class Part {
     try {
       p.stateHandle = await (await parts.getFileHandle(f.hash + ".state", { create: true }))
         .createSyncAccessHandle();
-      await p.resume();
+      p.resume();
     } catch (e) {
       p.close();
       throw e;
@@ -727,14 +753,12 @@ class Part {
 
   constructor(f) {
     this.f = f;
-    this.have = 0; // bytes of the file in the part (written and hashed)
-    this.hasher = null;
+    this.have = 0; // bytes of the file in the part
     this.saved = 0; // `have` when the state was last saved
   }
 
-  // Where the part stands: its saved state (truncating what was written after it), else the
-  // part's bytes hashed again, else nothing.
-  async resume() {
+  // Where the part stands: its saved state (what was written after it is cut off), else empty.
+  resume() {
     const size = this.handle.getSize();
     let state = null;
     const n = this.stateHandle.getSize();
@@ -749,35 +773,16 @@ class Part {
     }
     if (state && state.hash === this.f.hash && Number.isInteger(state.bytes)
         && state.bytes > 0 && state.bytes <= size && state.bytes <= this.f.size) {
-      try {
-        this.hasher = await newHasher(this.f.hash, this.f.size, fromBase64(state.state));
-        this.handle.truncate(state.bytes);
-        this.have = this.saved = state.bytes;
-        return;
-      } catch (e) {
-        this.hasher = null; // a state this hasher cannot load: hash the bytes instead
-      }
+      this.handle.truncate(state.bytes);
+      this.have = this.saved = state.bytes;
+      return;
     }
-    this.hasher = await newHasher(this.f.hash, this.f.size);
-    if (size > 0 && size <= this.f.size) {
-      const buffer = new Uint8Array(Math.min(CHUNK, size));
-      for (let at = 0; at < size;) {
-        const want = Math.min(buffer.length, size - at);
-        const got = this.handle.read(buffer.subarray(0, want), { at });
-        if (got <= 0) break;
-        this.hasher.update(buffer.subarray(0, got));
-        at += got;
-        this.have = at;
-      }
-    } else if (size > 0) {
-      this.handle.truncate(0);
-    }
+    if (size > 0) this.handle.truncate(0);
     this.saveState();
   }
 
   saveState() {
-    const text = JSON.stringify({ hash: this.f.hash, bytes: this.have,
-      state: toBase64(this.hasher.save()) });
+    const text = JSON.stringify({ hash: this.f.hash, bytes: this.have });
     this.handle.flush(); // the bytes first, then the state that counts them
     this.stateHandle.truncate(0);
     this.stateHandle.write(new TextEncoder().encode(text), { at: 0 });
@@ -798,12 +803,13 @@ class Part {
       // The server ignored the Range, or the part is longer than its file: start again.
       this.handle.truncate(0);
       this.have = 0;
-      this.hasher = await newHasher(this.f.hash, this.f.size);
     }
   }
 
   /** A byte stream of bytes [start, size) for the loader: what the part has, then the network
-   * body, each piece written and hashed as it passes. `on`: stored(), failed(detail), ended(). */
+   * body, each piece written as it passes, and nothing past the file's declared size (a body
+   * that goes on is cut there, not stored, and not read on). `on`: whole() (every byte is in
+   * the part: it is hashed later), failed(detail), ended(). */
   stream(resp, start, on) {
     const part = this;
     const f = this.f;
@@ -811,6 +817,7 @@ class Part {
     let pos = start; // the next byte the loader gets
     let storing = true;
     let finished = false;
+    let atEnd = false; // the declared size is reached: the loader gets no more
 
     const stopStoring = (detail) => {
       if (!storing) return;
@@ -832,27 +839,24 @@ class Part {
       }
       on.ended();
     };
-    const complete = async () => {
+    const complete = () => {
       if (!storing) return;
-      storing = false;
-      const got = digestOf(f.hash, part.hasher);
-      part.close();
-      if (part.have !== f.size || got !== f.hash) {
-        part.discard();
-        on.failed(part.have !== f.size
-          ? `the server sent ${part.have} bytes, ${f.size} expected`
-          : `the server sent bytes with hash ${got}, ${f.hash} expected`);
+      if (part.have !== f.size) {
+        stopStoring(`the server sent ${part.have} bytes, ${f.size} expected`);
         return;
       }
+      storing = false;
       try {
-        const { blobs } = await folders();
-        await (await part.dir.getFileHandle(f.hash)).move(blobs, f.hash);
-        await remove(part.dir, f.hash + ".state");
-        on.stored();
+        part.saveState();
       } catch (e) {
-        part.discard();
-        on.failed(String(e));
+        // a whole part is known by its size
       }
+      part.close();
+      on.whole();
+    };
+    const close = (controller, request, memory) => {
+      controller.close();
+      request.respondWithNewView(memory.subarray(0, 0));
     };
 
     return new ReadableStream({
@@ -862,6 +866,10 @@ class Part {
         const request = controller.byobRequest;
         const view = new Uint8Array(request.view.buffer, request.view.byteOffset,
           request.view.byteLength);
+        if (atEnd) {
+          close(controller, request, view);
+          return;
+        }
         try {
           if (pos < part.have && storing) { // bytes the part has from before
             const n = part.handle.read(view.subarray(0, Math.min(view.length, part.have - pos)),
@@ -873,29 +881,33 @@ class Part {
           const length = view.length;
           let memory = view; // the loader's memory (a BYOB read moves it to a new buffer)
           for (;;) {
-            const { done, value } = await net.read(memory);
-            memory = new Uint8Array(value.buffer, value.byteOffset, length);
-            if (done) {
-              await complete(); // (a file shorter than it should be: not stored)
+            const got = await net.read(memory);
+            memory = new Uint8Array(got.value.buffer, got.value.byteOffset, length);
+            if (got.done) {
+              complete(); // (a file shorter than it should be: not stored)
               end(false);
-              controller.close();
-              request.respondWithNewView(memory.subarray(0, 0));
+              close(controller, request, memory);
               return;
             }
             const at = part.have;
+            const value = got.value.subarray(0, Math.max(0, f.size - at));
             if (storing) {
               try {
                 part.handle.write(value, { at });
-                part.hasher.update(value);
               } catch (e) { // QuotaExceededError, most likely: the loader goes on all the same
                 stopStoring(`${e.name === "QuotaExceededError" ? "no room left" : e.name}: ` +
                   `${e.message}`);
               }
             }
             part.have += value.length;
+            if (got.value.length > value.length) {
+              stopStoring(`the server sent more than the ${f.size} bytes it declared`);
+            }
             if (part.have >= f.size) { // the last byte: the loader may not read on to the end
-              await complete();
+              atEnd = true;
+              complete();
               end(false);
+              net.cancel().catch(() => {});
             } else if (storing && part.have - part.saved >= STATE_EVERY) {
               part.saveState();
             }
@@ -906,6 +918,10 @@ class Part {
               if (skip) memory.copyWithin(0, skip, value.length);
               pos += value.length - skip;
               request.respondWithNewView(memory.subarray(0, value.length - skip));
+              return;
+            }
+            if (atEnd) {
+              close(controller, request, memory);
               return;
             }
           }

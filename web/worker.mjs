@@ -22,12 +22,18 @@ import { loadPyodide } from "./pyodide/pyodide.mjs";
 import { FROM_WORKER, post } from "./protocol.mjs";
 import { modelStore } from "./store.js";
 
-// A message to the page (protocol.mjs's FROM_WORKER); worker.py posts through it too.
+// A message to the page (protocol.mjs's FROM_WORKER).
 const send = (type, fields) => post(self, FROM_WORKER, type, fields);
-self.webgptPost = send;
+// worker.py posts through this; the end of a run is also when the model store hashes the files
+// the load read (store.js: off the path to the first token).
+self.webgptPost = (type, fields) => {
+  post(self, FROM_WORKER, type, fields);
+  if (type === "run-done") models.idle();
+};
 
 // Model files are read through the model store (store.js, OPFS): written on this device as they
-// first stream in, read from there (checked by their hash) afterwards, and so without the server.
+// first stream in, read from there afterwards (and hashed once the page is idle), and so without
+// the server.
 const models = modelStore(globalThis.fetch, (e) => send("cache", e));
 globalThis.fetch = models.fetch;
 
