@@ -354,7 +354,7 @@ def test_examples_run_and_draw(shared_page):
                                         "bs => bs.map(b => b.dataset.path)")
     assert set(items) == {"examples/greedy_vs_sampled.py", "examples/next_token_chart.py",
                           "examples/ban_a_word.py", "examples/tokens.py", "examples/chat_loop.py",
-                          "examples/logprobs.py"}
+                          "examples/logprobs.py", "examples/python_tool.py"}
     for path in items:
         if path == "examples/logprobs.py":  # test_logprobs_example_colours_the_tokens
             continue
@@ -374,6 +374,8 @@ def test_examples_run_and_draw(shared_page):
             assert out.count("Hello world") >= 3 and "choice 1" in out, out
         elif path.endswith("chat_loop.py"):  # GPT-2: no template (tests/test_chat_page.py chats)
             assert "has no chat template" in out
+        elif path.endswith("python_tool.py"):  # GPT-2: no template (tests/test_tools_page.py)
+            assert "cannot call tools" in out
     assert p.console_errors == []
 
 

@@ -620,9 +620,25 @@ export function createIDE({ onRun, onStop, requestTokens, requestApiDocs }) {
       const s = Number.isFinite(seconds) ? ` in ${seconds.toFixed(2)} s` : "";
       const text = status === "ok" ? `\u2713 Done${s}.`
         : status === "stopped" ? `\u25a0 Stopped${s}.` : `\u2717 Failed${s}: ${error || "error"}.`;
+      for (const b of ui.console.querySelectorAll(".confirm button")) b.disabled = true;
       add(el("div", { class: `sys end ${status}` }, text), text.length);
       ui.console.dataset.status = status;
       ui.console.dataset.runs = String(Number(ui.console.dataset.runs || 0) + 1);
+    },
+    /** page.confirm: `title` and `text` (code a tool would run) with Run and Don't run;
+     * answer(true or false) once, then both buttons are off (and at the run's end). */
+    confirm({ title, text }, answer) {
+      const decide = (yes) => {
+        for (const b of box.querySelectorAll("button")) b.disabled = true;
+        box.dataset.answer = yes ? "run" : "declined";
+        answer(yes);
+      };
+      const box = el("div", { class: "confirm" }, el("div", { class: "confirm-title" }, title),
+        el("pre", { class: "confirm-text" }, text),
+        el("button", { type: "button", class: "confirm-run", onclick: () => decide(true) }, "Run"),
+        el("button", { type: "button", class: "confirm-no", onclick: () => decide(false) },
+          "Don\u2019t run"));
+      add(box, title.length + text.length);
     },
     /** A line with a button, e.g. to restart Python. */
     action(text, label, fn) {

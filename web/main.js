@@ -550,6 +550,9 @@ function onMessage(e) {
     case "console":
       ide.console.write(m.stream, m.text);
       break;
+    case "confirm":
+      ide.console.confirm(m, (answer) => send("confirmed", { id: m.id, answer }));
+      break;
     case "chart":
       ide.console.chart(m);
       break;

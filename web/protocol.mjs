@@ -23,6 +23,8 @@ export const TO_WORKER = {
   run: ["code", "filename", "params", "files"],
   // Stop: sets control[0] once Python awaits (without shared memory the only way).
   stop: [],
+  // The person's answer to "confirm" (page.confirm): true to go on (Run), false not to.
+  confirmed: ["id", "answer"],
   // End a script that did not stop by itself, where it awaits (sent a second after Stop).
   cancel: [],
   // How many tokens `text` is (for "How it works"); answered by "tokenized".
@@ -59,6 +61,9 @@ export const FROM_WORKER = {
   // ...]}; chat: the tokenizer has a chat template.
   loaded: ["name", "device", "has_f16", "uses_f16", "weights", "load_s", "parts", "config",
     "layout", "plan", "chat"],
+  // page.confirm(title, text): ask the person, showing `text` (code a tool would run) with
+  // Run and Don't run; answered by "confirmed" with the same id.
+  confirm: ["id", "title", "text"],
   // page.output(text): generated text.
   piece: ["text"],
   // page.note(text): a line for the user (the chat shows it under the reply).

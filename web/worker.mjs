@@ -174,6 +174,9 @@ self.onmessage = (e) => {
     }
   } else if (m.type === "stop") {
     control[0] = 1;
+  } else if (m.type === "confirmed") {
+    // The person answered page.confirm: handled at once, the script awaits it.
+    if (page !== null) page.confirmed(m.id, m.answer);
   } else if (m.type === "cancel") {
     // Python is idle (else this message would wait): no interrupt is needed any more.
     if (interrupt) Atomics.store(interrupt, 0, 0);

@@ -237,6 +237,10 @@ def _sys(text):
     post("console", stream="sys", text=text)
 
 
+# page.confirm's questions waiting for the person: id -> the future their answer resolves.
+_questions = {}
+
+
 class Page:
     """What a script can do on the page: its global `page`."""
 
@@ -251,6 +255,19 @@ class Page:
     def note(self, text):
         """Show a line for the user: under the reply in the chat, else in the console."""
         post("note", text=str(text))
+
+    async def confirm(self, title, text):
+        """Ask the person on the page: `title` above `text` (such as code a tool would run),
+        with Run and Don't run buttons. True once they press Run, False for Don't run; the
+        script waits for them (Stop ends it there)."""
+        _flush()
+        key = f"q{id(self)}-{len(_questions)}-{time.perf_counter_ns()}"
+        _questions[key] = answer = asyncio.get_event_loop().create_future()
+        post("confirm", id=key, title=str(title), text=str(text))
+        try:
+            return await answer
+        finally:
+            del _questions[key]
 
     def stop_requested(self):
         """True once the Stop button was pressed: end the loop, the run ends cleanly."""
@@ -320,6 +337,13 @@ def _token_logprobs(logprobs):
     return [(_token_text(e), e["logprob"],
              [(_token_text(a), a["logprob"]) for a in e.get("top_logprobs") or []])
             for e in map(_plain, logprobs)]
+
+
+def confirmed(key, answer):
+    """The person's answer to page.confirm (the page's Run or Don't run)."""
+    question = _questions.get(key)
+    if question is not None and not question.done():
+        question.set_result(bool(answer))
 
 
 def cancel():
