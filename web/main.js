@@ -269,6 +269,15 @@ let deviceLost = null; // the message, until the model is loaded again
 // run needs it.
 let damaged = false;
 
+/** A hub model is kept when the user asks for it: Keep is offered where its files are all on
+ * this device and it is not kept yet. */
+function offerKeep(name) {
+  offline.refresh().then(() => {
+    ui.hubKeep.hidden = loadedModel !== name || offline.isSaved(name) || !offline.isStored(name);
+    ui.hubKeep.disabled = false;
+  });
+}
+
 function reloadDamaged() {
   if (!damaged || running || loading !== null || loadedModel === null) return;
   damaged = false;
@@ -491,14 +500,8 @@ function onMessage(e) {
     case "loaded": {
       loadParts = m.parts || null;
       startOffline();
-      if (hubModels.has(m.name)) { // a hub model: kept when the user asks for it (offered
-        // where its files are all on this device, and it is not kept yet)
-        const name = m.name;
-        offline.refresh().then(() => {
-          ui.hubKeep.hidden = loadedModel !== name || offline.isSaved(name)
-            || !offline.isStored(name);
-          ui.hubKeep.disabled = false;
-        });
+      if (hubModels.has(m.name)) {
+        offerKeep(m.name);
       } else {
         const entry = models.find((x) => x.name === m.name);
         if (entry) offline.keep(toEntry(entry));
@@ -571,6 +574,8 @@ function onMessage(e) {
       if (m.event === "damaged" && m.model === loadedModel) {
         damaged = true;
         reloadDamaged();
+      } else if (m.event === "stored" && hubModels.has(loadedModel)) {
+        offerKeep(loadedModel); // its downloads are checked and kept once its run is over
       }
       break;
     case "api-docs":
