@@ -34,6 +34,7 @@ const INDEX = "model.safetensors.index.json";
 const MAX_INDEX = 32 << 20;
 const MAX_LISTING = 64 << 20;
 const REPO_PART = "[A-Za-z0-9][A-Za-z0-9._-]{0,95}";
+const QUANT_TAG = "[A-Za-z0-9][A-Za-z0-9_]{0,31}";
 
 /** An error for the user: `message` and `hint` are sentences; `offline`: the hub could not be
  * reached at all. */
@@ -45,16 +46,20 @@ export class HubError extends Error {
   }
 }
 
-/** "owner/name" or "owner/name@revision" (spaces around it ignored) as {repo, revision}. */
+/** "owner/name", "owner/name:QUANT" (a GGUF repository's file of that quantization, as
+ * llama.cpp's -hf takes it) or either with "@revision" (spaces around it ignored) as {repo,
+ * revision}; repo keeps the ":QUANT" (listModel reads it: the model is that file). */
 export function parseHubId(text) {
   const s = String(text).trim();
-  const m = new RegExp(`^(${REPO_PART})/(${REPO_PART})(?:@([A-Za-z0-9][\\w./-]{0,199}))?$`)
-    .exec(s);
+  const m = new RegExp(`^(${REPO_PART})/(${REPO_PART})(:${QUANT_TAG})?` +
+    `(?:@([A-Za-z0-9][\\w./-]{0,199}))?$`).exec(s);
   if (!m || s.includes("..")) {
     throw new HubError(`\u201c${s}\u201d is not a model id from the hub: write it as owner/name ` +
-      "or owner/name@revision.", "For example openai-community/gpt2, as on the model's page.");
+      "(or owner/name:QUANT for a GGUF file) or owner/name@revision.",
+    "For example openai-community/gpt2, or bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M, as " +
+      "on the model's page.");
   }
-  return { repo: `${m[1]}/${m[2]}`, revision: m[3] || "main" };
+  return { repo: `${m[1]}/${m[2]}${m[3] || ""}`, revision: m[4] || "main" };
 }
 
 /** The key and display name of a hub model, as store.js keeps it. */
@@ -100,6 +105,8 @@ function refused(resp, endpoint, repo, revision) {
  * safetensors weights: the single file, or the index and the shards it names). Throws HubError.
  */
 export async function listModel(endpoint, repo, revision, fetchFn = fetch) {
+  let tag = "";
+  [repo, tag = ""] = repo.split(":");
   const api = `${endpoint}/api/models/${repo}/revision/${encodeURIComponent(revision)}?blobs=true`;
   let resp;
   try {
@@ -134,6 +141,9 @@ export async function listModel(endpoint, repo, revision, fetchFn = fetch) {
     }
   }
   const where = revision === "main" ? id : `${id} at ${revision}`;
+  if (tag || (!siblings.has("config.json") && ggufModels(siblings).size)) {
+    return ggufEntry(siblings, where, id, tag, revision, commit, endpoint, url);
+  }
   if (!siblings.has("config.json")) {
     throw new HubError(`${where} has no config.json: it is not a model folder the page can load.`,
       "A model folder holds config.json, safetensors weights and its tokenizer files.");
@@ -156,6 +166,74 @@ export async function listModel(endpoint, repo, revision, fetchFn = fetch) {
   return {
     key: hubKey(id, revision), name: hubName(id, revision), source: "hub", repo: id, revision,
     commit, endpoint, url, files, listing: [...siblings.keys()],
+    bytes: Object.values(files).reduce((sum, f) => sum + f.size, 0),
+  };
+}
+
+// ---- GGUF repositories: one file per quantization (Q4_K_M, Q8_0, ...; split ones as
+// NAME-00001-of-0000N.gguf parts), of which the tag picks one.
+
+const SPLIT = /-(\d{5})-of-(\d{5})\.gguf$/i;
+
+/** Map of each GGUF model of a repository (split parts under the first's name without the
+ * part number) to its files in order; multimodal projectors (mmproj) are not models. */
+function ggufModels(siblings) {
+  const models = new Map();
+  for (const name of [...siblings.keys()].sort()) {
+    if (!/\.gguf$/i.test(name) || /mmproj/i.test(name)) continue;
+    const m = SPLIT.exec(name);
+    const key = m ? `${name.slice(0, m.index)}.gguf` : name;
+    if (!models.has(key)) models.set(key, []);
+    models.get(key).push(name);
+  }
+  return models;
+}
+
+/** The quantization a GGUF file's name ends with ("...-Q4_K_M.gguf" -> "Q4_K_M"). */
+function tagOf(model) {
+  const stem = model.replace(/\.gguf$/i, "");
+  const m = /[-_.]((?:I?Q\d[A-Z0-9_]*)|(?:BF16)|(?:F\d\d))$/i.exec(stem);
+  return m ? m[1] : stem;
+}
+
+function mb(n) {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(0)} MB`;
+}
+
+/** "Q4_K_M (808 MB), Q8_0 (1.3 GB), ...": the repository's GGUF models by tag and size. */
+export function ggufChoices(siblings) {
+  const size = (n) => fileOf(siblings.get(n), "").size;
+  return [...ggufModels(siblings)].map(([model, parts]) =>
+    `${tagOf(model)} (${mb(parts.reduce((sum, p) => sum + size(p), 0))})`).join(", ");
+}
+
+// The model entry of the GGUF file tagged `tag` (its parts: the worker's loader reads the
+// first and finds the others beside it); no tag, or one no file has, is a sentence listing the
+// repository's quantizations.
+function ggufEntry(siblings, where, id, tag, revision, commit, endpoint, url) {
+  const models = ggufModels(siblings);
+  if (!models.size) {
+    throw new HubError(`${where} has no GGUF files, so no \u201c${tag}\u201d.`,
+      "Drop the :QUANT to load a repository of safetensors weights.");
+  }
+  const choices = ggufChoices(siblings);
+  if (!tag) {
+    throw new HubError(`${where} holds GGUF files, one per quantization: pick one as ` +
+      `${id}:QUANT.`, `It has ${choices}. Q4_K_M is a good size for a browser.`);
+  }
+  let found = [...models.keys()].filter((m) => tagOf(m).toLowerCase() === tag.toLowerCase());
+  if (!found.length) found = [...models.keys()].filter((m) => m.toLowerCase().includes(tag.toLowerCase()));
+  if (found.length !== 1) {
+    throw new HubError(`${where} has ${found.length ? "several GGUF files" : "no GGUF file"} ` +
+      `for \u201c${tag}\u201d.`, `It has ${choices}.`);
+  }
+  const parts = models.get(found[0]);
+  const files = {};
+  for (const name of parts) files[name] = fileOf(siblings.get(name), where);
+  const name = `${id}:${tag}`;
+  return {
+    key: hubKey(name, revision), name: hubName(name, revision), source: "hub", repo: id,
+    revision, commit, endpoint, url: url + parts[0], files, listing: parts,
     bytes: Object.values(files).reduce((sum, f) => sum + f.size, 0),
   };
 }

@@ -64,6 +64,16 @@ async def open_folder(source):
     if is_gguf(source):
         return await open_gguf(source)
     source = open_source(source)
+    base = source.where("").rstrip("/")
+    if is_gguf(base):
+        # A source made for a .gguf file's URL as if it were a folder (the page's worker makes
+        # one for every model): the same kind of source for the folder the file is in.
+        from .gguf_spec import _split_path
+
+        parent, name = _split_path(base)
+        progress = getattr(source, "progress", None)
+        source = type(source)(parent, **({"progress": progress} if progress else {}))
+        return await read_gguf_model(source, name)
     if not await source.exists("config.json"):
         gguf = _gguf_in(source)
         if gguf is not None:

@@ -191,7 +191,8 @@ class FetchSource(Source):
             return
         if final or self._streamed - self._reported >= PROGRESS_STEP:
             self._reported = self._streamed
-            total = sum(self._sizes[k] for k in self._sizes if k.endswith(".safetensors"))
+            total = sum(self._sizes[k] for k in self._sizes
+                        if k.endswith((".safetensors", ".gguf")))
             self.progress("download", self._streamed, max(total, self._streamed))
 
     def _buffer(self, n):

@@ -1,0 +1,104 @@
+"""GGUF files in the page (Chromium, WebGPU on SwiftShader), from test_hub_page's mock hub (a
+second origin with CORS, the files in LFS behind a storage redirect on a third): ?hub=OWNER/
+NAME:QUANT loads the file of that quantization, a Q4_K_M-style mix (Q4_K and Q6_K blocks) and a
+Q8_0 file, each giving the command line's greedy text on the same file (so the kernels decode
+the blocks on SwiftShader as they do on lavapipe, and the page's tokenizer is the file's);
+without a tag the page says which quantizations the repository has. Only the chosen file is
+fetched.
+"""
+
+import json
+import os
+import threading
+
+import pytest
+
+import ggufmodels
+import hfmodels
+from conftest import _import_build
+from test_fetch import COMMIT
+from test_hub_page import TIMEOUT_MS, HubVisit, PageHub, sha256
+from test_web import cli_generate
+
+gguf = pytest.importorskip("gguf")
+pytest.importorskip("torch")
+
+REPO = "test-org/tiny-GGUF"
+PROMPT = "ROMEO: what light"
+N = 10
+
+
+@pytest.fixture(scope="module")
+def gguf_repo(tmp_path_factory):
+    """(folder of the files, {file: bytes}) of a GGUF repository of a small Qwen3 model."""
+    d = str(tmp_path_factory.mktemp("gguf-page"))
+    hfmodels.write_tokenizer(d)
+    model = hfmodels.hf_model("Qwen3ForCausalLM", dict(
+        hidden_size=256, intermediate_size=512, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=64, tie_word_embeddings=False,
+        max_position_embeddings=128))
+    Q = gguf.GGMLQuantizationType
+    ggufmodels.write_gguf(os.path.join(d, "tiny-Q4_K_M.gguf"), model, d, ggufmodels.q4_k_m)
+    ggufmodels.write_gguf(os.path.join(d, "tiny-Q8_0.gguf"), model, d, ggufmodels.uniform(Q.Q8_0))
+    files = {n: open(os.path.join(d, n), "rb").read() for n in os.listdir(d)
+             if n.endswith(".gguf")}
+    files["README.md"] = b"# tiny GGUF\n"
+    return d, files
+
+
+@pytest.fixture(scope="module")
+def gguf_hubs(gguf_repo):
+    import test_fetch
+
+    saved = test_fetch.LFS_SUFFIXES
+    test_fetch.LFS_SUFFIXES = saved + (".gguf",)    # the hub keeps .gguf files in LFS
+    storage = PageHub({REPO: gguf_repo[1]})
+    hub = PageHub({REPO: gguf_repo[1]}, storage=storage.url)
+    yield hub, storage
+    for h in (hub, storage):
+        if h.server is not None:
+            h.close()
+    test_fetch.LFS_SUFFIXES = saved
+
+
+@pytest.fixture(scope="module")
+def gguf_site(tmp_path_factory, gguf_hubs):
+    build = _import_build()
+    site = build.build(str(tmp_path_factory.mktemp("ggufsite") / "dist"),
+                       hub_endpoint=gguf_hubs[0].url)
+    srv = build.make_server(site, "127.0.0.1", 0)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}/"
+    srv.shutdown()
+    srv.server_close()
+
+
+def test_gguf_files_run_in_the_page(browser, gguf_site, gguf_hubs, gguf_repo):
+    hub, storage = gguf_hubs
+    folder, files = gguf_repo
+    v = HubVisit(browser, gguf_site, gguf_hubs)
+    try:
+        for tag in ("Q4_K_M", "Q8_0"):
+            name = f"tiny-{tag}.gguf"
+            want = cli_generate(os.path.join(folder, name), PROMPT, N)
+            v.open(hub=f"{REPO}:{tag}", prompt=PROMPT, max_new_tokens=N, temperature=0,
+                   autorun=1)
+            assert v.state("done", "error") == "done", v.error()
+            assert v.page.text_content("#output") == want, tag
+            assert v.page.input_value("#model") == f"{REPO}:{tag}"
+            fetched = {n for m, p, _ in storage.requests if m == "GET" and p.startswith("/cdn/")
+                       for n, data in files.items() if p == f"/cdn/{sha256(data)}"}
+            assert fetched <= {"tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf"} and name in fetched
+            assert all(COMMIT in p for m, p, _ in hub.requests if f"/{REPO}/resolve/" in p)
+            print(f"{tag}: the page's greedy text equals the CLI's: {want!r}")
+        # Without a tag: which quantizations there are, in a sentence; the model in stays.
+        assert v.load(REPO) == "ready"
+        text = v.error()
+        assert f"pick one as {REPO}:QUANT" in text and "Q4_K_M (" in text and "Q8_0 (" in text, \
+            text
+        assert v.load(f"{REPO}:Q2_K") == "ready"
+        assert "no GGUF file for \u201cQ2_K\u201d" in v.error(), v.error()
+        assert v.blocked == [], v.blocked
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
