@@ -11,7 +11,8 @@ import json
 
 from test_editor import Page
 
-CODE = "print('ran:', 6 * 7)\n1 / 0\n"
+CODE = ("import math\nprint('ran:', 6 * 7, math.floor(2.5))\ntry:\n    import js\n"
+        "except ImportError as e:\n    print(e)\n1 / 0\n")
 
 
 def drive(p, source):
@@ -41,7 +42,8 @@ def test_the_python_tool_runs_only_once_allowed(pages):
     out = p.console()
     assert p.page.get_attribute("#console", "data-status") == "ok", out
     result = out.split("result:")[-1]
-    assert "ran: 42" in result and "ZeroDivisionError: division by zero" in result
+    assert "ran: 42 2" in result and "ZeroDivisionError: division by zero" in result
+    assert "does not let code import js" in result
     assert box.get_attribute("data-answer") == "run"
 
     n = drive(p, source)

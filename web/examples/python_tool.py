@@ -9,19 +9,35 @@ raised if it failed, go back to the model as the tool's result, and the model an
 them. Declined, the model is told so. The call is constrained to the tool's schema while it is
 generated (tool_choice "required": the model must call it), so it always parses.
 
-What such code can reach: what any Python in this page can. That is this worker's Python (its
-modules, the loaded `model` and the GPU through it), what the page's origin keeps that a
-worker can open (IndexedDB and the Cache API, the model store among them), and the network
-requests the browser allows this page (its own server, and servers that allow it by CORS).
-Not the page's DOM, not other sites' data. The code runs in a namespace of its own, not in
-this script's globals; read it before you press Run.
+What such code can reach: it runs in this worker's Python, beside the page's own code, so in
+principle what any Python in the page can: the loaded model and the GPU, what the page's origin
+keeps that a worker can open (IndexedDB and the Cache API, the model store among them), and
+the network requests the browser allows this page (its own server, and servers that allow it
+by CORS); never the page's DOM or other sites' data. It gets a namespace of its own (not this
+script's globals: no `model`, no `page`), and imports that lead to the rest (js, pyodide,
+webgpt, sys, importlib, gc, ...) are refused; that keeps honest code away from the weights
+and the store, but Pyodide has no sandbox, and code written to get around it can. So read it
+before you press Run: the confirmation is the protection.
 """
 
+import builtins
 import contextlib
 import io
 import traceback
 
 QUESTION = "What is the sum of the squares of the whole numbers from 1 to 10? Use Python."
+
+
+# Modules that lead from the tool's code to the page's own: the JavaScript world (the store,
+# fetch), the loaded model, the interpreter's module table.
+REFUSED = {"js", "pyodide", "pyodide_js", "_pyodide", "micropip", "webgpt", "sys", "importlib",
+           "gc", "builtins", "inspect", "ctypes", "_ctypes"}
+
+
+def guarded_import(name, *args, **kwargs):
+    if name.split(".")[0] in REFUSED:
+        raise ImportError(f"the python tool does not let code import {name}")
+    return builtins.__import__(name, *args, **kwargs)
 
 
 @webgpt.function_tool
@@ -35,7 +51,9 @@ async def python(code: str) -> str:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         try:
-            exec(compile(code, "<the model's code>", "exec"), {"__name__": "__tool__"})
+            namespace = {"__name__": "__tool__",
+                         "__builtins__": dict(vars(builtins), __import__=guarded_import)}
+            exec(compile(code, "<the model's code>", "exec"), namespace)
         except Exception:
             print(traceback.format_exc(limit=-1), end="")
     return printed.getvalue() or "(the program printed nothing)"
