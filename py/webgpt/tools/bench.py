@@ -65,6 +65,24 @@ def shape_config(shape, quant=None):
     return cfg
 ITEMSIZE = {"F32": 4, "F16": 2, "Q8": 2, "Q4": 2}  # Q8, Q4: f16 vectors, scales, wpe
 BLOCK = 32  # values per scale of the quantized rows
+# GGUF files as the hub publishes them (matrices in ggml block types, the kernels decoding
+# them; vectors f16 here): one type for every matrix, or a Q4_K_M-style mix.
+GGUF_DTYPES = ("Q4_0", "Q8_0", "Q4_K_M")
+ITEMSIZE.update({t: 2 for t in GGUF_DTYPES})
+DTYPES = ["F32", "F16", "Q8", "Q4", *GGUF_DTYPES]
+
+
+def gguf_type(dtype, name, K):
+    """The ggml type of matrix `name` (rows of K values) in a GGUF file of `dtype`: Q4_K_M as
+    llama.cpp's quantizer makes it (Q6_K for the LM head and the value and down projections,
+    Q4_K elsewhere; Q8_0 and Q5_0 where rows are not a multiple of 256, as SmolLM2's 576)."""
+    if dtype != "Q4_K_M":
+        return dtype
+    big = name in ("lm_head.weight",) or name.endswith(
+        ("v_proj.weight", "down_proj.weight", "mlp.c_proj.weight"))
+    if K % 256:
+        return "Q8_0" if big else "Q5_0"
+    return "Q6_K" if big else "Q4_K"
 
 
 class RandomSource:
@@ -96,6 +114,8 @@ def random_spec(shape, dtype):
     """A spec of the GPT-2 `shape` with random weights in `dtype`: F32, F16, or Q8 / Q4 (the
     format of webgpt/tools/quantize.py: matrices as rows of signed values with f16 block scales, the
     rest f16)."""
+    if dtype in GGUF_DTYPES:
+        return _random_gguf_spec(shape, dtype)
     bits = {"Q8": 8, "Q4": 4}.get(dtype)
     quant = Quantization(bits, BLOCK) if bits else None
     cfg = shape_config(shape, quant)
@@ -122,6 +142,32 @@ def random_spec(shape, dtype):
             tensors[name] = ref("F32" if dtype == "F32" else "F16", shp, size)
     return ModelSpec(config=cfg, source=RandomSource("F32" if dtype == "F32" else "F16"),
                      tensors=tensors)
+
+
+def _random_gguf_spec(shape, dtype):
+    """A GGUF model of `shape` whose matrices are ggml blocks of random bytes (the random
+    source's f16 values: every f16 in a block is a small number, as a real file's factors)."""
+    from ..ggml import row_bytes
+    from ..spec import BlockRef
+
+    cfg = shape_config(shape)
+    arch = arch_for(cfg)
+    tensors, offset, types = {}, 0, {}
+    matrices = set(arch.quantized_names())
+    for name, shp in arch.expected_shapes().items():
+        if name in matrices:
+            cols = arch.matrix_storage(name) == "cols"
+            N, K = (shp[1], shp[0]) if cols else shp
+            t = gguf_type(dtype, name, K)
+            n = N * row_bytes(t, K)
+            tensors[name] = BlockRef("model.gguf", t, shp, N, K, offset, offset + n)
+            types[t] = types.get(t, 0) + n
+        else:
+            n = math.prod(shp) * 2
+            tensors[name] = TensorRef("model.gguf", "F16", shp, offset, offset + n)
+        offset += n
+    return ModelSpec(config=cfg, source=RandomSource("F16"), tensors=tensors,
+                     gguf={"files": ["model.gguf"], "types": types})
 
 
 class _NoTokenizer:
@@ -601,7 +647,8 @@ def plot(rows, contexts, path):
     fig, ax = plt.subplots(figsize=(9, 5))
     shapes = list(dict.fromkeys(r["shape"] for r in rows))
     colours = dict(zip(shapes, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
-    markers = {"F32": "o", "F16": "s", "Q8": "^", "Q4": "v"}
+    markers = {"F32": "o", "F16": "s", "Q8": "^", "Q4": "v", "Q4_0": "<", "Q8_0": ">",
+               "Q4_K_M": "D"}
     for r in rows:
         style = dict(color=colours[r["shape"]], marker=markers.get(r["file dtype"], "o"))
         ax.plot(contexts, [r[f"ms/token @{c}"] for c in contexts],

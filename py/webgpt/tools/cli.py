@@ -77,8 +77,9 @@ def _parser(prog="python -m webgpt"):
     b.add_argument("--shapes", nargs="+", default=list(GPT2_SHAPES), choices=ALL_SHAPES,
                    help="GPT-2 shapes (the default) and Llama-family shapes, random weights")
     b.add_argument("--dtypes", nargs="+", default=["F32", "F16", "Q8", "Q4"],
-                   choices=["F32", "F16", "Q8", "Q4"],
-                   help="weights in the file: f32, f16, or quantized to 8 or 4 bits")
+                   choices=["F32", "F16", "Q8", "Q4", "Q4_0", "Q8_0", "Q4_K_M"],
+                   help="weights in the file: f32, f16, or quantized to 8 or 4 bits (webgpt's "
+                        "own), or a GGUF file's: Q4_0, Q8_0, a Q4_K_M mix")
     b.add_argument("--contexts", nargs="+", type=int, default=[16, 256, 1000])
     b.add_argument("--decode-tokens", type=int, default=20, help="tokens timed per context")
     b.add_argument("--prompt", type=int, default=512, help="prompt length for prefill")
