@@ -21,6 +21,8 @@ of them: what Controls(constraint=...) hands to the GPU.
 """
 
 import array
+import bisect
+import re
 import weakref
 
 from .automaton import DEAD
@@ -112,7 +114,21 @@ class Vocabulary:
                 self.tokens.append((data, i))
         self.special_ids = frozenset(special)
         self.trie = Trie(self.tokens)
-        self._valid_utf8 = [_is_utf8(data) for data, _ in self.tokens]
+        # Every id's bytes end to end, in id order (a special or unused id as one \xff byte,
+        # never valid UTF-8), where a class's tokens are found by a regular expression (in C)
+        # rather than by a loop over the vocabulary: see _loop.
+        by_id = [b"\xff"] * self.V
+        self._valid = bytearray(self.V)        # 1: the token is whole UTF-8 characters
+        self._is_token = bytearray(self.V)     # 1: a token of the trie (not special, not unused)
+        for data, i in self.tokens:
+            by_id[i] = data
+            self._valid[i] = _is_utf8(data)
+            self._is_token[i] = 1
+        self._by_id = by_id
+        self._blob = b"".join(by_id)
+        self._starts = array.array("q", [0])    # where each id's bytes start, then the end
+        for data in by_id:
+            self._starts.append(self._starts[-1] + len(data))
         self._loops = {}
         self._masks = weakref.WeakKeyDictionary()     # automaton -> {state: mask}
 
@@ -153,23 +169,44 @@ class Vocabulary:
             return 0, None
         known = self._loops.get(key)
         if known is None:
-            keep = bytes(b for b in range(128) if ascii_bits >> b & 1)
-            all_ascii = bytes(range(128))
-            bits = bytearray(self.nbytes)
-            others, count = [], 0
-            for (data, token), valid in zip(self.tokens, self._valid_utf8):
-                rest = data.translate(None, keep)
-                if not rest or (non_ascii and valid and rest == rest.translate(None, all_ascii)):
-                    bits[token >> 3] |= 1 << (token & 7)
-                    count += 1
-                else:
-                    others.append((data, token))
+            flags = self._made_of(ascii_bits, non_ascii)
+            count = flags.count(1)
             if count < MIN_SHORTCUT_TOKENS:
                 known = (0, None)
             else:
-                known = (int.from_bytes(bits, "little"), Trie(others))
+                others = [(self._by_id[i], i) for i in
+                          (m.start() for m in re.finditer(b"\x00", flags)) if self._is_token[i]]
+                known = (_packed(flags), Trie(others))
             self._loops[key] = known
         return known
+
+    def _made_of(self, ascii_bits, non_ascii):
+        """Per id, 1 where the token is made only of the ASCII bytes `ascii_bits` and (with
+        `non_ascii`) whole non-ASCII characters: the runs of such bytes in the joined bytes,
+        each token wholly inside one."""
+        allowed = [b for b in range(128) if ascii_bits >> b & 1]
+        if non_ascii:
+            allowed += range(128, 256)
+        run = re.compile(b"[" + b"".join(re.escape(bytes([b])) for b in allowed) + b"]+")
+        flags = bytearray(self.V)
+        starts = self._starts
+        for m in run.finditer(self._blob):
+            first = bisect.bisect_left(starts, m.start())
+            end = bisect.bisect_right(starts, m.end()) - 1     # tokens ending by m.end()
+            if end > first:
+                flags[first:end] = b"\x01" * (end - first)
+        if non_ascii:       # whole characters only: a token that splits one is walked
+            both = int.from_bytes(flags, "little") & int.from_bytes(self._valid, "little")
+            flags = bytearray(both.to_bytes(self.V, "little"))
+        return flags
+
+
+def _packed(flags):
+    """The mask bits (an int, bit i for id i) of per-id 0/1 flags."""
+    bits = 0
+    for k in range(8):
+        bits |= int.from_bytes(flags[k::8], "little") << k
+    return bits
 
 
 def _is_utf8(data):
