@@ -249,3 +249,41 @@ def _with_pre(tmp_path, pre):
     ggufmodels.write_gguf(path, m, d, ggufmodels.uniform(gguf.GGMLQuantizationType.F32),
                           pre=pre)
     return path
+
+
+def test_site_ships_a_gguf_folder(tmp_path):
+    """build.py ships a folder holding one GGUF model (and no config.json) with a gguf.json
+    naming the file, which the reader follows where it cannot list the folder (a URL)."""
+    import json
+
+    import hfmodels
+    import ggufmodels
+    from webgpt.folder import open_folder
+    from webgpt.tools.site.models import copy_models
+
+    src = str(tmp_path / "src")
+    os.makedirs(src)
+    hfmodels.write_tokenizer(src)
+    m = hfmodels.hf_model("LlamaForCausalLM", dict(
+        hidden_size=32, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, tie_word_embeddings=True))
+    folder = str(tmp_path / "shipped")
+    os.makedirs(folder)
+    ggufmodels.write_gguf(os.path.join(folder, "m-Q8_0.gguf"), m, src,
+                          ggufmodels.uniform(gguf.GGMLQuantizationType.F32))
+    out = str(tmp_path / "models")
+    copy_models(out, {"tiny-gguf": folder})
+    index = json.load(open(os.path.join(out, "index.json")))
+    entry = next(e for e in index["models"] if e["name"] == "tiny-gguf")
+    assert set(entry["files"]) == {"m-Q8_0.gguf", "gguf.json"} and set(entry["sha256"]) == \
+        set(entry["files"])
+
+    class Unlistable(LocalSource):      # as a folder URL: files can be read, not listed
+        def __init__(self, path):
+            self._path = path
+
+        def where(self, name):
+            return os.path.join(self._path, name)
+
+    spec = run(open_folder(Unlistable(os.path.join(out, "tiny-gguf"))))
+    assert spec.gguf["files"] == ["m-Q8_0.gguf"]

@@ -4,11 +4,12 @@ NAME:QUANT loads the file of that quantization, a Q4_K_M-style mix (Q4_K and Q6_
 Q8_0 file, each giving the command line's greedy text on the same file (so the kernels decode
 the blocks on SwiftShader as they do on lavapipe, and the page's tokenizer is the file's);
 without a tag the page says which quantizations the repository has. Only the chosen file is
-fetched.
+fetched; Keep puts it in the model store, and with the hub gone it runs from there. A GGUF
+model shipped in the site (a weights/ folder holding one .gguf) runs as the site's own.
 """
 
-import json
 import os
+import shutil
 import threading
 
 import pytest
@@ -62,10 +63,13 @@ def gguf_hubs(gguf_repo):
 
 
 @pytest.fixture(scope="module")
-def gguf_site(tmp_path_factory, gguf_hubs):
+def gguf_site(tmp_path_factory, gguf_hubs, gguf_repo):
     build = _import_build()
+    shipped = str(tmp_path_factory.mktemp("shipped") / "tiny-gguf")
+    os.makedirs(shipped)
+    shutil.copy(os.path.join(gguf_repo[0], "tiny-Q4_K_M.gguf"), shipped)
     site = build.build(str(tmp_path_factory.mktemp("ggufsite") / "dist"),
-                       hub_endpoint=gguf_hubs[0].url)
+                       extra_models={"tiny-gguf": shipped}, hub_endpoint=gguf_hubs[0].url)
     srv = build.make_server(site, "127.0.0.1", 0)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     yield f"http://127.0.0.1:{srv.server_address[1]}/"
@@ -98,6 +102,22 @@ def test_gguf_files_run_in_the_page(browser, gguf_site, gguf_hubs, gguf_repo):
             text
         assert v.load(f"{REPO}:Q2_K") == "ready"
         assert "no GGUF file for \u201cQ2_K\u201d" in v.error(), v.error()
+        # Keep: the model store keeps the GGUF file, and with the hub gone it runs from there.
+        assert v.load(f"{REPO}:Q8_0") == "ready", v.error()
+        v.page.wait_for_selector("#hub-keep:visible", timeout=TIMEOUT_MS)
+        v.page.click("#hub-keep")
+        row = f'#cached-models li[data-model="{REPO}:Q8_0"][data-complete="1"]'
+        v.page.wait_for_selector(row, timeout=TIMEOUT_MS)
+        for h in (hub, storage):
+            h.close()
+        v.open(hub=f"{REPO}:Q8_0", prompt=PROMPT, max_new_tokens=N, temperature=0, autorun=1)
+        assert v.state("done", "error") == "done", v.error()
+        assert v.page.text_content("#output") == want
+        # A GGUF model shipped in the site (a folder of weights/ holding one .gguf file).
+        want = cli_generate(os.path.join(folder, "tiny-Q4_K_M.gguf"), PROMPT, N)
+        v.open(model="tiny-gguf", prompt=PROMPT, max_new_tokens=N, temperature=0, autorun=1)
+        assert v.state("done", "error") == "done", v.error()
+        assert v.page.text_content("#output") == want
         assert v.blocked == [], v.blocked
         assert v.errors == [], v.errors
     finally:

@@ -104,3 +104,23 @@ def test_refusals(tmp_path):
         run(webgpt.load(src, quantize="q4"))
     with pytest.raises(ValueError, match="quantize must be 'q8' or 'q4'"):
         run(webgpt.load(src, quantize="q3"))
+
+
+def test_cli_quantize_flag_gives_the_quantized_folders_text(adapter):
+    """`generate --quantize q4` on the shipped f16 model prints what its shipped q4 copy (made
+    by build.py quantize) prints."""
+    import subprocess
+    import sys
+
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+    def generate(*args):
+        r = subprocess.run([sys.executable, "-m", "webgpt", "generate", "--prompt", "ROMEO:",
+                            "-n", "24", "--temperature", "0", *args], capture_output=True,
+                           text=True, cwd=os.path.join(repo, "py"), timeout=300)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    weights = os.path.join(repo, "weights")
+    assert generate("--model", os.path.join(weights, "shakespeare-char"), "--quantize", "q4") == \
+        generate("--model", os.path.join(weights, "shakespeare-char-q4"))

@@ -38,6 +38,7 @@ QWEIGHT, SCALES = QWEIGHT_SUFFIX, ".scales"  # the two tensors of a quantized we
 CHAT_TEMPLATE = "chat_template.jinja"
 TOKENIZER_CONFIG = "tokenizer_config.json"
 GENERATION_CONFIG = "generation_config.json"
+GGUF_MANIFEST = "gguf.json"     # names the .gguf file of a GGUF model's folder in the site
 
 LAYOUT = ("a model folder holds config.json, model.safetensors (or shards listed in "
           "model.safetensors.index.json) and its tokenizer files ("
@@ -76,6 +77,8 @@ async def open_folder(source):
         return await read_gguf_model(source, name)
     if not await source.exists("config.json"):
         gguf = _gguf_in(source)
+        if gguf is None and await source.exists(GGUF_MANIFEST):
+            gguf = _manifest_gguf(source, await source.text(GGUF_MANIFEST))
         if gguf is not None:
             return await read_gguf_model(source, gguf)
         raise ModelFolderError(f"{source.where('config.json')} is missing; {LAYOUT}")
@@ -92,6 +95,19 @@ async def open_folder(source):
     tokenizer = await _tokenizer(source, arch)
     return ModelSpec(config=config, source=source, tensors=tensors, tokenizer=tokenizer,
                      stop_ids=await _stop_ids(source, config, tokenizer))
+
+
+def _manifest_gguf(source, text):
+    """The .gguf file a site's gguf.json names ({"gguf": "NAME.gguf"}: build.py writes it
+    beside a GGUF model, since a folder served over HTTP cannot be listed)."""
+    where = source.where(GGUF_MANIFEST)
+    d = parse_json(text, where, budget=json_budget(GGUF_MANIFEST))
+    name = d.get("gguf") if isinstance(d, dict) else None
+    if not isinstance(name, str) or not name.lower().endswith(".gguf") or "/" in name \
+            or "\\" in name or name.startswith("."):
+        raise ModelFolderError(f"{where} must name the folder's .gguf file as "
+                               f"{{\"gguf\": \"NAME.gguf\"}}")
+    return name
 
 
 def _gguf_in(source):
@@ -184,7 +200,9 @@ class _Tensors:
     def _add(self, file, saved, info):
         """Check one header entry and record it under its canonical name."""
         arch, where = self.arch, self.source.where(file)
-        name = saved[len(arch.prefix):] if saved.startswith(arch.prefix) else saved
+        name = arch.canonical(saved)
+        if name is None:
+            return  # not this model's (a vision tower beside a language model)
         if name == self.tied:
             # An output projection tied to the token table (GPT-2 always, others by
             # config.json's tie_word_embeddings): the table serves, the copy is skipped.

@@ -43,7 +43,10 @@ def _parser(prog="python -m webgpt"):
                 "Qwen2 and Qwen3 model folders; generate, chat, bench, quantize, fetch, import.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
-    g.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
+    g.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model folder or .gguf file (default {DEFAULT_MODEL})")
+    g.add_argument("--quantize", choices=["q8", "q4"], default=None,
+                   help="quantize a float model's matrices to 8 or 4 bits on the GPU as it loads")
     g.add_argument("--prompt", required=True, help="text to continue")
     g.add_argument("-n", "--max-new-tokens", type=int, default=50, help="tokens to generate (50)")
     g.add_argument("--temperature", type=float, default=1.0, help="0 is greedy (default 1.0)")
@@ -54,7 +57,10 @@ def _parser(prog="python -m webgpt"):
     c = sub.add_parser("chat", help="chat with an instruction-tuned model (its chat template); "
                        "without --message a REPL: /reset starts over, /exit (or Ctrl+D) ends, "
                        "Ctrl+C stops the reply in flight")
-    c.add_argument("--model", default=DEFAULT_MODEL, help=f"model folder (default {DEFAULT_MODEL})")
+    c.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model folder or .gguf file (default {DEFAULT_MODEL})")
+    c.add_argument("--quantize", choices=["q8", "q4"], default=None,
+                   help="quantize a float model's matrices to 8 or 4 bits on the GPU as it loads")
     c.add_argument("--system", help="a system message that starts the conversation")
     c.add_argument("--message", help="answer this one message, print the reply and exit")
     c.add_argument("-n", "--max-new-tokens", type=int, default=512,
@@ -167,7 +173,7 @@ async def _generate(a):
     from ..sampling import check_params
 
     check_params(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
-    model = await webgpt.load(a.model)
+    model = await webgpt.load(a.model, quantize=a.quantize)
     # A terminal whose encoding lacks a character the model wrote shows '?', not a traceback.
     if hasattr(sys.stdout, "reconfigure"):
         sys.stdout.reconfigure(errors="replace")
@@ -209,7 +215,7 @@ def _chat(a):
     from ..sampling import check_params
 
     check_params(a.max_new_tokens, a.temperature, a.top_k, a.top_p, a.seed)
-    model = asyncio.run(webgpt.load(a.model))
+    model = asyncio.run(webgpt.load(a.model, quantize=a.quantize))
     if getattr(model.tokenizer, "chat_template", None) is None:
         raise ChatTemplateError(f"{a.model} has no chat template (tokenizer_config.json's "
                                 f"chat_template or chat_template.jinja): it is not a chat "

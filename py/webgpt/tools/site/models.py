@@ -1,5 +1,5 @@
-"""Model folders into the site: every folder under weights/ with a config.json (and any the
-caller adds) is copied into models/<name>/, listed in models/index.json with each file's size
+"""Model folders into the site: every folder under weights/ with a config.json or one GGUF
+model (and any the caller adds) is copied into models/<name>/, listed in models/index.json with each file's size
 and sha256. The file policy lives here: which files of a folder go, and which links are
 followed."""
 
@@ -14,20 +14,35 @@ MODEL_FILES = {"config.json", "generation_config.json", "model.safetensors.index
                "vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json",
                "special_tokens_map.json", "chat_template.jinja"}
 DEFAULT_MODEL = "shakespeare-char"
+GGUF_MANIFEST = "gguf.json"    # the one file a GGUF model's folder in the site adds
 
 
 def find_models(extra=None):
-    """{name: folder} of every folder under weights/ with a config.json, plus `extra`."""
+    """{name: folder} of every folder under weights/ with a config.json or a GGUF model (one
+    .gguf file, or one split model's parts, as `build.py fetch OWNER/NAME:QUANT` leaves it),
+    plus `extra`."""
     models = {}
     if os.path.isdir(WEIGHTS):
         for name in sorted(os.listdir(WEIGHTS)):
             folder = os.path.join(WEIGHTS, name)
             # Anything called config.json: copy_model says what is wrong with it if it is not
             # a file (a broken link, a pipe), rather than leaving the model out in silence.
-            if os.path.isdir(folder) and os.path.lexists(os.path.join(folder, "config.json")):
+            if os.path.isdir(folder) and (os.path.lexists(os.path.join(folder, "config.json"))
+                                          or gguf_model_of(folder)):
                 models[name] = folder
     models.update(extra or {})
     return models
+
+
+def gguf_model_of(folder):
+    """The first .gguf file of a folder that holds one GGUF model and no config.json, or None."""
+    from ...gguf import split_names
+
+    if os.path.lexists(os.path.join(folder, "config.json")):
+        return None
+    names = sorted(n for n in os.listdir(folder) if n.lower().endswith(".gguf"))
+    firsts = [n for n in names if split_names(n) is None or split_names(n)[1] == 1]
+    return firsts[0] if len(firsts) == 1 else None
 
 
 def model_file_problem(folder, name):
@@ -73,8 +88,10 @@ def copy_model(folder, dst):
     its sentence."""
     files = {}
     os.makedirs(dst, exist_ok=True)
+    gguf = gguf_model_of(folder)
     for name in sorted(os.listdir(folder)):
-        if name not in MODEL_FILES and not name.endswith(".safetensors"):
+        if name not in MODEL_FILES and not name.endswith(".safetensors") and \
+                not (gguf and name.lower().endswith(".gguf")):
             continue
         problem = model_file_problem(folder, name)
         if problem:
@@ -82,6 +99,11 @@ def copy_model(folder, dst):
         src = os.path.join(folder, name)
         copy_if_changed(src, os.path.join(dst, name))
         files[name] = os.path.getsize(src)
+    if gguf:
+        # The page reads a folder by URL and cannot list it: gguf.json names the file to read
+        # (webgpt.folder follows it).
+        write_json(os.path.join(dst, GGUF_MANIFEST), {"gguf": gguf})
+        files[GGUF_MANIFEST] = os.path.getsize(os.path.join(dst, GGUF_MANIFEST))
     for name in os.listdir(dst):  # files removed from the source folder since the last build
         if name not in files:
             remove(os.path.join(dst, name))
@@ -98,7 +120,9 @@ def copy_models(models_dir, extra_models=None):
     for name, folder in models.items():
         files = copy_model(folder, os.path.join(models_dir, name))
         # Each file's sha256: the page keeps files on the device by it, and checks them.
-        hashes = {f: cached_sha256(os.path.join(folder, f)) for f in files}
+        hashes = {f: cached_sha256(os.path.join(folder if f != GGUF_MANIFEST else
+                                                os.path.join(models_dir, name), f))
+                  for f in files}
         index.append({"name": name, "bytes": sum(files.values()), "files": files,
                       "sha256": hashes})
     for name in os.listdir(models_dir):
