@@ -37,7 +37,7 @@ override K: u32;            // values per row
 override N: u32;            // rows of the whole matrix (outputs)
 override ROWS: u32;         // rows of this part
 override ROW0: u32 = 0u;    // first row of this part
-override SOFF: u32;         // word offset of the scales in the part
+override SOFF: u32 = 0u;    // word offset of the scales in the part
 override BLOCK: u32 = 32u;  // values per scale (a multiple of 8)
 override BITS: u32 = 8u;    // 8 or 4
 override SRC: u32 = 0u;     // 0 f32, 1 f16, 2 bf16

@@ -287,3 +287,22 @@ def test_site_ships_a_gguf_folder(tmp_path):
 
     spec = run(open_folder(Unlistable(os.path.join(out, "tiny-gguf"))))
     assert spec.gguf["files"] == ["m-Q8_0.gguf"]
+
+
+def test_the_kernels_share_one_block_decoder():
+    """gemv.wgsl, matmul.wgsl and embedding.wgsl each carry ggml's block decoder (a file must
+    be valid WGSL alone): the same text in the three, so a fix in one is made in all."""
+    root = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "shaders")
+    blocks = []
+    for name in ("gemv", "matmul", "embedding"):
+        text = open(os.path.join(root, f"{name}.wgsl"), encoding="utf-8").read()
+        start = text.index("// ---- ggml's block types")
+        end = text.index("// ---- end of ggml's block types")
+        blocks.append(text[start:end])
+    assert blocks[0] == blocks[1] == blocks[2]
+    from webgpt.ggml import BY_NAME, KERNEL_TYPES, kernel_format
+    for t in KERNEL_TYPES:   # every block type's size in the decoder is the table's
+        if BY_NAME[t].is_block:
+            fmt = kernel_format(t)
+            assert f"case {fmt}u: {{ return {BY_NAME[t].block_bytes}u; }}" in blocks[0] or \
+                (t == "Q6_K" and "default: { return 210u; }" in blocks[0]), t
