@@ -218,7 +218,7 @@ def test_tool_choice_through_the_client(model):
         none = await client.chat.completions.create(tool_choice="none", seed=3, **kw)
         stream = await client.chat.completions.create(
             tool_choice={"type": "function", "function": {"name": "get_weather"}}, seed=4,
-            stream=True, **kw)
+            stream=True, logprobs=True, **kw)
         chunks = [c async for c in stream]
         # The result goes back through the template, and the model answers.
         call = required.choices[0].message
@@ -240,6 +240,9 @@ def test_tool_choice_through_the_client(model):
     streamed = [d.tool_calls for d in deltas if d.tool_calls]
     assert len(streamed) == 1 and streamed[0][0].function.name == "get_weather", [json.dumps(c.model_dump()["choices"]) for c in chunks][-3:]
     assert streamed[0][0].index == 0 and chunks[-1].choices[0].finish_reason == "tool_calls"
+    entries = [e for c in chunks if c.choices and c.choices[0].logprobs
+               for e in c.choices[0].logprobs.content]
+    assert "".join(e.token for e in entries).startswith('<tool_call>\n{"name": "get_weather"')
     assert follow.usage.prompt_tokens > required.usage.prompt_tokens
     assert "<tool_response>\n18 C\n</tool_response>" in model.tokenizer.decode(
         model.cached_ids)

@@ -276,7 +276,7 @@ async def stream(model, name, request):
             yield chunk(index, role="assistant", content="")
         elif request.echo:
             yield chunk(index, content=text)
-        tokens, held = [], []
+        tokens, held, held_logprobs = [], [], []
         async for piece in reply.pieces():
             tokens += [s.token for s in piece.steps]
             logprobs = None
@@ -285,14 +285,16 @@ async def stream(model, name, request):
                              "refusal": None} if chat else offsets.of(piece.steps))
             if run.calls:       # sent when the reply is whole: its calls are parsed then
                 held.append(piece.text)
+                held_logprobs += logprobs["content"] if logprobs else []
             elif piece.text or logprobs:
                 yield chunk(index, logprobs=logprobs, content=piece.text)
         run.completion_tokens += reply.tokens
         finish_reason = reply.finish_reason
         if run.calls:
             message, finish_reason = run.message(finish_reason, "".join(held), tokens)
-            if message["content"]:
-                yield chunk(index, content=message["content"])
+            if message["content"] or held_logprobs:
+                yield chunk(index, content=message["content"] or "", logprobs={
+                    "content": held_logprobs, "refusal": None} if request.logprobs else None)
             if message.get("tool_calls"):
                 yield chunk(index, tool_calls=[dict(call, index=k) for k, call in
                                                enumerate(message["tool_calls"])])
