@@ -127,6 +127,12 @@ class Architecture:
         """Names of saved tensors that are not weights (buffers older versions saved)."""
         return set()
 
+    def canonical(self, saved):
+        """The canonical name of a tensor as a checkpoint saved it (`prefix` stripped), or None
+        for a tensor of the checkpoint that is not this model's (a vision tower beside the
+        language model)."""
+        return saved[len(self.prefix):] if saved.startswith(self.prefix) else saved
+
     # ------------------------------------------------------------ sizes
 
     def max_context(self):
