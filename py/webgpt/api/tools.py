@@ -199,8 +199,10 @@ class ToolCalls:
     def __init__(self, calls, free, tokenizer, fmt):
         self.calls, self.free, self.tokenizer, self.fmt = calls, free, tokenizer, fmt
         self.seen = None
-        self.text = b""
+        self.text = b""          # the free text so far (special tokens left out)
+        self.searched = 0        # the marker is not in text[:searched]
         self.constrained = not free
+        self.given_up = False    # the text after the marker is not a call: left free
 
     def fresh(self):
         """Another for the next generation (the calls' automaton shared)."""
@@ -215,6 +217,8 @@ class ToolCalls:
         self.seen = len(ids)
         if self.constrained:
             return self.calls.mask(ids)
+        if self.given_up:
+            return self._all()
         special = self.calls.vocab.special_ids
         for token in new:
             data = self.tokenizer.token_bytes(token)
@@ -231,7 +235,9 @@ class ToolCalls:
         if self.fmt == LLAMA3_JSON:
             stripped = self.text.lstrip()
             return len(self.text) - len(stripped) if stripped[:1] == b"{" else None
-        at = self.text.find(START.encode())
+        marker = START.encode()
+        at = self.text.find(marker, self.searched)
+        self.searched = max(0, len(self.text) - len(marker) + 1)
         return None if at < 0 else at
 
     def _begin(self, start, ids):
@@ -250,7 +256,7 @@ class ToolCalls:
         if state != DEAD:     # else the text went its own way: left free, parsed as it is
             c.state, c.seen, self.constrained = state, len(ids), True
         else:
-            self.free = None
+            self.given_up = True
 
     def _all(self):
         vocab = self.calls.vocab

@@ -7,24 +7,25 @@ At every step the model's `mask(ids)` hook asks which tokens may come next; the 
 probability 0 on the GPU (decode.Controls' constraint), greedy or sampled. The mask is made on
 the CPU while the GPU runs that step's forward pass, so its cost is the constraint's overhead.
 
-    rules.py      the grammar every constraint compiles to (Lit, Chars, Seq, Alt, Repeat,
+    rules.py        the grammar every constraint compiles to (Lit, Chars, Seq, Alt, Repeat,
                     Ref, Special)
-    schema.py  JSON Schema -> grammar (the supported keywords are listed there)
-    regexp.py        regular expressions -> grammar
+    schema.py       JSON Schema -> grammar (the supported keywords are listed there)
+    regexp.py       regular expressions -> grammar
     ebnf.py         GBNF (llama.cpp) and Lark-style EBNF grammars -> grammar
     automaton.py    a grammar run byte by byte: a pushdown automaton determinized as it goes
     vocab.py        the tokenizer's tokens as a trie, and the masks of automaton states
 
-Why written here and not taken from a library: the libraries that do this (XGrammar,
-llguidance, outlines-core) are Rust or C++ with no wheel for the page's Pyodide, and the pure
-Python ones (lm-format-enforcer, transformers-cfg) walk the vocabulary's trie at every step,
-tens to hundreds of ms a token for a 150k vocabulary, and need pydantic or torch. This
-package is the standard library only and keeps, per model, what the walk needs (vocab.py),
-per schema, the states and masks already computed (automaton.py): a repeated state costs a
-look-up. Tests compare its masks with lm-format-enforcer's.
+Why written here and not taken from a library: the fast ones (XGrammar, llguidance,
+outlines-core) are Rust or C++ with no wheel for the page's Pyodide, and the pure-Python ones
+bring what the page does not ship (lm-format-enforcer needs pydantic, transformers-cfg torch)
+and work on decoded strings rather than the tokens' bytes. This package is the standard
+library only; it keeps per model what the walk over the vocabulary needs (vocab.py) and per
+schema the states and masks already computed (automaton.py), so a state seen before costs a
+look-up. The tests compare its token sets and greedy output with lm-format-enforcer's.
 """
 
 import collections
+import json
 
 from ..errors import ConstraintError
 from . import ebnf, regexp, schema as _schema
@@ -113,10 +114,6 @@ class Constraint:
             bits[t >> 3] |= 1 << (t & 7)
         return bytes(bits)
 
-    def allowed_ids(self):
-        """The allowed next token ids (for tests and tools; the GPU reads the mask)."""
-        bits = self.allowed()
-        return [i for i in range(self.vocab.V) if bits[i >> 3] >> (i & 7) & 1]
 
 
 def for_grammar(tokenizer, make_grammar, stop_ids=(), key=None):
@@ -149,7 +146,6 @@ def json_schema(model, schema, stop_ids=None):
     """A Constraint: one JSON value valid against `schema` (schema.py lists the
     keywords). `model`: a Model or a tokenizer; `stop_ids`: the ids that end the output
     (default: the model's end-of-turn ids)."""
-    import json
     tokenizer, stop_ids = _tokenizer_and_stops(model, stop_ids)
     try:
         key = ("schema", json.dumps(schema, sort_keys=True))
