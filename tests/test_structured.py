@@ -173,6 +173,16 @@ def test_json_object_and_whitespace():
         assert "\n\n" not in text and " " * (MAX_INDENT + 1) not in text
 
 
+def test_one_constraint_serves_generations_one_after_another():
+    c = constrain.regex(GPT2, "(ab|cd)!", stop_ids=[EOT])
+    first = [GPT2.encode(t)[0] for t in ("ab", "!")]
+    for prompt in ([5, 6], [5, 6], [7]):      # the same prompt again, then another
+        assert set(allowed(c.mask(prompt)).tolist()) == set(
+            allowed(c.fresh().mask(prompt)).tolist())
+        c.mask(prompt + first[:1])
+        assert EOT in allowed(c.mask(prompt + first))
+
+
 def test_the_stop_token_only_when_complete():
     c = constrain.json_schema(GPT2, {"type": "array", "items": {"type": "integer"}},
                               stop_ids=[EOT])

@@ -254,7 +254,8 @@ class ToolCalls:
                 state, tail = after, tail[len(marker):]
         state = a.advance(state, tail)
         if state != DEAD:     # else the text went its own way: left free, parsed as it is
-            c.state, c.seen, self.constrained = state, len(ids), True
+            c.resume(state, ids)
+            self.constrained = True
         else:
             self.given_up = True
 

@@ -45,10 +45,13 @@ _CACHE = collections.OrderedDict()
 class Constraint:
     """The tokens allowed after each prefix of an output: `mask(ids)` for Controls.
 
-    One Constraint follows one generation: it remembers the state its output reached (the first
-    call's ids are the prompt; each later call adds the tokens generated since). `fresh()` is
-    another for the next generation, sharing the compiled automaton and its masks. `stop_ids`
-    (the model's end-of-turn tokens) are allowed only where the output is complete.
+    It follows one generation at a time: it remembers the state its output reached (the first
+    call's ids are the prompt; each later call adds the tokens generated since). Ids that do
+    not extend the last ones it saw are a new generation's prompt: it starts again, so one
+    Constraint may serve generate() calls one after another. `fresh()` is another, for
+    generations that run side by side (the API's n choices), sharing the compiled automaton
+    and its masks. `stop_ids` (the model's end-of-turn tokens) are allowed only where the
+    output is complete.
     """
 
     def __init__(self, automaton, vocab, stop_ids, tokenizer):
@@ -56,6 +59,7 @@ class Constraint:
         self.stop_ids = tuple(stop_ids)
         self.state = automaton.start
         self.seen = None       # ids consumed so far (the prompt's, then each token's)
+        self.last = None       # the last of them
         self.stopped = False
 
     def fresh(self):
@@ -83,13 +87,18 @@ class Constraint:
                              f"come here")
         self.state = after
 
+    def resume(self, state, ids):
+        """Go on from automaton `state`, reached at the end of `ids` (a tool call whose start
+        came in free text)."""
+        self.state, self.seen, self.last, self.stopped = state, len(ids), ids[-1], False
+
     def mask(self, ids):
         """The allowed next tokens after `ids` (prompt + generated so far), as mask bytes."""
-        if self.seen is None:
-            self.seen = len(ids)
+        if self.seen is None or len(ids) < self.seen or ids[self.seen - 1] != self.last:
+            self.state, self.seen, self.stopped = self.automaton.start, len(ids), False
         for token in ids[self.seen:]:
             self.feed(token)
-        self.seen = len(ids)
+        self.seen, self.last = len(ids), ids[-1]
         return self.allowed()
 
     def allowed(self):
