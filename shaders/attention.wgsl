@@ -5,6 +5,14 @@
 //   s[j] = q[t, h, :] . k_cache[j, g, :] / sqrt(hs)       for j in 0 ..= pos0 + t
 //   a    = softmax(s)
 //   y[t, h, :] = sum_j a[j] * v_cache[j, g, :]              y: (T, C), heads side by side
+// Options (Gemma, Mistral, Phi-3; none by default):
+//   SCALE > 0:   s[j] = q . k * SCALE instead of / sqrt(hs) (Gemma: query_pre_attn_scalar^-1/2)
+//   SOFTCAP > 0: s[j] = tanh(s[j] / SOFTCAP) * SOFTCAP after the scale (Gemma 2's attention
+//                logit soft-capping)
+//   WINDOW > 0:  only the last WINDOW keys, j in (pos0 + t - WINDOW, pos0 + t] (a sliding
+//                window as transformers' masks have it: the query's own key and WINDOW - 1
+//                before it). Every key stays in the cache (it holds the whole context kept), so
+//                a mask over the window is all a sliding layer needs.
 // q is the first C columns of each row of qkv, rows QKV_STRIDE values apart; this pass's keys
 // and values are already in the caches (GPT-2: the c_attn product stores them there; Llama,
 // Qwen: rope.wgsl). hs % 4 == 0 and QKV_STRIDE % 4 == 0: heads are read as vec4.
@@ -19,7 +27,8 @@
 // sums meet in workgroup memory: every invocation works however short the head or long the row.
 //
 // SPLITS > 1 (flash-decoding, for a decoded token: one workgroup per head leaves most of a large
-// GPU idle and reads a long context slowly): the n = pos0 + t + 1 keys are cut into chunks of
+// GPU idle and reads a long context slowly): the n = pos0 + t + 1 keys (min(n, WINDOW) with a
+// window, the last of them) are cut into chunks of
 // max(ceil(n / SPLITS), MIN_CHUNK) keys, one workgroup each (so a short context uses one, a long
 // one up to SPLITS; the workgroups past the last chunk return at once). Each writes its
 // unnormalised partial result instead of y: for (t, h, s), a block of hs / 4 + 1 vec4s at
@@ -47,6 +56,9 @@ override N_CTX: u32;
 override WG: u32 = 256u;
 override SPLITS: u32 = 1u;             // chunks of the keys, one workgroup each (see above)
 override MIN_CHUNK: u32 = 128u;        // keys per chunk at least, with SPLITS > 1
+override SCALE: f32 = 0.0;             // the scores' scale; 0: 1 / sqrt(hs)
+override SOFTCAP: f32 = 0.0;           // soft-capping of the scores; 0: none
+override WINDOW: u32 = 0u;             // keys attended to at most (sliding window); 0: all
 
 @group(0) @binding(0) var<storage, read> qkv: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> k_cache: array<vec4<f32>>;
@@ -89,20 +101,25 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     let c4 = C / 4u;
     let d4n = C / N_HEAD / 4u;            // vec4s per head
     let kv4 = N_KV * d4n;                 // vec4s per row of the caches
-    // This workgroup's keys j0 .. j0 + n (all of them unless SPLITS > 1).
+    // This workgroup's keys j0 .. j0 + n (all of them, or the window's, unless SPLITS > 1).
     var j0 = 0u;
     var n = p.pos0 + t + 1u;
+    if (WINDOW > 0u && n > WINDOW) {
+        j0 = n - WINDOW;
+        n = WINDOW;
+    }
     if (SPLITS > 1u) {
         let chunk = max((n + SPLITS - 1u) / SPLITS, MIN_CHUNK);
-        j0 = split * chunk;
-        if (j0 >= n) {
+        let first = split * chunk;
+        if (first >= n) {
             return;   // past the last chunk (uniform per workgroup): not read
         }
-        n = min(chunk, n - j0);
+        j0 += first;
+        n = min(chunk, n - first);
     }
     let q0 = t * (QKV_STRIDE / 4u) + h * d4n;   // q is the first C columns of the row
     let head = (h / (N_HEAD / N_KV)) * d4n;     // this head's keys and values in a cache row
-    let scale = inverseSqrt(f32(4u * d4n));
+    let scale = select(inverseSqrt(f32(4u * d4n)), SCALE, SCALE > 0.0);
 
     var m = -3.4e38;
     for (var j = lid; j < n; j += WG) {
@@ -122,6 +139,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
             s += dot(qkv[q0 + d], k_cache[k0 + d]);
         }
         s *= scale;
+        if (SOFTCAP > 0.0) {
+            // As transformers: divided, tanh, multiplied. The argument is clamped where tanh is
+            // already +-1 in f32 (some backends compute tanh through exp, which overflows).
+            s = tanh(clamp(s / SOFTCAP, -15.0, 15.0)) * SOFTCAP;
+        }
         scores[j] = s;
         m = max(m, s);
     }

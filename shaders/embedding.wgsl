@@ -3,6 +3,7 @@
 //   x[t, c] = wte[ids[t], c] + wpe[pos0 + t, c]        x: (T, C)
 //   WPE false: x[t, c] = wte[ids[t], c]   (no position embeddings: Llama, Qwen; wpe is not
 //              read and takes any small buffer)
+//   SCALE:     x[t, c] = wte[ids[t], c] * SCALE, without WPE (Gemma: sqrt(hidden_size), in f32)
 //
 // The token table may be split by rows across several buffers (a table larger than one
 // storage binding); each part is dispatched on its own and writes only the rows whose token
@@ -30,6 +31,7 @@ override BLOCK: u32 = 32u;
 override SOFF: u32 = 0u;
 override WPE: bool = true;
 override WPE_F16: bool = false;
+override SCALE: f32 = 1.0;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> ids: array<u32>;
@@ -243,6 +245,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
     if (WPE) {
         x[t * C + c] = wte_at(id - ROW0, c) + wpe_at((p.pos0 + t) * C + c);
     } else {
-        x[t * C + c] = wte_at(id - ROW0, c);
+        x[t * C + c] = wte_at(id - ROW0, c) * SCALE;
     }
 }

@@ -5,10 +5,11 @@
 //                                                            an (OUT_N, K) matrix, y: (T, OUT_N)
 //   LN:       x[t, :] is first layer-normalised: (x - mean) / sqrt(var + EPS) * ln_w + ln_b
 //   RMS:      with LN, the norm is an RMSNorm (Llama, Qwen): x / sqrt(mean(x^2) + EPS) * ln_w
-//             (ln_b is not read)
+//             (ln_b is not read); times (ln_w + LN_OFFSET) with LN_OFFSET (Gemma's 1 + w)
 //   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
 //             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
-//             down projection), silu(g) = g / (1 + exp(-g)); not with LN
+//             down projection), silu(g) = g / (1 + exp(-g)); not with LN. With GEGLU the gate's
+//             activation is gelu (tanh form) instead: x' = gelu(gate) * up (Gemma's MLP)
 //   SWIGLU_OUT: Llama's gate_up product, emitting silu(gate) * up: this part's ROWS rows are
 //             ROWS / 2 gate rows, then the matching ROWS / 2 up rows ([gate_proj[a:b];
 //             up_proj[a:b]]; a single part is [gate_proj; up_proj] as a whole), and
@@ -24,12 +25,14 @@
 //   KV:       for the attention's c_attn (OUT_N = 3C): keys (outputs [C, 2C)) and values
 //             ([2C, 3C)) are also stored in the caches at row pos0 + t
 //   LM:       the LM head: no bias, x rows lm_row0 + t for t < lm_rows, out = logits
+//   SOFTCAP > 0: y = tanh(y / SOFTCAP) * SOFTCAP (Gemma 2's final logit soft-capping)
 //   ATT_SPLITS > 0: x is attention.wgsl's partial blocks of ATT_HEADS heads whose keys were cut
 //             into chunks (flash-decoding; at most ATT_SPLITS, of max(ceil(n / ATT_SPLITS),
 //             MIN_CHUNK) keys for n = pos0 + t + 1, the rule attention.wgsl follows), combined
 //             here into the row of x before the product: x[t, h hs + i] = sum_s exp(m_s - M)
 //             acc_s[i] / sum_s exp(m_s - M) l_s, M = max_s m_s (staged in workgroup memory as
-//             LN's is; not with LN or SWIGLU_IN)
+//             LN's is; not with LN or SWIGLU_IN). ATT_WINDOW > 0: the attention's sliding
+//             window (attention.wgsl's WINDOW): n = min(pos0 + t + 1, ATT_WINDOW)
 //
 // Wt is a Conv1D weight [in, out] transposed to [out, in] at load (on the GPU), or the token
 // table [V, C] as stored: row n is contiguous, so the TPR invocations that share a row read
@@ -84,6 +87,9 @@ override LN: bool = false;
 override RMS: bool = false;
 override EPS: f32 = 1e-5;
 override SWIGLU_IN: bool = false;
+override GEGLU: bool = false;   // with SWIGLU_IN: gelu(gate) * up
+override LN_OFFSET: f32 = 0.0;  // with LN and RMS: the norm weights plus this (Gemma: 1)
+override SOFTCAP: f32 = 0.0;    // soft-capping of the outputs; 0: none
 override SWIGLU_OUT: bool = false;
 override BIAS: bool = true;
 override GELU: bool = false;
@@ -97,6 +103,7 @@ override LN_MAX: u32 = 1u;      // K with LN or ATT_SPLITS (workgroup memory for
 override ATT_SPLITS: u32 = 0u;  // x is split attention's partial blocks (see above)
 override ATT_HEADS: u32 = 1u;   // heads in those blocks
 override MIN_CHUNK: u32 = 128u; // attention.wgsl's least keys per chunk
+override ATT_WINDOW: u32 = 0u;  // attention.wgsl's WINDOW (0: none)
 
 @group(0) @binding(0) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(1) var<storage, read> Wt: array<vec4<u32>>;
@@ -126,6 +133,9 @@ fn group_values() -> u32 {
 fn xv(x0: u32, i: u32) -> vec4<f32> {
     if (LN || ATT_SPLITS > 0u) {
         return xn[i];
+    }
+    if (SWIGLU_IN && GEGLU) {
+        return gelu4(x[x0 + i]) * x[x0 + K / 4u + i];
     }
     if (SWIGLU_IN) {
         return silu4(x[x0 + i]) * x[x0 + K / 4u + i];
@@ -459,6 +469,11 @@ fn gelu(h: f32) -> f32 {
     return 0.5 * h * (1.0 + tanh(u));
 }
 
+fn gelu4(h: vec4<f32>) -> vec4<f32> {
+    let u = clamp(SQRT_2_OVER_PI * (h + 0.044715 * h * h * h), vec4<f32>(-15.0), vec4<f32>(15.0));
+    return 0.5 * h * (1.0 + tanh(u));
+}
+
 @compute @workgroup_size(TPR, RPW)
 fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let r = wid.x * RPW + lid.y;
@@ -486,7 +501,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         }
         let rstd = inverseSqrt(workgroup_sum(q, flat) / f32(K) + EPS);
         for (var i = flat; i < K / 4u; i += n) {
-            xn[i] = xn[i] * rstd * ln_w[i];
+            xn[i] = xn[i] * rstd * (ln_w[i] + LN_OFFSET);
         }
         workgroupBarrier();
     } else if (LN) {
@@ -517,7 +532,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         // (divisions by `splits`, never by ATT_SPLITS itself: a compiler may fold q / 0 in
         // this unused branch into an error where ATT_SPLITS = 0).
         let splits = max(ATT_SPLITS, 1u);
-        let keys = p.pos0 + xrow + 1u;
+        var keys = p.pos0 + xrow + 1u;
+        if (ATT_WINDOW > 0u) {
+            keys = min(keys, ATT_WINDOW);
+        }
         let chunk = max((keys + splits - 1u) / splits, MIN_CHUNK);
         let used = (keys + chunk - 1u) / chunk;
         let flat = lid.y * TPR + lid.x;
@@ -586,6 +604,10 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     if (GELU) {
         y = gelu(y);
+    }
+    if (SOFTCAP > 0.0) {
+        // As transformers: divided, tanh, multiplied (clamped where tanh is +-1 in f32).
+        y = tanh(clamp(y / SOFTCAP, -15.0, 15.0)) * SOFTCAP;
     }
     let o = t * OUT_N + n;
     if (RESIDUAL) {

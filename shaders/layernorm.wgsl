@@ -3,6 +3,9 @@
 //   out[t, :] = (x[t, :] - mean) / sqrt(var + EPS) * w + b       x, out: (T, C)
 //   RMS:  out[t, :] = x[t, :] / sqrt(mean(x[t, :]^2) + EPS) * w  (Llama's and Qwen's RMSNorm:
 //         no mean subtracted, no bias; b is not read and takes any small buffer)
+//   OFFSET: with RMS, the weight is (w + OFFSET): Gemma's RMSNorm multiplies by (1 + w)
+//   RESIDUAL: with RMS, out[t, :] += the norm rather than out[t, :] = it (Gemma's post-norms,
+//         applied to a branch's output before it joins the residual stream, out)
 //
 // One workgroup per row; mean and variance are reduced in workgroup memory (two passes over
 // the row, which is in cache: numerically better than E[x^2] - E[x]^2). RMS needs one.
@@ -20,6 +23,8 @@ struct Params {
 override C: u32;
 override EPS: f32 = 1e-5;
 override RMS: bool = false;
+override OFFSET: f32 = 0.0;
+override RESIDUAL: bool = false;
 override WG: u32 = 64u;
 
 @group(0) @binding(0) var<storage, read> x: array<f32>;
@@ -55,14 +60,20 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         return;
     }
     if (RMS) {
-        // As transformers' LlamaRMSNorm in f32: x * rsqrt(mean(x^2) + eps), then * w.
+        // As transformers' LlamaRMSNorm in f32: x * rsqrt(mean(x^2) + eps), then * w (Gemma:
+        // then * (1 + w), the sum in f32 first).
         var q = 0.0;
         for (var c = lid; c < C; c += WG) {
             q += x[row + c] * x[row + c];
         }
         let rstd = inverseSqrt(workgroup_sum(q, lid) / f32(C) + EPS);
         for (var c = lid; c < C; c += WG) {
-            out[row + c] = x[row + c] * rstd * w[c];
+            let y = x[row + c] * rstd * (w[c] + OFFSET);
+            if (RESIDUAL) {
+                out[row + c] += y;
+            } else {
+                out[row + c] = y;
+            }
         }
         return;
     }

@@ -5,7 +5,8 @@
 //                                                          (OUT_N, K) matrix, y: (T, OUT_N)
 //   SWIGLU_IN: x has 2K columns per row, [gate; up] (the output of a gate_up product), and the
 //             product reads x'[t, k] = silu(x[t, k]) * x[t, K + k] (Llama's MLP before its
-//             down projection), silu(g) = g / (1 + exp(-g))
+//             down projection), silu(g) = g / (1 + exp(-g)). With GEGLU the gate's activation
+//             is gelu (tanh form) instead: x' = gelu(gate) * up (Gemma's MLP)
 //   SWIGLU_OUT: Llama's gate_up product, emitting silu(gate) * up: this part's ROWS rows are
 //             ROWS / 2 gate rows, then the matching ROWS / 2 up rows ([gate_proj[a:b];
 //             up_proj[a:b]]; a single part is [gate_proj; up_proj] as a whole), and
@@ -58,6 +59,7 @@ override FMT: u32 = 0u;
 override BLOCK: u32 = 32u;
 override SOFF: u32 = 0u;        // word offset of the scales (q8, q4)
 override SWIGLU_IN: bool = false;
+override GEGLU: bool = false;   // with SWIGLU_IN: gelu(gate) * up
 override SWIGLU_OUT: bool = false;
 override BIAS: bool = true;
 override GELU: bool = false;
@@ -286,8 +288,11 @@ fn silu(g: f32) -> f32 {
     return select(g * e, g, g >= 0.0) / (1.0 + e);
 }
 
-// x'[t, k] of an in-range (t, k): x[t, k], or silu(gate) * up with SWIGLU_IN.
+// x'[t, k] of an in-range (t, k): x[t, k], or silu(gate) * up with SWIGLU_IN (gelu with GEGLU).
 fn x_at(t: u32, k: u32) -> f32 {
+    if (SWIGLU_IN && GEGLU) {
+        return gelu(x[2u * t * K + k]) * x[2u * t * K + K + k];
+    }
     if (SWIGLU_IN) {
         return silu(x[2u * t * K + k]) * x[2u * t * K + K + k];
     }

@@ -338,18 +338,19 @@ class Forward:
 
     # ops
 
-    def embedding(self, name, ids, table, positions, out):
-        """out[t] = table[ids[t]] (+ positions[pos0 + t] where there is a position table)
-                                                                    (T, C)"""
+    def embedding(self, name, ids, table, positions, out, scale=None):
+        """out[t] = table[ids[t]] (+ positions[pos0 + t] where there is a position table;
+        times `scale` where given: Gemma's sqrt(C))                         (T, C)"""
         self._flush()
         p, k = self.plan, self.plan.kernels
         C = p.dims.C
         m = p.weights.mats[table]
         wpe = positions is not None
+        scaled = {} if scale is None else {"SCALE": scale}
         for part in m.parts:
             pipe = k.get("embedding", C=C, WPE=wpe,
                          WPE_F16=wpe and p.weights.keeps_f16(positions), WG=WG,
-                         **m.constants(part))
+                         **m.constants(part), **scaled)
             group = p.bind("embedding", pipe, ids=p.buf[ids], wte=part[0],
                            wpe=self._param(positions) if wpe else None, x=p.buf[out],
                            p=p.buf["params"])
@@ -360,31 +361,36 @@ class Forward:
         In a pass whose products can do it, it is left to the next product that reads `out`."""
         self._norm(name, x, out, rms=False)
 
-    def rms_norm(self, name, x, out):
-        """out = x / sqrt(mean(x^2) + eps) * w, per row             (T, C)
-        Fused into the next product as layer_norm is."""
-        self._norm(name, x, out, rms=True)
+    def rms_norm(self, name, x, out, offset=0.0, residual=False):
+        """out = x / sqrt(mean(x^2) + eps) * (w + offset), per row   (T, C)
+        (offset 1: Gemma's norms). Fused into the next product as layer_norm is; with
+        `residual`, out += the norm instead (Gemma's post-norms), a dispatch of its own."""
+        self._norm(name, x, out, rms=True, offset=offset, residual=residual)
 
-    def _norm(self, name, x, out, rms):
+    def _norm(self, name, x, out, rms, offset=0.0, residual=False):
         self._flush()
-        if self.fuse:
-            self._pending = (name, x, out, rms)
+        if self.fuse and not residual:
+            self._pending = (name, x, out, rms, offset)
         else:
-            self._emit_norm(name, x, out, rms)
+            self._emit_norm(name, x, out, rms, offset, residual)
 
-    def _emit_norm(self, name, x, out, rms):
+    def _emit_norm(self, name, x, out, rms, offset=0.0, residual=False):
         p = self.plan
-        pipe = p.kernels.get("layernorm", C=p.dims.C, EPS=p.dims.eps, RMS=rms, WG=WG)
+        # The options only where they apply, so the other models' pipelines keep their keys.
+        options = dict(**({"OFFSET": offset} if offset else {}),
+                       **({"RESIDUAL": True} if residual else {}))
+        pipe = p.kernels.get("layernorm", C=p.dims.C, EPS=p.dims.eps, RMS=rms, WG=WG, **options)
         group = p.bind("layernorm", pipe, x=p.buf[x], w=self._param(name + ".weight"),
                        b=None if rms else self._param(name + ".bias"), out=p.buf[out],
                        p=p.buf["params"])
         self._add(name, "layernorm", pipe, group, ("T", 1, 1))
 
-    def linear(self, name, x, out, K, N, gelu=False, residual=False, kv=None, swiglu_in=False):
+    def linear(self, name, x, out, K, N, gelu=False, residual=False, kv=None, swiglu_in=False,
+               geglu_in=False):
         """out = x @ W + b (b where the model has it), with its fused epilogue: gelu,
         out += (residual), and with kv=i the k and v thirds stored into layer i's caches at
         pos0 + t; with swiglu_in, x holds (gate | up) of 2K columns and the product reads
-        silu(gate) * up.                                                  (T, N)
+        silu(gate) * up (gelu(gate) * up with geglu_in: Gemma's MLP).     (T, N)
         Which kernel runs is decided here, for every product of every architecture: matvec
         (weights kept [in, out]: the CPU layout), gemv (one token, rows), matmul (a prompt)."""
         p, lay = self.plan, self.plan.layout
@@ -408,17 +414,22 @@ class Forward:
         if split is not None:
             flags.update(ATT_SPLITS=split[1], ATT_HEADS=p.dims.n_head,
                          MIN_CHUNK=lay.attention_chunk, LN_MAX=K)
+            if split[2]:
+                flags["ATT_WINDOW"] = split[2]
         if not has_bias:
             flags["BIAS"] = False
-        if swiglu_in:
+        if swiglu_in or geglu_in:
             flags["SWIGLU_IN"] = True
+        if geglu_in:
+            flags["GEGLU"] = True
         label = f"{norm[0]} + {name}" if norm else name
         if split is not None:
             label = f"(attention's {split[1]} parts) + {name}"
         # What the kernels of this product share: the input row (normalised first where a
         # norm is fused: its own input), the norm's constants, the buffers, the flags.
         prod = _Product(name, label, p.buf[norm[1] if norm else x], K, N,
-                        dict(LN=norm is not None, EPS=p.dims.eps, **({"RMS": True} if rms else {})),
+                        dict(LN=norm is not None, EPS=p.dims.eps, **({"RMS": True} if rms else {}),
+                             **({"LN_OFFSET": norm[4]} if norm and norm[4] else {})),
                         dict(bufs, **ln), flags)
         if name + ".weight" in p.weights.params:  # kept [in, out] as stored: the CPU layout
             self._matvec(prod)
@@ -495,10 +506,13 @@ class Forward:
             cut -= 1
         return cut
 
-    def rope(self, name, qkv, layer, q_norm=None, k_norm=None):
-        """q, k of this pass rotated by their positions (the "rope" table), after an RMSNorm of
-        each head with q_norm / k_norm where given; rotated k and v -> layer's caches at
-        pos0 + t.                                                         (T, (H + 2G) hd)"""
+    def rope(self, name, qkv, layer, q_norm=None, k_norm=None, norm_offset=0.0, table="rope",
+             rot=None):
+        """q, k of this pass rotated by their positions (the `table` of cos | sin, "rope"),
+        after an RMSNorm of each head with q_norm / k_norm where given (weights + norm_offset:
+        Gemma 3's 1); rotated k and v -> layer's caches at pos0 + t. `rot`: the values of a
+        head rotated where not all of them (a partial rotary embedding; 0: none, SmolLM3's
+        layers without it).                                               (T, (H + 2G) hd)"""
         self._flush()
         p, d = self.plan, self.plan.dims
         hd = d.head_size
@@ -507,23 +521,33 @@ class Forward:
             lanes *= 2
         norm = q_norm is not None
         H, G = d.n_head, d.n_kv
+        options = dict(**({"NORM_OFFSET": norm_offset} if norm_offset else {}),
+                       **({"ROT": rot} if rot is not None and rot != hd else {}))
         pipe = p.kernels.get("rope", C=d.q_cols, N_HEAD=H, N_KV=G, NORM=norm,
-                             EPS=d.eps, LANES=lanes, WG=64)
-        group = p.bind("rope", pipe, qkv=p.buf[qkv], rope=p.buf["rope"],
+                             EPS=d.eps, LANES=lanes, WG=64, **options)
+        group = p.bind("rope", pipe, qkv=p.buf[qkv], rope=p.buf[table],
                        q_norm=self._param(q_norm + ".weight") if norm else None,
                        k_norm=self._param(k_norm + ".weight") if norm else None,
                        k_cache=p.buf[f"k_cache.{layer}"], v_cache=p.buf[f"v_cache.{layer}"],
                        p=p.buf["params"])
         self._add(name, "rope", pipe, group, (cdiv((H + 2 * G) * lanes, 64), "T", 1))
 
-    def attention(self, name, qkv, layer, out):
+    def attention(self, name, qkv, layer, out, scale=None, softcap=None, window=None):
         """out = softmax(q k^T / sqrt(hs), causal) v per head, over the KV cache (each of the
-        n_kv key/value heads serving n_head / n_kv query heads)           (T, n_head hs)"""
+        n_kv key/value heads serving n_head / n_kv query heads)           (T, n_head hs)
+        Options (Gemma, Mistral, Phi-3, windowed Qwen): `scale` instead of 1 / sqrt(hs),
+        `softcap` (scores -> tanh(s / softcap) softcap), `window`: only the last `window` keys
+        (a sliding window: the cache keeps every key of the context, so a mask is enough; a
+        window at least the context kept is no window)."""
         self._flush()
         p, d = self.plan, self.plan.dims
         gqa = {}
         if d.n_kv != d.n_head:  # grouped-query attention: fewer k, v columns than q's
             gqa = dict(N_KV=d.n_kv, QKV_STRIDE=d.qkv_cols)
+        window = window if window and window < d.n_ctx else 0
+        for key, value in (("SCALE", scale), ("SOFTCAP", softcap), ("WINDOW", window)):
+            if value:  # only where given, so the other models' pipelines keep their keys
+                gqa[key] = value
         splits = self._splits(out)
         if splits > 1:
             gqa.update(SPLITS=splits, MIN_CHUNK=p.layout.attention_chunk)
@@ -534,7 +558,7 @@ class Forward:
                        v_cache=p.buf[f"v_cache.{layer}"], y=p.buf[out], p=p.buf["params"])
         self._add(name, "attention", pipe, group, ("T", d.n_head, splits))
         if splits > 1:
-            self._split = (out, splits)
+            self._split = (out, splits, window)
 
     def _splits(self, out):
         """Chunks of keys per head for a decoded token's attention (flash-decoding): enough
@@ -554,8 +578,9 @@ class Forward:
         room = p.activations[out] // (4 * H * (hs + 4))  # hs + 4 floats a block
         return max(1, min(splits, room))
 
-    def lm_head(self, name, x, out):
+    def lm_head(self, name, x, out, softcap=None):
         """logits = x[lm_row0 : lm_row0 + rows] @ W^T              (rows, V)
+        (then tanh(logits / softcap) softcap where given: Gemma's final soft-capping).
         In a pass that fuses norms (decode on a GPU, where the layout's lm_head_ln allows), the
         final norm is done by each of its workgroups rather than by a dispatch of its own."""
         p, lay = self.plan, self.plan.layout
@@ -567,7 +592,10 @@ class Forward:
         C, V = p.dims.C, p.dims.V
         ln = {}
         if norm is not None:
-            ln = dict(LN=True, EPS=p.dims.eps, LN_MAX=C, **({"RMS": True} if norm[3] else {}))
+            ln = dict(LN=True, EPS=p.dims.eps, LN_MAX=C, **({"RMS": True} if norm[3] else {}),
+                      **({"LN_OFFSET": norm[4]} if norm[4] else {}))
+        if softcap:
+            ln["SOFTCAP"] = softcap
         for part in m.parts:
             pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part), **ln,
                                  **lay.lm_head)
