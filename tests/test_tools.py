@@ -10,6 +10,7 @@ import os
 
 import pytest
 
+from test_chat_template import reference
 from test_server import Server
 from test_structured import GPT2, allowed, write_long_chat_folder
 
@@ -89,6 +90,9 @@ def test_a_call_round_trips_through_the_template(name, fmt, call_text):
     text = render_chat_template(template.chat_template, messages, add_generation_prompt=True,
                                 bos_token="<|begin_of_text|>", **extra)
     assert call_text in text and "18 C, sunny" in text and '"name": "add"' in text, text
+    # The tools reach the template as transformers passes them: its render is the same.
+    assert text == reference(template.chat_template, messages, bos_token="<|begin_of_text|>",
+                             add_generation_prompt=True, **extra)
 
 
 @pytest.mark.parametrize("text, fmt, want", [
