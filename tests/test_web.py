@@ -93,11 +93,14 @@ def test_normal_run_stays_on_its_origin_without_console_errors(run):
 
 
 @pytest.mark.parametrize("model", ["tiny", "tiny-f16", "gpt2-shape", SHIPPED, "tiny-llama",
-                                   "tiny-qwen3"])
+                                   "tiny-qwen3", "tiny-gemma3", "tiny-phi3"])
 def test_greedy_continuation_equals_the_cli(run, site, test_models, model):
     """temperature=0 in the page (Pyodide, SwiftShader) gives the CLI's tokens (wgpu, lavapipe):
-    GPT-2 (f32, f16, the 124M shape, the shipped model), and a Llama-shaped and a Qwen3-shaped
-    model (tokenizer.json, GQA, rotary embedding, RMSNorm, SwiGLU; Qwen3's q/k norms, f16)."""
+    GPT-2 (f32, f16, the 124M shape, the shipped model), a Llama-shaped and a Qwen3-shaped
+    model (tokenizer.json, GQA, rotary embedding, RMSNorm, SwiGLU; Qwen3's q/k norms, f16), a
+    Gemma 3 (GeGLU, (1 + w) norms around each branch, two rope tables, a sliding window shorter
+    than the run, a final soft-cap) and a Phi-3 (fused weights, partial rotary, LongRoPE, a
+    window; f16)."""
     if model == SHIPPED:
         if SHIPPED not in shipped_models(site):
             pytest.skip(f"weights/{SHIPPED} is not there yet")

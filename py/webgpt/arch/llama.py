@@ -1,5 +1,6 @@
-"""Llama, Qwen2 and Qwen3 (SmolLM2, Llama 3.x, TinyLlama, Qwen2.5, Qwen3): their config, their
-tensors, and which ops run in which order with which weights.
+"""Llama, Qwen2, Qwen3, Mistral and SmolLM3 (SmolLM2, Llama 3.x, TinyLlama, Qwen2.5, Qwen3,
+Mistral 7B, SmolLM3): their config, their tensors, and which ops run in which order with which
+weights.
 
 Shapes: T tokens in the pass, C = hidden_size, V = vocab_size, n_ctx = the context kept,
 H = num_attention_heads query heads and G = num_key_value_heads key/value heads of hd =
@@ -17,21 +18,31 @@ up are one product into (T, 2I), which the down projection reads as silu(gate) *
 
 q, k and v are one logical product (qkv_proj), gate and up another (gate_up_proj): the weights
 keep the files' tensors, each its own part of the logical matrix (`groups`).
+
+Per layer, as each family's config says: a sliding window (Mistral's `sliding_window` on every
+layer; Qwen2/Qwen3 with `use_sliding_window` on the layers from `max_window_layers`, or as
+`layer_types` says; SmolLM3 as `layer_types` says): attention to the last W positions only,
+the boundary of transformers' masks (masking_utils: key j is seen from query i when
+i - W < j <= i). The KV cache keeps the whole context (at most 4096 positions), so a mask over
+the window is all it takes; no ring buffer. And SmolLM3's layers without rotary embedding
+(`no_rope_layers`: 0 where a layer has none): rope.wgsl only stores their keys and values.
 """
 
 from dataclasses import dataclass
 
 from ..errors import short_repr
 from .base import Architecture, Dims
-from .fields import Fields, Quantization, quantization_of
+from .fields import Fields, Quantization, is_whole, quantization_of
 from .rope import inv_freq, rope_settings, rope_table
 
 # model_type -> the architecture transformers names in config.json's "architectures".
 LLAMA_TYPES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM",
-               "qwen3": "Qwen3ForCausalLM"}
+               "qwen3": "Qwen3ForCausalLM", "mistral": "MistralForCausalLM",
+               "smollm3": "SmolLM3ForCausalLM"}
+# rope_theta where config.json has none, as each config class defaults it.
+DEFAULT_THETA = {"smollm3": 2000000.0}
 # Keys whose presence (with a value that changes the math) this implementation refuses.
 REFUSED = {
-    "use_sliding_window": "sliding-window attention is not supported",
     "num_experts": "mixture-of-experts models are not supported",
     "num_local_experts": "mixture-of-experts models are not supported",
     "moe_intermediate_size": "mixture-of-experts models are not supported",
@@ -62,6 +73,8 @@ class LlamaConfig:
     attention_bias: bool = False       # q/k/v biases (always for Qwen2)
     mlp_bias: bool = False
     qk_norm: bool = False              # Qwen3: RMSNorm of each q and k head
+    windows: tuple = ()                # each layer's sliding window (0: none); () for none at all
+    rope_layers: tuple = ()            # whether each layer rotates q and k (SmolLM3); (): all do
     bos_token_id: object = None
     eos_token_id: object = None        # an int or a list of ints
     quantization: Quantization = None
@@ -100,11 +113,12 @@ class LlamaConfig:
         if d.get("mlp_bias"):
             f.fail("mlp_bias = true is not supported")
         hidden, heads, kv_heads, head_dim = _attention_sizes(f)
-        rope_theta, rope_scaling = rope_settings(f)
+        rope_theta, rope_scaling = rope_settings(f, DEFAULT_THETA.get(model_type, 10000.0))
         attention_bias = bool(d.get("attention_bias", model_type == "qwen2"))
+        layers = f.positive_int("num_hidden_layers", limit=1024)
         return cls(model_type=model_type, hidden_size=hidden,
                    intermediate_size=f.positive_int("intermediate_size", limit=1 << 20),
-                   num_hidden_layers=f.positive_int("num_hidden_layers", limit=1024),
+                   num_hidden_layers=layers,
                    num_attention_heads=heads, num_key_value_heads=kv_heads, head_dim=head_dim,
                    vocab_size=f.positive_int("vocab_size"),
                    max_position_embeddings=f.positive_int("max_position_embeddings"),
@@ -112,8 +126,75 @@ class LlamaConfig:
                    rope_theta=rope_theta, rope_scaling=rope_scaling,
                    tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
                    attention_bias=attention_bias, qk_norm=model_type == "qwen3",
+                   windows=_windows(f, model_type, layers),
+                   rope_layers=_rope_layers(f, layers) if model_type == "smollm3" else (),
                    bos_token_id=d.get("bos_token_id"), eos_token_id=d.get("eos_token_id"),
                    quantization=quantization_of(d, where, hidden, "hidden_size"))
+
+
+def layer_windows(f, layer_types, window, n_layer, why_none):
+    """Each layer's sliding window from `layer_types` (config.json's list of "full_attention"
+    and "sliding_attention", one per layer) and the window W (None where the config has none:
+    a sliding layer is then refused, `why_none` saying why); () where no layer slides."""
+    if not isinstance(layer_types, list) or len(layer_types) != n_layer or any(
+            t not in ("full_attention", "sliding_attention") for t in layer_types):
+        f.fail(f"layer_types must list 'full_attention' or 'sliding_attention' for each of the "
+               f"{n_layer} layers, not {short_repr(layer_types)}")
+    if "sliding_attention" not in layer_types:
+        return ()
+    if window is None:
+        f.fail(f"layer_types has sliding_attention layers, but {why_none}")
+    if not is_whole(window) or window <= 0:
+        f.fail(f"sliding_window must be a positive integer, not {short_repr(window)}")
+    return tuple(window if t == "sliding_attention" else 0 for t in layer_types)
+
+
+def _windows(f, model_type, n_layer):
+    """Each layer's sliding window as transformers' config class for `model_type` makes its
+    layer_types and sliding_window (Llama has none)."""
+    d = f.d
+    if model_type == "llama":
+        return ()
+    if model_type == "mistral":
+        window = d.get("sliding_window", 4096)        # MistralConfig's default
+        if window is None:
+            return ()
+        return layer_windows(f, ["sliding_attention"] * n_layer, window, n_layer, "")
+    types = d.get("layer_types")
+    if model_type == "smollm3":
+        window = d.get("sliding_window")
+        if types is None:
+            # SmolLM3Config: the layers without rotary embedding slide, with use_sliding_window.
+            slide = bool(d.get("use_sliding_window")) and window is not None
+            types = ["sliding_attention" if slide and not rope else "full_attention"
+                     for rope in _rope_layers(f, n_layer)]
+        return layer_windows(f, types, window, n_layer, "there is no sliding_window")
+    # Qwen2, Qwen3: sliding_window counts only with use_sliding_window; without layer_types,
+    # the layers from max_window_layers on slide.
+    window = d.get("sliding_window", 4096) if d.get("use_sliding_window") else None
+    if types is None:
+        if window is None:
+            return ()
+        first = d.get("max_window_layers", 28)
+        if not is_whole(first) or first < 0:
+            f.fail(f"max_window_layers must be a whole number, not {short_repr(first)}")
+        types = ["sliding_attention" if i >= first else "full_attention" for i in range(n_layer)]
+    return layer_windows(f, types, window, n_layer,
+                         "use_sliding_window is not set, so transformers has no window for them")
+
+
+def _rope_layers(f, n_layer):
+    """SmolLM3's no_rope_layers (1 where a layer rotates q and k, 0 where it does not), or the
+    pattern of no_rope_layer_interval (every interval-th layer without) where it has none."""
+    flags = f.get("no_rope_layers")
+    if flags is None:
+        every = f.positive_int("no_rope_layer_interval", 4, limit=1 << 20)
+        return tuple((i + 1) % every != 0 for i in range(n_layer))
+    if not isinstance(flags, list) or len(flags) != n_layer or any(
+            v not in (0, 1) or isinstance(v, float) for v in flags):
+        f.fail(f"no_rope_layers must list 1 or 0 for each of the {n_layer} layers, not "
+               f"{short_repr(flags)}")
+    return tuple(bool(v) for v in flags)
 
 
 def _attention_sizes(f):
@@ -204,7 +285,7 @@ class LlamaArch(Architecture):
         adapter and to MAX_CONTEXT."""
         wg_bytes = device.limits.get("max-compute-workgroup-storage-size", 16384)
         fits = wg_bytes // 4 - layout.attention * 5
-        return max(1, min(self.config.max_position_embeddings, fits, MAX_CONTEXT))
+        return max(1, min(self.max_context(), fits, MAX_CONTEXT))
 
     @property
     def dims(self):
@@ -252,6 +333,17 @@ class LlamaArch(Architecture):
         return {"rope": rope_table(inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling),
                                    self.n_ctx)}
 
+    def rope_options(self, i):
+        """What layer i's rope op takes besides its buffers: no rotation for SmolLM3's layers
+        without rotary embedding."""
+        layers = self.config.rope_layers
+        return {"rot": 0} if layers and not layers[i] else {}
+
+    def window(self, i):
+        """Layer i's sliding window, or None."""
+        windows = self.config.windows
+        return (windows[i] or None) if windows else None
+
     # ------------------------------------------------------------ the forward pass
 
     def forward(self, f):
@@ -267,8 +359,10 @@ class LlamaArch(Architecture):
                      N=d.qkv_cols)                                       # qkv = ln @ Wqkv^T (+ b) (T, (H+2G) hd)
             f.rope(A + "rope", qkv="qkv", layer=i,
                    q_norm=A + "q_norm" if cfg.qk_norm else None,
-                   k_norm=A + "k_norm" if cfg.qk_norm else None)         # q, k rotated; k, v -> caches[pos0 + t]
-            f.attention(A + "attn", qkv="qkv", layer=i, out="att")       # att = attention    (T, H hd)
+                   k_norm=A + "k_norm" if cfg.qk_norm else None,
+                   **self.rope_options(i))                               # q, k rotated; k, v -> caches[pos0 + t]
+            f.attention(A + "attn", qkv="qkv", layer=i, out="att",
+                        window=self.window(i))                           # att = attention    (T, H hd)
             f.linear(A + "o_proj", x="att", out="x", K=d.q_cols, N=C,
                      residual=True)                                      # x += att @ Wo^T    (T, C)
             f.rms_norm(L + "post_attention_layernorm", x="x", out="ln")  # ln = rms(x) w      (T, C)
