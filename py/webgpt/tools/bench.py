@@ -1,4 +1,5 @@
-"""`python -m webgpt bench`: speed of the GPT-2 and Llama-family shapes on this machine's adapter.
+"""`python -m webgpt bench`: speed of the GPT-2, Llama-family, Gemma, Phi and SmolLM3 shapes on this
+machine's adapter.
 
 For each shape and file dtype: load time, prefill tokens/s for a 512-token prompt, greedy decode
 ms/token at several context lengths, GPU memory held, and the floor: bytes a decode step must
@@ -15,10 +16,9 @@ import json
 import math
 import time
 
-from ..arch import arch_for
+from ..arch import arch_for, by_model_type
 from ..arch.fields import Quantization
 from ..arch.gpt2 import GPT2Config
-from ..arch.llama import LlamaConfig
 from ..kernels import Kernels
 from ..model import GPT2, PIPELINE
 from ..spec import ModelSpec, QuantizedRef, TensorRef
@@ -51,16 +51,54 @@ LLAMA_SHAPES = {
                          rope_scaling={"rope_type": "llama3", "factor": 32.0,
                                        "low_freq_factor": 1.0, "high_freq_factor": 4.0,
                                        "original_max_position_embeddings": 8192}),
+    # Gemma, Phi and SmolLM3 (webgpt/arch/gemma.py, phi3.py, llama.py), as their config.json;
+    # Phi's LongRoPE factors are made up (their values do not change the speed).
+    "Gemma-2-2B": dict(model_type="gemma2", hidden_size=2304, intermediate_size=9216,
+                       num_hidden_layers=26, num_attention_heads=8, num_key_value_heads=4,
+                       head_dim=256, vocab_size=256000, query_pre_attn_scalar=256,
+                       sliding_window=4096, attn_logit_softcapping=50.0,
+                       final_logit_softcapping=30.0, tie_word_embeddings=True),
+    "Gemma-3-1B": dict(model_type="gemma3_text", hidden_size=1152, intermediate_size=6912,
+                       num_hidden_layers=26, num_attention_heads=4, num_key_value_heads=1,
+                       head_dim=256, vocab_size=262144, query_pre_attn_scalar=256,
+                       sliding_window=512, sliding_window_pattern=6, rope_theta=1000000.0,
+                       rope_local_base_freq=10000.0, tie_word_embeddings=True),
+    "Phi-3.5-mini": dict(model_type="phi3", hidden_size=3072, intermediate_size=8192,
+                         num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                         vocab_size=32064, original_max_position_embeddings=4096,
+                         rope_scaling={"type": "longrope", "short_factor": [1.0] * 48,
+                                       "long_factor": [4.0] * 48},
+                         sliding_window=262144, tie_word_embeddings=False),
+    "Phi-4-mini": dict(model_type="phi3", hidden_size=3072, intermediate_size=8192,
+                       num_hidden_layers=32, num_attention_heads=24, num_key_value_heads=8,
+                       vocab_size=200064, partial_rotary_factor=0.75,
+                       original_max_position_embeddings=4096,
+                       rope_scaling={"type": "longrope", "short_factor": [1.0] * 48,
+                                     "long_factor": [4.0] * 48},
+                       sliding_window=262144, tie_word_embeddings=True),
+    "SmolLM3-3B": dict(model_type="smollm3", hidden_size=2048, intermediate_size=11008,
+                       num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=4,
+                       vocab_size=128256, rope_theta=5000000.0, no_rope_layer_interval=4,
+                       tie_word_embeddings=True),
 }
+# transformers' (config class, model class) of each model_type, for the baseline.
+HF_CLASSES = {"llama": ("LlamaConfig", "LlamaForCausalLM"),
+              "qwen2": ("Qwen2Config", "Qwen2ForCausalLM"),
+              "qwen3": ("Qwen3Config", "Qwen3ForCausalLM"),
+              "gemma2": ("Gemma2Config", "Gemma2ForCausalLM"),
+              "gemma3_text": ("Gemma3TextConfig", "Gemma3ForCausalLM"),
+              "phi3": ("Phi3Config", "Phi3ForCausalLM"),
+              "smollm3": ("SmolLM3Config", "SmolLM3ForCausalLM")}
 ALL_SHAPES = list(SHAPES) + list(LLAMA_SHAPES)
 
 
 def shape_config(shape, quant=None):
-    """The config of a named shape (GPT2Config or LlamaConfig), context 4096 for Llama ones."""
+    """The config of a named shape (GPT2Config, or its family's config class: LlamaConfig,
+    GemmaConfig, Phi3Config), context 4096 for the others."""
     if shape in SHAPES:
         return GPT2Config(vocab_size=50257, n_positions=1024, quantization=quant, **SHAPES[shape])
     d = dict(LLAMA_SHAPES[shape], max_position_embeddings=4096)
-    cfg = LlamaConfig.from_dict(d)
+    cfg = by_model_type(d["model_type"]).config_class.from_dict(d)
     cfg.quantization = quant
     return cfg
 ITEMSIZE = {"F32": 4, "F16": 2, "Q8": 2, "Q4": 2}  # Q8, Q4: f16 vectors, scales, wpe
@@ -370,10 +408,9 @@ def _hf_model(shape, dtype):
         model = transformers.GPT2LMHeadModel(cfg)
     else:
         keys = dict(LLAMA_SHAPES[shape], max_position_embeddings=4096)
-        kind = keys.pop("model_type")
-        name = {"llama": "Llama", "qwen2": "Qwen2", "qwen3": "Qwen3"}[kind]
-        cfg = getattr(transformers, name + "Config")(**keys)
-        model = getattr(transformers, name + "ForCausalLM")(cfg)
+        config_class, model_class = HF_CLASSES[keys.pop("model_type")]
+        cfg = getattr(transformers, config_class)(**keys)
+        model = getattr(transformers, model_class)(cfg)
     return model.to("cuda", torch_dtype).eval()
 
 
