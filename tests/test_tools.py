@@ -1,7 +1,7 @@
 """Tool calling (webgpt/api/tools.py): each family's call format through its real chat template
-(tests/fixtures/chat_templates: Qwen2.5-Instruct, Qwen3, Llama-3.2-Instruct, SmolLM2), the
-calls' constraint, the calls parsed back, function_tool, and the API and the server with
-tools and response_format from the `openai` package.
+(tests/fixtures/chat_templates: Qwen2.5-Instruct, Qwen3, Llama-3.2-Instruct, SmolLM2 and
+SmolLM3), the calls' constraint, the calls parsed back, function_tool, and the API and the
+server with tools and response_format from the `openai` package.
 """
 
 import asyncio
@@ -58,6 +58,9 @@ FAMILIES = [
      '</tool_call>'),
     ("llama-3.2-instruct.jinja", api_tools.LLAMA3_JSON,
      '{"name": "get_weather", "parameters": {"city": "Paris", "unit": "c"}}'),
+    ("smollm3-3b.jinja", api_tools.HERMES,
+     '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}\n'
+     '</tool_call>'),
     ("smollm2-instruct.jinja", api_tools.SMOLLM2,
      '<tool_call>[{"name": "get_weather", "arguments": {"city": "Paris", "unit": "c"}}]'
      '</tool_call>'),
@@ -85,8 +88,9 @@ def test_a_call_round_trips_through_the_template(name, fmt, call_text):
         {"role": "assistant", "content": None, "tool_calls": calls},
         {"role": "tool", "tool_call_id": calls[0]["id"], "content": "18 C, sunny"}],
         "tools": [WEATHER, ADD]})
-    messages = api_tools.template_messages(later.messages, later.tools, fmt)
-    extra = {} if fmt == api_tools.SMOLLM2 else {"tools": api_tools.template_tools(later.tools)}
+    rendered = api_tools.renders_tools(template)
+    messages = api_tools.template_messages(later.messages, later.tools, fmt, rendered)
+    extra = {"tools": api_tools.template_tools(later.tools)} if rendered else {}
     text = render_chat_template(template.chat_template, messages, add_generation_prompt=True,
                                 bos_token="<|begin_of_text|>", **extra)
     assert call_text in text and "18 C, sunny" in text and '"name": "add"' in text, text

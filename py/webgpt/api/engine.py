@@ -22,8 +22,8 @@ from ..errors import ConstraintError, RequestError
 from ..model.chat import Reply, common_prefix, prepare
 from ..model.decode import controls_from
 from .params import PARAMS
-from .tools import (SMOLLM2, parse_calls, template_messages, template_tools, tool_constraint,
-                    tool_format)
+from .tools import (parse_calls, renders_tools, template_messages, template_tools,
+                    tool_constraint, tool_format)
 
 
 def _id(prefix):
@@ -128,9 +128,10 @@ class Run:
         r, model = self.r, self.model
         if r.tools is None and not any(m.get("tool_calls") for m in r.messages):
             return model, r.messages
-        fmt = tool_format(model.tokenizer)
-        messages = template_messages(r.messages, r.tools or {}, fmt)
-        if r.tools is None or fmt == SMOLLM2:
+        rendered = renders_tools(model.tokenizer)
+        messages = template_messages(r.messages, r.tools or {}, tool_format(model.tokenizer),
+                                     rendered)
+        if r.tools is None or not rendered:
             return model, messages
         return _Templated(model, tools=template_tools(r.tools)), messages
 

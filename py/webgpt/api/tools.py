@@ -3,17 +3,19 @@
 Each model family was trained to write its calls one way; the chat template says which:
 
     hermes       <tool_call>\\n{"name": N, "arguments": A}\\n</tool_call>, one block per call
-                 (Qwen2.5, Qwen3, SmolLM3: templates that render `tools` and `<tool_call>`)
+                 (Qwen2.5, Qwen3: templates that render `tools` and `<tool_call>`; SmolLM3)
     llama3_json  {"name": N, "parameters": A}, the whole reply, one call (Llama 3.1 / 3.2)
-    smollm2      <tool_call>[{"name": N, "arguments": A}, ...]</tool_call> (SmolLM2, whose
-                 template knows no tools: the tools go into a system message as its model
-                 card's function-calling prompt writes them; also any other template without
-                 tools)
+    smollm2      <tool_call>[{"name": N, "arguments": A}, ...]</tool_call> (SmolLM2; also any
+                 other template that knows no tools)
 
-The tools reach the template as transformers passes them (`apply_chat_template(messages,
-tools=[...])`, each {"type": "function", "function": {...}}); an assistant message's
-tool_calls go back with their arguments as objects (templates write `arguments | tojson`), and
-"tool" messages with the results go through the template as they are.
+Where the template renders tools, they reach it as transformers passes them
+(`apply_chat_template(messages, tools=[...])`, each {"type": "function", "function": {...}});
+an assistant message's tool_calls go back with their arguments as objects (templates write
+`arguments | tojson`), and "tool" messages with the results go through the template as they
+are. Where it does not (SmolLM2's; the SmolLM3 template that Unsloth's edit left without tools),
+the tools go into the system message, in SmolLM2's model card's function-calling prompt or the
+Hermes prompt Qwen2.5's template writes, and past calls into the assistant's text as the
+model writes them.
 
 While a call is generated, its text is constrained (webgpt.constrain): the format's markers,
 a name of one of the tools, and arguments valid against that tool's `parameters` schema.
@@ -59,6 +61,23 @@ function call is needed, please make the tool calls an empty list '[]'.
 ]</tool_call>"""
 
 
+# The Hermes tools prompt, as Qwen2.5's template writes it, for a template that writes none.
+HERMES_PROMPT = """# Tools
+
+You may call one or more functions to assist with the user query.
+
+You are provided with function signatures within <tools></tools> XML tags:
+<tools>
+{tools}
+</tools>
+
+For each function call, return a json object with function name and arguments within \
+<tool_call></tool_call> XML tags:
+<tool_call>
+{{"name": <function-name>, "arguments": <args-json-object>}}
+</tool_call>"""
+
+
 def tool_format(tokenizer):
     """The tool-call format of a model, read from its chat template."""
     template = getattr(tokenizer, "chat_template", None) or ""
@@ -66,7 +85,14 @@ def tool_format(tokenizer):
         return HERMES
     if "tools" in template and "<|start_header_id|>" in template:
         return LLAMA3_JSON
+    if "SmolLM" in template and "/think" in template:      # SmolLM3's
+        return HERMES
     return SMOLLM2
+
+
+def renders_tools(tokenizer):
+    """Whether the chat template writes the tools and past calls itself."""
+    return "tools" in (getattr(tokenizer, "chat_template", None) or "")
 
 
 # ---------------------------------------------------------------- the request's side
@@ -114,31 +140,38 @@ def check_tools(tools, tool_choice, parallel):
     return named, choice
 
 
-def template_messages(messages, tools, fmt):
+def template_messages(messages, tools, fmt, rendered):
     """The messages as the template takes them: tool calls' arguments as objects; for a
-    template without tools (smollm2), the tools in a system message and past calls written
-    in the model's format."""
+    template that does not render tools (`rendered` false), the tools in a system message
+    and past calls written in the model's format."""
     out = []
     for m in messages:
         calls = m.get("tool_calls")
         if calls:
             m = dict(m, tool_calls=[_template_call(c) for c in calls])
-            if fmt == SMOLLM2:
-                text = START + json.dumps([{"name": c["function"]["name"],
-                                            "arguments": c["function"]["arguments"]}
-                                           for c in m.pop("tool_calls")],
-                                          ensure_ascii=False) + END
-                m["content"] = (m.get("content") or "") + text
+            if not rendered:
+                m["content"] = (m.get("content") or "") + _calls_text(m.pop("tool_calls"), fmt)
         out.append(m)
-    if fmt == SMOLLM2 and tools:
-        listed = json.dumps([{"type": "function", "function": f} for f in tools.values()],
-                            ensure_ascii=False)
-        system = SMOLLM2_PROMPT.format(tools=listed)
+    if not rendered and tools:
+        listed = [{"type": "function", "function": f} for f in tools.values()]
+        system = (SMOLLM2_PROMPT.format(tools=json.dumps(listed, ensure_ascii=False))
+                  if fmt == SMOLLM2 else HERMES_PROMPT.format(tools="\n".join(
+                      json.dumps(t, ensure_ascii=False) for t in listed)))
         if out and out[0]["role"] == "system":
             out[0] = dict(out[0], content=out[0]["content"] + "\n\n" + system)
         else:
             out.insert(0, {"role": "system", "content": system})
     return out
+
+
+def _calls_text(calls, fmt):
+    """Past calls as the model writes them, for a template that does not."""
+    pairs = [(c["function"]["name"], c["function"]["arguments"]) for c in calls]
+    if fmt == SMOLLM2:
+        return START + json.dumps([{"name": n, "arguments": a} for n, a in pairs],
+                                  ensure_ascii=False) + END
+    return "\n".join(f'{START}\n{{"name": {json.dumps(n, ensure_ascii=False)}, "arguments": '
+                     f'{json.dumps(a, ensure_ascii=False)}}}\n{END}' for n, a in pairs)
 
 
 def _template_call(call):
