@@ -327,7 +327,7 @@ def test_config_n_ctx_fallback_and_defaults():
     ({"n_head": 3}, ["n_embd (8)", "n_head (3)"]),
     ({"activation_function": "relu"}, ["'relu'", "gelu_new", "gelu_pytorch_tanh"]),
     ({"layer_norm_epsilon": "small"}, ["layer_norm_epsilon"]),
-    ({"model_type": "mistral"}, ["mistral", "GPT-2", "Llama", "Qwen"]),
+    ({"model_type": "mamba"}, ["mamba", "GPT-2", "Llama", "Qwen"]),
     # A supported architecture whose config lacks its own keys names the first one missing.
     ({"model_type": "llama"}, ["hidden_size", "llama"]),
     ({"n_inner": 64}, ["n_inner"]),
