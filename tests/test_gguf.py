@@ -141,7 +141,7 @@ def padded(data, align=32):
 
 
 HOSTILE = {
-    "not gguf": (b"PK\x03\x04" + bytes(60), "is not a GGUF file"),
+    "not gguf": (b"PK\x03\x04" + bytes(60), "not a GGUF file"),
     "version 1": (header(version=1) + bytes(8), "version 1"),
     "big-endian": (b"GGUF" + struct.pack(">IQQ", 3, 0, 0), "big-endian"),
     "version 9": (header(version=9), "GGUF version 9"),

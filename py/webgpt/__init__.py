@@ -87,8 +87,9 @@ def _quantize_at_load(spec, quantize):
     if why:
         raise ValueError(f"{why}, not {quantize!r}")
     if spec.quantization is not None:
-        raise ModelFolderError(f"{spec.source.where('')} is already quantized "
-                               f"({spec.quantization}); quantize=... is for float weights")
+        what = spec.source.where(spec.gguf["files"][0] if spec.gguf else "")
+        raise ModelFolderError(f"{what} is already quantized ({spec.quantization}); "
+                               f"quantize=... is for float weights")
     arch = arch_for(spec.config)
     group = {8: 16, 4: 32}[bits]
     for name, ref in spec.tensors.items():

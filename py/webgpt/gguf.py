@@ -180,7 +180,7 @@ class _Parser:
     def header(self, name):
         magic = self.take(4, "the magic number")
         if magic != MAGIC:
-            self.fail(f"is not a GGUF file (it starts with {bytes(magic)!r}, not b'GGUF')")
+            self.fail(f"not a GGUF file (it starts with {bytes(magic)!r}, not b'GGUF')")
         raw = self.take(4, "the version")
         version = struct.unpack("<I", raw)[0]
         if version not in (2, 3):
