@@ -138,16 +138,6 @@ def family_model(cls, keys, seed=0, vocab_size=300):
     return model
 
 
-def write_family_folder(path, cls, keys, dtype="float32", seed=0):
-    """write_folder for family_model; returns path."""
-    import torch
-
-    os.makedirs(path, exist_ok=True)
-    write_tokenizer(path)
-    family_model(cls, keys, seed).to(getattr(torch, dtype)).save_pretrained(path)
-    return str(path)
-
-
 GEMMA_SPECIALS = ["<pad>", "<eos>", "<bos>", "<start_of_turn>", "<end_of_turn>"]
 
 
