@@ -306,3 +306,23 @@ def test_the_kernels_share_one_block_decoder():
             fmt = kernel_format(t)
             assert f"case {fmt}u: {{ return {BY_NAME[t].block_bytes}u; }}" in blocks[0] or \
                 (t == "Q6_K" and "default: { return 210u; }" in blocks[0]), t
+
+
+def test_chat_template_and_stop_ids_come_from_the_file(tmp_path):
+    """An instruct model's GGUF (tokenizer.chat_template, eos) renders a chat as its folder does,
+    and stops on the same ids."""
+    import hfmodels
+    import ggufmodels
+    from webgpt.folder import open_folder
+
+    d = str(tmp_path)
+    model, eos = hfmodels.write_chat_folder(d)
+    path = os.path.join(d, "chat.gguf")
+    ggufmodels.write_gguf(path, model.float(), d,
+                          ggufmodels.uniform(gguf.GGMLQuantizationType.Q8_0))
+    spec, folder = run(open_folder(path)), run(open_folder(d))
+    msgs = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi there"}]
+    assert spec.tokenizer.chat_template == folder.tokenizer.chat_template is not None
+    assert spec.tokenizer.apply_chat_template(msgs, add_generation_prompt=True) == \
+        folder.tokenizer.apply_chat_template(msgs, add_generation_prompt=True)
+    assert spec.stop_ids == folder.stop_ids == frozenset(eos)
