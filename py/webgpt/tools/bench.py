@@ -609,7 +609,11 @@ class _StaticDecoder:
 
 def cuda_graph_baseline(shape, dtype, contexts, decode_tokens):
     """PyTorch greedy decoding with a static KV cache, one token per CUDA-graph replay (the
-    gpt-fast recipe; see _StaticDecoder), ms/token at each context; None without CUDA."""
+    gpt-fast recipe; see _StaticDecoder), ms/token at each context; None without CUDA, and
+    for the families _StaticDecoder does not implement (GPT-2 and Llama/Qwen only)."""
+    if shape in LLAMA_SHAPES and LLAMA_SHAPES[shape]["model_type"] not in ("llama", "qwen2",
+                                                                             "qwen3"):
+        return None
     model = _hf_model(shape, dtype)
     if model is None:
         return None
