@@ -3,20 +3,25 @@ second origin with CORS, the files in LFS behind a storage redirect on a third):
 NAME:QUANT loads the file of that quantization, a Q4_K_M-style mix (Q4_K and Q6_K blocks) and a
 Q8_0 file, each giving the command line's greedy text on the same file (so the kernels decode
 the blocks on SwiftShader as they do on lavapipe, and the page's tokenizer is the file's);
-without a tag the page says which quantizations the repository has. Only the chosen file is
-fetched; Keep puts it in the model store, and with the hub gone it runs from there. A GGUF
-model shipped in the site (a weights/ folder holding one .gguf) runs as the site's own.
+without a tag the page lists the repository's quantizations (tag and size, a split model's
+parts as one) and a pick loads it. Only the chosen file is fetched; Keep puts it in the model
+store, and with the hub gone it runs from there. A GGUF model shipped in the site (a weights/
+folder holding one .gguf) runs as the site's own. Load as 4-bit (?quantize=q4) quantizes the
+site's safetensors model as it loads, as the command line's --quantize q4 does, and does
+nothing for a GGUF file.
 """
 
 import os
 import shutil
+import subprocess
+import sys
 import threading
 
 import pytest
 
 import ggufmodels
 import hfmodels
-from conftest import _import_build
+from conftest import ROOT, _import_build
 from test_fetch import COMMIT
 from test_hub_page import TIMEOUT_MS, HubVisit, PageHub, sha256
 from test_web import cli_generate
@@ -44,6 +49,9 @@ def gguf_repo(tmp_path_factory):
     files = {n: open(os.path.join(d, n), "rb").read() for n in os.listdir(d)
              if n.endswith(".gguf")}
     files["README.md"] = b"# tiny GGUF\n"
+    # A split model, listed as one (never loaded: its parts are not GGUF).
+    files["tiny-F16-00001-of-00002.gguf"] = bytes(1_500_000)
+    files["tiny-F16-00002-of-00002.gguf"] = bytes(2_500_000)
     return d, files
 
 
@@ -77,6 +85,67 @@ def gguf_site(tmp_path_factory, gguf_hubs, gguf_repo):
     srv.server_close()
 
 
+def cli_generate_q4(folder, prompt, n):
+    """The command line's greedy continuation with --quantize q4 (native wgpu)."""
+    r = subprocess.run(
+        [sys.executable, "-m", "webgpt", "generate", "--model", folder, "--prompt", prompt,
+         "-n", str(n), "--temperature", "0", "--quantize", "q4"],
+        capture_output=True, env=dict(os.environ, PYTHONPATH=os.path.join(ROOT, "py")),
+        timeout=600, cwd=ROOT)
+    assert r.returncode == 0, f"the CLI failed: {r.stderr.decode('utf-8', 'replace')}"
+    return r.stdout.decode("utf-8")[:-1]  # (its newline)
+
+
+# Runs before test_gguf_files_run_in_the_page, which ends with the hub gone.
+def test_pick_a_quantization_and_load_as_4_bit(browser, gguf_site, gguf_hubs, gguf_repo):
+    hub = gguf_hubs[0]
+    want = cli_generate_q4(os.path.join(ROOT, "weights", "shakespeare-char"), PROMPT, N)
+    v = HubVisit(browser, gguf_site, gguf_hubs)
+    try:
+        # ?quantize=q4: the site's float model, quantized as it loads: the CLI's greedy text.
+        v.open(model="shakespeare-char", quantize="q4", prompt=PROMPT, max_new_tokens=N,
+               temperature=0, autorun=1)
+        assert v.state("done", "error") == "done", v.error()
+        assert v.page.is_checked("#quantize")
+        assert v.page.text_content("#output") == want
+        adapter = v.page.locator("#adapter")
+        assert adapter.get_attribute("data-weights") == "q4", adapter.text_content()
+        assert adapter.get_attribute("data-quantize") == "q4"
+        assert "q4 weights, quantized to 4 bits as they loaded" in adapter.text_content()
+        print(f"Load as 4-bit: the page's greedy text equals the CLI's --quantize q4: {want!r}")
+
+        # A GGUF repository without a tag: its quantizations to pick, the page ready.
+        listed = len(hub.requests)
+        assert v.load(REPO) == "ready"
+        assert v.page.is_hidden("#error"), v.error()
+        choices = v.page.locator("#hub-choices")
+        assert choices.is_visible()
+        assert f"{REPO} holds GGUF files, one per quantization" in choices.text_content()
+        buttons = {b.get_attribute("data-quant"): " ".join(b.text_content().split())
+                   for b in choices.locator("button").all()}
+        size = {tag: len(gguf_repo[1][f"tiny-{tag}.gguf"]) / 1e6 for tag in ("Q4_K_M", "Q8_0")}
+        assert all(n < 10 for n in size.values())  # shown as 1.23 MB
+        assert buttons == {"F16": "F16 \u00b7 4.00 MB in 2 parts",
+                           **{tag: f"{tag} \u00b7 {n:.2f} MB" for tag, n in size.items()}}, buttons
+        assert v.page.input_value("#model") == "shakespeare-char"  # the model in stays
+        # A pick loads REPO:Q8_0 as typing it would; Load as 4-bit does nothing for it.
+        v.page.click('#hub-choices button[data-quant="Q8_0"]')
+        assert v.settle() == "ready", v.error()
+        assert v.page.input_value("#hub-id") == f"{REPO}:Q8_0"
+        assert v.page.input_value("#model") == f"{REPO}:Q8_0"
+        assert choices.is_hidden()
+        assert adapter.get_attribute("data-weights") == "Q8_0", adapter.text_content()
+        assert adapter.get_attribute("data-quantize") == "skipped"
+        assert "a GGUF file, already quantized: Load as 4-bit does nothing for it" in \
+            adapter.text_content()
+        assert sum(1 for m, p, _ in hub.requests[listed:] if m == "GET" and p.startswith("/api/")) \
+            == 2  # listed once for the choices, once for the pick
+        assert v.blocked == [], v.blocked
+        assert v.errors == [], v.errors
+    finally:
+        v.close()
+
+
 def test_gguf_files_run_in_the_page(browser, gguf_site, gguf_hubs, gguf_repo):
     hub, storage = gguf_hubs
     folder, files = gguf_repo
@@ -95,13 +164,10 @@ def test_gguf_files_run_in_the_page(browser, gguf_site, gguf_hubs, gguf_repo):
             assert fetched <= {"tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf"} and name in fetched
             assert all(COMMIT in p for m, p, _ in hub.requests if f"/{REPO}/resolve/" in p)
             print(f"{tag}: the page's greedy text equals the CLI's: {want!r}")
-        # Without a tag: which quantizations there are, in a sentence; the model in stays.
-        assert v.load(REPO) == "ready"
-        text = v.error()
-        assert f"pick one as {REPO}:QUANT" in text and "Q4_K_M (" in text and "Q8_0 (" in text, \
-            text
+        # A tag no file has: a sentence naming those there are; the model in stays.
         assert v.load(f"{REPO}:Q2_K") == "ready"
-        assert "no GGUF file for \u201cQ2_K\u201d" in v.error(), v.error()
+        assert "no GGUF file for \u201cQ2_K\u201d" in v.error() and "Q4_K_M (" in v.error(), \
+            v.error()
         # Keep: the model store keeps the GGUF file, and with the hub gone it runs from there.
         assert v.load(f"{REPO}:Q8_0") == "ready", v.error()
         v.page.wait_for_selector("#hub-keep:visible", timeout=TIMEOUT_MS)

@@ -212,6 +212,11 @@ class HubVisit:
         self.page.evaluate("document.getElementById('error').hidden = true")
         self.page.fill("#hub-id", text)
         self.page.click("#hub-load")
+        return self.settle()
+
+    def settle(self):
+        """Wait until an error shows, or the page is ready (or done) with nothing being listed
+        or loaded; the state it ends in."""
         self.page.wait_for_function(
             "!document.getElementById('error').hidden || "
             "['ready', 'done'].includes(document.documentElement.dataset.state) && "

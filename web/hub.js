@@ -200,16 +200,48 @@ function mb(n) {
   return n >= 1e9 ? `${(n / 1e9).toFixed(1)} GB` : `${(n / 1e6).toFixed(0)} MB`;
 }
 
+// The models of `models` (ggufModels) that `tag` names: those whose quantization is the tag
+// (case aside), else those whose file name holds it.
+function ggufPick(models, tag) {
+  const t = tag.toLowerCase();
+  const found = [...models.keys()].filter((m) => tagOf(m).toLowerCase() === t);
+  return found.length ? found : [...models.keys()].filter((m) => m.toLowerCase().includes(t));
+}
+
+/** The repository's GGUF models to pick from: [{tag, bytes, parts, pick}], `bytes` the sum of
+ * a split model's parts; `pick`: the tag when `owner/name:TAG` loads this model and no other,
+ * else null (two files of one quantization, or a name with no tag a model id can hold). */
+export function ggufList(siblings) {
+  const models = ggufModels(siblings);
+  const size = (n) => fileOf(siblings.get(n), "").size;
+  return [...models].map(([model, parts]) => {
+    const tag = tagOf(model);
+    const picked = new RegExp(`^${QUANT_TAG}$`).test(tag) ? ggufPick(models, tag) : [];
+    return { tag, bytes: parts.reduce((sum, p) => sum + size(p), 0), parts,
+      pick: picked.length === 1 && picked[0] === model ? tag : null };
+  });
+}
+
 /** "Q4_K_M (808 MB), Q8_0 (1.3 GB), ...": the repository's GGUF models by tag and size. */
 export function ggufChoices(siblings) {
-  const size = (n) => fileOf(siblings.get(n), "").size;
-  return [...ggufModels(siblings)].map(([model, parts]) =>
-    `${tagOf(model)} (${mb(parts.reduce((sum, p) => sum + size(p), 0))})`).join(", ");
+  return ggufList(siblings).map((c) => `${c.tag} (${mb(c.bytes)})`).join(", ");
+}
+
+/** A GGUF repository named without a tag: not an error but a choice. `message` says so in a
+ * sentence; `choices` are ggufList's, `repo` and `revision` what to load them from (as
+ * `${repo}:${pick}`, with `@${revision}` unless "main"). */
+export class HubChoice extends HubError {
+  constructor(message, hint, repo, revision, choices) {
+    super(message, hint);
+    this.repo = repo;
+    this.revision = revision;
+    this.choices = choices;
+  }
 }
 
 // The model entry of the GGUF file tagged `tag` (its parts: the worker's loader reads the
-// first and finds the others beside it); no tag, or one no file has, is a sentence listing the
-// repository's quantizations.
+// first and finds the others beside it); no tag is a HubChoice, a tag no file has a sentence
+// listing the repository's quantizations.
 function ggufEntry(siblings, where, id, tag, revision, commit, endpoint, url) {
   const models = ggufModels(siblings);
   if (!models.size) {
@@ -218,11 +250,11 @@ function ggufEntry(siblings, where, id, tag, revision, commit, endpoint, url) {
   }
   const choices = ggufChoices(siblings);
   if (!tag) {
-    throw new HubError(`${where} holds GGUF files, one per quantization: pick one as ` +
-      `${id}:QUANT.`, `It has ${choices}. Q4_K_M is a good size for a browser.`);
+    throw new HubChoice(`${where} holds GGUF files, one per quantization: pick one as ` +
+      `${id}:QUANT.`, `It has ${choices}. Q4_K_M is a good size for a browser.`, id, revision,
+    ggufList(siblings));
   }
-  let found = [...models.keys()].filter((m) => tagOf(m).toLowerCase() === tag.toLowerCase());
-  if (!found.length) found = [...models.keys()].filter((m) => m.toLowerCase().includes(tag.toLowerCase()));
+  const found = ggufPick(models, tag);
   if (found.length !== 1) {
     throw new HubError(`${where} has ${found.length ? "several GGUF files" : "no GGUF file"} ` +
       `for \u201c${tag}\u201d.`, `It has ${choices}.`);

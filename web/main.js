@@ -25,11 +25,18 @@
 // The hub (hub.js): `owner/name[@revision]` typed in #hub-id, or ?hub= in the URL, is listed
 // from the hub this site was built for (build.json's hub_endpoint) and loaded like a model of
 // the site, from the hub's resolve URLs; once it runs, #hub-keep offers to keep it. Nothing
-// reaches the hub unless a user asks for one of its models.
+// reaches the hub unless a user asks for one of its models. A GGUF repository named without a
+// quantization (owner/name:QUANT) is a choice, not an error: #hub-choices lists its files by
+// tag and size (a sentence and one button each) with the page "ready", and a button loads
+// owner/name:TAG as typing it would.
+//
+// Load as 4-bit (#quantize, ?quantize=q4): the worker loads a safetensors model of float
+// weights with webgpt.load(..., quantize="q4"); a model already quantized (build.py quantize's
+// q8/q4, a GGUF file) loads as it is, and the header says the option did nothing for it.
 
 import { createChat } from "./chat.js";
 import { createIDE } from "./ide.js";
-import { HubError, DEFAULT_ENDPOINT, hubKey, listModel, parseHubId } from "./hub.js";
+import { HubChoice, HubError, DEFAULT_ENDPOINT, hubKey, listModel, parseHubId } from "./hub.js";
 import { createOffline } from "./offline.js";
 import { TO_WORKER, post } from "./protocol.mjs";
 import { toEntry } from "./store.js";
@@ -45,6 +52,7 @@ const ui = {
   status: $("status"), adapter: $("adapter"), error: $("error"), echo: $("prompt-echo"),
   output: $("output"), stats: $("stats"), controls: $("controls"),
   hubId: $("hub-id"), hubLoad: $("hub-load"), hubKeep: $("hub-keep"),
+  hubChoices: $("hub-choices"), quantize: $("quantize"),
 };
 
 let worker = null;
@@ -63,6 +71,7 @@ let modelsListed = false; // main() has listed the models: a booted worker can l
 let weightsFromDownload = false; // the weights bar follows the download's byte count
 let halted = false; // a start-up error: wait for the user to pick a model
 let running = null; // the run in the worker: {kind: "generate" | "run", path, prompt, fresh, timer}
+let lastLoaded = null; // the "loaded" message of the model in the worker
 // Cross-origin isolated pages share two flags with the worker: control[0] = 1 asks a script
 // to stop; interrupt[0] = 2 is SIGINT for Pyodide (a KeyboardInterrupt at once).
 const isolated = globalThis.crossOriginIsolated === true && typeof SharedArrayBuffer === "function";
@@ -170,6 +179,41 @@ function showStats(s) {
   }));
 }
 
+/** The header: the adapter, shader-f16, and how the GPU holds the loaded model's weights, with
+ * what Load as 4-bit did (data-quantize: "q4" quantized at load, "skipped" where the model was
+ * already quantized and the option, on, did nothing). */
+function showWeights() {
+  const m = lastLoaded;
+  if (m === null) return;
+  let how = `${m.weights} weights`;
+  delete ui.adapter.dataset.quantize;
+  if (m.quantized_at_load) {
+    how += `, quantized to ${m.quantized_at_load === "q4" ? "4" : "8"} bits as they loaded`;
+    ui.adapter.dataset.quantize = m.quantized_at_load;
+  } else if (ui.quantize.checked && m.source_weights && m.source_weights !== "float") {
+    how += ` (${m.source_weights === "gguf" ? "a GGUF file" : "a model"}, already quantized: ` +
+      "Load as 4-bit does nothing for it)";
+    ui.adapter.dataset.quantize = "skipped";
+  }
+  ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${how}`;
+  ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
+  ui.adapter.dataset.weights = m.weights;
+}
+
+/** Load as 4-bit changed: the loaded model loads again where the option changes it (a
+ * safetensors model of float weights); else the header says what it does. */
+function quantizeChanged() {
+  if (!booted || loadedModel === null || loading !== null || running || lastLoaded === null) {
+    return; // taken at the next load
+  }
+  const floats = lastLoaded.source_weights === "float";
+  if (floats && (ui.quantize.checked ? "q4" : null) !== (lastLoaded.quantized_at_load || null)) {
+    loadModel(loadedModel);
+  } else {
+    showWeights();
+  }
+}
+
 function loadModel(name, keepError = false) {
   const entry = hubModels.get(name) || models.find((m) => m.name === name);
   if (!entry) return;
@@ -188,10 +232,41 @@ function loadModel(name, keepError = false) {
   setProgress("weights", 0, entry.bytes || 0);
   setState("loading", `Loading ${name}…`);
   ui.hubKeep.hidden = true;
+  ui.hubChoices.hidden = true;
   const url = entry.url || new URL(`models/${encodeURIComponent(name)}/`, location.href).href;
+  const quantize = ui.quantize.checked ? "q4" : null;
   // Listed in the store first (its files, and a download cut short, stay while it is recent).
   offline.loading(toEntry(entry, url)).then(
-    () => send("load", { name, url, entry }));
+    () => send("load", { name, url, entry, quantize }));
+}
+
+/** A GGUF repository listed without a tag (hub.js's HubChoice): its sentence, and a button
+ * per quantization (tag and size, a split model's parts as one) that loads it. Names from the
+ * hub go in as text. */
+function showChoices(choice) {
+  const note = document.createElement("p");
+  note.textContent = choice.message;
+  const suffix = choice.revision === "main" ? "" : `@${choice.revision}`;
+  const buttons = choice.choices.map((c) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "secondary";
+    b.dataset.quant = c.tag;
+    const tag = document.createElement("span");
+    tag.className = "tag";
+    tag.textContent = c.tag;
+    b.append(tag, ` \u00b7 ${mb(c.bytes)}${c.parts.length > 1 ? ` in ${c.parts.length} parts` : ""}`);
+    b.title = c.parts.join(", ");
+    if (c.pick === null) {
+      b.disabled = true; // owner/name:TAG would not name this file alone
+      b.title += ": no tag names this file alone; fetch it with build.py";
+    } else {
+      b.addEventListener("click", () => loadHub(`${choice.repo}:${c.pick}${suffix}`));
+    }
+    return b;
+  });
+  ui.hubChoices.replaceChildren(note, ...buttons);
+  ui.hubChoices.hidden = false;
 }
 
 /** Load `text` (owner/name[@revision]) from the hub: listed (or, with the hub out of reach,
@@ -203,6 +278,7 @@ async function loadHub(text) {
     return;
   }
   clearError();
+  ui.hubChoices.hidden = true;
   let repo;
   let revision;
   try {
@@ -239,8 +315,14 @@ async function loadHub(text) {
     ui.model.value = entry.name;
     loadModel(entry.name);
   } catch (e) {
-    const hint = e instanceof HubError ? e.hint : "";
     if (loadedModel !== null) ui.model.value = loadedModel;
+    if (e instanceof HubChoice) { // a choice to make: the page waits for it, ready
+      showChoices(e);
+      setState("ready", `Pick a quantization of ${e.repo}` +
+        (loadedModel !== null ? `; ${loadedModel} is still loaded.` : "."));
+      return;
+    }
+    const hint = e instanceof HubError ? e.hint : "";
     showError(e.message || String(e), hint, loadedModel !== null ? "ready" : "error");
     if (loadedModel !== null) ui.status.textContent = `${loadedModel} is still loaded.`;
   }
@@ -477,6 +559,12 @@ function afterBoot() {
   if (!autorun && PARAM_NAMES.some((k) => params.has(k))) {
     send("check", { params: readParams() }); // said before Generate
   }
+  const quantize = params.get("quantize");
+  if (quantize !== null && !["q4", "none", ""].includes(quantize)) { // said; the model loads
+    showError(`quantize=${quantize} is not an option of this page: quantize=q4 loads a ` +
+      "safetensors model as 4-bit, quantize=none as it is.",
+    "Tick Load as 4-bit to load it as 4-bit.", root.dataset.state);
+  }
 }
 
 function onMessage(e) {
@@ -514,9 +602,8 @@ function onMessage(e) {
       const weights = m.weights || (m.uses_f16 ? "f16" : "f32");
       ide.setModel({ name: m.name, config: m.config, layout: m.layout, uses_f16: m.uses_f16, weights });
       if (ide.howtoVisible()) requestTokens();
-      ui.adapter.textContent = `GPU: ${m.device} · shader-f16 ${m.has_f16 ? "available" : "not available"} · ${weights} weights`;
-      ui.adapter.dataset.f16 = m.uses_f16 ? "1" : "0";
-      ui.adapter.dataset.weights = weights;
+      lastLoaded = { ...m, weights };
+      showWeights();
       showStats({ load_s: m.load_s });
       chat.setModel(m.name, m.chat === true);
       if (recovering) {
@@ -638,6 +725,8 @@ async function main() {
     if (params.has(key)) el.value = params.get(key);
   }
   setState("loading", "Starting Python…");
+  // ?quantize=q4: Load as 4-bit (off by default, and with quantize=none).
+  ui.quantize.checked = params.get("quantize") === "q4";
 
   if (!navigator.gpu) {
     showError(
@@ -680,6 +769,7 @@ async function main() {
     : usable.includes("shakespeare-char") ? "shakespeare-char" : (usable[0] || names[0] || "");
 
   ui.model.addEventListener("change", () => { if (booted) loadModel(ui.model.value); });
+  ui.quantize.addEventListener("change", quantizeChanged);
   ui.hubLoad.addEventListener("click", () => loadHub(ui.hubId.value));
   ui.hubId.addEventListener("keydown", (e) => {
     if (e.key !== "Enter") return;

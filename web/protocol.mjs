@@ -15,8 +15,10 @@ export const TO_WORKER = {
   // interrupt buffer (2 = SIGINT: a KeyboardInterrupt wherever Python is).
   init: ["control", "interrupt"],
   // Load a model from `url` (its folder); `entry`: its models/index.json entry, with each
-  // file's size and sha256, or a hub model's entry from hub.js (the model store keeps it).
-  load: ["name", "url", "entry"],
+  // file's size and sha256, or a hub model's entry from hub.js (the model store keeps it);
+  // quantize: "q4" (Load as 4-bit: webgpt.load's quantize= for a safetensors model of float
+  // weights; a model already quantized loads as it is) or null.
+  load: ["name", "url", "entry", "quantize?"],
   // Run an editor script: its text and the name tracebacks give it; params: the form's values
   // as text (prompt, max_new_tokens, temperature, top_k, top_p, seed), and `messages` for a
   // chat reply; files: {editor path: text} of the edited package modules and shaders.
@@ -58,9 +60,12 @@ export const FROM_WORKER = {
   // streaming in, plan and checks); config {n_layer, n_head, n_embd, vocab_size, n_positions
   // (the context the model keeps), head_size, model_type, n_kv_head, intermediate_size};
   // layout {prefill, fuse_ln, weights, cpu}; plan {pass kind: [[launch name, shader file],
-  // ...]}; chat: the tokenizer has a chat template.
+  // ...]}; chat: the tokenizer has a chat template. source_weights: what the files hold,
+  // "float" (safetensors f32/f16/bf16: what Load as 4-bit quantizes), "quantized" (build.py
+  // quantize's q8/q4) or "gguf"; quantized_at_load: "q4" where the load quantized them, else
+  // null.
   loaded: ["name", "device", "has_f16", "uses_f16", "weights", "load_s", "parts", "config",
-    "layout", "plan", "chat"],
+    "layout", "plan", "chat", "source_weights?", "quantized_at_load?"],
   // page.confirm(title, text): ask the person, showing `text` (code a tool would run) with
   // Run and Don't run; answered by "confirmed" with the same id.
   confirm: ["id", "title", "text"],

@@ -141,7 +141,8 @@ async function boot() {
 function handle(m) {
   switch (m.type) {
     case "load":
-      return models.loading(m.url, m.entry, () => page.load_model(m.name, m.url));
+      return models.loading(m.url, m.entry,
+        () => page.load_model(m.name, m.url, m.quantize === "q4" ? "q4" : undefined));
     case "run":
       if (!shared) control[0] = 0;
       return Promise.resolve(page.run(m.code, m.filename, m.params, m.files)).catch((err) => {

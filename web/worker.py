@@ -35,6 +35,7 @@ import importlib
 import importlib.util
 import inspect
 import io
+import json
 import linecache
 import os
 import sys
@@ -83,7 +84,27 @@ def _pkg():
 # ---------------------------------------------------------------- loading
 
 
-async def load_model(name, url):
+async def _float_weights(source, url):
+    """Whether the folder at `url` holds float safetensors matrices, which webgpt.load's
+    quantize= takes, from config.json alone (the load reads it again, from the model store):
+    not a GGUF file (a hub GGUF entry's URL names it; a folder without config.json holds one,
+    or fails to load all the same), not a folder build.py quantize wrote."""
+    from webgpt.config import QUANTIZATION_KEY
+    from webgpt.gguf_spec import is_gguf
+
+    if is_gguf(url) or not await source.exists("config.json"):
+        return False
+    try:
+        config = json.loads(await source.text("config.json"))
+    except Exception:
+        return True  # a bad config.json: the load says what is wrong with it
+    return not (isinstance(config, dict) and config.get(QUANTIZATION_KEY))
+
+
+async def load_model(name, url, quantize=None):
+    """Load the model `name` from its folder's `url`; `quantize` "q4" (the page's Load as
+    4-bit): a model of float safetensors weights is quantized as it loads, one already
+    quantized (or a GGUF file) loads as it is and "loaded" says which it was."""
     global _model, _rebuild_needed
     if _model is not None:
         close = getattr(_model.device, "close", None)
@@ -108,8 +129,15 @@ async def load_model(name, url):
 
     source = FetchSource(url, progress=progress)
     try:
-        model = await webgpt.load(source, progress=progress)
+        quantize = str(quantize) if quantize else None
+        if quantize is not None and not await _float_weights(source, url):
+            quantize = None  # already quantized: loaded as it is
+        model = await webgpt.load(source, progress=progress, quantize=quantize)
     except webgpt.ModelFolderError as e:
+        if quantize is not None and "-bit blocks" in str(e):  # its rows do not fit the blocks
+            _error("load", f"The model \u201c{name}\u201d cannot be loaded as 4-bit: {e}",
+                   "Untick Load as 4-bit to load it as it is, or pick another model.")
+            return
         _error("load", f"The model \u201c{name}\u201d could not be loaded: {e}",
                "A model folder needs config.json, model.safetensors (or shards with "
                "model.safetensors.index.json) and its tokenizer: vocab.json and merges.txt "
@@ -144,6 +172,8 @@ async def load_model(name, url):
     # (pipelines, bind groups) and the weights' check.
     parts = {"files_s": first - t0, "weights_s": last - first, "plan_s": t0 + load_s - last}
     weights = getattr(model, "weights", None) or ("f16" if model.uses_f16 else "f32")
+    spec = model.spec
+    at_load = getattr(spec, "load_quantization", None)
     post("loaded", name=name, device=model.device.describe(), has_f16=bool(model.device.has_f16),
          uses_f16=bool(model.uses_f16), weights=str(weights), load_s=load_s, parts=parts,
          # n_positions: the context the model keeps (n_ctx; a Llama's can be less than its
@@ -158,7 +188,10 @@ async def load_model(name, url):
                  "fuse_ln": bool(model.layout.get("fuse_ln")),
                  "weights": str(model.layout.get("weights")),
                  "cpu": bool(getattr(model.device, "is_cpu", False))},
-         plan=_plan_of(model), chat=getattr(model.tokenizer, "chat_template", None) is not None)
+         plan=_plan_of(model), chat=getattr(model.tokenizer, "chat_template", None) is not None,
+         source_weights="gguf" if getattr(spec, "gguf", None) is not None
+         else "quantized" if spec.config.quantization is not None else "float",
+         quantized_at_load=f"q{at_load.bits}" if at_load is not None else None)
 
 
 def _plan_of(model):
