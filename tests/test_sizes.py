@@ -54,7 +54,7 @@ def test_split_across_bindings_matches_hf(folder, name, layout):
     model = load(folder(name), layout, limit)
     try:
         assert model.device.max_binding == limit
-        parts = {n: len(m.parts) for n, m in model.mats.items()}
+        parts = {n: len(m.parts) for n, m in model.weight_store.mats.items()}
         print(f"{name} {layout}, {limit >> 10} KiB per binding: parts {parts}")
         assert parts["wte.weight"] > 1
         if not model.uses_f16:  # in f16 (GPU layout) c_fc is smaller than the MLP activations
@@ -118,7 +118,7 @@ def test_quantized_model_is_smaller_and_split(folder, tmp_path):
     ids = ref["ids"].tolist()[:8]
     model = load(str(qdir), "gpu", limit=16 << 20)
     try:
-        assert len(model.mats["wte.weight"].parts) == 2
+        assert len(model.weight_store.mats["wte.weight"].parts) == 2
         full_f32 = model.config.n_params * 4
         print(f"q4 weights on the GPU: {model.weight_bytes() / 2**20:.1f} MiB "
               f"(f32: {full_f32 / 2**20:.1f} MiB)")

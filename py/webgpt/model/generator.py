@@ -38,10 +38,8 @@ class Model:
         self.config = spec.config
         self.device = device
         self.tokenizer = tokenizer if tokenizer is not None else spec.tokenizer
-        # Its name, for the OpenAI-shaped API and the server: the folder's (settable).
-        self.name = re.split(r"[/\\]", spec.source.where("").rstrip("/\\"))[-1] or "model"
-        # The ids that end generation besides the tokenizer's end-of-text id (stopping_ids).
-        self.stop_ids = spec.stop_ids
+        self.name = folder_name(spec.source)   # the API's and the server's name (settable)
+        self.stop_ids = spec.stop_ids   # generation_config.json's eos ids (see stopping_ids)
         self.kernels = Kernels(device)
         base = Layout.of(layout) if layout is not None else layouts(device)
         arch = arch_for(spec.config)
@@ -60,10 +58,6 @@ class Model:
         self.stats = {}
         self.released = False  # release() was called: every method raises
         self.cache = KVCache()
-
-    @property
-    def C(self):
-        return self.dims.C
 
     @property
     def V(self):
@@ -94,10 +88,6 @@ class Model:
     @property
     def uses_f16(self):
         return self.weight_store.uses_f16
-
-    @property
-    def mats(self):
-        return self.weight_store.mats
 
     def weight_bytes(self):
         """Bytes of GPU memory the weights take."""
@@ -333,6 +323,11 @@ class Model:
         return "".join([piece async for piece in self.chat_stream(
             messages, max_new_tokens, temperature, top_k, top_p, seed, stop, logits_hook,
             **controls)])
+
+
+def folder_name(source):
+    """The name of a model's folder (or file): the last part of its path or URL."""
+    return re.split(r"[/\\]", source.where("").rstrip("/\\"))[-1] or "model"
 
 
 def _check_quantized_rows(spec):

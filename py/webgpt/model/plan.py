@@ -300,7 +300,80 @@ class Plan:
         self._resolved = {}
 
 
-class Forward:
+class _Products:
+    """How Forward runs a matrix product (its `linear` op decides which): matvec over a matrix
+    kept [in, out] (the CPU layout), gemv for one token over rows, matmul for a prompt (with
+    split-K for the long-K residual products). A base of Forward, which holds the state they
+    use: the plan, whether the pass runs one token at a time (`matvec`), `_add`."""
+
+    def _matvec(self, prod):
+        """The product over a matrix kept [in, out] (matvec.wgsl: an invocation per 4 outputs)."""
+        p, shape = self.plan, dict(self.plan.layout.matvec)
+        if not self.matvec:
+            raise ValueError("the 'cols' weight layout runs prompts with matvec "
+                             "(prefill='matvec')")
+        if shape["TY"] > 1 and prod.N // 4 // shape["TX"] < 64:
+            # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of the
+            # GPU reads W at once.
+            shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
+        pipe = p.kernels.get("matvec", K=prod.K, N=prod.N, F16=p.weights.uses_f16, **prod.norm,
+                             **prod.flags, **shape)
+        group = p.bind("matvec", pipe, x=prod.x, W=self._param(prod.name + ".weight"),
+                       **prod.bufs)
+        self._add(prod.label, "matvec", pipe, group, (cdiv(prod.N // 4, shape["TX"]), "T", 1))
+
+    def _gemv(self, prod, fused_norm):
+        """One token's product over rows, part by part (gemv.wgsl). With the norm fused, each
+        workgroup first normalises its row of x: "gemv_ln" may give those products more rows
+        per workgroup to share that work."""
+        p = self.plan
+        shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
+        m = p.weights.mats[prod.name + ".weight"]
+        for part in m.parts:
+            pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
+                                 **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
+            group = p.bind("gemv", pipe, x=prod.x, Wt=part[0], **prod.bufs)
+            self._add(prod.label, "gemv", pipe, group, (cdiv(part[2], shape["RPW"]), "T", 1))
+
+    def _matmul(self, prod, residual, kv, out):
+        """A prompt's product over rows in 64 x 64 tiles (matmul.wgsl). The residual products
+        have N = C columns, few 64-wide blocks: half-height tiles (32 tokens) give them twice
+        the workgroups, and a long K is cut into ranges (split-K) whose parts a reduce adds
+        after the last part."""
+        p = self.plan
+        m = p.weights.mats[prod.name + ".weight"]
+        tt = {"TT": 32} if residual else {}
+        cut = self._split_k(prod.K, prod.N, residual, kv)
+        if cut > 1:
+            tt["SPLIT_K"] = cut
+        bufs = {k: v for k, v in prod.bufs.items() if k not in ("ln_w", "ln_b")}
+        for part in m.parts:
+            pipe = p.kernels.get("matmul", K=prod.K, OUT_N=prod.N, **m.constants(part),
+                                 **prod.flags, **tt)
+            group = p.bind("matmul", pipe, x=prod.x, Wt=part[0],
+                           **(dict(bufs, out=p.buf["split_k"]) if cut > 1 else bufs))
+            self._add(prod.label, "matmul", pipe, group,
+                      (cdiv(part[2], 64), "T32" if residual else "T64", cut))
+        if cut > 1:
+            has_bias = bufs["bias"] is not None
+            pipe = p.kernels.get("reduce", N=prod.N, SPLIT_K=cut,
+                                 **({} if has_bias else {"BIAS": False}))
+            group = p.bind("reduce", pipe, parts=p.buf["split_k"], bias=bufs["bias"],
+                           out=p.buf[out], p=p.buf["params"])
+            self._add(f"{prod.name} (sum of {cut} parts)", "reduce", pipe, group,
+                      (cdiv(prod.N, 256), "T", 1))
+
+    def _split_k(self, K, N, residual, kv):
+        """Ranges of K for a prompt's product (see Layout.split_k), 1 for none."""
+        cut = self.plan.layout.split_k if "split_k" in self.plan.buf else 1
+        if (self.matvec or not residual or kv is not None or K < 2 * N
+                or N > self.plan.dims.C):  # the scratch holds rows of C
+            return 1
+        while cut > 1 and K % (16 * cut):
+            cut -= 1
+        return cut
+
+class Forward(_Products):
     """Records the ops of one pass kind as launches; the architecture module calls it in order.
 
     Buffers are named: activations by the names the architecture's `activations()` gives
@@ -402,13 +475,11 @@ class Forward:
         if self._pending is not None and self._pending[2] == x:
             norm, self._pending = self._pending, None
         self._flush()
-        rms = bool(norm and norm[3])
         has_bias = name + ".bias" in p.weights.params
         bufs = dict(bias=self._param(name + ".bias") if has_bias else None, out=p.buf[out],
                     k_cache=p.buf[f"k_cache.{kv}"] if kv is not None else None,
                     v_cache=p.buf[f"v_cache.{kv}"] if kv is not None else None, p=p.buf["params"])
-        ln = dict(ln_w=self._param(norm[0] + ".weight") if norm else None,
-                  ln_b=self._param(norm[0] + ".bias") if norm and not rms else None)
+        ln_constants, ln = self._fused(norm)
         flags = dict(GELU=gelu, RESIDUAL=residual, KV=kv is not None)
         # Only where they differ from the defaults, so GPT-2's pipelines keep their keys.
         if split is not None:
@@ -428,8 +499,7 @@ class Forward:
         # What the kernels of this product share: the input row (normalised first where a
         # norm is fused: its own input), the norm's constants, the buffers, the flags.
         prod = _Product(name, label, p.buf[norm[1] if norm else x], K, N,
-                        dict(LN=norm is not None, EPS=p.dims.eps, **({"RMS": True} if rms else {}),
-                             **({"LN_OFFSET": norm[4]} if norm and norm[4] else {})),
+                        dict(LN=norm is not None, EPS=p.dims.eps, **ln_constants),
                         dict(bufs, **ln), flags)
         if name + ".weight" in p.weights.params:  # kept [in, out] as stored: the CPU layout
             self._matvec(prod)
@@ -439,72 +509,16 @@ class Forward:
             assert split is None  # attention splits only in decode passes
             self._matmul(prod, residual, kv, out)
 
-    def _matvec(self, prod):
-        """The product over a matrix kept [in, out] (matvec.wgsl: an invocation per 4 outputs)."""
-        p, shape = self.plan, dict(self.plan.layout.matvec)
-        if not self.matvec:
-            raise ValueError("the 'cols' weight layout runs prompts with matvec "
-                             "(prefill='matvec')")
-        if shape["TY"] > 1 and prod.N // 4 // shape["TX"] < 64:
-            # Few columns (c_proj's N = C): narrower workgroups, more of them, so more of the
-            # GPU reads W at once.
-            shape = dict(TX=shape["TX"] // 2, TY=shape["TY"] * 2)
-        pipe = p.kernels.get("matvec", K=prod.K, N=prod.N, F16=p.weights.uses_f16, **prod.norm,
-                             **prod.flags, **shape)
-        group = p.bind("matvec", pipe, x=prod.x, W=self._param(prod.name + ".weight"),
-                       **prod.bufs)
-        self._add(prod.label, "matvec", pipe, group, (cdiv(prod.N // 4, shape["TX"]), "T", 1))
-
-    def _gemv(self, prod, fused_norm):
-        """One token's product over rows, part by part (gemv.wgsl). With the norm fused, each
-        workgroup first normalises its row of x: "gemv_ln" may give those products more rows
-        per workgroup to share that work."""
-        p = self.plan
-        shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
-        m = p.weights.mats[prod.name + ".weight"]
-        for part in m.parts:
-            pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
-                                 **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
-            group = p.bind("gemv", pipe, x=prod.x, Wt=part[0], **prod.bufs)
-            self._add(prod.label, "gemv", pipe, group, (cdiv(part[2], shape["RPW"]), "T", 1))
-
-    def _matmul(self, prod, residual, kv, out):
-        """A prompt's product over rows in 64 x 64 tiles (matmul.wgsl). The residual products
-        have N = C columns, few 64-wide blocks: half-height tiles (32 tokens) give them twice
-        the workgroups, and a long K is cut into ranges (split-K) whose parts a reduce adds
-        after the last part."""
-        p = self.plan
-        m = p.weights.mats[prod.name + ".weight"]
-        tt = {"TT": 32} if residual else {}
-        cut = self._split_k(prod.K, prod.N, residual, kv)
-        if cut > 1:
-            tt["SPLIT_K"] = cut
-        bufs = {k: v for k, v in prod.bufs.items() if k not in ("ln_w", "ln_b")}
-        for part in m.parts:
-            pipe = p.kernels.get("matmul", K=prod.K, OUT_N=prod.N, **m.constants(part),
-                                 **prod.flags, **tt)
-            group = p.bind("matmul", pipe, x=prod.x, Wt=part[0],
-                           **(dict(bufs, out=p.buf["split_k"]) if cut > 1 else bufs))
-            self._add(prod.label, "matmul", pipe, group,
-                      (cdiv(part[2], 64), "T32" if residual else "T64", cut))
-        if cut > 1:
-            has_bias = bufs["bias"] is not None
-            pipe = p.kernels.get("reduce", N=prod.N, SPLIT_K=cut,
-                                 **({} if has_bias else {"BIAS": False}))
-            group = p.bind("reduce", pipe, parts=p.buf["split_k"], bias=bufs["bias"],
-                           out=p.buf[out], p=p.buf["params"])
-            self._add(f"{prod.name} (sum of {cut} parts)", "reduce", pipe, group,
-                      (cdiv(prod.N, 256), "T", 1))
-
-    def _split_k(self, K, N, residual, kv):
-        """Ranges of K for a prompt's product (see Layout.split_k), 1 for none."""
-        cut = self.plan.layout.split_k if "split_k" in self.plan.buf else 1
-        if (self.matvec or not residual or kv is not None or K < 2 * N
-                or N > self.plan.dims.C):  # the scratch holds rows of C
-            return 1
-        while cut > 1 and K % (16 * cut):
-            cut -= 1
-        return cut
+    def _fused(self, norm):
+        """({override: value}, {binding: buffer}) of a pending norm fused into the product
+        after it: RMS and its weight offset where they apply, and its weight and bias buffers
+        (None for none)."""
+        if norm is None:
+            return {}, dict(ln_w=None, ln_b=None)
+        name, _, _, rms, offset = norm
+        constants = dict(**({"RMS": True} if rms else {}), **({"LN_OFFSET": offset} if offset else {}))
+        return constants, dict(ln_w=self._param(name + ".weight"),
+                               ln_b=None if rms else self._param(name + ".bias"))
 
     def rope(self, name, qkv, layer, q_norm=None, k_norm=None, norm_offset=0.0, table="rope",
              rot=None):
@@ -590,20 +604,16 @@ class Forward:
         self._flush()
         m = p.weights.mats[name]
         C, V = p.dims.C, p.dims.V
-        ln = {}
+        constants, ln = self._fused(norm)
         if norm is not None:
-            ln = dict(LN=True, EPS=p.dims.eps, LN_MAX=C, **({"RMS": True} if norm[3] else {}),
-                      **({"LN_OFFSET": norm[4]} if norm[4] else {}))
+            constants.update(LN=True, EPS=p.dims.eps, LN_MAX=C)
         if softcap:
-            ln["SOFTCAP"] = softcap
+            constants["SOFTCAP"] = softcap
         for part in m.parts:
-            pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part), **ln,
+            pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part), **constants,
                                  **lay.lm_head)
             group = p.bind("gemv", pipe, x=p.buf[norm[1] if norm else x], Wt=part[0], bias=None,
-                           out=p.buf[out],
-                           ln_w=self._param(norm[0] + ".weight") if norm else None,
-                           ln_b=self._param(norm[0] + ".bias") if norm and not norm[3] else None,
-                           k_cache=None, v_cache=None, p=p.buf["params"])
+                           out=p.buf[out], **ln, k_cache=None, v_cache=None, p=p.buf["params"])
             launch = Launch(f"{norm[0]} + lm_head" if norm else "lm_head", "gemv.wgsl", pipe,
                             group, (cdiv(part[2], lay.lm_head["RPW"]), "rows", 1))
             self.launches.append(launch)
