@@ -40,35 +40,21 @@ class _QuietDeviceLost(logging.Filter):
 
 def _parser(prog="python -m webgpt"):
     p = _Parser(prog=prog, description="LLM inference over WebGPU (wgpu-py): GPT-2, Llama, "
-                "Qwen2 and Qwen3 model folders; generate, chat, bench, quantize, fetch, import.")
+                "Qwen, Gemma, Phi-3, Mistral and SmolLM3 model folders and GGUF files; generate, "
+                "chat, serve, bench, quantize, fetch, import.")
     sub = p.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="continue a prompt")
-    g.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"model folder or .gguf file (default {DEFAULT_MODEL})")
-    g.add_argument("--quantize", choices=["q8", "q4"], default=None,
-                   help="quantize a float model's matrices to 8 or 4 bits on the GPU as it loads")
+    _model_args(g)
     g.add_argument("--prompt", required=True, help="text to continue")
-    g.add_argument("-n", "--max-new-tokens", type=int, default=50, help="tokens to generate (50)")
-    g.add_argument("--temperature", type=float, default=1.0, help="0 is greedy (default 1.0)")
-    g.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
-    g.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
-    g.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    _sampling_args(g, max_new_tokens=50, temperature=1.0)
     g.add_argument("--stats", action="store_true", help="print load time and speed to stderr")
     c = sub.add_parser("chat", help="chat with an instruction-tuned model (its chat template); "
                        "without --message a REPL: /reset starts over, /exit (or Ctrl+D) ends, "
                        "Ctrl+C stops the reply in flight")
-    c.add_argument("--model", default=DEFAULT_MODEL,
-                   help=f"model folder or .gguf file (default {DEFAULT_MODEL})")
-    c.add_argument("--quantize", choices=["q8", "q4"], default=None,
-                   help="quantize a float model's matrices to 8 or 4 bits on the GPU as it loads")
+    _model_args(c)
     c.add_argument("--system", help="a system message that starts the conversation")
     c.add_argument("--message", help="answer this one message, print the reply and exit")
-    c.add_argument("-n", "--max-new-tokens", type=int, default=512,
-                   help="most tokens per reply (512)")
-    c.add_argument("--temperature", type=float, default=0.7, help="0 is greedy (default 0.7)")
-    c.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
-    c.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
-    c.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+    _sampling_args(c, max_new_tokens=512, temperature=0.7)
     sv = sub.add_parser("serve", help="an OpenAI-compatible HTTP server (/v1/chat/completions, "
                         "/v1/completions, /v1/models) over model folders")
     sv.add_argument("--model", action="append", required=True,
@@ -78,10 +64,33 @@ def _parser(prog="python -m webgpt"):
     sv.add_argument("--host", default="127.0.0.1",
                     help="the address to bind (127.0.0.1: this machine only)")
     sub.add_parser("info", help="the GPU adapter: name, features, limits")
-    b = sub.add_parser("bench", help="speed of GPT-2 and Llama/Qwen model shapes on this "
-                       "adapter (random weights), beside PyTorch peers where CUDA is there")
+    _bench_args(sub.add_parser("bench", help="speed of the published models' shapes (GPT-2, "
+                               "Llama, Qwen, Gemma, Phi, SmolLM3) on this adapter, random "
+                               "weights, beside PyTorch peers where CUDA is there"))
+    _folder_commands(sub)
+    return p
+
+
+def _model_args(p):
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help=f"model folder or .gguf file (default {DEFAULT_MODEL})")
+    p.add_argument("--quantize", choices=["q8", "q4"], default=None,
+                   help="quantize a float model's matrices to 8 or 4 bits on the GPU as it loads")
+
+
+def _sampling_args(p, max_new_tokens, temperature):
+    p.add_argument("-n", "--max-new-tokens", type=int, default=max_new_tokens,
+                   help=f"most tokens to generate ({max_new_tokens})")
+    p.add_argument("--temperature", type=float, default=temperature,
+                   help=f"0 is greedy (default {temperature})")
+    p.add_argument("--top-k", type=int, default=None, help="sample from the k most likely tokens")
+    p.add_argument("--top-p", type=float, default=None, help="nucleus sampling mass, in (0, 1]")
+    p.add_argument("--seed", type=int, default=None, help="makes sampling reproducible")
+
+
+def _bench_args(b):
     b.add_argument("--shapes", nargs="+", default=list(GPT2_SHAPES), choices=ALL_SHAPES,
-                   help="GPT-2 shapes (the default) and Llama-family shapes, random weights")
+                   help="GPT-2 shapes (the default) and the other families', random weights")
     b.add_argument("--dtypes", nargs="+", default=["F32", "F16", "Q8", "Q4"],
                    choices=["F32", "F16", "Q8", "Q4", "Q4_0", "Q8_0", "Q4_K_M"],
                    help="weights in the file: f32, f16, or quantized to 8 or 4 bits (webgpt's "
@@ -101,6 +110,10 @@ def _parser(prog="python -m webgpt"):
     b.add_argument("--json", help="write the results as JSON here")
     b.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     b.add_argument("--profile", action="store_true", help="also time each decode op alone")
+
+
+def _folder_commands(sub):
+    """quantize, fetch and import: the commands that write model folders."""
     q = sub.add_parser("quantize", help="write a quantized copy of a model folder (8 or 4 bits)")
     q.add_argument("src", help="the model folder to quantize")
     q.add_argument("dst", help="the quantized model folder to write")
@@ -131,7 +144,6 @@ def _parser(prog="python -m webgpt"):
         k.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                        help="dtype of the written weights (default float32)")
         k.add_argument("--force", action="store_true", help="write into a non-empty folder")
-    return p
 
 
 def _quantize(a, say):

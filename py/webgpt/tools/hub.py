@@ -120,6 +120,18 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     name, colon, tag = name.partition(":")     # OWNER/NAME:QUANT picks a GGUF file (llama.cpp's -hf)
     if colon and not _QUANT_TAG.fullmatch(tag):
         raise HubError(f"{tag!r} is not a quantization tag (such as Q4_K_M or Q8_0)")
+    hub = _Hub(base, timeout)
+    repo, commit, siblings, where = _listing(hub, name, revision)
+    if colon or ("config.json" not in siblings and gguf_files(siblings)):
+        names = pick_gguf(where, repo, siblings, tag)
+        return _fetch_files(hub, repo, commit, where, siblings, dest, names, log, retries,
+                            retry_wait)
+    return _fetch_folder(hub, repo, commit, where, siblings, dest, log, retries, retry_wait)
+
+
+def _listing(hub, name, revision):
+    """(repo, commit, {file name: sibling}, where) of model `name` at `revision`, as the hub
+    lists it, each name the hub gives checked before it is used."""
     repo = MODELS.get(name, name)
     if "/" not in repo:
         raise HubError(f"unknown model {name!r}: use one of {', '.join(MODELS)} or a hub "
@@ -127,8 +139,6 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     if not is_repo_id(repo):
         raise HubError(f"{repo!r} is not a hub repository id: write owner/name, each of "
                        f"letters, digits, '-', '_' and '.' (as openai-community/gpt2)")
-    hub = _Hub(base, timeout)
-
     info = hub.model_info(repo, revision)
     listed = info.get("id")
     if listed is not None and not (isinstance(listed, str) and is_repo_id(listed)):
@@ -143,11 +153,12 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     siblings = {s["rfilename"]: s for s in info.get("siblings") or []
                 if isinstance(s, dict) and isinstance(s.get("rfilename"), str)}
     where = f"{repo} at {revision}" + (f" ({commit[:7]})" if commit != revision else "")
+    return repo, commit, siblings, where
 
-    if colon or ("config.json" not in siblings and gguf_files(siblings)):
-        names = pick_gguf(where, repo, siblings, tag)
-        return _fetch_files(hub, repo, commit, where, siblings, dest, names, log, retries,
-                            retry_wait)
+
+def _fetch_folder(hub, repo, commit, where, siblings, dest, log, retries, retry_wait):
+    """A safetensors model folder: config.json first (an architecture webgpt cannot run fails
+    before gigabytes are downloaded), the tokenizer files, then the weights."""
     if "config.json" not in siblings:
         raise HubError(f"{where} has no config.json; a model folder needs config.json, its "
                        f"weights and its tokenizer files")
@@ -177,7 +188,6 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
         files[filename] = want.size
         return path
 
-    # Small files first: a config webgpt cannot run fails before gigabytes are downloaded.
     with open(get("config.json"), encoding="utf-8", errors="replace") as f:
         config_text = f.read(text_limit("config.json") + 1)
     try:
@@ -185,7 +195,7 @@ def fetch(name, dest, revision="main", endpoint_url=None, log=None, timeout=30.0
     except ModelFolderError as e:
         raise HubError(str(e)) from None
     # The architecture's tokenizer files: vocab.json + merges.txt (GPT-2), tokenizer.json
-    # (Llama, Qwen).
+    # (the others).
     missing = [f for f in arch.tokenizer_files if f not in siblings]
     if missing:
         raise HubError(f"{where} has no {' or '.join(missing)}; a {arch.name} model folder "
