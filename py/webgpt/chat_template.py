@@ -361,11 +361,43 @@ def _compile(template, name):
 def _environment():
     """The Jinja2 environment every chat template runs in (see the module's docstring)."""
     jinja2 = _jinja2()
-    import jinja2.compiler
     import jinja2.ext
-    import jinja2.filters
     import jinja2.nodes
-    import jinja2.sandbox
+
+    def raise_exception(message):
+        raise ChatTemplateError(_shortened(str(message)))
+
+    def strftime_now(format):
+        return datetime.now().strftime(format)
+
+    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
+                          separators=separators, sort_keys=sort_keys)
+
+    def finalize(value):
+        # Each {{ value }}, before it is made a string.
+        _check_values((value,))
+        return value
+
+    generation_block, plain_dict, namespace = _template_globals(jinja2)
+    env = _bounded_environment(jinja2)(trim_blocks=True, lstrip_blocks=True, finalize=finalize,
+                                       extensions=[generation_block, jinja2.ext.loopcontrols])
+    env.filters["tojson"] = tojson
+    for name, function in env.filters.items():
+        env.filters[name] = _checked_filter(function, _FILTER_CHECKS.get(name),
+                                            jinja2.nodes.Impossible)
+    lipsum = env.globals["lipsum"]
+    env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now,
+                       dict=plain_dict(), namespace=namespace,
+                       lipsum=_checked_filter(lipsum, _check_lipsum, jinja2.nodes.Impossible))
+    return env
+
+
+def _template_globals(jinja2):
+    """(the {% generation %} extension, dict(), namespace()) as transformers' environment
+    has them, without what would lead out of the sandbox."""
+    import jinja2.ext
+    import jinja2.nodes
     import jinja2.utils
 
     class GenerationBlock(jinja2.ext.Extension):
@@ -411,6 +443,16 @@ def _environment():
             check_name(name)
             jinja2.utils.Namespace.__setitem__(self, name, value)
 
+    return GenerationBlock, PlainDict, Namespace
+
+
+def _bounded_environment(jinja2):
+    """Jinja2's immutable sandbox whose templates run within the render's budget: every block
+    ticks the clock, and what can grow a value (a binary operator, `~`, a call) is checked
+    before it runs."""
+    import jinja2.compiler
+    import jinja2.sandbox
+
     class BoundedCode(jinja2.compiler.CodeGenerator):
         # Every block (a loop's body, a branch, a macro) starts with environment.tick().
         def blockvisit(self, nodes, frame):
@@ -448,32 +490,7 @@ def _environment():
             args = _check_call(__obj, args, kwargs)
             return super().call(__context, __obj, *args, **kwargs)
 
-    def raise_exception(message):
-        raise ChatTemplateError(_shortened(str(message)))
-
-    def strftime_now(format):
-        return datetime.now().strftime(format)
-
-    def tojson(value, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
-        return json.dumps(value, ensure_ascii=ensure_ascii, indent=indent,
-                          separators=separators, sort_keys=sort_keys)
-
-    def finalize(value):
-        # Each {{ value }}, before it is made a string.
-        _check_values((value,))
-        return value
-
-    env = Environment(trim_blocks=True, lstrip_blocks=True, finalize=finalize,
-                      extensions=[GenerationBlock, jinja2.ext.loopcontrols])
-    env.filters["tojson"] = tojson
-    for name, function in env.filters.items():
-        env.filters[name] = _checked_filter(function, _FILTER_CHECKS.get(name),
-                                            jinja2.nodes.Impossible)
-    lipsum = env.globals["lipsum"]
-    env.globals.update(raise_exception=raise_exception, strftime_now=strftime_now,
-                       dict=PlainDict(), namespace=Namespace,
-                       lipsum=_checked_filter(lipsum, _check_lipsum, jinja2.nodes.Impossible))
-    return env
+    return Environment
 
 
 # ---------------------------------------------------------------- what a template computes
