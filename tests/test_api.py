@@ -138,3 +138,17 @@ def test_a_stream_left_early_frees_the_model(models):
             messages=MESSAGES, max_tokens=3, temperature=0), 60)
         return r
     assert run(go()).choices[0].message.content is not None
+
+
+def test_a_models_name_is_its_folders_or_files():
+    from types import SimpleNamespace
+
+    from webgpt.model.generator import model_name
+    from webgpt.sources import LocalSource
+
+    folder = SimpleNamespace(gguf=None, source=LocalSource("/x/weights/SmolLM2-135M-Instruct/"))
+    assert model_name(folder) == "SmolLM2-135M-Instruct"
+    for files, name in ((["Llama-3.2-1B-Instruct-Q4_K_M.gguf"], "Llama-3.2-1B-Instruct-Q4_K_M"),
+                        (["big-Q8_0-00001-of-00003.gguf", "big-Q8_0-00002-of-00003.gguf"],
+                         "big-Q8_0")):
+        assert model_name(SimpleNamespace(gguf={"files": files}, source=None)) == name

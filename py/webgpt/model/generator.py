@@ -38,7 +38,7 @@ class Model:
         self.config = spec.config
         self.device = device
         self.tokenizer = tokenizer if tokenizer is not None else spec.tokenizer
-        self.name = folder_name(spec.source)   # the API's and the server's name (settable)
+        self.name = model_name(spec)   # the API's and the server's name (settable)
         self.stop_ids = spec.stop_ids   # generation_config.json's eos ids (see stopping_ids)
         self.kernels = Kernels(device)
         base = Layout.of(layout) if layout is not None else layouts(device)
@@ -325,9 +325,12 @@ class Model:
             **controls)])
 
 
-def folder_name(source):
-    """The name of a model's folder (or file): the last part of its path or URL."""
-    return re.split(r"[/\\]", source.where("").rstrip("/\\"))[-1] or "model"
+def model_name(spec):
+    """A model's name: its folder's (the last part of its path or URL), or for a GGUF file
+    the file's, less ".gguf" and a split file's "-0000k-of-0000n"."""
+    if spec.gguf:
+        return re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", spec.gguf["files"][0])
+    return re.split(r"[/\\]", spec.source.where("").rstrip("/\\"))[-1] or "model"
 
 
 def _check_quantized_rows(spec):
