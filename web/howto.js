@@ -21,10 +21,15 @@ function sizes(model, T) {
 
 const isLlama = (model) => !!(model && model.config && model.config.model_type &&
   model.config.model_type !== "gpt2");
-const LLAMA = "webgpt/arch/llama.py";
+// The module whose forward pass a model runs: Gemma's own, else Llama's (Qwen, Mistral, Phi-3
+// and SmolLM3 use it too).
+const archFile = (model) => /^gemma/.test((model && model.config && model.config.model_type) || "")
+  ? "webgpt/arch/gemma.py" : "webgpt/arch/llama.py";
 
-// The steps of a Llama / Qwen2 / Qwen3 forward pass (arch/llama.py).
+// The steps of a Llama-family forward pass (arch/llama.py; Gemma's arch/gemma.py differs in
+// its norms' (1 + w), the norms after each branch, GeGLU and soft-capping).
 function llamaSteps(model) {
+  const LLAMA = archFile(model);
   const c = model && model.config;
   const L = c ? c.n_layer : "n_layer";
   const qwen3 = c && c.model_type === "qwen3";
@@ -45,7 +50,7 @@ function llamaSteps(model) {
     {
       title: "input_layernorm: RMSNorm", shapes: [["ln", ["T", "C"]]],
       text: "Each token's vector divided by its root mean square, times learned weights (no mean, no bias)." + normNote,
-      py: [[LLAMA, ["# ln = rms(x) w"]]], wgsl: planShaders(model, "layers.0.input_layernorm", ["shaders/layernorm.wgsl"]),
+      py: [[LLAMA, ["# ln = rms(x) w", "# ln = rms(x) (1 + w)"]]], wgsl: planShaders(model, "layers.0.input_layernorm", ["shaders/layernorm.wgsl"]),
     },
     {
       title: "q, k, v in one product", shapes: [["W", ["(H+2G) hd", "C"]], ["qkv", ["T", "(H+2G) hd"]]],
@@ -65,12 +70,12 @@ function llamaSteps(model) {
     {
       title: "o_proj, added to x", shapes: [["x", ["T", "C"]]],
       text: "The heads mixed back to C channels and added to the residual stream.",
-      py: [[LLAMA, ["# x += att @ Wo^T"]]], wgsl: planShaders(model, "layers.0.self_attn.o_proj", ["shaders/gemv.wgsl"]),
+      py: [[LLAMA, ["# x += att @ Wo^T", "# ln = att @ Wo^T"]]], wgsl: planShaders(model, "layers.0.self_attn.o_proj", ["shaders/gemv.wgsl"]),
     },
     {
       title: "post_attention_layernorm: RMSNorm", shapes: [["ln", ["T", "C"]]],
       text: "As before, with its own weights, before the MLP." + normNote,
-      py: [[LLAMA, ["# ln = rms(x) w"]]], wgsl: planShaders(model, "layers.0.post_attention_layernorm", ["shaders/layernorm.wgsl"]),
+      py: [[LLAMA, ["# ln = rms(x) w", "# x += rms(ln) (1 + w)"]]], wgsl: planShaders(model, "layers.0.post_attention_layernorm", ["shaders/layernorm.wgsl"]),
     },
     {
       title: "MLP: gate and up", shapes: [["fc", ["T", "2I"]]],
@@ -80,13 +85,13 @@ function llamaSteps(model) {
     {
       title: "MLP: SwiGLU and down, added to x", shapes: [["x", ["T", "C"]]],
       text: "silu(gate) * up, computed as the down projection reads its input, back to C channels and added to the residual stream.",
-      py: [[LLAMA, ["# x += (silu(g) u)"]]], wgsl: planShaders(model, "layers.0.mlp.down_proj", ["shaders/gemv.wgsl"]),
+      py: [[LLAMA, ["# x += (silu(g) u)", "# ln = (gelu(g) u)"]]], wgsl: planShaders(model, "layers.0.mlp.down_proj", ["shaders/gemv.wgsl"]),
     },
     { block: "After the last layer:" },
     {
       title: "norm and LM head: logits", shapes: [["logits", ["1", "V"]]],
       text: "A final RMSNorm, then a score for every token of the vocabulary (the token table again where the model ties them).",
-      py: [[LLAMA, ["# logits = ln @ W^T"]]], wgsl: planShaders(model, "lm_head", ["shaders/gemv.wgsl"]),
+      py: [[LLAMA, ["# logits = ln @ W^T", "# logits = cap(ln @ W^T)"]]], wgsl: planShaders(model, "lm_head", ["shaders/gemv.wgsl"]),
     },
     {
       title: "The next token", shapes: [["next id", ["1"]]],
