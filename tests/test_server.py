@@ -49,8 +49,10 @@ class Server:
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
     def close(self):
-        self.server.close()
-        self.call(self.server.wait_closed())
+        async def stop():   # on the server's own loop: asyncio's objects are not thread-safe
+            self.server.close()
+            await self.server.wait_closed()
+        self.call(stop())
         self.model.release()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
