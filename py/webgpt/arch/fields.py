@@ -66,6 +66,18 @@ class Fields:
                 self.fail(f"{key} = {short_repr(v)}: {why}")
 
 
+class SizeNames:
+    """GPT-2's names for a transformers config's sizes (n_layer, n_head, n_embd, n_positions,
+    head_size), which tools and the page read for every family; mixed into the config classes
+    that have num_hidden_layers, num_attention_heads, hidden_size, max_position_embeddings and
+    head_dim."""
+    n_layer = property(lambda self: self.num_hidden_layers)
+    n_head = property(lambda self: self.num_attention_heads)
+    n_embd = property(lambda self: self.hidden_size)
+    n_positions = property(lambda self: self.max_position_embeddings)
+    head_size = property(lambda self: self.head_dim)
+
+
 @dataclass(frozen=True)
 class Quantization:
     """How a quantized folder stores its matrices (webgpt/tools/quantize.py has the format).

@@ -41,7 +41,7 @@ import math
 from dataclasses import dataclass
 
 from ..errors import short_repr
-from .fields import Fields, is_real, quantization_of
+from .fields import Fields, SizeNames, is_real, quantization_of
 from .llama import LlamaArch, _attention_sizes, layer_windows
 from .rope import inv_freq, rope_dict, rope_settings, rope_table
 
@@ -66,7 +66,7 @@ VISION_PREFIXES = ("vision_tower.", "multi_modal_projector.", "model.vision_towe
 
 
 @dataclass
-class GemmaConfig:
+class GemmaConfig(SizeNames):
     """Gemma 2 / Gemma 3 hyperparameters (Gemma2Config, Gemma3TextConfig keys)."""
     model_type: str
     hidden_size: int
@@ -92,12 +92,6 @@ class GemmaConfig:
     bos_token_id: object = None
     eos_token_id: object = None
     quantization: object = None
-
-    n_layer = property(lambda self: self.num_hidden_layers)
-    n_head = property(lambda self: self.num_attention_heads)
-    n_embd = property(lambda self: self.hidden_size)
-    n_positions = property(lambda self: self.max_position_embeddings)
-    head_size = property(lambda self: self.head_dim)
 
     @property
     def embed_scale(self):

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 from ..errors import short_repr
 from .base import Architecture, Dims
-from .fields import Fields, Quantization, is_whole, quantization_of
+from .fields import Fields, Quantization, SizeNames, is_whole, quantization_of
 from .rope import inv_freq, rope_settings, rope_table
 
 # model_type -> the architecture transformers names in config.json's "architectures".
@@ -55,7 +55,7 @@ MAX_CONTEXT = 4096
 
 
 @dataclass
-class LlamaConfig:
+class LlamaConfig(SizeNames):
     """Llama-family hyperparameters (transformers' LlamaConfig / Qwen2Config / Qwen3Config keys)."""
     model_type: str
     hidden_size: int
@@ -78,27 +78,6 @@ class LlamaConfig:
     bos_token_id: object = None
     eos_token_id: object = None        # an int or a list of ints
     quantization: Quantization = None
-
-    # GPT-2's names for the same sizes, which tools and the page read for every family.
-    @property
-    def n_layer(self):
-        return self.num_hidden_layers
-
-    @property
-    def n_head(self):
-        return self.num_attention_heads
-
-    @property
-    def n_embd(self):
-        return self.hidden_size
-
-    @property
-    def n_positions(self):
-        return self.max_position_embeddings
-
-    @property
-    def head_size(self):
-        return self.head_dim
 
     @classmethod
     def from_dict(cls, d, where="config.json"):
