@@ -41,19 +41,22 @@
 // starves a large GPU when N = C). A matrix larger than one storage binding is split by rows
 // into parts, each its own dispatch with its own ROW0.
 //
-// Formats (FMT), each row read as 16-byte words groups, accumulation always f32:
-//   0 f32:  4 values per group.
-//   1 f16:  8 IEEE halves packed two per word (low half first), widened by unpack2x16float:
-//           no `shader-f16` feature needed. K % 8 == 0.
-//   2 q8:   16 signed bytes per group (k = 4j + i in byte i of word j), K % 16 == 0.
-//   3 q4:   32 signed 4-bit values per group (k = 8j + i in bits 4i..4i+3 of word j), K % 32.
+// Formats (FMT), each row read in groups (a lane's share of one loop step), accumulation
+// always f32:
+//   0 f32:  4 values per group (a 16-byte word).
+//   1 f16:  8 IEEE halves packed two per u32 (low half first), a 16-byte word per group,
+//           widened by unpack2x16float: no `shader-f16` feature needed. K % 8 == 0.
+//   2 q8:   signed bytes, k = 4j + i in byte i of u32 j of the row; 8 values (two u32) per
+//           group. K % 16 == 0.
+//   3 q4:   signed 4-bit values, k = 8j + i in bits 4i..4i+3 of u32 j; 8 values (one u32) per
+//           group. K % 32 == 0.
 //   q8 and q4 values are scaled per block of BLOCK (a multiple of 8) along k: w = q * s, with
 //   the f16 scales s (ROWS, K / BLOCK) packed two per word after the values, from word SOFF.
-//   4 bf16: 8 bfloat16 values packed two per word (low half first), widened by a shift.
+//   4 bf16: 8 bfloat16 values packed two per u32 (low half first), widened by a shift.
 //   16 + t: ggml block type t as a GGUF file stores it (18 Q4_0, 19 Q4_1, 22 Q5_0, 23 Q5_1,
 //           24 Q8_0, 26 Q2_K, 27 Q3_K, 28 Q4_K, 29 Q5_K, 30 Q6_K): each row K / 32 or K / 256
-//           blocks of bytes, decoded in the kernel (the ggml block section below); a
-//           "group" is then 32 values of a row, read byte-wise, not a 16-byte word.
+//           blocks of bytes, decoded in the kernel (the ggml block section below); a group is
+//           8 values of a row.
 //
 // TPR invocations per row (a power of two) meet in a barrier tree; RPW rows per workgroup; each
 // invocation reads U groups per loop step (U loads in flight, not one: a GPU hides its memory
@@ -119,13 +122,15 @@ var<workgroup> partial: array<f32, TPR * RPW>;
 var<workgroup> xn: array<vec4<f32>, LN_MAX / 4u + 1u>;
 var<workgroup> ml: array<vec2<f32>, ATT_HEADS * ATT_SPLITS + 1u>;   // (m_s, l_s) per head, chunk
 
-// Values per 16-byte group of a row (per 32-value group for a ggml block type).
+// Values per group of a row: one 16-byte word for f32, f16 and bf16; 8 values for the
+// quantized formats (two words of q8, one of q4, 8 values of a ggml block), so that the lanes
+// of a row read neighbouring pieces of x as they do for f16 (a lane that took 32 values read
+// 128 bytes of x a group, and its neighbour the next 128: a q4 product ran at a sixth of the
+// bandwidth of its bytes on an H100, bound by those scattered reads of x).
 fn group_values() -> u32 {
     switch FMT {
         case 0u: { return 4u; }
-        case 1u, 4u: { return 8u; }
-        case 2u: { return 16u; }
-        default: { return 32u; }
+        default: { return 8u; }
     }
 }
 
@@ -185,23 +190,15 @@ fn ggml_row_values() -> u32 {
     return K;
 }
 
-// Values 32 g .. 32 g + 31 of row r (a ggml block type) dotted with x: a (q . x) + b sum(x)
-// over each 16 values that share (a, b).
+// Values 8 g .. 8 g + 7 of row r (a ggml block type) dotted with x: a (q . x) + b sum(x),
+// the 8 values sharing (a, b) (every type's (a, b) covers 16 values from a multiple of 16).
 fn ggml_dot(r: u32, g: u32, x0: u32) -> f32 {
-    var acc = 0.0;
-    for (var h = 0u; h < 2u; h++) {
-        let k = 32u * g + 16u * h;
-        let ab = ggml_affine(r, k);
-        var qx = 0.0;
-        var sx = 0.0;
-        for (var j = 0u; j < 4u; j++) {
-            let xs = xv(x0, k / 4u + j);
-            qx += dot(ggml_q4(r, k + 4u * j), xs);
-            sx += dot(xs, vec4<f32>(1.0));
-        }
-        acc += ab.x * qx + ab.y * sx;
-    }
-    return acc;
+    let k = 8u * g;
+    let ab = ggml_affine(r, k);
+    let x_lo = xv(x0, 2u * g);
+    let x_hi = xv(x0, 2u * g + 1u);
+    let qx = dot(ggml_q4(r, k), x_lo) + dot(ggml_q4(r, k + 4u), x_hi);
+    return ab.x * qx + ab.y * dot(x_lo + x_hi, vec4<f32>(1.0));
 }
 
 // Dot product of group g of row r with the matching values of x.
@@ -209,47 +206,33 @@ fn group_dot(r: u32, g: u32, x0: u32) -> f32 {
     if (FMT >= 16u) {
         return ggml_dot(r, g, x0);
     }
-    let groups = K / group_values();
-    let w = Wt[r * groups + g];
+    let x_lo = xv(x0, 2u * g);
+    let x_hi = xv(x0, 2u * g + 1u);
     switch FMT {
         case 0u: {
-            return dot(bitcast<vec4<f32>>(w), xv(x0, g));
+            return dot(bitcast<vec4<f32>>(Wt[r * (K / 4u) + g]), xv(x0, g));
         }
         case 1u: {
-            let i = 2u * g;
-            return dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), xv(x0, i))
-                 + dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), xv(x0, i + 1u));
+            let w = Wt[r * (K / 8u) + g];
+            return dot(vec4<f32>(unpack2x16float(w.x), unpack2x16float(w.y)), x_lo)
+                 + dot(vec4<f32>(unpack2x16float(w.z), unpack2x16float(w.w)), x_hi);
         }
-        case 2u: {
-            let i = 4u * g;
-            let k = 16u * g;
-            if (BLOCK % 16u == 0u) {   // the group lies in one block: one scale
-                let d = dot(bytes4(w.x), xv(x0, i)) + dot(bytes4(w.y), xv(x0, i + 1u))
-                      + dot(bytes4(w.z), xv(x0, i + 2u)) + dot(bytes4(w.w), xv(x0, i + 3u));
-                return d * scale(r, k / BLOCK);
-            }
-            return dot(bytes4(w.x), xv(x0, i)) * scale(r, k / BLOCK)
-                 + dot(bytes4(w.y), xv(x0, i + 1u)) * scale(r, (k + 4u) / BLOCK)
-                 + dot(bytes4(w.z), xv(x0, i + 2u)) * scale(r, (k + 8u) / BLOCK)
-                 + dot(bytes4(w.w), xv(x0, i + 3u)) * scale(r, (k + 12u) / BLOCK);
+        case 2u: {                  // words 2 g, 2 g + 1 of the row: 4 signed bytes each
+            let j = r * (K / 4u) + 2u * g;
+            let w = Wt[j / 4u];
+            let lo = select(w.x, w.z, j % 4u == 2u);
+            let hi = select(w.y, w.w, j % 4u == 2u);
+            return (dot(bytes4(lo), x_lo) + dot(bytes4(hi), x_hi)) * scale(r, 8u * g / BLOCK);
         }
         case 4u: {
-            let i = 2u * g;
-            return dot(vec4<f32>(bf16_pair(w.x), bf16_pair(w.y)), xv(x0, i))
-                 + dot(vec4<f32>(bf16_pair(w.z), bf16_pair(w.w)), xv(x0, i + 1u));
+            let w = Wt[r * (K / 8u) + g];
+            return dot(vec4<f32>(bf16_pair(w.x), bf16_pair(w.y)), x_lo)
+                 + dot(vec4<f32>(bf16_pair(w.z), bf16_pair(w.w)), x_hi);
         }
-        default: {
-            let i = 8u * g;
-            let k = 32u * g;
-            let dx = dot(nibbles_lo(w.x), xv(x0, i)) + dot(nibbles_hi(w.x), xv(x0, i + 1u));
-            let dy = dot(nibbles_lo(w.y), xv(x0, i + 2u)) + dot(nibbles_hi(w.y), xv(x0, i + 3u));
-            let dz = dot(nibbles_lo(w.z), xv(x0, i + 4u)) + dot(nibbles_hi(w.z), xv(x0, i + 5u));
-            let dw = dot(nibbles_lo(w.w), xv(x0, i + 6u)) + dot(nibbles_hi(w.w), xv(x0, i + 7u));
-            if (BLOCK % 32u == 0u) {
-                return (dx + dy + dz + dw) * scale(r, k / BLOCK);
-            }
-            return dx * scale(r, k / BLOCK) + dy * scale(r, (k + 8u) / BLOCK)
-                 + dz * scale(r, (k + 16u) / BLOCK) + dw * scale(r, (k + 24u) / BLOCK);
+        default: {                  // word g of the row: 8 signed nibbles
+            let j = r * (K / 8u) + g;
+            let w = Wt[j / 4u][j % 4u];
+            return (dot(nibbles_lo(w), x_lo) + dot(nibbles_hi(w), x_hi)) * scale(r, 8u * g / BLOCK);
         }
     }
 }
