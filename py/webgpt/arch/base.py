@@ -152,6 +152,28 @@ class Architecture:
         """{buffer name: bytes} of the activations and the KV cache, for the whole context."""
         raise NotImplementedError
 
+    # activations() names beginning so are sized for the context kept whatever a pass holds:
+    # the KV cache (read and written at positions pos0 + t) and the tables of positions. The
+    # others hold a pass's rows, one per token.
+    context_buffers = ("k_cache.", "v_cache.", "rope")
+
+    def pass_activations(self, tokens):
+        """activations(), with the buffers that hold a pass's rows sized for passes of at most
+        `tokens` tokens (a prompt runs in chunks of that many) rather than the whole context;
+        the KV cache and the tables keep the context's size."""
+        chunk = self.with_context(tokens).activations()
+        return {name: nbytes if name.startswith(self.context_buffers) else chunk[name]
+                for name, nbytes in self.activations().items()}
+
+    def binding_context(self, max_binding):
+        """The longest context, at most the one kept, whose context-sized buffers (one layer's
+        keys or values, a table of positions) each fit one storage binding of `max_binding`
+        bytes; 0 where not even one position does."""
+        sizes = [nbytes for name, nbytes in self.activations().items()
+                 if name.startswith(self.context_buffers)]
+        per_position = -(-max(sizes, default=0) // self.n_ctx)  # bytes, rounded up
+        return min(self.n_ctx, max_binding // per_position) if per_position else self.n_ctx
+
     def groups(self):
         """[(logical name, [tensor names])]: tensors that run as one product (their rows
         stacked in this order), and their biases likewise."""

@@ -1,6 +1,8 @@
 """Generation through the KV cache, in steps: what the cache holds (KVCache), and one run of
-`Model.stream_ids` (Generation): queue the prompt's pass, queue one pass per new token ahead of
-the token being read back, read each token back, slide the window when the context is full.
+`Model.stream_ids` (Generation): queue the prompt's passes (Plan.queue runs a prompt longer than
+the plan's chunk as several, one after another through the KV cache), queue one pass per new
+token ahead of the token being read back, read each token back, slide the window when the
+context is full.
 
 Decoding stays on the GPU: every pass ends with the choice of the next token (argmax at
 temperature 0, else the sampling kernel seeded with the seed and the token's index), written

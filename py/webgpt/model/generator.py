@@ -2,25 +2,28 @@
 
 It owns three parts: the uploaded weights (weights.Weights), the plan over them (plan.Plan:
 activations, bind groups, launch lists), and its architecture (webgpt.arch: the forward pass,
-bound to the config and the context kept). Every buffer is created at load, sized for the
-whole context; a forward pass is one command encoder and one submit.
+bound to the config and the context kept). Every buffer is created at load: the KV cache
+sized for the whole context, the activations for one chunk of a prompt (plan.prompt_chunk);
+a forward pass is one command encoder and one submit.
 
 `logits(ids)` runs the whole sequence from position 0; generation (model/decode.py) runs the
-prompt in one batched pass and then one token per pass through the KV cache, choosing each
-token on the GPU and reading back only its id. `cache` (a decode.KVCache) says which tokens
-the KV cache holds, so a chat's next turn runs only what is new (model/chat.py).
+prompt in batched passes (one per chunk, through the same KV cache) and then one token per
+pass through the KV cache, choosing each token on the GPU and reading back only its id.
+`cache` (a decode.KVCache) says which tokens the KV cache holds, so a chat's next turn runs
+only what is new (model/chat.py).
 """
 
 import contextlib
 import re
 import struct
+import warnings
 
 from ..arch import arch_for
 from ..errors import ModelFolderError
 from ..kernels import Kernels
 from .decode import Generation, KVCache, check_request, controls_from
 from .layout import Layout, layouts, resolve
-from .plan import Plan
+from .plan import Plan, prompt_chunk
 from .weights import Weights, released_error
 
 
@@ -29,11 +32,13 @@ class Model:
 
     `Model(spec, device, tokenizer, layout)` checks that the model fits the device (raising a
     sentence if not) and plans its weights; `await upload(progress)` streams them in and builds
-    the plan. `weights=` gives it weights already uploaded (`adopt`). `GPT2` is the same class
-    under its first name.
+    the plan. `weights=` gives it weights already uploaded (`adopt`). `prefill_chunk`: the most
+    prompt tokens one forward pass runs (None: plan.prompt_chunk's rule, from the adapter's
+    binding size and a memory budget). `GPT2` is the same class under its first name.
     """
 
-    def __init__(self, spec, device, tokenizer=None, layout=None, weights=None):
+    def __init__(self, spec, device, tokenizer=None, layout=None, weights=None,
+                 prefill_chunk=None):
         self.spec = spec
         self.config = spec.config
         self.device = device
@@ -43,10 +48,13 @@ class Model:
         self.kernels = Kernels(device)
         base = Layout.of(layout) if layout is not None else layouts(device)
         arch = arch_for(spec.config)
-        # The context kept (the KV cache's length), where the model allows far more.
-        self.arch = arch.with_context(arch.context(device, base))
+        # The context kept (the KV cache's length), where the model allows far more, or where
+        # the KV cache would not fit a binding.
+        self.arch = fit_context(arch.with_context(arch.context(device, base)), device)
         self.dims = self.arch.dims
         self.layout = resolve(base, device, self.dims, spec.quantization is not None)
+        self.prefill_chunk = min(prefill_chunk or prompt_chunk(self.arch, self.layout,
+                                                               device.max_binding), self.n_ctx)
         _check_quantized_rows(spec)
         if weights is None:
             weights = Weights(spec, device, self.kernels, self.layout, self.arch)
@@ -95,9 +103,11 @@ class Model:
 
     def planned_bytes(self):
         """(weights, total): GPU bytes this model takes once loaded, weights and in all
-        (activations sized for the whole context and the KV cache included)."""
+        (the KV cache for the whole context and the activations for one prompt chunk
+        included)."""
         weights = self.weight_store.planned_bytes()
-        return weights, weights + Plan.planned_bytes(self.arch, self.layout)
+        return weights, weights + Plan.planned_bytes(self.arch, self.layout, self.prefill_chunk,
+                                                     self.device.max_binding)
 
     def buffers(self):
         """Every live GPU buffer of this model (weights, activations, caches)."""
@@ -117,7 +127,8 @@ class Model:
         self.plan = self._plan()
 
     def _plan(self):
-        return Plan(self.arch, self.weight_store, self.layout, self.kernels, self.device)
+        return Plan(self.arch, self.weight_store, self.layout, self.kernels, self.device,
+                    self.prefill_chunk)
 
     def rebuild(self):
         """Compile the pipelines again from the current WGSL (the files, or the texts in
@@ -138,7 +149,8 @@ class Model:
         it uses) may be edited code; the weights stay on the GPU as they are, the old plan is
         released and a new one is built from the current code. `old` is spent afterwards."""
         old._check_usable()
-        new = cls(old.spec, old.device, old.tokenizer, old.layout, weights=old.weight_store)
+        new = cls(old.spec, old.device, old.tokenizer, old.layout, weights=old.weight_store,
+                  prefill_chunk=getattr(old, "prefill_chunk", None))
         new.kernels.sources.update(old.kernels.sources)
         new.stop_ids, new.stats, new.name = old.stop_ids, dict(old.stats), old.name
         if old.plan is not None:
@@ -187,19 +199,7 @@ class Model:
         if not 0 < T <= self.n_ctx:
             raise ValueError(f"logits() takes 1 to {self.n_ctx} token ids (the context kept), "
                              f"got {T}")
-        dev, plan = self.device, self.plan
-        dev.write(plan.buf["ids"], 0, struct.pack(f"<{T}I", *ids))
-        out = bytearray()
-        for row0 in range(0, T, plan.logit_rows):
-            rows = min(plan.logit_rows, T - row0)
-            plan.write_params(T, 0, row0, rows)
-            enc = dev.encoder()
-            if row0 == 0:
-                plan.encode(enc, "decode" if T == 1 else "prompt", T, rows)
-            else:
-                plan.encode(enc, "lm_head", T, rows)  # the final norm's output is still there
-            enc.submit()
-            out += await dev.read(plan.buf["logits"], 0, rows * V * 4)
+        out = await _forward_rows(self.device, self.plan, ids)
         self.cached_ids = ids
         return memoryview(bytes(out)).cast("f", (T, V))
 
@@ -241,12 +241,12 @@ class Model:
     async def stream_steps(self, ids, max_new_tokens=50, temperature=1.0, top_k=None,
                            top_p=None, seed=None, stop_at_eot=True, logits_hook=None, cached=0,
                            **controls):
-        """Yield a Step (token, logprob, top) per new token: the prompt in one pass, then one
-        pass per token, each chosen on the GPU (argmax at temperature 0, else sampled with
-        `seed` and the token's index) with passes queued ahead of the token read back
-        (model/decode.py's Generation: submit, next_token, slide, finish). When the context is
-        full, the window slides: its last 3/4 runs again as a new prompt, and a UserWarning
-        says so.
+        """Yield a Step (token, logprob, top) per new token: the prompt in passes of at most
+        prefill_chunk tokens, then one pass per token, each chosen on the GPU (argmax at
+        temperature 0, else sampled with `seed` and the token's index) with passes queued
+        ahead of the token read back (model/decode.py's Generation: submit, next_token, slide,
+        finish). When the context is full, the window slides: its last 3/4 runs again as a
+        new prompt, and a UserWarning says so.
 
         `controls`, keywords of decode.Controls: min_p, repetition_penalty, frequency_penalty,
         presence_penalty, logit_bias ({token id: bias}), logprobs (None, or how many top
@@ -323,6 +323,47 @@ class Model:
         return "".join([piece async for piece in self.chat_stream(
             messages, max_new_tokens, temperature, top_k, top_p, seed, stop, logits_hook,
             **controls)])
+
+
+async def _forward_rows(dev, plan, ids):
+    """The logits of every row of `ids` from position 0 as bytes: passes of at most plan.chunk
+    tokens one after another through the KV cache, each pass's logits read in blocks of
+    plan.logit_rows rows."""
+    V, out = plan.dims.V, bytearray()
+    for start in range(0, len(ids), plan.chunk):
+        part = ids[start:start + plan.chunk]
+        n = len(part)
+        dev.write(plan.buf["ids"], 0, struct.pack(f"<{n}I", *part))
+        for row0 in range(0, n, plan.logit_rows):
+            rows = min(plan.logit_rows, n - row0)
+            plan.write_params(n, start, row0, rows)
+            enc = dev.encoder()
+            if row0 == 0:
+                plan.encode(enc, "decode" if n == 1 else "prompt", n, rows)
+            else:  # the final norm's output is still there
+                plan.encode(enc, "lm_head", n, rows)
+            enc.submit()
+            out += await dev.read(plan.buf["logits"], 0, rows * V * 4)
+    return out
+
+
+def fit_context(arch, device):
+    """`arch`, keeping a shorter context where a buffer sized by it (one layer's keys or
+    values, a table of positions) would not fit one storage binding of `device`, with a
+    UserWarning saying so; MemoryError where not even one position fits."""
+    limit = device.max_binding
+    n = arch.binding_context(limit)
+    if n >= arch.n_ctx:
+        return arch
+    if n < 1:
+        raise MemoryError(f"one position of the KV cache needs more than one storage binding "
+                          f"of this adapter ({device.describe()}: {limit / 2**20:.2f} MiB); "
+                          f"use a smaller model")
+    warnings.warn(f"this adapter ({device.describe()}) allows {limit / 2**20:.1f} MiB in one "
+                  f"storage binding: one layer's KV cache fits {n} positions there, so the "
+                  f"model keeps a context of {n} tokens rather than {arch.n_ctx}",
+                  UserWarning, stacklevel=3)
+    return arch.with_context(n)
 
 
 def model_name(spec):

@@ -133,17 +133,19 @@ def resolve(base, device, dims, quantized):
         raise ValueError(f"n_embd ({C}) and the head size ({dims.head_size}) must be "
                          f"multiples of 4: the kernels read vec4s")
     limit = device.max_binding
-    # Matrices are split into parts that fit; activations and caches are not.
+    # Matrices are split into parts that fit; a prompt runs in chunks of as many tokens as its
+    # activations' rows fit (plan.prompt_chunk), the context is kept as long as the KV cache
+    # fits (Model: Architecture.binding_context). What is left is one token's row of each.
     biggest = {
-        dims.widest_what: n_ctx * dims.widest * 4,
+        f"one token's row of {dims.widest_what}": dims.widest * 4,
         "one row of logits (vocab_size, f32)": V * 4,
     }
+    size = lambda n: f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
     for what, nbytes in biggest.items():
         if nbytes > limit:
             raise MemoryError(
-                f"{what} need {nbytes / 2**20:.1f} MiB in one storage binding, but this "
-                f"adapter ({device.describe()}) allows {limit / 2**20:.1f} MiB; use a smaller "
-                f"model, or one with a shorter context (n_positions)")
+                f"{what} needs {size(nbytes)} in one storage binding, but this adapter "
+                f"({device.describe()}) allows {size(limit)}; use a smaller model")
     wg_bytes = device.limits.get("max-compute-workgroup-storage-size", 16384)
     need = (n_ctx + base.attention * 5) * 4  # scores, max/sum tree, vec4 partial sums
     if need > wg_bytes:

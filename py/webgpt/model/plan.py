@@ -8,13 +8,18 @@ lists by name, and each record names its .wgsl file: one hop from an op to its k
 Pass kinds:
     "prompt"   a pass of T > 1 tokens (the prompt; logits of a sequence), ending in the LM head
     "decode"   a pass of one token through the KV cache, ending in the LM head
-    "lm_head"  the LM head alone (more rows of logits() after the first chunk)
+    "lm_head"  the LM head alone (more rows of logits() after the first)
     "argmax"   ids[0] = argmax(logits[0])   (greedy)
     "sample"   ids[0] ~ softmax(logits[0] / temperature), top-k, top-p, min-p, seeded
 and, made on first use by `chooser(...)` for a request's logits processors and log-probs:
     "choose ..."  log-probs of the raw row (logprobs.wgsl), the processors into a second row
                (penalize.wgsl), argmax or sample over it, the chosen token recorded
                (record.wgsl: its count and log-prob)
+
+A prompt longer than the plan's `chunk` (prompt_chunk: the activations are sized for that many
+tokens, the KV cache for the whole context) runs as passes of `chunk` tokens one after
+another through the KV cache, positions pos0 advancing; those before the last skip the LM head
+(encoded with rows = 0).
 
 The architecture (webgpt.arch: gpt2.py, llama.py) says which ops run in which order with
 which weights, by calling the recorder `Forward` once per pass kind: one line per op, as
@@ -36,6 +41,15 @@ WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, layer
 ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
 PIPELINE = 4  # decode passes queued ahead of the token being read back
 LOGITS_BYTES = 64 << 20  # at most this much of (rows, V) logits in one buffer
+# About this much at most of a prompt pass's activations (its rows: x, qkv, the MLP's hidden, the
+# split-K parts), but never fewer than PROMPT_TOKENS tokens a pass where a binding holds them
+# (llama.cpp's default micro-batch; a GPU's prompt products want many rows): a longer prompt
+# runs in chunks (prompt_chunk), so prompt memory grows with the chunk, not with the context.
+# Qwen2.5-0.5B: 54 KiB of rows a token, chunks of 1216 tokens (its 4096-token context as one
+# pass would take 212 MiB, its MLP rows alone 152 MiB in one binding: more than the 128 MiB
+# a browser's device gets by default).
+PROMPT_BYTES = 64 << 20
+PROMPT_TOKENS = 512
 
 Launch = collections.namedtuple("Launch", "name shader pipeline bind_group grid")
 # How a pass kind chooses the next token: its launches' kind, and what to copy to a read-back
@@ -47,6 +61,65 @@ SLOT_BYTES = 4 * (4 + 2 * MAX_TOP_LOGPROBS)  # a read-back slot: a token, or its
 # one is fused), the norm's override constants, the buffers to bind (bias, out, caches, norm
 # weights), the epilogue's flags.
 _Product = collections.namedtuple("_Product", "name label x K N norm bufs flags")
+
+
+def prompt_chunk(arch, layout, max_binding=None, budget=PROMPT_BYTES):
+    """The most prompt tokens one forward pass runs: the whole context where its activations'
+    rows fit `budget` bytes, else as many as fit but at least PROMPT_TOKENS (a multiple of 64:
+    matmul's tiles of rows), and never more than one storage binding of `max_binding` bytes
+    (None: no bound) holds of the widest of those buffers. At least 1. A longer prompt runs as
+    passes of this many tokens one after another through the KV cache (Plan.queue,
+    Model.logits)."""
+    n_ctx = arch.dims.n_ctx
+    rows = _rows_per_token(arch, layout)
+    n = min(n_ctx, max(PROMPT_TOKENS, budget // sum(rows)))
+    if max_binding is not None:
+        n = min(n, max_binding // max(rows))
+    if 64 < n < n_ctx:
+        n -= n % 64
+    return max(1, n)
+
+
+def _rows_per_token(arch, layout):
+    """Bytes a token of a prompt pass takes in each buffer that holds the pass's rows (ids,
+    the architecture's activations but the KV cache and tables, the split-K parts)."""
+    one = arch.pass_activations(1)
+    rows = [4] + [nbytes for name, nbytes in one.items()
+                  if not name.startswith(arch.context_buffers)]
+    split = Plan.split_k_bytes(arch.dims, layout, 1)
+    return rows + [split] if split else rows
+
+
+def logit_rows(V, chunk, max_binding=None):
+    """Rows of logits one LM head dispatch computes: at most a chunk's, LOGITS_BYTES of them
+    and one binding's."""
+    rows = min(chunk, LOGITS_BYTES // (V * 4))
+    if max_binding is not None:
+        rows = min(rows, max_binding // (V * 4))
+    return max(1, rows)
+
+
+def buffer_sizes(arch, layout, chunk, max_binding=None):
+    """{buffer name: bytes} of the buffers a Plan makes (its `buf`) for prompt passes of at most
+    `chunk` tokens: the KV cache and the tables for the whole context, the rest per pass."""
+    d = arch.dims
+    V, parts = d.V, cdiv(d.V, ARGMAX_SPAN)
+    out = {"ids": chunk * 4}                                  # (chunk) u32
+    out.update(arch.pass_activations(chunk))                  # see the arch module
+    out["logits"] = logit_rows(V, chunk, max_binding) * V * 4  # (rows, V)
+    out["best_v"] = parts * 4                                 # (parts) f32
+    out["best_i"] = parts * 4                                 # (parts) u32
+    out["probs"] = V * 4                                      # (V) sampling scratch
+    split = Plan.split_k_bytes(d, layout, chunk)
+    if split:
+        out["split_k"] = split                                # (split_k chunk, C)
+    out["params"] = 16    # T, pos0, lm_row0, lm_rows
+    out["sampler"] = 32   # temperature, top_k, top_p, seed, step
+    return out
+
+
+LABELS = {"best_v": "argmax values", "best_i": "argmax indices", "split_k": "split-K parts"}
+UNIFORMS = ("params", "sampler")
 
 
 def resolve_grid(v, T, rows):
@@ -64,33 +137,41 @@ class Plan:
     """Activations, bind groups and launch lists of one model over its uploaded weights.
 
     Made again by `rebuild` (an edited shader or module) over the same weights: only this
-    object's buffers are destroyed and remade.
+    object's buffers are destroyed and remade. `chunk`: the most prompt tokens a pass runs
+    (None: prompt_chunk's rule); the KV cache holds the whole context, the activations one
+    chunk's rows.
     """
 
-    def __init__(self, arch, weights, layout, kernels, device):
+    def __init__(self, arch, weights, layout, kernels, device, chunk=None):
         self.arch, self.weights, self.layout = arch, weights, layout
         self.kernels, self.device = kernels, device
         self.alloc = Allocator(device, weights.alloc.oom_note)
         self.dims = d = arch.dims
-        self.activations = arch.activations()   # {name: bytes}
-        V, n_ctx = d.V, d.n_ctx
-        self.logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4), device.max_binding // (V * 4)))
-        self.argmax_parts = cdiv(V, ARGMAX_SPAN)
+        self.chunk = min(chunk or prompt_chunk(arch, layout, device.max_binding), d.n_ctx)
+        sizes = buffer_sizes(arch, layout, self.chunk, device.max_binding)
+        self.activations = {n: sizes[n] for n in arch.activations()}   # {name: bytes}
+        self.logit_rows = logit_rows(d.V, self.chunk, device.max_binding)
+        self.argmax_parts = cdiv(d.V, ARGMAX_SPAN)
         self.slots = []
         self._standins = {}
         self._resolved = {}
         try:
-            self.buf = self._buffers()
+            self.buf = {name: self.alloc.buffer(nbytes, LABELS.get(name, name),
+                                                uniform=name in UNIFORMS)
+                        for name, nbytes in sizes.items()}
             for name, data in arch.constants().items():
                 device.write(self.buf[name], 0, data)  # tables the kernels read (rope)
             # Mappable slots for token ids: read while the passes queued after them run.
             self.slots = [device.readback_buffer(SLOT_BYTES, f"token slot {i}")
                           for i in range(PIPELINE)]
             self.passes = {}
+            self._headless = {}  # {kind: its launches but the LM head's}: a prompt's chunks
             for kind in ("prompt", "decode"):
                 f = Forward(self, kind)
                 arch.forward(f)
                 self.passes[kind] = f.launches
+                head = {id(l) for l in f.lm_head_launches}
+                self._headless[kind] = [l for l in f.launches if id(l) not in head]
                 if kind == "prompt":
                     self.passes["lm_head"] = f.lm_head_launches
             self.passes["argmax"], self.passes["sample"] = self._choose()
@@ -99,39 +180,21 @@ class Plan:
             raise
 
     @staticmethod
-    def planned_bytes(arch, layout=None):
-        """GPU bytes of the activations, KV cache and scratch this plan will make."""
-        d = arch.dims
-        V, n_ctx = d.V, d.n_ctx
-        logit_rows = max(1, min(n_ctx, LOGITS_BYTES // (V * 4)))
-        acts = sum(arch.activations().values())
-        return (acts + 4 * (n_ctx + logit_rows * V + V + 2 * cdiv(V, ARGMAX_SPAN)) + 48
-                + Plan.split_k_bytes(d, layout))
+    def planned_bytes(arch, layout=None, chunk=None, max_binding=None):
+        """GPU bytes of the activations, KV cache and scratch the plan of `arch` will make
+        with prompt passes of at most `chunk` tokens (None: prompt_chunk's rule) on an adapter
+        of `max_binding` bytes a binding (None: no bound)."""
+        chunk = min(chunk or prompt_chunk(arch, layout, max_binding), arch.dims.n_ctx)
+        return sum(buffer_sizes(arch, layout, chunk, max_binding).values())
 
     @staticmethod
-    def split_k_bytes(dims, layout):
-        """The scratch of the split-K products' parts: (split_k n_ctx, C) f32, where the
-        layout cuts them (its prompts run matmul)."""
+    def split_k_bytes(dims, layout, tokens=None):
+        """The scratch of the split-K products' parts: (split_k tokens, C) f32 for passes of
+        `tokens` tokens (None: the context), where the layout cuts them (its prompts run
+        matmul)."""
         if layout is None or layout.prefill != "matmul" or layout.split_k <= 1:
             return 0
-        return layout.split_k * dims.n_ctx * dims.C * 4
-
-    def _buffers(self):
-        b = self.alloc.buffer
-        V, n_ctx = self.dims.V, self.dims.n_ctx
-        out = {"ids": b(n_ctx * 4, "ids")}                                # (n_ctx) u32
-        for name, nbytes in self.activations.items():
-            out[name] = b(nbytes, name)                                   # see the arch module
-        out["logits"] = b(self.logit_rows * V * 4, "logits")              # (rows, V)
-        out["best_v"] = b(self.argmax_parts * 4, "argmax values")         # (parts) f32
-        out["best_i"] = b(self.argmax_parts * 4, "argmax indices")        # (parts) u32
-        out["probs"] = b(V * 4, "probs")                                  # (V) sampling scratch
-        split = self.split_k_bytes(self.dims, self.layout)
-        if split:
-            out["split_k"] = b(split, "split-K parts")                    # (split_k n_ctx, C)
-        out["params"] = b(16, "params", uniform=True)   # T, pos0, lm_row0, lm_rows
-        out["sampler"] = b(32, "sampler", uniform=True)  # temperature, top_k, top_p, seed, step
-        return out
+        return layout.split_k * (tokens or dims.n_ctx) * dims.C * 4
 
     def standin(self, index, space):
         """A small buffer for binding `index` where a kernel variant does not use it: one per
@@ -232,14 +295,17 @@ class Plan:
 
     def dispatches(self, kind, T=1, rows=1):
         """The launches of pass `kind` as the device's replayable sequence of (pipeline, bind
-        group, x, y, z) for T tokens and `rows` rows of logits; made once per (kind, T, rows)
-        and kept (a decode pass is the same sequence every token)."""
+        group, x, y, z) for T tokens and `rows` rows of logits (0: none, the pass without its
+        LM head: a prompt's chunk before the last); made once per (kind, T, rows) and kept (a
+        decode pass is the same sequence every token)."""
+        assert T <= self.chunk, (T, self.chunk)  # the activations hold a chunk's rows
         key = (kind, T, rows)
         got = self._resolved.get(key)
         if got is None:
+            launches = self.passes[kind] if rows else self._headless[kind]
             got = self.device.sequence(
                 [(l.pipeline, l.bind_group, *(resolve_grid(v, T, rows) for v in l.grid))
-                 for l in self.passes[kind]])
+                 for l in launches])
             if len(self._resolved) > 64:
                 self._resolved.clear()
             self._resolved[key] = got
@@ -249,20 +315,31 @@ class Plan:
         enc.run(self.dispatches(kind, T, rows))
 
     def queue(self, ids, pos0, choose, slot=None):
-        """Queue a forward pass at positions pos0.. that computes the last row's logits and,
-        with `choose` (a Chooser, or "argmax" / "sample"), picks the next token into ids[0].
+        """Queue the forward pass of `ids` at positions pos0.. that computes the last row's
+        logits and, with `choose` (a Chooser, or "argmax" / "sample"), picks the next token
+        into ids[0]. More ids than `chunk` run as passes of `chunk` tokens one after another
+        through the KV cache (pos0 advancing), only the last with the LM head.
 
         `ids` are written to the GPU first; None means the one token the previous pass left
         in ids[0]. With `slot`, the chosen token (or its record) is copied there for map_read.
         """
+        T = 1 if ids is None else len(ids)
+        assert 0 < T and pos0 + T <= self.dims.n_ctx
+        for start in range(0, T, self.chunk):
+            part = None if ids is None else ids[start:start + self.chunk]
+            last = start + self.chunk >= T
+            self._queue_pass(part, pos0 + start, 1 if last else 0, choose if last else None,
+                             slot)
+
+    def _queue_pass(self, ids, pos0, rows, choose, slot):
+        """One pass of queue(): `rows` 1 with the LM head (the last row's logits), 0 without."""
         dev = self.device
         if ids is not None:
             dev.write(self.buf["ids"], 0, struct.pack(f"<{len(ids)}I", *ids))
         T = 1 if ids is None else len(ids)
-        assert 0 < T and pos0 + T <= self.dims.n_ctx
         self.write_params(T, pos0, T - 1, 1)
         enc = dev.encoder()
-        self.encode(enc, "decode" if T == 1 else "prompt", T, 1)
+        self.encode(enc, "decode" if T == 1 else "prompt", T, rows)
         if choose is not None:
             self.encode_choice(enc, choose, slot)
         enc.submit()
@@ -298,6 +375,7 @@ class Plan:
         self.slots = []
         self._standins = {}
         self._resolved = {}
+        self._headless = {}
 
 
 class _Products:
