@@ -17,12 +17,14 @@ import math
 import time
 
 from ..arch import arch_for, by_model_type
+from ..gguf_spec import open_gguf
 from ..arch.fields import Quantization
 from ..arch.gpt2 import GPT2Config
 from ..kernels import Kernels
 from ..model import GPT2, PIPELINE
 from ..spec import ModelSpec, QuantizedRef, TensorRef
 from ..model.plan import resolve_grid
+from . import bench_llamacpp
 
 SHAPES = {
     "124M": dict(n_layer=12, n_head=12, n_embd=768),
@@ -262,11 +264,11 @@ async def decode_ms(model, ids, decode_tokens, **sampling):
 
 
 async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log, profile=False,
-                      layout=None, controls=False):
-    """One row of the table: `shape` with random `dtype` weights, loaded with `layout` (the
-    adapter's default when None); with `controls`, also sampled decoding without and with
-    CONTROLS."""
-    spec = random_spec(shape, dtype)
+                      layout=None, controls=False, spec=None):
+    """One row of the table: `shape` with random `dtype` weights (or `spec`, a GGUF file's:
+    then also its first greedy tokens), loaded with `layout` (the adapter's default when None);
+    with `controls`, also sampled decoding without and with CONTROLS."""
+    from_file, spec = spec is not None, spec or random_spec(shape, dtype)
     before = dev.allocated
     t0 = time.perf_counter()
     model = GPT2(spec, dev, _NoTokenizer(), layout)
@@ -283,6 +285,9 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
     for _ in range(2):
         await model.generate_ids(prompt, max_new_tokens=1, temperature=0)
     row["prefill_tok_s"] = prompt_len / model.stats["prefill_s"]
+    if from_file:  # the check against llama.cpp on the same file
+        row["greedy"] = await model.generate_ids(prompt[:16], max_new_tokens=8, temperature=0,
+                                                 stop_at_eot=False)
     weight_bytes = model.weight_bytes()
     for ctx in contexts:
         ids = prompt[:1] * ctx if ctx > len(prompt) else prompt[:ctx]
@@ -637,13 +642,16 @@ def cuda_graph_baseline(shape, dtype, contexts, decode_tokens):
     return out
 
 
-PEERS = (("hf", "HF eager"), ("hf_static", "HF static"), ("graphs", "CUDA graphs"))
+PEERS = (("hf", "HF eager"), ("hf_static", "HF static"), ("graphs", "CUDA graphs"),
+         ("llamacpp", "llama.cpp"))
 
 
 def table(rows, contexts, bandwidth, device_name):
     lines = [f"Device: {device_name}; copy kernel bandwidth {bandwidth / 1e9:.0f} GB/s.", ""]
     peers = [(key, label) for key, label in PEERS if any(r.get(key) for r in rows)]
+    cpp = any(r.get("llamacpp") for r in rows)
     head = ["model", "file", "weights on GPU", "load s", "GPU MiB", "prefill 512 tok/s"]
+    head += ["llama.cpp prefill tok/s", "greedy 8 = llama.cpp"] if cpp else []
     for c in contexts:
         head += [f"ms/tok @{c}", f"floor @{c}", f"x floor @{c}"]
         head += [f"{label} @{c}" for _, label in peers]
@@ -654,6 +662,7 @@ def table(rows, contexts, bandwidth, device_name):
     for r in rows:
         cells = [r["shape"], r["file dtype"], r["weights"], f"{r['load_s']:.1f}",
                  f"{r['gpu_MiB']:.0f}", f"{r['prefill_tok_s']:.0f}"]
+        cells += bench_llamacpp.cells(r) if cpp else []
         for c in contexts:
             ms = r[f"ms/token @{c}"]
             floor = r[f"bytes/token @{c}"] / bandwidth * 1e3
@@ -673,7 +682,8 @@ def table(rows, contexts, bandwidth, device_name):
                     "transformers' generate eager (HF eager) and with its static, compiled "
                     "cache (HF static); PyTorch decoding one token per CUDA-graph replay over a "
                     "static cache (CUDA graphs). vs best peer: ours over the fastest of them "
-                    "(below 1 is faster)." if peers else ""))
+                    "(below 1 is faster)." if peers else "")
+                 + (" " + bench_llamacpp.NOTE if cpp else ""))
     return "\n".join(lines)
 
 
@@ -694,7 +704,7 @@ def plot(rows, contexts, path):
         style = dict(color=colours[r["shape"]], marker=markers.get(r["file dtype"], "o"))
         ax.plot(contexts, [r[f"ms/token @{c}"] for c in contexts],
                 label=f"{r['shape']} {r['file dtype']}", **style)
-        for (key, label), ls in zip(PEERS, ("--", "-.", ":")):
+        for (key, label), ls in zip(PEERS, ("--", "-.", ":", (0, (5, 1, 1, 1)))):
             if r.get(key):
                 ax.plot(contexts, [r[key][c] for c in contexts], linestyle=ls, alpha=0.6,
                         label=f"{r['shape']} {r['file dtype']} {label}", **style)
@@ -709,11 +719,13 @@ def plot(rows, contexts, path):
 
 
 async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baseline, out_json,
-                    out_png, log=print, profile=False, controls=False):
-    """`baseline`: which peers to run beside ours where CUDA is there, a collection of "hf"
-    (transformers eager), "hf_static" and "graphs" (True: all three, False: none)."""
+                    out_png, log=print, profile=False, controls=False, llamacpp=None):
+    """`baseline`: which peers to run beside ours, a collection of "hf" (transformers eager),
+    "hf_static" and "graphs" (these three where CUDA is there), and "llamacpp" (llama.cpp on a
+    GGUF file of the shape, which ours then loads too; `llamacpp`: bench_llamacpp.options)
+    (True: the PyTorch three, False: none)."""
     if baseline is True:
-        baseline = [key for key, _ in PEERS]
+        baseline = [key for key, _ in PEERS if key != "llamacpp"]
     baseline = set(baseline or ())
     from .. import gpu
 
@@ -723,8 +735,15 @@ async def run_bench(shapes, dtypes, contexts, decode_tokens, prompt_len, baselin
     rows = []
     for shape in shapes:
         for dtype in dtypes:
+            gguf = None
+            if "llamacpp" in baseline and bench_llamacpp.supports(shape, dtype):
+                gguf = bench_llamacpp.model_file(shape, dtype, (llamacpp or {}).get("files"), log)
             row = await bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, log,
-                                    profile, controls=controls)
+                                    profile, controls=controls,
+                                    spec=gguf and await open_gguf(gguf))
+            if gguf:
+                bench_llamacpp.add_peer(row, gguf, contexts, decode_tokens, prompt_len,
+                                        llamacpp, log)
             if dtype in ("F32", "F16"):
                 if "hf" in baseline:
                     row["hf"] = torch_baseline(shape, dtype, contexts, decode_tokens)
@@ -751,5 +770,5 @@ def main(a):
     baseline = () if a.no_baseline else a.baselines
     text = asyncio.run(run_bench(a.shapes, a.dtypes, a.contexts, a.decode_tokens, a.prompt,
                                  baseline, a.json, a.plot, profile=a.profile,
-                                 controls=a.controls))
+                                 controls=a.controls, llamacpp=bench_llamacpp.options(a)))
     print(text)

@@ -103,10 +103,21 @@ def _bench_args(b):
                    help="also time sampled decoding without and with an API request's logits "
                         "processors (penalties, min-p, logit bias, 5 top logprobs)")
     b.add_argument("--baselines", nargs="+", default=["hf", "hf_static", "graphs"],
-                   choices=["hf", "hf_static", "graphs"],
-                   help="PyTorch peers run beside ours where CUDA is there: transformers' "
+                   choices=["hf", "hf_static", "graphs", "llamacpp"],
+                   help="peers run beside ours: PyTorch's where CUDA is there, transformers' "
                         "generate eager (hf) and with its compiled static cache (hf_static), "
-                        "and a CUDA-graph decode over a static cache (graphs)")
+                        "and a CUDA-graph decode over a static cache (graphs); llama.cpp "
+                        "(llamacpp: Llama/Qwen shapes, F16, Q8_0, Q4_0, Q4_K_M) on a GGUF file "
+                        "of the shape that ours then loads too")
+    b.add_argument("--llamacpp", metavar="DIR", help="folder whose node_modules has "
+                   "node-llama-cpp and its llama.cpp build (default $WEBGPT_LLAMACPP, else "
+                   "tests/llamacpp)")
+    b.add_argument("--llamacpp-backend", choices=["vulkan", "cuda", "cpu"], default="vulkan",
+                   help="llama.cpp's backend (the table says which one ran)")
+    b.add_argument("--node", metavar="PATH", help="node for llama.cpp (default $WEBGPT_NODE, "
+                   "else node on PATH)")
+    b.add_argument("--gguf-dir", metavar="DIR", help="where the GGUF files for llama.cpp are "
+                   "written and reused (default: a folder in the temporary directory)")
     b.add_argument("--json", help="write the results as JSON here")
     b.add_argument("--plot", help="write a PNG plot here (needs matplotlib)")
     b.add_argument("--profile", action="store_true", help="also time each decode op alone")
