@@ -94,9 +94,10 @@ def test_a_fused_norm_needs_its_row_in_workgroup_memory():
 def test_what_cannot_be_split_is_a_sentence():
     base = layouts(Device())
     d = dims(GPT2)
-    with pytest.raises(MemoryError, match=r"MLP activations .* need 0\.1 MiB in one storage "
-                                          r"binding, but this adapter \(a stand-in adapter\)"):
-        resolve(base, Device(max_binding=d.n_ctx * d.widest * 4 - 4), d, False)
+    with pytest.raises(MemoryError, match=r"one token's row of the MLP activations .* needs "
+                                          r"1\.5 KiB in one storage binding, but this adapter "
+                                          r"\(a stand-in adapter\)"):
+        resolve(base, Device(max_binding=d.widest * 4 - 4), d, False)
     with pytest.raises(MemoryError, match=r"one row of logits"):
         resolve(base, Device(max_binding=d.V * 4 - 4), dims(dict(GPT2, n_positions=1)), False)
     with pytest.raises(MemoryError, match=r"attention keeps 64 scores in workgroup memory.*"

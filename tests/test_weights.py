@@ -8,6 +8,7 @@ apart from the model's logits.
 
 import asyncio
 import math
+import os
 
 import numpy as np
 import pytest
@@ -76,8 +77,9 @@ async def _upload(folder, device, kind):
 async def _matrix(device, m):
     """A Matrix's rows as one (N, K) float32 array, part by part."""
     rows = []
-    for buf, row0, n, _ in m.parts:
-        raw = await device.read(buf, 0, n * m.row_bytes())
+    for part in m.parts:
+        buf, row0, n, _ = part
+        raw = await device.read(buf, part.offset, n * m.row_bytes())
         rows.append((_f16 if m.fmt == "f16" else _f32)(raw, n * m.K).reshape(n, m.K))
     return np.concatenate(rows)
 
@@ -116,20 +118,27 @@ def test_gpt2_weights_read_back_as_the_file_has_them(tmp_path, gpu_device, dtype
 
 
 def test_grouped_tensors_run_as_one_product(tmp_path, gpu_device):
-    """q, k, v (and their biases) and gate, up: one logical matrix whose parts are the
-    members' buffers, rows stacked in order; the biases copied into one buffer."""
+    """q, k, v (and their biases) and gate, up: one matrix, one buffer (one dispatch), rows
+    stacked in order, each member a view of its rows there; the biases copied into one
+    buffer; the members' own buffers freed."""
     folder = hfmodels.write_folder(str(tmp_path / "q"), "Qwen2ForCausalLM", LLAMA_KEYS)
     file = load_file(f"{folder}/model.safetensors")
 
     async def check():
+        before = gpu_device.allocated
         spec, store = await _upload(folder, gpu_device, "gpu")
         A = "layers.0.self_attn."
         qkv = store.mats[A + "qkv_proj.weight"]
         members = [store.matrix(A + p + "_proj.weight") for p in "qkv"]
-        assert [p[0] for p in qkv.parts] == [p[0] for m in members for p in m.parts]
+        assert len(qkv.parts) == 1
+        assert {p[0] for m in members for p in m.parts} == {qkv.parts[0][0]}
         assert qkv.N == sum(m.N for m in members) == (4 + 2 + 2) * 16
         want = np.concatenate([file[f"model.{A}{p}_proj.weight"] for p in "qkv"])
         np.testing.assert_array_equal(await _matrix(gpu_device, qkv), want)
+        for p, m in zip("qkv", members):
+            np.testing.assert_array_equal(await _matrix(gpu_device, m),
+                                          file[f"model.{A}{p}_proj.weight"])
+        assert store.bytes() == gpu_device.allocated - before
         bias = store.params[A + "qkv_proj.bias"]
         raw = await gpu_device.read(bias, 0, bias.size)
         want = np.concatenate([file[f"model.{A}{p}_proj.bias"] for p in "qkv"])
@@ -159,3 +168,25 @@ def test_a_small_binding_splits_matrices_into_parts(tmp_path, gpu_device, monkey
         np.testing.assert_array_equal(await _matrix(gpu_device, wte), file["transformer.wte.weight"])
         store.release()
     run(check())
+
+
+@pytest.mark.parametrize("dtype", ["float16", "float32"])
+def test_a_non_finite_value_in_a_joined_matrix_names_its_member(tmp_path, gpu_device, dtype):
+    """q, k, v copied into one buffer are checked as one; the message names the member and its
+    row and column."""
+    import torch
+    import webgpt
+    from webgpt.folder import ModelFolderError
+
+    model = hfmodels.hf_model("Qwen2ForCausalLM", LLAMA_KEYS, 0).to(getattr(torch, dtype))
+    with torch.no_grad():
+        model.model.layers[0].self_attn.k_proj.weight[5, 7] = float("inf")
+    path = str(tmp_path / "inf")
+    os.makedirs(path)
+    hfmodels.write_tokenizer(path)
+    model.save_pretrained(path)
+    with pytest.raises(ModelFolderError) as info:
+        run(webgpt.load(path, device=gpu_device, layout="gpu"))
+    message = str(info.value)
+    assert "'layers.0.self_attn.k_proj.weight'" in message, message
+    assert "row 5, column 7" in message, message

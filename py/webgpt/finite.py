@@ -28,6 +28,17 @@ def _buffers(model):
     for name, size in store.vector_groups.items():  # biases joined into one buffer
         out.append((name, store.params[name], None, False, lambda i: i))
     members = {m for group in store.vector_groups.values() for m, _ in group}
+    for name in store.joined:   # matrices copied into one buffer: checked as one
+        if name.endswith(".scales"):
+            continue
+        part = store.mats[name].parts[0]
+        buf, fmt, m = part[0], part.fmt, store.mats[name]
+        members |= {member for member, _ in store.joined[name]}
+        if fmt in ("q8", "q4"):
+            size = -(-m.N * (m.K // m.block) * 2 // 4) * 4
+            out.append((name + ".scales", buf, (part[3] * 4, size), True, lambda i: i))
+        elif fmt in ("f32", "f16"):
+            out.append((name, buf, None, fmt == "f16", lambda i: i))
     for name, ref in model.spec.tensors.items():
         if name in members:
             continue
@@ -91,7 +102,8 @@ async def check_finite(model):
             entry[1] = at if entry[1] is None else min(entry[1], at)
     if bad:
         name, (count, index) = next(iter(bad.items()))
-        for member, n in store.vector_groups.get(name, []):  # which member of a joined buffer
+        joined = store.vector_groups.get(name) or store.joined.get(name, [])
+        for member, n in joined:  # which member of a joined buffer
             if index < n:
                 name = member
                 break

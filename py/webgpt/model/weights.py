@@ -44,12 +44,13 @@ def numel(shape):
 
 
 class Part(tuple):
-    """One part of a Matrix: (buffer, first row, rows, scales word offset), and `fmt`, the
-    format of its rows (a grouped matrix's parts may differ: a GGUF file's q, k and v)."""
+    """One part of a Matrix: (buffer, first row, rows, scales word offset), `fmt`, the format
+    of its rows (a grouped matrix's parts may differ: a GGUF file's q, k and v), and `offset`,
+    the byte offset of its first row in the buffer (a grouped member's view; else 0)."""
 
-    def __new__(cls, buffer, row0, rows, soff, fmt):
+    def __new__(cls, buffer, row0, rows, soff, fmt, offset=0):
         part = super().__new__(cls, (buffer, row0, rows, soff))
-        part.fmt = fmt
+        part.fmt, part.offset = fmt, offset
         return part
 
 
@@ -147,6 +148,9 @@ class Weights:
         # groups (their biases): group name -> [(member name, values)] in the group's buffer.
         self.member_mats = {}
         self.vector_groups = {}
+        # Groups copied into one buffer (Weights._joined): group name -> [(member name, values)]
+        # in the buffer's order, and NAME.scales -> the same of their scales (q8, q4).
+        self.joined = {}
         self.rows = layout.weights == "rows"
         q = getattr(spec, "quantization", None)
         # f16 storage when every float matrix in the file is f16 (as a model saved in half
@@ -199,44 +203,85 @@ class Weights:
 
     def group(self, groups):
         """Join tensors that run as one product: [(group name, [member names])]. Matrices
-        become one Matrix whose parts are the members' (rows stacked in order; nothing is
-        copied); vectors are copied into one buffer, in order."""
-        enc, spent = None, []
+        become one Matrix: members of one format are copied into one buffer, rows stacked in
+        order (one dispatch for the group, not one a member: each costs a GPU microseconds),
+        each member's Matrix then a view of its rows there (Part.offset); members that differ
+        (a GGUF file's Q4_K q and k with a Q6_K v) or are split into parts keep their buffers,
+        as the group's parts. Vectors are copied into one buffer, in order."""
         for name, members in groups:
             if name.endswith(".weight"):
                 ms = [self.mats.pop(m) for m in members]
-                g = Matrix(name, ms[0].K, sum(m.N for m in ms), ms[0].fmt, ms[0].block)
-                row = 0
                 for m in ms:
-                    # A GGUF file's members may differ in type (Q4_K q and k, a Q6_K v): each
-                    # part keeps its own; webgpt's own formats share one block size.
-                    own = {"q8", "q4"} & {m.fmt, g.fmt}
-                    if m.K != g.K or own and (m.fmt, m.block) != (g.fmt, g.block):
+                    # webgpt's own formats share one block size; ggml members may differ.
+                    own = {"q8", "q4"} & {m.fmt, ms[0].fmt}
+                    if m.K != ms[0].K or own and (m.fmt, m.block) != (ms[0].fmt, ms[0].block):
                         raise ValueError(f"{m.name} cannot run in one product with "
                                          f"{ms[0].name}: their rows differ")
-                    g.parts += [Part(p[0], row + p[1], p[2], p[3], getattr(p, "fmt", m.fmt))
-                                for p in m.parts]
                     self.member_mats[m.name] = m
-                    row += m.N
-                self.mats[name] = g
+                self.mats[name] = self._joined(name, ms) or self._stacked(name, ms)
                 continue
             bufs = [self.params.pop(m) for m in members]
             out = self.alloc.buffer(sum(b.size for b in bufs), name)
-            enc = enc or self.device.encoder()
+            enc = self.device.encoder()
             offset = 0
             for b in bufs:
                 enc.copy(b, 0, out, offset, b.size)
                 offset += b.size
+            enc.submit()
             self.params[name] = out
             self.vector_groups[name] = [(m, b.size // 4) for m, b in zip(members, bufs)]
-            spent += bufs
-        if enc is not None:
-            enc.submit()
-            for b in spent:
+            for b in bufs:
                 self.alloc.destroy(b)  # freed once the submitted copies have run
+
+    @staticmethod
+    def _stacked(name, ms):
+        """The group as the members' parts, rows stacked in order (nothing copied)."""
+        g = Matrix(name, ms[0].K, sum(m.N for m in ms), ms[0].fmt, ms[0].block)
+        row = 0
+        for m in ms:
+            g.parts += [Part(p[0], row + p[1], p[2], p[3], getattr(p, "fmt", m.fmt))
+                        for p in m.parts]
+            row += m.N
+        return g
+
+    def _joined(self, name, ms):
+        """The group in one buffer, or None where the members differ in format, are split
+        into parts, or would not fit one binding together, or a copy would not start at a
+        4-byte boundary. Values of every row, then (q8, q4) the scales of every row, as one
+        matrix of the rows stacked; copied on the GPU, member by member's buffer freed after.
+        (The copy holds one group twice at a time, never the model.)"""
+        fmt, block = ms[0].fmt, ms[0].block
+        if any(m.fmt != fmt or m.block != block or len(m.parts) != 1 for m in ms):
+            return None
+        g = Matrix(name, ms[0].K, sum(m.N for m in ms), fmt, block)
+        _, soff, size = g.part_bytes(g.N)
+        vb = g.row_bytes()
+        sb = 2 * g.K // block if fmt in ("q8", "q4") else 0
+        starts = [sum(m.N for m in ms[:i]) for i in range(len(ms) + 1)]
+        if size > self.device.max_binding or any(r * vb % 4 or r * sb % 4 for r in starts):
+            return None
+        buf = self.alloc.buffer(size, name)
+        enc = self.device.encoder()
+        spent = [m.parts[0][0] for m in ms]
+        for m, row in zip(ms, starts):
+            src, _, rows, msoff = m.parts[0]
+            enc.copy(src, 0, buf, row * vb, rows * vb)
+            if sb:
+                enc.copy(src, msoff * 4, buf, soff + row * sb, rows * sb)
+            m.parts = [Part(buf, 0, rows, (soff + row * sb) // 4, fmt, row * vb)]
+        enc.submit()
+        for b in spent:
+            self.alloc.destroy(b)  # freed once the submitted copies have run
+        g.parts = [Part(buf, 0, g.N, soff // 4, fmt)]
+        self.joined[name] = [(m.name, m.N * m.K) for m in ms]
+        if sb:
+            self.joined[name + ".scales"] = [(m.name + ".scales", m.N * (m.K // block))
+                                             for m in ms]
+        return g
 
     def release(self):
         self.params, self.mats, self.f16_params = {}, {}, set()
+        self.member_mats, self.joined = {}, {}
         self.alloc.release()
 
     async def upload(self, progress=None):

@@ -307,7 +307,8 @@ async def bench_model(dev, shape, dtype, contexts, decode_tokens, prompt_len, lo
                 f"ms/token at context {ctx} ({full / plain:.2f}x)")
     if profile:
         row["profile_us"] = await profile_decode(model)
-        row["profile_prefill_us"] = await profile_decode(model, T=prompt_len, pos0=0)
+        row["profile_prefill_us"] = await profile_decode(model, T=min(prompt_len, model.plan.chunk),
+                                                         pos0=0)
         log(f"  profile of the {prompt_len}-token prompt (us per dispatch): " +
             ", ".join(f"{k} {v:.1f}" for k, v in row["profile_prefill_us"].items()))
         row["dispatch_us"] = await dispatch_cost(dev)
