@@ -19,6 +19,16 @@
 //             output, against one per weight with SWIGLU_IN (measured: lavapipe's down projection
 //             2-3x slower with SWIGLU_IN; an H200's MLP 8 us a layer slower at Llama-3.2-1B's
 //             sizes). With LN, not with GELU, RESIDUAL, KV, LM.
+//   ROPE:     Llama's q|k|v product with its rotary embedding and KV store (rope.wgsl's work
+//             where q and k have no norm, in this dispatch): the part's ROWS rows are whole
+//             heads of HD rows (q heads, then k, then v: ROPE_Q = q rows, ROPE_KV = k rows = v
+//             rows in all), and slot r of the part computes the pair of rows a = HD (r / (HD /
+//             2)) + r % (HD / 2), b = a + HD / 2 (values i and i + HD / 2 of a head). q and k
+//             pairs are rotated by position pos0 + t (with ROPE_ROT; transformers'
+//             rotate_half: a' = a cos - b sin, b' = b cos + a sin, cos | sin of row pos of the
+//             rope table, bound as ln_b: an RMS norm has no bias), q written to out, k to
+//             k_cache and v to v_cache at row pos0 + t (and both to out, which nothing reads).
+//             Not with LN without RMS, SWIGLU_OUT, GELU, RESIDUAL, KV, LM.
 //   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, ROW0 + n] += y; else out[t, ROW0 + n] = y
@@ -70,7 +80,7 @@
 //           8 params (uniform). Bindings a variant does not use (bias without BIAS or with LM,
 //           ln_* without LN, ln_b with RMS, caches without KV) take any small buffer.
 // Dispatch: (ceil(ROWS / RPW), T), or (ceil(ROWS / RPW), lm_rows) with LM,
-//           or (ceil(ROWS / 2 / RPW), T) with SWIGLU_OUT.
+//           or (ceil(ROWS / 2 / RPW), T) with SWIGLU_OUT or ROPE.
 
 struct Params {
     T: u32,          // tokens in this forward pass
@@ -94,6 +104,11 @@ override GEGLU: bool = false;   // with SWIGLU_IN: gelu(gate) * up
 override LN_OFFSET: f32 = 0.0;  // with LN and RMS: the norm weights plus this (Gemma: 1)
 override SOFTCAP: f32 = 0.0;    // soft-capping of the outputs; 0: none
 override SWIGLU_OUT: bool = false;
+override ROPE: bool = false;
+override ROPE_ROT: bool = true; // with ROPE: rotate q and k (false: SmolLM3's layers without)
+override HD: u32 = 64u;         // with ROPE: the head size
+override ROPE_Q: u32 = 0u;      // with ROPE: q rows (query heads * HD)
+override ROPE_KV: u32 = 0u;     // with ROPE: k rows (key/value heads * HD)
 override BIAS: bool = true;
 override GELU: bool = false;
 override RESIDUAL: bool = false;
@@ -443,6 +458,37 @@ fn row_sum(v: f32, lx: u32, ly: u32) -> f32 {
     return partial[base];
 }
 
+// ROPE's pair of outputs na, nb = na + HD / 2 of token t (before their biases): rotated where
+// they are q or k, then stored (see ROPE above).
+fn rope_store(na: u32, nb: u32, t: u32, acc_a: f32, acc_b: f32) {
+    var a = acc_a;
+    var b = acc_b;
+    if (BIAS) {
+        a += bias[na];
+        b += bias[nb];
+    }
+    let pos = p.pos0 + t;
+    if (ROPE_ROT && na < ROPE_Q + ROPE_KV) {
+        let i = na % HD;
+        let j = pos * HD + i;
+        let c = ln_b[j / 4u][j % 4u];
+        let s = ln_b[(j + HD / 2u) / 4u][(j + HD / 2u) % 4u];
+        let a0 = a;
+        a = a0 * c - b * s;
+        b = b * c + a0 * s;
+    }
+    out[t * OUT_N + na] = a;
+    out[t * OUT_N + nb] = b;
+    let row = pos * ROPE_KV;
+    if (na >= ROPE_Q + ROPE_KV) {
+        v_cache[row + na - ROPE_Q - ROPE_KV] = a;
+        v_cache[row + nb - ROPE_Q - ROPE_KV] = b;
+    } else if (na >= ROPE_Q) {
+        k_cache[row + na - ROPE_Q] = a;
+        k_cache[row + nb - ROPE_Q] = b;
+    }
+}
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 // h^3 as h * h * h (pow is undefined for negative bases in WGSL); the tanh argument is clamped
@@ -551,26 +597,36 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
 
     var out_rows = ROWS;
-    if (SWIGLU_OUT) {
+    var ra = r;                  // the row of acc
+    var rb = r + ROWS / 2u;      // the row of acc_up: SWIGLU_OUT's up row, ROPE's pair
+    if (SWIGLU_OUT || ROPE) {
         out_rows = ROWS / 2u;    // (gate, up) row pairs: r and r + ROWS / 2
+    }
+    if (ROPE) {
+        ra = HD * (r / (HD / 2u)) + r % (HD / 2u);
+        rb = ra + HD / 2u;
     }
     let live = r < out_rows && (!LM || t < p.lm_rows);
     var acc = 0.0;
     var acc_up = 0.0;
     if (live) {
-        acc = row_dot(r, lid.x, x0);
-        if (SWIGLU_OUT) {
-            acc_up = row_dot(r + out_rows, lid.x, x0);
+        acc = row_dot(ra, lid.x, x0);
+        if (SWIGLU_OUT || ROPE) {
+            acc_up = row_dot(rb, lid.x, x0);
         }
     }
     if (TPR > 1u) {
         acc = row_sum(acc, lid.x, lid.y);
-        if (SWIGLU_OUT) {
+        if (SWIGLU_OUT || ROPE) {
             workgroupBarrier();   // every lane has its sum before partial is reused
             acc_up = row_sum(acc_up, lid.x, lid.y);
         }
     }
     if (lid.x != 0u || !live) {
+        return;
+    }
+    if (ROPE) {
+        rope_store(ROW0 + ra, ROW0 + rb, t, acc, acc_up);
         return;
     }
     let n = ROW0 + r;

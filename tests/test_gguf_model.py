@@ -204,3 +204,27 @@ def test_cli_runs_a_gguf_file(adapter, made):
                        cwd=os.path.join(repo, "py"), timeout=300)
     assert r.returncode == 0, r.stderr
     assert r.stdout.rstrip("\n") == spec.tokenizer.decode(greedy[:8])
+
+
+def test_neighbours_of_one_type_share_a_buffer(gpu_device, made):
+    """A Q4_K_M-style file's q and k (one type) are copied into one buffer, its v (another)
+    keeps its own: the q|k|v product is two dispatches, each with the rotary embedding."""
+    path = made("mix", "llama")[0]
+
+    async def go():
+        model = await webgpt.load(path, layout="gpu", device=gpu_device)
+        try:
+            store = model.weight_store
+            qkv = store.mats["layers.0.self_attn.qkv_proj.weight"]
+            q, k, v = (store.matrix(f"layers.0.self_attn.{p}_proj.weight") for p in "qkv")
+            assert q.fmt == k.fmt != v.fmt
+            assert [p.fmt for p in qkv.parts] == [q.fmt, v.fmt]
+            assert q.parts[0][0] is k.parts[0][0] is qkv.parts[0][0]
+            assert [p[1] for p in qkv.parts] == [0, q.N + k.N]
+            names = [l.name for l in model.plan.passes["decode"] if "layers.0." in l.name]
+            assert names[:2] == ["layers.0.input_layernorm + layers.0.self_attn.qkv_proj + rope"] * 2
+            assert not any(n.endswith("self_attn.rope") for n in names)
+        finally:
+            model.release()
+
+    run(go())

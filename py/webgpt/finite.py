@@ -28,11 +28,9 @@ def _buffers(model):
     for name, size in store.vector_groups.items():  # biases joined into one buffer
         out.append((name, store.params[name], None, False, lambda i: i))
     members = {m for group in store.vector_groups.values() for m, _ in group}
-    for name in store.joined:   # matrices copied into one buffer: checked as one
-        if name.endswith(".scales"):
-            continue
-        part = store.mats[name].parts[0]
-        buf, fmt, m = part[0], part.fmt, store.mats[name]
+    for name, m in store.joined_parts.items():   # matrices copied into one buffer: as one
+        part = m.parts[0]
+        buf, fmt = part[0], part.fmt
         members |= {member for member, _ in store.joined[name]}
         if fmt in ("q8", "q4"):
             size = -(-m.N * (m.K // m.block) * 2 // 4) * 4

@@ -407,11 +407,14 @@ class _Products:
         p = self.plan
         shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
         m = p.weights.mats[prod.name + ".weight"]
+        pairs = prod.flags.get("ROPE", False)  # ROPE: a workgroup row per pair of rows
         for part in m.parts:
             pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
                                  **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
             group = p.bind("gemv", pipe, x=prod.x, Wt=part[0], **prod.bufs)
-            self._add(prod.label, "gemv", pipe, group, (cdiv(part[2], shape["RPW"]), "T", 1))
+            rows = part[2] // 2 if pairs else part[2]
+            self._add(prod.label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
+        self._last_gemv = (prod, fused_norm, len(m.parts))
 
     def _matmul(self, prod, residual, kv, out):
         """A prompt's product over rows in 64 x 64 tiles (matmul.wgsl). The residual products
@@ -469,6 +472,7 @@ class Forward(_Products):
         self.fuse = self.matvec and lay.fuse_ln
         self._pending = None  # a norm waiting to be fused into the next product
         self._split = None    # (buffer, splits): split attention's partials, for the next product
+        self._last_gemv = None  # (product, fused norm, launches) of the last gemv op, for rope
 
     # helpers
 
@@ -477,6 +481,7 @@ class Forward(_Products):
 
     def _add(self, name, shader, pipe, group, grid):
         self.launches.append(Launch(name, shader + ".wgsl", pipe, group, tuple(grid)))
+        self._last_gemv = None  # set again by _gemv after its own launches
 
     def _flush(self):
         if self._split is not None:
@@ -608,6 +613,9 @@ class Forward(_Products):
         self._flush()
         p, d = self.plan, self.plan.dims
         hd = d.head_size
+        if q_norm is None and table == "rope" and rot in (None, hd, 0) \
+                and self._rope_in_product(name, qkv, layer, rot != 0):
+            return
         lanes = 1  # invocations per head: a power of two, at most hd / 8 (1 on a CPU adapter)
         while p.layout.kind != "cpu" and lanes * 2 <= min(8, hd // 8):
             lanes *= 2
@@ -623,6 +631,34 @@ class Forward(_Products):
                        k_cache=p.buf[f"k_cache.{layer}"], v_cache=p.buf[f"v_cache.{layer}"],
                        p=p.buf["params"])
         self._add(name, "rope", pipe, group, (cdiv((H + 2 * G) * lanes, 64), "T", 1))
+
+    def _rope_in_product(self, name, qkv, layer, rotate):
+        """The rope op done by the gemv product that wrote `qkv` just before it (gemv.wgsl's
+        ROPE: one dispatch a layer fewer), where that product was gemv, wrote all of q|k|v
+        and its parts hold whole heads. Its launches are made again with ROPE; False where it
+        cannot be done (the rope op then runs on its own)."""
+        last, self._last_gemv = self._last_gemv, None
+        p, d = self.plan, self.plan.dims
+        if last is None or not self.launches:
+            return False
+        prod, fused_norm, n = last
+        hd = d.head_size
+        m = p.weights.mats[prod.name + ".weight"]
+        if prod.bufs["out"] is not p.buf[qkv] or prod.N != d.q_cols + 2 * d.n_kv * hd \
+                or any(part[1] % hd or part[2] % hd for part in m.parts) \
+                or prod.norm.get("LN") and not prod.norm.get("RMS") \
+                or any(prod.flags.get(f) for f in ("KV", "GELU", "RESIDUAL", "SWIGLU_IN")):
+            return False
+        del self.launches[-n:]
+        flags = dict(prod.flags, ROPE=True, HD=hd, ROPE_Q=d.q_cols, ROPE_KV=d.n_kv * hd,
+                     **({} if rotate else {"ROPE_ROT": False}))
+        bufs = dict(prod.bufs, ln_b=p.buf["rope"], k_cache=p.buf[f"k_cache.{layer}"],
+                    v_cache=p.buf[f"v_cache.{layer}"])
+        label = f"{prod.label} + {name.rsplit('.', 1)[-1]}"
+        self._gemv(_Product(prod.name, label, prod.x, prod.K, prod.N, prod.norm, bufs, flags),
+                   fused_norm)
+        self._last_gemv = None
+        return True
 
     def attention(self, name, qkv, layer, out, scale=None, softcap=None, window=None):
         """out = softmax(q k^T / sqrt(hs), causal) v per head, over the KV cache (each of the

@@ -151,6 +151,7 @@ class Weights:
         # Groups copied into one buffer (Weights._joined): group name -> [(member name, values)]
         # in the buffer's order, and NAME.scales -> the same of their scales (q8, q4).
         self.joined = {}
+        self.joined_parts = {}  # the same names -> the joined Matrix (one part)
         self.rows = layout.weights == "rows"
         q = getattr(spec, "quantization", None)
         # f16 storage when every float matrix in the file is f16 (as a model saved in half
@@ -203,11 +204,12 @@ class Weights:
 
     def group(self, groups):
         """Join tensors that run as one product: [(group name, [member names])]. Matrices
-        become one Matrix: members of one format are copied into one buffer, rows stacked in
-        order (one dispatch for the group, not one a member: each costs a GPU microseconds),
-        each member's Matrix then a view of its rows there (Part.offset); members that differ
-        (a GGUF file's Q4_K q and k with a Q6_K v) or are split into parts keep their buffers,
-        as the group's parts. Vectors are copied into one buffer, in order."""
+        become one Matrix whose parts hold the members' rows, stacked in order: neighbouring
+        members of one format are copied into one buffer (one dispatch for them, not one a
+        member: each dispatch costs a GPU microseconds), each member's Matrix then a view of
+        its rows there (Part.offset); a member of another format (a GGUF file's Q6_K v beside
+        Q4_K q and k) or split into parts keeps its buffer(s) as parts of the group. Vectors
+        are copied into one buffer, in order."""
         for name, members in groups:
             if name.endswith(".weight"):
                 ms = [self.mats.pop(m) for m in members]
@@ -218,7 +220,16 @@ class Weights:
                         raise ValueError(f"{m.name} cannot run in one product with "
                                          f"{ms[0].name}: their rows differ")
                     self.member_mats[m.name] = m
-                self.mats[name] = self._joined(name, ms) or self._stacked(name, ms)
+                g = Matrix(name, ms[0].K, sum(m.N for m in ms), ms[0].fmt, ms[0].block)
+                row = 0
+                for run in _runs(ms):
+                    n = sum(m.N for m in run)
+                    label = name if len(run) == len(ms) else f"{name}[{row}:{row + n}]"
+                    one = len(run) > 1 and self._joined(label, run)
+                    for m in [one] if one else run:
+                        g.parts += [Part(q[0], row + q[1], q[2], q[3], q.fmt) for q in m.parts]
+                        row += m.N
+                self.mats[name] = g
                 continue
             bufs = [self.params.pop(m) for m in members]
             out = self.alloc.buffer(sum(b.size for b in bufs), name)
@@ -233,26 +244,13 @@ class Weights:
             for b in bufs:
                 self.alloc.destroy(b)  # freed once the submitted copies have run
 
-    @staticmethod
-    def _stacked(name, ms):
-        """The group as the members' parts, rows stacked in order (nothing copied)."""
-        g = Matrix(name, ms[0].K, sum(m.N for m in ms), ms[0].fmt, ms[0].block)
-        row = 0
-        for m in ms:
-            g.parts += [Part(p[0], row + p[1], p[2], p[3], getattr(p, "fmt", m.fmt))
-                        for p in m.parts]
-            row += m.N
-        return g
-
     def _joined(self, name, ms):
-        """The group in one buffer, or None where the members differ in format, are split
-        into parts, or would not fit one binding together, or a copy would not start at a
-        4-byte boundary. Values of every row, then (q8, q4) the scales of every row, as one
-        matrix of the rows stacked; copied on the GPU, member by member's buffer freed after.
-        (The copy holds one group twice at a time, never the model.)"""
+        """Members `ms` (one format, one part each) as one Matrix in one buffer, or None where
+        they would not fit one binding together or a copy would not start at a 4-byte
+        boundary. Values of every row, then (q8, q4) the scales of every row, as one matrix of
+        the rows stacked; copied on the GPU, each member's buffer freed after (the copy holds
+        these members twice for a moment, never the model)."""
         fmt, block = ms[0].fmt, ms[0].block
-        if any(m.fmt != fmt or m.block != block or len(m.parts) != 1 for m in ms):
-            return None
         g = Matrix(name, ms[0].K, sum(m.N for m in ms), fmt, block)
         _, soff, size = g.part_bytes(g.N)
         vb = g.row_bytes()
@@ -277,11 +275,12 @@ class Weights:
         if sb:
             self.joined[name + ".scales"] = [(m.name + ".scales", m.N * (m.K // block))
                                              for m in ms]
+        self.joined_parts[name] = g
         return g
 
     def release(self):
         self.params, self.mats, self.f16_params = {}, {}, set()
-        self.member_mats, self.joined = {}, {}
+        self.member_mats, self.joined, self.joined_parts = {}, {}, {}
         self.alloc.release()
 
     async def upload(self, progress=None):
@@ -515,6 +514,20 @@ class _Upload:
         async for chunk in self.w.spec.source.chunks(file, start, end):
             self.dev.write(buf, offset, chunk)
             offset += len(chunk)
+
+
+def _runs(ms):
+    """Matrices `ms` cut into runs of neighbours that can share one buffer (the same format and
+    block, one part each); any other matrix a run of its own."""
+    runs = []
+    for m in ms:
+        last = runs[-1][-1] if runs else None
+        if last is not None and len(m.parts) == len(last.parts) == 1 \
+                and (m.fmt, m.block) == (last.fmt, last.block):
+            runs[-1].append(m)
+        else:
+            runs.append([m])
+    return runs
 
 
 def _as_bytes(chunk):
