@@ -407,7 +407,8 @@ class _Products:
         p = self.plan
         shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
         m = p.weights.mats[prod.name + ".weight"]
-        pairs = prod.flags.get("ROPE", False)  # ROPE: a workgroup row per pair of rows
+        # ROPE, SWIGLU_OUT: a workgroup row per pair of rows
+        pairs = prod.flags.get("ROPE", False) or prod.flags.get("SWIGLU_OUT", False)
         for part in m.parts:
             pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
                                  **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
@@ -550,6 +551,8 @@ class Forward(_Products):
         Which kernel runs is decided here, for every product of every architecture: matvec
         (weights kept [in, out]: the CPU layout), gemv (one token, rows), matmul (a prompt)."""
         p, lay = self.plan, self.plan.layout
+        if swiglu_in and self._swiglu_in_product(x, K):
+            swiglu_in = False   # the product before this one wrote silu(gate) * up already
         split, self._split = self._split, None
         if split is not None and split[0] != x:
             self._split = split
@@ -631,6 +634,29 @@ class Forward(_Products):
                        k_cache=p.buf[f"k_cache.{layer}"], v_cache=p.buf[f"v_cache.{layer}"],
                        p=p.buf["params"])
         self._add(name, "rope", pipe, group, (cdiv((H + 2 * G) * lanes, 64), "T", 1))
+
+    def _swiglu_in_product(self, x, K):
+        """silu(gate) * up done by the gemv product that wrote `x` ((gate | up), 2K columns)
+        just before (gemv.wgsl's SWIGLU_OUT: one silu per output rather than one per weight
+        of the next product), where that product's matrix is one part [gate; up]; its
+        launches are made again, writing K columns. False where it cannot be done."""
+        last, self._last_gemv = self._last_gemv, None
+        p = self.plan
+        if last is None:
+            return False
+        prod, fused_norm, n = last
+        m = p.weights.mats[prod.name + ".weight"]
+        if prod.bufs["out"] is not p.buf[x] or prod.N != 2 * K or len(m.parts) != 1 \
+                or prod.norm.get("LN") and not prod.norm.get("RMS") \
+                or any(prod.flags.get(f) for f in ("KV", "GELU", "RESIDUAL", "SWIGLU_IN",
+                                                     "ROPE")):
+            return False
+        del self.launches[-n:]
+        self._gemv(_Product(prod.name, f"{prod.label} + silu(gate) * up", prod.x, prod.K, K,
+                            prod.norm, prod.bufs, dict(prod.flags, SWIGLU_OUT=True)),
+                   fused_norm)
+        self._last_gemv = None
+        return True
 
     def _rope_in_product(self, name, qkv, layer, rotate):
         """The rope op done by the gemv product that wrote `qkv` just before it (gemv.wgsl's
