@@ -129,15 +129,16 @@ def spec_for(config, dtype="F32"):
 def test_too_big_for_the_adapter():
     dev = new_device()
     limit = dev.max_binding
-    C = 64
-    # The MLP activations (n_positions x 4 n_embd f32) exceed one binding by one row.
-    n_ctx = limit // (16 * C) + 1
-    config = GPT2Config(n_layer=1, n_head=2, n_embd=C, vocab_size=100, n_positions=n_ctx)
+    # A prompt runs in chunks of as many tokens as fit, so what must fit one binding is one
+    # token's row of the MLP activations (4 n_embd f32): here 64 bytes too many.
+    C = limit // 16 + 4
+    config = GPT2Config(n_layer=1, n_head=1, n_embd=C, vocab_size=100, n_positions=2)
     with pytest.raises(MemoryError) as info:
         GPT2(spec_for(config), dev, tokenizer=None)
     message = str(info.value)
-    need = n_ctx * 4 * C * 4
-    assert "MLP activations" in message and f"{need / 2**20:.1f} MiB" in message, message
+    need = 4 * C * 4
+    assert "one token's row of the MLP activations" in message, message
+    assert f"{need / 2**20:.1f} MiB" in message, message
     assert f"allows {limit / 2**20:.1f} MiB" in message and "smaller model" in message, message
     assert dev.allocated == 0
 

@@ -35,6 +35,8 @@ import os
 import subprocess
 import tempfile
 
+from .bench_shapes import LLAMA_SHAPES, gguf_type, shape_config
+
 __all__ = ["DTYPES", "supports", "model_file", "write_gguf", "run_peer", "add_peer", "cells",
            "options", "NOTE"]
 
@@ -55,8 +57,6 @@ SCRIPT = os.path.join(REPO, "tests", "llamacpp", "bench.mjs")
 
 def supports(shape, dtype):
     """Whether the llama.cpp peer runs for this bench shape and dtype."""
-    from .bench import LLAMA_SHAPES
-
     return shape in LLAMA_SHAPES and LLAMA_SHAPES[shape]["model_type"] in FAMILIES and \
         dtype in DTYPES
 
@@ -83,8 +83,6 @@ NOTE = ("llama.cpp: node-llama-cpp 3.21.1's prebuilt llama.cpp on the same GGUF 
 def add_peer(row, path, contexts, decode_tokens, prompt_len, opts, log=print):
     """Run llama.cpp on `path` and put its numbers in the bench's `row` (ours on the same
     file): row["llamacpp"] {ctx: ms/token}, row["llamacpp_info"] the rest."""
-    from .bench import shape_config
-
     V = shape_config(row["shape"]).vocab_size
     prompt = [(i * 7919) % V for i in range(prompt_len)]  # bench_model's prompt
     opts = opts or options(None)
@@ -126,8 +124,6 @@ def model_file(shape, dtype, folder=None, log=print):
 def _ggml_type(dtype, canonical, K, tied):
     """The ggml type of matrix `canonical` in a `dtype` file: the bench's own choice (a tied
     embedding is the LM head, as llama.cpp's quantizer treats it)."""
-    from .bench import gguf_type
-
     if dtype == "F16":
         return "F16"
     if tied and canonical == "embed_tokens.weight":
@@ -241,7 +237,6 @@ def write_gguf(path, shape, dtype, seed=0):
 
     from ..arch import arch_for
     from ..gguf_spec import LLAMA_LAYER, LLAMA_TOP
-    from .bench import LLAMA_SHAPES, shape_config
 
     arch_name = LLAMA_SHAPES[shape]["model_type"]
     cfg = shape_config(shape)
