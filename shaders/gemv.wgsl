@@ -208,51 +208,12 @@ fn ggml_row_values() -> u32 {
 // Values 8 g .. 8 g + 7 of row r (a ggml block type) dotted with x: a (q . x) + b sum(x),
 // the 8 values sharing (a, b) (every type's (a, b) covers 16 values from a multiple of 16).
 fn ggml_dot(r: u32, g: u32, x0: u32) -> f32 {
-    if (FMT == 28u) {
-        return q4k_dot(r, g, x0);
-    }
     let k = 8u * g;
     let ab = ggml_affine(r, k);
     let x_lo = xv(x0, 2u * g);
     let x_hi = xv(x0, 2u * g + 1u);
     let qx = dot(ggml_q4(r, k), x_lo) + dot(ggml_q4(r, k + 4u), x_hi);
     return ab.x * qx + ab.y * dot(x_lo + x_hi, vec4<f32>(1.0));
-}
-
-// ggml_dot for Q4_K with 16-byte loads (its 144-byte blocks start at multiples of 16 in a
-// part): the block's header (d, dmin, the 12 bytes of 6-bit scales and mins) as one vec4, the 8
-// bytes of nibbles of values 8 g .. 8 g + 7 from another (the byte-wise decoder took about ten
-// loads for the same 8 values; the numbers are the same).
-fn q4k_dot(r: u32, g: u32, x0: u32) -> f32 {
-    let k = 8u * g;
-    let o = (r * (K / 256u) + k / 256u) * 144u;          // the block's byte offset
-    let i = k % 256u;
-    let head = Wt[o / 16u];
-    let dm = unpack2x16float(head.x);                     // d, dmin
-    let j = i / 32u;                                      // the 32-value sub-block
-    var sc = q4k_byte(head, j) & 63u;
-    var m = q4k_byte(head, j + 4u) & 63u;
-    if (j >= 4u) {
-        sc = (q4k_byte(head, j + 4u) & 15u) | ((q4k_byte(head, j - 4u) >> 6u) << 4u);
-        m = (q4k_byte(head, j + 4u) >> 4u) | ((q4k_byte(head, j) >> 6u) << 4u);
-    }
-    let qb = o + 16u + 32u * (i / 64u) + i % 32u;        // 8 bytes, low or high nibbles
-    let q = Wt[qb / 16u];
-    let lo = select(q.x, q.z, (qb / 8u) % 2u == 1u);
-    let hi = select(q.y, q.w, (qb / 8u) % 2u == 1u);
-    let sh = 4u * ((i % 64u) / 32u);
-    let bytes = vec4<u32>(0u, 8u, 16u, 24u);
-    let q_lo = vec4<f32>(((vec4<u32>(lo >> sh)) >> bytes) & vec4<u32>(15u));
-    let q_hi = vec4<f32>(((vec4<u32>(hi >> sh)) >> bytes) & vec4<u32>(15u));
-    let x_lo = xv(x0, 2u * g);
-    let x_hi = xv(x0, 2u * g + 1u);
-    let qx = dot(q_lo, x_lo) + dot(q_hi, x_hi);
-    return dm.x * f32(sc) * qx - dm.y * f32(m) * dot(x_lo + x_hi, vec4<f32>(1.0));
-}
-
-// Byte b (0..11) of a Q4_K block's scales: bytes 4.. of its header.
-fn q4k_byte(head: vec4<u32>, b: u32) -> u32 {
-    return (head[1u + b / 4u] >> (8u * (b % 4u))) & 0xffu;
 }
 
 // Dot product of group g of row r with the matching values of x.
