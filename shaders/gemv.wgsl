@@ -142,7 +142,19 @@ var<workgroup> ml: array<vec2<f32>, ATT_HEADS * ATT_SPLITS + 1u>;   // (m_s, l_s
 // of a row read neighbouring pieces of x as they do for f16 (a lane that took 32 values read
 // 128 bytes of x a group, and its neighbour the next 128: a q4 product ran at a sixth of the
 // bandwidth of its bytes on an H100, bound by those scattered reads of x).
+// With TPR = 1 (one invocation a row: CPU adapters) no neighbour shares the reads of x, and
+// the quantized formats keep their wide groups (one 16-byte word of q8 or q4, 32 values of a
+// ggml block: wide_dot), fewer scale reads a value (lavapipe, SmolLM2-135M q4: 243 ms/token
+// with them, 315 with 8-value groups).
 fn group_values() -> u32 {
+    if (TPR == 1u) {
+        switch FMT {
+            case 0u: { return 4u; }
+            case 1u, 4u: { return 8u; }
+            case 2u: { return 16u; }
+            default: { return 32u; }
+        }
+    }
     switch FMT {
         case 0u: { return 4u; }
         default: { return 8u; }
@@ -216,8 +228,55 @@ fn ggml_dot(r: u32, g: u32, x0: u32) -> f32 {
     return ab.x * qx + ab.y * dot(x_lo + x_hi, vec4<f32>(1.0));
 }
 
+// A wide group g of row r (TPR = 1: 16 values of q8, 32 of q4 or a ggml type) dotted with x.
+fn wide_dot(r: u32, g: u32, x0: u32) -> f32 {
+    if (FMT >= 16u) {   // two halves of 16 values, each sharing one (a, b)
+        var acc = 0.0;
+        for (var h = 0u; h < 2u; h++) {
+            let k = 32u * g + 16u * h;
+            let ab = ggml_affine(r, k);
+            var qx = 0.0;
+            var sx = 0.0;
+            for (var j = 0u; j < 4u; j++) {
+                let xs = xv(x0, k / 4u + j);
+                qx += dot(ggml_q4(r, k + 4u * j), xs);
+                sx += dot(xs, vec4<f32>(1.0));
+            }
+            acc += ab.x * qx + ab.y * sx;
+        }
+        return acc;
+    }
+    let w = Wt[r * (K / group_values()) + g];
+    if (FMT == 2u) {
+        let i = 4u * g;
+        let k = 16u * g;
+        if (BLOCK % 16u == 0u) {   // the group lies in one block: one scale
+            let d = dot(bytes4(w.x), xv(x0, i)) + dot(bytes4(w.y), xv(x0, i + 1u))
+                  + dot(bytes4(w.z), xv(x0, i + 2u)) + dot(bytes4(w.w), xv(x0, i + 3u));
+            return d * scale(r, k / BLOCK);
+        }
+        return (dot(bytes4(w.x), xv(x0, i)) + dot(bytes4(w.y), xv(x0, i + 1u))) * scale(r, k / BLOCK)
+             + (dot(bytes4(w.z), xv(x0, i + 2u)) + dot(bytes4(w.w), xv(x0, i + 3u)))
+               * scale(r, (k + 8u) / BLOCK);
+    }
+    let i = 8u * g;
+    let k = 32u * g;
+    let dx = dot(nibbles_lo(w.x), xv(x0, i)) + dot(nibbles_hi(w.x), xv(x0, i + 1u));
+    let dy = dot(nibbles_lo(w.y), xv(x0, i + 2u)) + dot(nibbles_hi(w.y), xv(x0, i + 3u));
+    let dz = dot(nibbles_lo(w.z), xv(x0, i + 4u)) + dot(nibbles_hi(w.z), xv(x0, i + 5u));
+    let dw = dot(nibbles_lo(w.w), xv(x0, i + 6u)) + dot(nibbles_hi(w.w), xv(x0, i + 7u));
+    if (BLOCK % 32u == 0u) {
+        return (dx + dy + dz + dw) * scale(r, k / BLOCK);
+    }
+    return dx * scale(r, k / BLOCK) + dy * scale(r, (k + 8u) / BLOCK)
+         + dz * scale(r, (k + 16u) / BLOCK) + dw * scale(r, (k + 24u) / BLOCK);
+}
+
 // Dot product of group g of row r with the matching values of x.
 fn group_dot(r: u32, g: u32, x0: u32) -> f32 {
+    if (TPR == 1u && (FMT == 2u || FMT == 3u || FMT >= 16u)) {
+        return wide_dot(r, g, x0);
+    }
     if (FMT >= 16u) {
         return ggml_dot(r, g, x0);
     }
