@@ -67,6 +67,8 @@
 //           24 Q8_0, 26 Q2_K, 27 Q3_K, 28 Q4_K, 29 Q5_K, 30 Q6_K): each row K / 32 or K / 256
 //           blocks of bytes, decoded in the kernel (the ggml block section below); a group is
 //           8 values of a row.
+//   With TPR = 1 the quantized groups are wide: 16 values (a 16-byte word) of q8, 32 of q4
+//   and of a ggml type (group_values).
 //
 // TPR invocations per row (a power of two) meet in a barrier tree; RPW rows per workgroup; each
 // invocation reads U groups per loop step (U loads in flight, not one: a GPU hides its memory
