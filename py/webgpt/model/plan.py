@@ -381,8 +381,10 @@ class Plan:
 class _Products:
     """How Forward runs a matrix product (its `linear` op decides which): matvec over a matrix
     kept [in, out] (the CPU layout), gemv for one token over rows, matmul for a prompt (with
-    split-K for the long-K residual products). A base of Forward, which holds the state they
-    use: the plan, whether the pass runs one token at a time (`matvec`), `_add`."""
+    split-K for the long-K residual products), and the peepholes that fold the op after a gemv
+    product into it (rope, SwiGLU). A base of Forward, which holds the state they use: the
+    plan, whether the pass runs one token at a time (`matvec`), `launches`, `_add`,
+    `_last_gemv`."""
 
     def _matvec(self, prod):
         """The product over a matrix kept [in, out] (matvec.wgsl: an invocation per 4 outputs)."""
@@ -416,6 +418,57 @@ class _Products:
             rows = part[2] // 2 if pairs else part[2]
             self._add(prod.label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
         self._last_gemv = (prod, fused_norm, len(m.parts))
+
+    def _remade(self, out, label, fits, N=None, flags=(), bufs=()):
+        """The gemv product recorded just before (_last_gemv), which wrote buffer `out`, made
+        again with `flags` and `bufs` added, N outputs (None: its own) and `label` after its
+        own: the ops a peephole folds into it (rope, SwiGLU). False, and nothing changed, where
+        there is none, it took a fused LayerNorm (whose ln_b binding ROPE uses) or an epilogue
+        already, or `fits(product, matrix)` says no."""
+        last, self._last_gemv = self._last_gemv, None
+        if last is None:
+            return False
+        prod, fused_norm, n = last
+        p = self.plan
+        m = p.weights.mats[prod.name + ".weight"]
+        if prod.bufs["out"] is not p.buf[out] or prod.norm.get("LN") and not prod.norm.get("RMS") \
+                or any(prod.flags.get(f) for f in ("KV", "GELU", "RESIDUAL", "SWIGLU_IN",
+                                                     "SWIGLU_OUT", "ROPE")) \
+                or not fits(prod, m):
+            return False
+        del self.launches[-n:]
+        self._gemv(_Product(prod.name, f"{prod.label} + {label}", prod.x, prod.K, N or prod.N,
+                            prod.norm, dict(prod.bufs, **dict(bufs)),
+                            dict(prod.flags, **dict(flags))), fused_norm)
+        self._last_gemv = None
+        return True
+
+    def _swiglu_in_product(self, x, K):
+        """silu(gate) * up done by the gemv product that wrote `x` ((gate | up), 2K columns)
+        just before (gemv.wgsl's SWIGLU_OUT: one silu per output rather than one per weight
+        of the next product), where that product's matrix is one part [gate; up]; it then
+        writes K columns. False where it cannot be done."""
+        return self._remade(x, "silu(gate) * up",
+                            lambda prod, m: prod.N == 2 * K and len(m.parts) == 1,
+                            N=K, flags={"SWIGLU_OUT": True})
+
+    def _rope_in_product(self, name, qkv, layer, rotate):
+        """The rope op done by the gemv product that wrote `qkv` just before it (gemv.wgsl's
+        ROPE: one dispatch a layer fewer), where that product wrote all of q|k|v and its
+        parts hold whole heads. False where it cannot be done (the rope op then runs on its
+        own)."""
+        p, d = self.plan, self.plan.dims
+        hd = d.head_size
+
+        def fits(prod, m):
+            return prod.N == d.q_cols + 2 * d.n_kv * hd and \
+                not any(part[1] % hd or part[2] % hd for part in m.parts)
+
+        flags = dict(ROPE=True, HD=hd, ROPE_Q=d.q_cols, ROPE_KV=d.n_kv * hd,
+                     **({} if rotate else {"ROPE_ROT": False}))
+        bufs = dict(ln_b=p.buf["rope"], k_cache=p.buf[f"k_cache.{layer}"],
+                    v_cache=p.buf[f"v_cache.{layer}"])
+        return self._remade(qkv, name.rsplit(".", 1)[-1], fits, flags=flags, bufs=bufs)
 
     def _matmul(self, prod, residual, kv, out):
         """A prompt's product over rows in 64 x 64 tiles (matmul.wgsl). The residual products
@@ -634,57 +687,6 @@ class Forward(_Products):
                        k_cache=p.buf[f"k_cache.{layer}"], v_cache=p.buf[f"v_cache.{layer}"],
                        p=p.buf["params"])
         self._add(name, "rope", pipe, group, (cdiv((H + 2 * G) * lanes, 64), "T", 1))
-
-    def _swiglu_in_product(self, x, K):
-        """silu(gate) * up done by the gemv product that wrote `x` ((gate | up), 2K columns)
-        just before (gemv.wgsl's SWIGLU_OUT: one silu per output rather than one per weight
-        of the next product), where that product's matrix is one part [gate; up]; its
-        launches are made again, writing K columns. False where it cannot be done."""
-        last, self._last_gemv = self._last_gemv, None
-        p = self.plan
-        if last is None:
-            return False
-        prod, fused_norm, n = last
-        m = p.weights.mats[prod.name + ".weight"]
-        if prod.bufs["out"] is not p.buf[x] or prod.N != 2 * K or len(m.parts) != 1 \
-                or prod.norm.get("LN") and not prod.norm.get("RMS") \
-                or any(prod.flags.get(f) for f in ("KV", "GELU", "RESIDUAL", "SWIGLU_IN",
-                                                     "ROPE")):
-            return False
-        del self.launches[-n:]
-        self._gemv(_Product(prod.name, f"{prod.label} + silu(gate) * up", prod.x, prod.K, K,
-                            prod.norm, prod.bufs, dict(prod.flags, SWIGLU_OUT=True)),
-                   fused_norm)
-        self._last_gemv = None
-        return True
-
-    def _rope_in_product(self, name, qkv, layer, rotate):
-        """The rope op done by the gemv product that wrote `qkv` just before it (gemv.wgsl's
-        ROPE: one dispatch a layer fewer), where that product was gemv, wrote all of q|k|v
-        and its parts hold whole heads. Its launches are made again with ROPE; False where it
-        cannot be done (the rope op then runs on its own)."""
-        last, self._last_gemv = self._last_gemv, None
-        p, d = self.plan, self.plan.dims
-        if last is None or not self.launches:
-            return False
-        prod, fused_norm, n = last
-        hd = d.head_size
-        m = p.weights.mats[prod.name + ".weight"]
-        if prod.bufs["out"] is not p.buf[qkv] or prod.N != d.q_cols + 2 * d.n_kv * hd \
-                or any(part[1] % hd or part[2] % hd for part in m.parts) \
-                or prod.norm.get("LN") and not prod.norm.get("RMS") \
-                or any(prod.flags.get(f) for f in ("KV", "GELU", "RESIDUAL", "SWIGLU_IN")):
-            return False
-        del self.launches[-n:]
-        flags = dict(prod.flags, ROPE=True, HD=hd, ROPE_Q=d.q_cols, ROPE_KV=d.n_kv * hd,
-                     **({} if rotate else {"ROPE_ROT": False}))
-        bufs = dict(prod.bufs, ln_b=p.buf["rope"], k_cache=p.buf[f"k_cache.{layer}"],
-                    v_cache=p.buf[f"v_cache.{layer}"])
-        label = f"{prod.label} + {name.rsplit('.', 1)[-1]}"
-        self._gemv(_Product(prod.name, label, prod.x, prod.K, prod.N, prod.norm, bufs, flags),
-                   fused_norm)
-        self._last_gemv = None
-        return True
 
     def attention(self, name, qkv, layer, out, scale=None, softcap=None, window=None):
         """out = softmax(q k^T / sqrt(hs), causal) v per head, over the KV cache (each of the

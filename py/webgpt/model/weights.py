@@ -210,6 +210,7 @@ class Weights:
         its rows there (Part.offset); a member of another format (a GGUF file's Q6_K v beside
         Q4_K q and k) or split into parts keeps its buffer(s) as parts of the group. Vectors
         are copied into one buffer, in order."""
+        enc, spent = None, []
         for name, members in groups:
             if name.endswith(".weight"):
                 ms = [self.mats.pop(m) for m in members]
@@ -233,15 +234,17 @@ class Weights:
                 continue
             bufs = [self.params.pop(m) for m in members]
             out = self.alloc.buffer(sum(b.size for b in bufs), name)
-            enc = self.device.encoder()
+            enc = enc or self.device.encoder()
             offset = 0
             for b in bufs:
                 enc.copy(b, 0, out, offset, b.size)
                 offset += b.size
-            enc.submit()
             self.params[name] = out
             self.vector_groups[name] = [(m, b.size // 4) for m, b in zip(members, bufs)]
-            for b in bufs:
+            spent += bufs
+        if enc is not None:   # the vectors' copies (small), all in one submit
+            enc.submit()
+            for b in spent:
                 self.alloc.destroy(b)  # freed once the submitted copies have run
 
     def _joined(self, name, ms):
