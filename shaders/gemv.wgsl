@@ -159,6 +159,8 @@ fn group_values() -> u32 {
     }
     switch FMT {
         case 0u: { return 4u; }
+        case 18u, 19u, 22u, 23u, 28u, 29u: { return 16u; }
+        case 30u: { return 32u; }
         default: { return 8u; }
     }
 }
@@ -274,10 +276,185 @@ fn wide_dot(r: u32, g: u32, x0: u32) -> f32 {
          + dz * scale(r, (k + 16u) / BLOCK) + dw * scale(r, (k + 24u) / BLOCK);
 }
 
+// ---- Q4_0, Q4_1, Q8_0, Q4_K, Q5_K and Q6_K groups where TPR > 1 (GPUs), in their blocks' own
+// byte order, so that a lane reads whole words (ggml_dot's 8 values in value order cost a K
+// block about ten loads and sixty integer operations: those products ran at a fraction of
+// their bandwidth).
+
+// The 4 bytes from byte offset o (o even): every other block of the types whose blocks are 2
+// mod 4 bytes (Q4_0 18, Q5_0 22, Q8_0 34, Q6_K 210) starts 2 bytes past a word.
+fn ggml_even_u32(o: u32) -> u32 {
+    let s = 8u * (o % 4u);                          // 0 or 16
+    // (w << 16) << (16 - s): zero for s = 0, where one shift by 32 would be a shift by 0
+    return (word(o / 4u) >> s) | ((word(o / 4u + 1u) << 16u) << (16u - s));
+}
+
+// The 8 bytes from byte offset o (o even) as two words.
+fn ggml_run8(o: u32) -> vec2<u32> {
+    return vec2<u32>(ggml_even_u32(o), ggml_even_u32(o + 4u));
+}
+
+// Q4_0, Q4_1, Q5_0, Q5_1: a group is 16 values, bytes l = 8 (g % 2) .. l + 7 of block g / 2's
+// 16 nibble bytes: low nibbles values l .. l + 7, high nibbles 16 + l .. 16 + l + 7 (Q5: their
+// fifth bits bits l .. and 16 + l .. of the block's word qh).
+fn q40_dot(r: u32, g: u32, x0: u32) -> f32 {
+    let b = g / 2u;
+    let l = 8u * (g % 2u);
+    let o = (r * (K / 32u) + b) * ggml_block_bytes();
+    let head = select(2u, 4u, FMT == 19u || FMT == 23u);   // bytes of d (and m)
+    let five = FMT == 22u || FMT == 23u;
+    let q = ggml_run8(o + head + select(0u, 4u, five) + l);
+    var lo0 = kq_field(q.x, 0u, 15u);
+    var lo1 = kq_field(q.y, 0u, 15u);
+    var hi0 = kq_field(q.x, 4u, 15u);
+    var hi1 = kq_field(q.y, 4u, 15u);
+    if (five) {
+        let qh = vec4<u32>(ggml_even_u32(o + head));
+        let at = vec4<u32>(0u, 1u, 2u, 3u) + l;
+        lo0 |= ((qh >> at) & vec4<u32>(1u)) << vec4<u32>(4u);
+        lo1 |= ((qh >> (at + 4u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+        hi0 |= ((qh >> (at + 16u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+        hi1 |= ((qh >> (at + 20u)) & vec4<u32>(1u)) << vec4<u32>(4u);
+    }
+    let i = 8u * b + l / 4u;                        // x's vec4 of value l of block b
+    let xa = xv(x0, i);
+    let xb = xv(x0, i + 1u);
+    let xc = xv(x0, i + 4u);
+    let xd = xv(x0, i + 5u);
+    let qx = dot(vec4<f32>(lo0), xa) + dot(vec4<f32>(lo1), xb)
+           + dot(vec4<f32>(hi0), xc) + dot(vec4<f32>(hi1), xd);
+    let d = ggml_f16(o);
+    // Q4_0: d (q - 8), Q5_0: d (q - 16); Q4_1, Q5_1: d q + m
+    let m = select(select(-8.0, -16.0, five) * d, ggml_f16(o + 2u), FMT == 19u || FMT == 23u);
+    return d * qx + m * dot(xa + xb + xc + xd, vec4<f32>(1.0));
+}
+
+// Q8_0: a group is 8 values, signed bytes 8 h .. 8 h + 7 of block g / 4 (h = g % 4).
+fn q80_dot(r: u32, g: u32, x0: u32) -> f32 {
+    let o = (r * (K / 32u) + g / 4u) * 34u;
+    let q = ggml_run8(o + 2u + 8u * (g % 4u));
+    return ggml_f16(o) * (dot(bytes4(q.x), xv(x0, 2u * g)) + dot(bytes4(q.y), xv(x0, 2u * g + 1u)));
+}
+
+// Q4_K, Q5_K: a group is 16 values. Group g of a row: block b = g / 16, j = g % 16, chunk
+// c = j / 4 (64 values), bytes l = 8 (j % 4) .. l + 7 of the chunk's 32 nibble bytes, whose
+// low nibbles are values 64 c + l .. + 7 (sub-block 2 c) and high nibbles values 64 c + 32 + l
+// .. + 7 (sub-block 2 c + 1). Four neighbouring lanes read a chunk's 32 bytes. A block (144 or
+// 176 bytes) starts at a 16-byte boundary, so its header (d, dmin and the 12 scale bytes) is
+// one vec4 and the 8 nibble bytes are half of one.
+
+// Index in Wt (of 16-byte words) of the first word of block b of row r (Q4_K, Q5_K).
+fn kq_block(r: u32, b: u32) -> u32 {
+    return (r * (K / 256u) + b) * (ggml_block_bytes() / 16u);
+}
+
+// (a, b) of sub-block s (0..7, 32 values) of a Q4_K / Q5_K block whose header is h:
+// a = d sc, b = -dmin m (6-bit sc and m; sub-blocks 4..7 keep their top bits in 0..3's).
+fn kq_affine(h: vec4<u32>, s: u32) -> vec2<f32> {
+    let dm = unpack2x16float(h.x);
+    let sh = 8u * (s % 4u);
+    var sc = (h.y >> sh) & 63u;
+    var m = (h.z >> sh) & 63u;
+    if (s >= 4u) {
+        sc = ((h.w >> sh) & 15u) | ((((h.y >> sh) >> 6u) & 3u) << 4u);
+        m = (((h.w >> sh) >> 4u) & 15u) | ((((h.z >> sh) >> 6u) & 3u) << 4u);
+    }
+    return vec2<f32>(dm.x * f32(sc), -(dm.y * f32(m)));
+}
+
+// The 4 values of bits sh .. sh + n - 1 of each byte of w (n: mask 15, 3 or 1), lowest byte first.
+fn kq_field(w: u32, sh: u32, mask: u32) -> vec4<u32> {
+    return (vec4<u32>(w) >> (vec4<u32>(0u, 8u, 16u, 24u) + sh)) & vec4<u32>(mask);
+}
+
+fn kq_dot(r: u32, g: u32, x0: u32) -> f32 {
+    let b = g / 16u;
+    let j = g % 16u;
+    let c = j / 4u;
+    let l = 8u * (j % 4u);
+    let w0 = kq_block(r, b);
+    let h = Wt[w0];
+    let w = 8u * c + l / 4u;                        // word of the bytes after the header (qs, Q5_K qh)
+    let v = Wt[w0 + select(1u, 3u, FMT == 29u) + w / 4u];
+    let q = select(v.xy, v.zw, w % 4u == 2u);
+    var lo0 = kq_field(q.x, 0u, 15u);
+    var lo1 = kq_field(q.y, 0u, 15u);
+    var hi0 = kq_field(q.x, 4u, 15u);
+    var hi1 = kq_field(q.y, 4u, 15u);
+    if (FMT == 29u) {                               // Q5_K: + 16 by bit 2 c | 2 c + 1 of qh[l ..]
+        let hv = Wt[w0 + 1u + l / 16u];
+        let qh = select(hv.xy, hv.zw, (l / 4u) % 4u == 2u);
+        lo0 |= kq_field(qh.x, 2u * c, 1u) << vec4<u32>(4u);
+        lo1 |= kq_field(qh.y, 2u * c, 1u) << vec4<u32>(4u);
+        hi0 |= kq_field(qh.x, 2u * c + 1u, 1u) << vec4<u32>(4u);
+        hi1 |= kq_field(qh.y, 2u * c + 1u, 1u) << vec4<u32>(4u);
+    }
+    let ab_lo = kq_affine(h, 2u * c);
+    let ab_hi = kq_affine(h, 2u * c + 1u);
+    let i = 64u * b + 16u * c + l / 4u;             // x's vec4 of value 64 c + l of block b
+    let xa = xv(x0, i);
+    let xb = xv(x0, i + 1u);
+    let xc = xv(x0, i + 8u);
+    let xd = xv(x0, i + 9u);
+    let one = vec4<f32>(1.0);
+    return ab_lo.x * (dot(vec4<f32>(lo0), xa) + dot(vec4<f32>(lo1), xb)) + ab_lo.y * dot(xa + xb, one)
+         + ab_hi.x * (dot(vec4<f32>(hi0), xc) + dot(vec4<f32>(hi1), xd)) + ab_hi.y * dot(xc + xd, one);
+}
+
+// Q6_K: a group is 32 values. Group g of a row: block b = g / 8, j = g % 8, half hh = j / 4,
+// l = 8 (j % 4): values 128 hh + l + 32 m .. + 7 for m = 0..3, whose low 4 bits are the low
+// (m = 0, 1) or high (m = 2, 3) nibbles of ql bytes 64 hh + 32 (m % 2) + l .., their high 2
+// bits bits 2 m of qh bytes 32 hh + l .., their scale int8 scales[8 hh + 2 m + l / 16].
+
+// Values m of a Q6_K group (see above) dotted with x's two vec4s xa, xb, before the scales.
+fn q6_part(ql: vec2<u32>, qh: vec2<u32>, m: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
+    let nib = 4u * (m / 2u);
+    let q0 = kq_field(ql.x, nib, 15u) | (kq_field(qh.x, 2u * m, 3u) << vec4<u32>(4u));
+    let q1 = kq_field(ql.y, nib, 15u) | (kq_field(qh.y, 2u * m, 3u) << vec4<u32>(4u));
+    return dot(vec4<f32>(q0) - 32.0, xa) + dot(vec4<f32>(q1) - 32.0, xb);
+}
+
+// Signed byte n (0..7) of the 8 bytes sc.
+fn q6_scale(sc: vec2<u32>, n: u32) -> f32 {
+    let w = select(sc.x, sc.y, n >= 4u);
+    return f32(i32(w << (24u - 8u * (n % 4u))) >> 24u);
+}
+
+fn q6k_dot(r: u32, g: u32, x0: u32) -> f32 {
+    let b = g / 8u;
+    let j = g % 8u;
+    let hh = j / 4u;
+    let l = 8u * (j % 4u);
+    let o = (r * (K / 256u) + b) * 210u;
+    let qa = ggml_run8(o + 64u * hh + l);
+    let qb = ggml_run8(o + 64u * hh + 32u + l);
+    let qh = ggml_run8(o + 128u + 32u * hh + l);
+    let sc = ggml_run8(o + 192u + 8u * hh);
+    let i = 64u * b + 32u * hh + l / 4u;            // x's vec4 of value 128 hh + l of block b
+    let n = l / 16u;
+    let acc = q6_scale(sc, n) * q6_part(qa, qh, 0u, xv(x0, i), xv(x0, i + 1u))
+            + q6_scale(sc, n + 2u) * q6_part(qb, qh, 1u, xv(x0, i + 8u), xv(x0, i + 9u))
+            + q6_scale(sc, n + 4u) * q6_part(qa, qh, 2u, xv(x0, i + 16u), xv(x0, i + 17u))
+            + q6_scale(sc, n + 6u) * q6_part(qb, qh, 3u, xv(x0, i + 24u), xv(x0, i + 25u));
+    return ggml_f16(o + 208u) * acc;
+}
+
 // Dot product of group g of row r with the matching values of x.
 fn group_dot(r: u32, g: u32, x0: u32) -> f32 {
     if (TPR == 1u && (FMT == 2u || FMT == 3u || FMT >= 16u)) {
         return wide_dot(r, g, x0);
+    }
+    if (FMT == 18u || FMT == 19u || FMT == 22u || FMT == 23u) {
+        return q40_dot(r, g, x0);
+    }
+    if (FMT == 24u) {
+        return q80_dot(r, g, x0);
+    }
+    if (FMT == 28u || FMT == 29u) {
+        return kq_dot(r, g, x0);
+    }
+    if (FMT == 30u) {
+        return q6k_dot(r, g, x0);
     }
     if (FMT >= 16u) {
         return ggml_dot(r, g, x0);

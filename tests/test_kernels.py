@@ -483,3 +483,40 @@ def test_sample_seed_and_ties(dev):
     first = [draw(5, s, 1) for s in range(30)]
     assert first == [draw(5, s, 1) for s in range(30)]
     assert set(first) == {3, 100, 299}
+
+
+GGML_GEMV_TYPES = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K", "Q4_K", "Q5_K", "Q6_K")
+
+
+@pytest.mark.parametrize("qtype", GGML_GEMV_TYPES)
+def test_gemv_ggml_blocks(dev, qtype):
+    """One token's product with rows of a ggml block type, as a GGUF file stores them, on the
+    lane shapes the layouts use (the K types have their own group decoders where TPR > 1):
+    against the blocks as gguf.quants decodes them. Two parts, the second starting mid-matrix;
+    Q6_K's 210-byte blocks start at both word alignments."""
+    import gguf
+    import ggufmodels
+    from webgpt.ggml import kernel_format
+    qt = gguf.GGMLQuantizationType[qtype]
+    T, K, N = 2, 768, 13
+    rng = np.random.default_rng(K + N + len(qtype))
+    x = rng.standard_normal((T, K)).astype(np.float32)
+    raw, deq = ggufmodels.encode_matrix(rng.standard_normal((N, K)).astype(np.float32) * 0.05,
+                                        qt, rng)
+    raw = np.ascontiguousarray(raw).view(np.uint8).reshape(N, -1)
+    want = x.astype(np.float64) @ deq.astype(np.float64).T
+    k = Kernels(dev)
+    for shape in (dict(TPR=64, RPW=4, U=2), dict(TPR=16, RPW=16, U=4), dict(TPR=4, RPW=2),
+                  dict(TPR=1, RPW=64)):
+        out = dev.buffer(T * N * 4)
+        xb, p = upload(dev, x), params(dev, T)
+        enc = dev.encoder()
+        for row0, rows in split_rows(N):
+            data = raw[row0:row0 + rows].tobytes()
+            pipe = k.get("gemv", K=K, ROWS=rows, ROW0=row0, OUT_N=N, FMT=kernel_format(qtype),
+                         BIAS=False, **shape)
+            enc.dispatch(pipe, dev.bind_group(pipe, [xb, upload_bytes(dev, data + bytes(-len(data) % 16)),
+                                                     dev.buffer(16), out, *unused(dev), p]),
+                         cdiv(rows, shape["RPW"]), T)
+        enc.submit()
+        check(f"gemv {qtype} {shape}", read(dev, out, T * N).reshape(T, N), want)
