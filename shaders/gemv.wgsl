@@ -66,7 +66,9 @@
 //   16 + t: ggml block type t as a GGUF file stores it (18 Q4_0, 19 Q4_1, 22 Q5_0, 23 Q5_1,
 //           24 Q8_0, 26 Q2_K, 27 Q3_K, 28 Q4_K, 29 Q5_K, 30 Q6_K): each row K / 32 or K / 256
 //           blocks of bytes, decoded in the kernel (the ggml block section below); a group is
-//           8 values of a row.
+//           8 values of a row, read in value order (Q2_K, Q3_K), or a piece of a block read in
+//           the block's own byte order (16 values of Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, 8 of
+//           Q8_0, 32 of Q6_K: the section after it).
 //   With TPR = 1 the quantized groups are wide: 16 values (a 16-byte word) of q8, 32 of q4
 //   and of a ggml type (group_values).
 //
