@@ -142,7 +142,8 @@ var<workgroup> xn: array<vec4<f32>, LN_MAX / 4u + 1u>;
 var<workgroup> ml: array<vec2<f32>, ATT_HEADS * ATT_SPLITS + 1u>;   // (m_s, l_s) per head, chunk
 
 // Values per group of a row: one 16-byte word for f32, f16 and bf16; 8 values for the
-// quantized formats (two words of q8, one of q4, 8 values of a ggml block), so that the lanes
+// quantized formats (two words of q8, one of q4, 8 values of a ggml block; 16 or 32 for the
+// ggml types read in their own byte order, see q40_dot below), so that the lanes
 // of a row read neighbouring pieces of x as they do for f16 (a lane that took 32 values read
 // 128 bytes of x a group, and its neighbour the next 128: a q4 product ran at a sixth of the
 // bandwidth of its bytes on an H100, bound by those scattered reads of x).
