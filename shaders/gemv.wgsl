@@ -685,6 +685,30 @@ fn row_dot(r: u32, lx: u32, x0: u32) -> f32 {
     return acc;
 }
 
+// row_dot of rows ra and rb at once (SWIGLU_OUT's gate and up rows, ROPE's pair): one loop,
+// so each group's reads of x serve both rows (the compiler keeps one load of each piece of x:
+// no store comes between them).
+fn row_dot2(ra: u32, rb: u32, lx: u32, x0: u32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0);
+    let groups = K / group_values();
+    var g = lx;
+    for (; g + (U - 1u) * TPR < groups; g += U * TPR) {
+        var d = vec2<f32>(group_dot(ra, g, x0), group_dot(rb, g, x0));
+        if (U >= 2u) {
+            d += vec2<f32>(group_dot(ra, g + TPR, x0), group_dot(rb, g + TPR, x0));
+        }
+        if (U >= 4u) {
+            d += vec2<f32>(group_dot(ra, g + 2u * TPR, x0) + group_dot(ra, g + 3u * TPR, x0),
+                           group_dot(rb, g + 2u * TPR, x0) + group_dot(rb, g + 3u * TPR, x0));
+        }
+        acc += d;
+    }
+    for (; g < groups; g += TPR) {
+        acc += vec2<f32>(group_dot(ra, g, x0), group_dot(rb, g, x0));
+    }
+    return acc;
+}
+
 // The sum of v over the TPR lanes of row slot ly (a barrier tree), for every lane.
 fn row_sum(v: f32, lx: u32, ly: u32) -> f32 {
     let base = ly * TPR;
@@ -851,9 +875,12 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = 0.0;
     var acc_up = 0.0;
     if (live) {
-        acc = row_dot(ra, lid.x, x0);
         if (SWIGLU_OUT || ROPE) {
-            acc_up = row_dot(rb, lid.x, x0);
+            let both = row_dot2(ra, rb, lid.x, x0);
+            acc = both.x;
+            acc_up = both.y;
+        } else {
+            acc = row_dot(ra, lid.x, x0);
         }
     }
     if (TPR > 1u) {
