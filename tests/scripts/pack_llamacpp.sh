@@ -4,10 +4,13 @@
 #   .peer/node.xz                      node, stripped, xz-compressed
 #   .peer/llamacpp-BACKEND.tar.xz      node_modules/: node-llama-cpp, the JS packages it needs,
 #                                      @node-llama-cpp/linux-x64-BACKEND
-# Usage: tests/scripts/pack_llamacpp.sh [vulkan|cuda|cpu] [--with-source]
+# Usage: tests/scripts/pack_llamacpp.sh [vulkan|cuda|cpu] [--with-source] [--cuda-lib FILE]
 #   vulkan (default), cuda (CUDA 13: links the device's libcudart/libcublas .so.13; its
 #   code for every GPU kept as shipped), cpu.
 #   --with-source keeps llama.cpp's source bundle (llama/gitRelease.bundle, for a local build).
+#   --cuda-lib FILE (with cuda): the package's libggml-cuda.so replaced by FILE, a build of the
+#   same llama.cpp source for one GPU (tests/scripts/build_llamacpp_cuda.sh: sm_90 machine
+#   code, 46 MB, where the shipped one is 159 MB of PTX that a device over the carry limit).
 # The JS packages are those of tests/llamacpp/package-lock.json (npm ci checks their
 # integrity); the backend's package is fetched with npm pack and checked against the lock's
 # integrity too. Dropped: the other builds, docs, type declarations, source maps, the build
@@ -15,12 +18,22 @@
 # device under /tmp/peer.
 set -euo pipefail
 
-backend=${1:-vulkan}
-source_bundle=${2:-}
+backend=vulkan
+source_bundle=
+cuda_lib=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    vulkan|cuda|cpu) backend=$1 ;;
+    --with-source) source_bundle=$1 ;;
+    --cuda-lib) cuda_lib=$(realpath "$2"); shift ;;
+    *) echo "usage: $0 [vulkan|cuda|cpu] [--with-source] [--cuda-lib FILE]" >&2; exit 2 ;;
+  esac
+  shift
+done
+[ -z "$cuda_lib" ] || [ "$backend" = cuda ] || { echo "--cuda-lib goes with cuda" >&2; exit 2; }
 case "$backend" in
   vulkan|cuda) pkg="@node-llama-cpp/linux-x64-$backend" ;;
   cpu) pkg="@node-llama-cpp/linux-x64" ;;
-  *) echo "usage: $0 [vulkan|cuda|cpu] [--with-source]" >&2; exit 2 ;;
 esac
 root=$(cd "$(dirname "$0")/../.." && pwd)
 out="$root/.peer"
@@ -42,6 +55,10 @@ if [ "$backend" != cpu ]; then
   mkdir -p "$mods/$pkg"
   tar xzf "$tgz" -C "$mods/$pkg" --strip-components=1
   rm -rf "$mods/@node-llama-cpp/linux-x64" "$tgz"   # the CPU build: not needed beside it
+  if [ -n "$cuda_lib" ]; then
+    cp "$cuda_lib" "$mods/$pkg/bins/linux-x64-cuda/libggml-cuda.so"
+    strip --strip-unneeded "$mods/$pkg/bins/linux-x64-cuda/libggml-cuda.so"
+  fi
 fi
 llama="$mods/node-llama-cpp/llama"
 [ "$source_bundle" = --with-source ] || rm -f "$llama/gitRelease.bundle"

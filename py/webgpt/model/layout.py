@@ -15,6 +15,11 @@ def _frozen(d):
     return MappingProxyType(dict(d))
 
 
+# Fewer workgroups than this leave a large GPU partly idle (an H100 has 132 multiprocessors):
+# gemv_ln's products with fewer take gemv_ln_few's shape.
+FEW_WORKGROUPS = 256
+
+
 @dataclasses.dataclass(frozen=True)
 class Layout:
     """kind: "cpu" or "gpu" (kernels without barriers, or kernels that split reductions).
@@ -32,7 +37,9 @@ class Layout:
     fuse_ln, the LM head's workgroups also do the final norm. split_k: a prompt's residual
     products with a long K (K >= 2 N: the MLP's second product) cut K into this many ranges,
     one workgroup each, whose parts a reduce kernel adds (1: not cut).
-    matvec / gemv / gemv_ln / lm_head: workgroup shapes (override constants) of those kernels.
+    matvec / gemv / gemv_ln / lm_head: workgroup shapes (override constants) of those kernels;
+    gemv_ln_few: gemv_ln's shape for a product whose rows would fill fewer than FEW_WORKGROUPS
+    workgroups with gemv_ln's (more invocations a row, fewer rows a workgroup: more workgroups).
     """
 
     kind: str
@@ -50,6 +57,7 @@ class Layout:
     gemv: MappingProxyType
     gemv_ln: MappingProxyType
     lm_head: MappingProxyType
+    gemv_ln_few: MappingProxyType
 
     @classmethod
     def of(cls, value):
@@ -58,18 +66,19 @@ class Layout:
             return value
         d = dict(value)
         d.setdefault("gemv_ln", d.get("gemv"))
+        d.setdefault("gemv_ln_few", d.get("gemv_ln"))
         d.setdefault("kind", "gpu" if d.get("prefill") == "matmul" else "cpu")
         d.setdefault("attention_decode", d.get("attention"))
         d.setdefault("attention_splits", 1)
         d.setdefault("attention_chunk", 128)
         d.setdefault("lm_head_ln", False)
         d.setdefault("split_k", 1)
-        for k in ("matvec", "gemv", "gemv_ln", "lm_head"):
+        for k in ("matvec", "gemv", "gemv_ln", "lm_head", "gemv_ln_few"):
             d[k] = _frozen(d[k])
         return cls(**{f.name: d[f.name] for f in dataclasses.fields(cls)})
 
     def replace(self, **changes):
-        for k in ("matvec", "gemv", "gemv_ln", "lm_head"):
+        for k in ("matvec", "gemv", "gemv_ln", "lm_head", "gemv_ln_few"):
             if k in changes:
                 changes[k] = _frozen(changes[k])
         return dataclasses.replace(self, **changes)
@@ -117,8 +126,11 @@ def layouts(device, kind=None):
     # 128 invocations per head rather than 256 (1.5B at context 1000: 2751 us a pass against
     # 2809, 124M 507 against 519; 64 is best at context 16, 588 against 628 us for 1.5B's 48
     # attentions, and worst at 1000: 2953 us).
+    # A product with a fused norm over few rows (a small model's q|k|v, a Q4_K_M file's v
+    # apart from q|k) spreads them over more workgroups, 64 invocations a row (gemv_ln_few).
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
                       "gemv": dict(TPR=64, RPW=4, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
+                      "gemv_ln_few": dict(TPR=64, RPW=4, U=2),
                       "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
                       "attention_decode": 128, "attention_splits": 16, "attention_chunk": 128,
                       "lm_head_ln": True, "split_k": 3, "prefill": "matmul", "fuse_ln": True,

@@ -36,6 +36,7 @@ import collections
 import struct
 
 from .weights import Allocator, cdiv
+from .layout import FEW_WORKGROUPS
 
 WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, layernorm)
 ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
@@ -407,15 +408,17 @@ class _Products:
         workgroup first normalises its row of x: "gemv_ln" may give those products more rows
         per workgroup to share that work."""
         p = self.plan
-        shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
         m = p.weights.mats[prod.name + ".weight"]
         # ROPE, SWIGLU_OUT: a workgroup row per pair of rows
         pairs = prod.flags.get("ROPE", False) or prod.flags.get("SWIGLU_OUT", False)
         for part in m.parts:
+            rows = part[2] // 2 if pairs else part[2]
+            shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
+            if fused_norm and cdiv(rows, shape["RPW"]) < FEW_WORKGROUPS:
+                shape = p.layout.gemv_ln_few
             pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
                                  **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
             group = p.bind("gemv", pipe, x=prod.x, Wt=part[0], **prod.bufs)
-            rows = part[2] // 2 if pairs else part[2]
             self._add(prod.label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
         self._last_gemv = (prod, fused_norm, len(m.parts))
 
