@@ -29,6 +29,9 @@
 //             rope table, bound as ln_b: an RMS norm has no bias), q written to out, k to
 //             k_cache and v to v_cache at row pos0 + t (and both to out, which nothing reads).
 //             Not with LN without RMS, SWIGLU_OUT, GELU, RESIDUAL, KV, LM.
+//   PAIRS:    row slot r computes rows r and r + ceil(ROWS / 2) in one loop, so each piece of
+//             x it reads serves two rows (as SWIGLU_OUT's and ROPE's pairs do); dispatch
+//             ceil(ceil(ROWS / 2) / RPW) workgroups. Not with SWIGLU_OUT or ROPE.
 //   BIAS:     false: no bias (bias is not read; Llama's products)
 //   GELU:     y = gelu(y)   (GPT-2's tanh form)
 //   RESIDUAL: out[t, ROW0 + n] += y; else out[t, ROW0 + n] = y
@@ -84,7 +87,7 @@
 //           8 params (uniform). Bindings a variant does not use (bias without BIAS or with LM,
 //           ln_* without LN, ln_b with RMS, caches without KV) take any small buffer.
 // Dispatch: (ceil(ROWS / RPW), T), or (ceil(ROWS / RPW), lm_rows) with LM,
-//           or (ceil(ROWS / 2 / RPW), T) with SWIGLU_OUT or ROPE.
+//           or (ceil(ROWS / 2 / RPW), T) with SWIGLU_OUT or ROPE (ceil(ROWS / 2) with PAIRS).
 
 struct Params {
     T: u32,          // tokens in this forward pass
@@ -108,6 +111,7 @@ override GEGLU: bool = false;   // with SWIGLU_IN: gelu(gate) * up
 override LN_OFFSET: f32 = 0.0;  // with LN and RMS: the norm weights plus this (Gemma: 1)
 override SOFTCAP: f32 = 0.0;    // soft-capping of the outputs; 0: none
 override SWIGLU_OUT: bool = false;
+override PAIRS: bool = false;   // each row slot computes rows r and r + ceil(ROWS / 2) (see below)
 override ROPE: bool = false;
 override ROPE_ROT: bool = true; // with ROPE: rotate q and k (false: SmolLM3's layers without)
 override HD: u32 = 64u;         // with ROPE: the head size
@@ -754,6 +758,44 @@ fn rope_store(na: u32, nb: u32, t: u32, acc_a: f32, acc_b: f32) {
     }
 }
 
+// Output n of token t from its dot product acc (and, with SWIGLU_OUT, the up row's acc_up):
+// bias, activation, soft-capping, then stored (added with RESIDUAL; KV: also to the caches).
+fn finish(n: u32, t: u32, acc: f32, acc_up: f32) {
+    var y = acc;
+    if (!LM && BIAS) {
+        y += bias[n];
+    }
+    if (SWIGLU_OUT) {
+        var up = acc_up;
+        if (BIAS) {
+            up += bias[OUT_N + n];
+        }
+        y = silu(y) * up;
+    }
+    if (GELU) {
+        y = gelu(y);
+    }
+    if (SOFTCAP > 0.0) {
+        // As transformers: divided, tanh, multiplied (clamped where tanh is +-1 in f32).
+        y = tanh(clamp(y / SOFTCAP, -15.0, 15.0)) * SOFTCAP;
+    }
+    let o = t * OUT_N + n;
+    if (RESIDUAL) {
+        out[o] += y;
+    } else {
+        out[o] = y;
+    }
+    if (KV) {
+        let C = OUT_N / 3u;
+        let row = (p.pos0 + t) * C;
+        if (n >= 2u * C) {
+            v_cache[row + n - 2u * C] = y;
+        } else if (n >= C) {
+            k_cache[row + n - C] = y;
+        }
+    }
+}
+
 const SQRT_2_OVER_PI: f32 = 0.7978845608028654;
 
 // h^3 as h * h * h (pow is undefined for negative bases in WGSL); the tanh argument is clamped
@@ -871,12 +913,16 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         ra = HD * (r / (HD / 2u)) + r % (HD / 2u);
         rb = ra + HD / 2u;
     }
+    if (PAIRS) {
+        out_rows = (ROWS + 1u) / 2u;
+        rb = r + out_rows;       // past the last row for the last slot of an odd ROWS
+    }
     let live = r < out_rows && (!LM || t < p.lm_rows);
     var acc = 0.0;
     var acc_up = 0.0;
     if (live) {
-        if (SWIGLU_OUT || ROPE) {
-            let both = row_dot2(ra, rb, lid.x, x0);
+        if (SWIGLU_OUT || ROPE || PAIRS) {
+            let both = row_dot2(ra, min(rb, ROWS - 1u), lid.x, x0);
             acc = both.x;
             acc_up = both.y;
         } else {
@@ -885,7 +931,7 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     }
     if (TPR > 1u) {
         acc = row_sum(acc, lid.x, lid.y);
-        if (SWIGLU_OUT || ROPE) {
+        if (SWIGLU_OUT || ROPE || PAIRS) {
             workgroupBarrier();   // every lane has its sum before partial is reused
             acc_up = row_sum(acc_up, lid.x, lid.y);
         }
@@ -897,38 +943,8 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
         rope_store(ROW0 + ra, ROW0 + rb, t, acc, acc_up);
         return;
     }
-    let n = ROW0 + r;
-    var y = acc;
-    if (!LM && BIAS) {
-        y += bias[n];
-    }
-    if (SWIGLU_OUT) {
-        var up = acc_up;
-        if (BIAS) {
-            up += bias[OUT_N + n];
-        }
-        y = silu(y) * up;
-    }
-    if (GELU) {
-        y = gelu(y);
-    }
-    if (SOFTCAP > 0.0) {
-        // As transformers: divided, tanh, multiplied (clamped where tanh is +-1 in f32).
-        y = tanh(clamp(y / SOFTCAP, -15.0, 15.0)) * SOFTCAP;
-    }
-    let o = t * OUT_N + n;
-    if (RESIDUAL) {
-        out[o] += y;
-    } else {
-        out[o] = y;
-    }
-    if (KV) {
-        let C = OUT_N / 3u;
-        let row = (p.pos0 + t) * C;
-        if (n >= 2u * C) {
-            v_cache[row + n - 2u * C] = y;
-        } else if (n >= C) {
-            k_cache[row + n - C] = y;
-        }
+    finish(ROW0 + ra, t, acc, acc_up);
+    if (PAIRS && rb < ROWS) {
+        finish(ROW0 + rb, t, acc_up, 0.0);
     }
 }

@@ -184,7 +184,9 @@ def test_matmul(dev, T, K, N, fmt, block, ep):
                                              (1, 64, 9, "q4", 8)])
 @pytest.mark.parametrize("ep", range(3))
 @pytest.mark.parametrize("shape", [dict(TPR=32, RPW=8), dict(TPR=1, RPW=64), dict(TPR=4, RPW=2),
-                                   dict(TPR=16, RPW=4, U=4), dict(TPR=2, RPW=8, U=2)])
+                                   dict(TPR=16, RPW=4, U=4), dict(TPR=2, RPW=8, U=2),
+                                   dict(TPR=8, RPW=4, U=2, PAIRS=True),
+                                   dict(TPR=1, RPW=64, PAIRS=True)])
 def test_gemv(dev, T, K, N, fmt, block, ep, shape):
     """One token's (and the CPU's prompt's) product with weights as rows, split into parts."""
     rng = np.random.default_rng(K + N + ep)
@@ -506,8 +508,8 @@ def test_gemv_ggml_blocks(dev, qtype):
     raw = np.ascontiguousarray(raw).view(np.uint8).reshape(N, -1)
     want = x.astype(np.float64) @ deq.astype(np.float64).T
     k = Kernels(dev)
-    for shape in (dict(TPR=64, RPW=4, U=2), dict(TPR=16, RPW=16, U=4), dict(TPR=4, RPW=2),
-                  dict(TPR=1, RPW=64)):
+    for shape in (dict(TPR=64, RPW=4, U=2), dict(TPR=16, RPW=16, U=4, PAIRS=True),
+                  dict(TPR=4, RPW=2), dict(TPR=1, RPW=64)):
         out = dev.buffer(T * N * 4)
         xb, p = upload(dev, x), params(dev, T)
         enc = dev.encoder()

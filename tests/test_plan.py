@@ -123,3 +123,20 @@ def test_layouts_run_the_same_model(models, gpu_device):
     cpu, gpu = asyncio.run(run())
     assert cpu == gpu
     assert layouts(gpu_device).kind in ("cpu", "gpu")
+
+
+def test_row_pairs_keep_enough_workgroups():
+    """Two rows a slot (gemv PAIRS) for quantized rows only where the halved slots still fill
+    FEW_WORKGROUPS workgroups; odd rows round up; a shape without PAIRS is left alone."""
+    from webgpt.model.layout import FEW_WORKGROUPS
+    from webgpt.model.plan import row_pairs
+    shape = {"TPR": 64, "RPW": 4, "U": 2, "PAIRS": True}
+    rows = 2 * 4 * FEW_WORKGROUPS + 1
+    q4_0 = 18
+    assert row_pairs(shape, rows, q4_0) == (shape, 4 * FEW_WORKGROUPS + 1)
+    few, slots = row_pairs(shape, 4 * FEW_WORKGROUPS, q4_0)
+    assert few["PAIRS"] is False and slots == 4 * FEW_WORKGROUPS
+    f16, slots = row_pairs(shape, rows, 1)           # f16 rows: bound by their own bytes
+    assert f16["PAIRS"] is False and slots == rows
+    plain = {"TPR": 64, "RPW": 4}
+    assert row_pairs(plain, 10 ** 6, q4_0) == (plain, 10 ** 6)

@@ -126,12 +126,14 @@ def layouts(device, kind=None):
     # 128 invocations per head rather than 256 (1.5B at context 1000: 2751 us a pass against
     # 2809, 124M 507 against 519; 64 is best at context 16, 588 against 628 us for 1.5B's 48
     # attentions, and worst at 1000: 2953 us).
+    # Two rows a row slot (PAIRS: one read of x for both) where that leaves enough workgroups.
     # A product with a fused norm over few rows (a small model's q|k|v, a Q4_K_M file's v
     # apart from q|k) spreads them over more workgroups, 64 invocations a row (gemv_ln_few).
     return Layout.of({"kind": "gpu", "weights": "rows", "matvec": dict(TX=8, TY=32),
-                      "gemv": dict(TPR=64, RPW=4, U=2), "gemv_ln": dict(TPR=16, RPW=16, U=2),
+                      "gemv": dict(TPR=64, RPW=4, U=2, PAIRS=True),
+                      "gemv_ln": dict(TPR=16, RPW=16, U=2, PAIRS=True),
                       "gemv_ln_few": dict(TPR=64, RPW=4, U=2),
-                      "lm_head": dict(TPR=16, RPW=16, U=4), "attention": 256,
+                      "lm_head": dict(TPR=16, RPW=16, U=4, PAIRS=True), "attention": 256,
                       "attention_decode": 128, "attention_splits": 16, "attention_chunk": 128,
                       "lm_head_ln": True, "split_k": 3, "prefill": "matmul", "fuse_ln": True,
                       "f16": True})

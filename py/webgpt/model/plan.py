@@ -38,6 +38,8 @@ import struct
 from .weights import Allocator, cdiv
 from .layout import FEW_WORKGROUPS
 
+FLOAT_FORMATS = (0, 1, 4)   # gemv.wgsl's FMT of f32, f16, bf16 rows
+
 WG = 64  # invocations per workgroup of the simple 1-D kernels (embedding, layernorm)
 ARGMAX_SPAN = 2048  # logits per workgroup in the first argmax dispatch (argmax.wgsl's SPAN)
 PIPELINE = 4  # decode passes queued ahead of the token being read back
@@ -379,6 +381,22 @@ class Plan:
         self._headless = {}
 
 
+def row_pairs(shape, rows, fmt):
+    """(gemv shape, row slots to dispatch) for a product over `rows` rows of format `fmt`
+    (gemv.wgsl's FMT): the shape's PAIRS (two rows a slot, sharing their reads of x) kept for
+    quantized rows only, where the reads of x weigh most (H100, Llama-3.2-1B at context 16:
+    Q4_0's GPU pass 1145 -> 1068 us with it, F16's 1288 -> 1317), and only where the halved
+    slots still fill FEW_WORKGROUPS workgroups (else a large GPU would idle)."""
+    if not shape.get("PAIRS"):
+        return shape, rows
+    if fmt in FLOAT_FORMATS:
+        return {**shape, "PAIRS": False}, rows
+    half = cdiv(rows, 2)
+    if cdiv(half, shape["RPW"]) < FEW_WORKGROUPS:
+        return {**shape, "PAIRS": False}, rows
+    return shape, half
+
+
 class _Products:
     """How Forward runs a matrix product (its `linear` op decides which): matvec over a matrix
     kept [in, out] (the CPU layout), gemv for one token over rows, matmul for a prompt (with
@@ -414,9 +432,16 @@ class _Products:
         for part in m.parts:
             rows = part[2] // 2 if pairs else part[2]
             shape = p.layout.gemv_ln if fused_norm else p.layout.gemv
-            if fused_norm and cdiv(rows, shape["RPW"]) < FEW_WORKGROUPS:
+            # (RMS norms only: GPT-2's LayerNorm, two reductions in each workgroup, was slower
+            # so, H100 124M 457 -> 467 us a pass)
+            if fused_norm and prod.norm.get("RMS") and cdiv(rows, shape["RPW"]) < FEW_WORKGROUPS:
                 shape = p.layout.gemv_ln_few
-            pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **m.constants(part), **prod.norm,
+            consts = m.constants(part)
+            if pairs:
+                shape = {**shape, "PAIRS": False}
+            else:
+                shape, rows = row_pairs(shape, rows, consts.get("FMT", 0))
+            pipe = p.kernels.get("gemv", K=prod.K, OUT_N=prod.N, **consts, **prod.norm,
                                  **{"LN_MAX": prod.K if fused_norm else 1, **prod.flags}, **shape)
             group = p.bind("gemv", pipe, x=prod.x, Wt=part[0], **prod.bufs)
             self._add(prod.label, "gemv", pipe, group, (cdiv(rows, shape["RPW"]), "T", 1))
@@ -755,11 +780,12 @@ class Forward(_Products):
         if softcap:
             constants["SOFTCAP"] = softcap
         for part in m.parts:
+            shape, slots = row_pairs(lay.lm_head, part[2], m.constants(part).get("FMT", 0))
             pipe = p.kernels.get("gemv", K=C, OUT_N=V, LM=True, **m.constants(part), **constants,
-                                 **lay.lm_head)
+                                 **shape)
             group = p.bind("gemv", pipe, x=p.buf[norm[1] if norm else x], Wt=part[0], bias=None,
                            out=p.buf[out], **ln, k_cache=None, v_cache=None, p=p.buf["params"])
             launch = Launch(f"{norm[0]} + lm_head" if norm else "lm_head", "gemv.wgsl", pipe,
-                            group, (cdiv(part[2], lay.lm_head["RPW"]), "rows", 1))
+                            group, (cdiv(slots, shape["RPW"]), "rows", 1))
             self.launches.append(launch)
             self.lm_head_launches.append(launch)
