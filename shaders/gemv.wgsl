@@ -73,7 +73,7 @@
 //           the block's own byte order (16 values of Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, 8 of
 //           Q8_0, 32 of Q6_K: the section after it).
 //   With TPR = 1 the quantized groups are wide: 16 values (a 16-byte word) of q8, 32 of q4
-//   and of a ggml type (group_values).
+//   and of Q2_K and Q3_K (group_values); the types read in byte order keep their groups.
 //
 // TPR invocations per row (a power of two) meet in a barrier tree; RPW rows per workgroup; each
 // invocation reads U groups per loop step (U loads in flight, not one: a GPU hides its memory
@@ -152,23 +152,34 @@ var<workgroup> ml: array<vec2<f32>, ATT_HEADS * ATT_SPLITS + 1u>;   // (m_s, l_s
 // 128 bytes of x a group, and its neighbour the next 128: a q4 product ran at a sixth of the
 // bandwidth of its bytes on an H100, bound by those scattered reads of x).
 // With TPR = 1 (one invocation a row: CPU adapters) no neighbour shares the reads of x, and
-// the quantized formats keep their wide groups (one 16-byte word of q8 or q4, 32 values of a
-// ggml block: wide_dot), fewer scale reads a value (lavapipe, SmolLM2-135M q4: 243 ms/token
-// with them, 315 with 8-value groups).
+// the quantized formats keep their wide groups (one 16-byte word of q8 or q4, 32 values of
+// Q2_K and Q3_K: wide_dot), fewer scale reads a value (lavapipe, SmolLM2-135M q4: 243 ms/token
+// with them, 315 with 8-value groups). The ggml types read in their blocks' byte order keep
+// those groups there too (lavapipe, SmolLM2-360M at context 16: Q4_0 1134 -> 605 ms/token,
+// Q4_K_M 2047 -> 951, against wide_dot's value-order decoding).
 fn group_values() -> u32 {
     if (TPR == 1u) {
         switch FMT {
             case 0u: { return 4u; }
             case 1u, 4u: { return 8u; }
             case 2u: { return 16u; }
+            case 18u, 19u, 22u, 23u, 24u, 28u, 29u, 30u: { return byte_order_values(); }
             default: { return 32u; }
         }
     }
     switch FMT {
         case 0u: { return 4u; }
-        case 18u, 19u, 22u, 23u, 28u, 29u: { return 16u; }
-        case 30u: { return 32u; }
+        case 18u, 19u, 22u, 23u, 24u, 28u, 29u, 30u: { return byte_order_values(); }
         default: { return 8u; }
+    }
+}
+
+// Values per group of the ggml types read in their blocks' own byte order (q40_dot below).
+fn byte_order_values() -> u32 {
+    switch FMT {
+        case 24u: { return 8u; }
+        case 30u: { return 32u; }
+        default: { return 16u; }
     }
 }
 
@@ -239,7 +250,7 @@ fn ggml_dot(r: u32, g: u32, x0: u32) -> f32 {
     return ab.x * qx + ab.y * dot(x_lo + x_hi, vec4<f32>(1.0));
 }
 
-// A wide group g of row r (TPR = 1: 16 values of q8, 32 of q4 or a ggml type) dotted with x.
+// A wide group g of row r (TPR = 1: 16 values of q8, 32 of q4, Q2_K or Q3_K) dotted with x.
 fn wide_dot(r: u32, g: u32, x0: u32) -> f32 {
     if (FMT >= 16u) {   // two halves of 16 values, each sharing one (a, b)
         var acc = 0.0;
@@ -448,7 +459,7 @@ fn q6k_dot(r: u32, g: u32, x0: u32) -> f32 {
 
 // Dot product of group g of row r with the matching values of x.
 fn group_dot(r: u32, g: u32, x0: u32) -> f32 {
-    if (TPR == 1u && (FMT == 2u || FMT == 3u || FMT >= 16u)) {
+    if (TPR == 1u && (FMT == 2u || FMT == 3u || FMT == 26u || FMT == 27u)) {
         return wide_dot(r, g, x0);
     }
     if (FMT == 18u || FMT == 19u || FMT == 22u || FMT == 23u) {
