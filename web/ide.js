@@ -575,9 +575,13 @@ export function createIDE({ onRun, onStop, requestTokens, requestApiDocs }) {
         "aria-label": `${quoted(text)}: ${percent(p)}`,
       }, shownText(text));
       const show = () => {
-        const rows = (top || []).map(([alt, lp]) => {
+        // The token itself among the alternatives: the same text and log-prob (two tokens can
+        // show the same text: partial UTF-8 bytes are each "\ufffd" in the completions form).
+        const mine = (top || []).findIndex(([alt, lp]) => alt === text &&
+          Math.abs(lp - logprob) <= 1e-6 * Math.max(1, Math.abs(logprob)));
+        const rows = (top || []).map(([alt, lp], j) => {
           const q = Math.exp(lp);
-          return el("div", { class: `alt${alt === text ? " chosen" : ""}` },
+          return el("div", { class: `alt${j === mine ? " chosen" : ""}` },
             el("span", { class: "alt-text" }, quoted(alt)),
             el("span", { class: "alt-bar" }, bar(q)),
             el("span", { class: "alt-p" }, percent(q)));

@@ -10,7 +10,7 @@
 #   ARCH: CMAKE_CUDA_ARCHITECTURES, 90-real by default (H100, H200: machine code, no PTX)
 #   WORK: a scratch folder, /tmp/llamacpp-cuda by default; prints the library's path at the end.
 # Needs: python3 with pip and venv, gcc/g++ (12 here), ninja, node-llama-cpp in
-# tests/llamacpp/node_modules (npm ci there). About 20 minutes on 2 cores; 154 compile steps.
+# tests/llamacpp/node_modules (npm ci there). 20 to 30 minutes on 2 cores; 154 compile steps.
 # The library links libcudart.so.13, libcublas.so.13 (the device's, from its PyTorch) and
 # libcuda.so.1 (the driver; a stub with the eleven driver calls it makes stands in at link time).
 set -euo pipefail
