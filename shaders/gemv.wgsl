@@ -300,7 +300,8 @@ fn wide_dot(r: u32, g: u32, x0: u32) -> f32 {
 // their bandwidth).
 
 // The 4 bytes from byte offset o (o even): every other block of the types whose blocks are 2
-// mod 4 bytes (Q4_0 18, Q5_0 22, Q8_0 34, Q6_K 210) starts 2 bytes past a word.
+// mod 4 bytes (Q4_0 18, Q5_0 22, Q8_0 34, Q6_K 210) starts 2 bytes past a word. (ggml_u32
+// reads any offset, with a branch on the alignment; this one is branch-free.)
 fn ggml_even_u32(o: u32) -> u32 {
     let s = 8u * (o % 4u);                          // 0 or 16
     // (w << 16) << (16 - s): zero for s = 0, where one shift by 32 would be a shift by 0
@@ -322,10 +323,10 @@ fn q40_dot(r: u32, g: u32, x0: u32) -> f32 {
     let head = select(2u, 4u, FMT == 19u || FMT == 23u);   // bytes of d (and m)
     let five = FMT == 22u || FMT == 23u;
     let q = ggml_run8(o + head + select(0u, 4u, five) + l);
-    var lo0 = kq_field(q.x, 0u, 15u);
-    var lo1 = kq_field(q.y, 0u, 15u);
-    var hi0 = kq_field(q.x, 4u, 15u);
-    var hi1 = kq_field(q.y, 4u, 15u);
+    var lo0 = byte_field(q.x, 0u, 15u);
+    var lo1 = byte_field(q.y, 0u, 15u);
+    var hi0 = byte_field(q.x, 4u, 15u);
+    var hi1 = byte_field(q.y, 4u, 15u);
     if (five) {
         let qh = vec4<u32>(ggml_even_u32(o + head));
         let at = vec4<u32>(0u, 1u, 2u, 3u) + l;
@@ -381,7 +382,7 @@ fn kq_affine(h: vec4<u32>, s: u32) -> vec2<f32> {
 }
 
 // The 4 values of bits sh .. sh + n - 1 of each byte of w (n: mask 15, 3 or 1), lowest byte first.
-fn kq_field(w: u32, sh: u32, mask: u32) -> vec4<u32> {
+fn byte_field(w: u32, sh: u32, mask: u32) -> vec4<u32> {
     return (vec4<u32>(w) >> (vec4<u32>(0u, 8u, 16u, 24u) + sh)) & vec4<u32>(mask);
 }
 
@@ -395,17 +396,17 @@ fn kq_dot(r: u32, g: u32, x0: u32) -> f32 {
     let w = 8u * c + l / 4u;                        // word of the bytes after the header (qs, Q5_K qh)
     let v = Wt[w0 + select(1u, 3u, FMT == 29u) + w / 4u];
     let q = select(v.xy, v.zw, w % 4u == 2u);
-    var lo0 = kq_field(q.x, 0u, 15u);
-    var lo1 = kq_field(q.y, 0u, 15u);
-    var hi0 = kq_field(q.x, 4u, 15u);
-    var hi1 = kq_field(q.y, 4u, 15u);
+    var lo0 = byte_field(q.x, 0u, 15u);
+    var lo1 = byte_field(q.y, 0u, 15u);
+    var hi0 = byte_field(q.x, 4u, 15u);
+    var hi1 = byte_field(q.y, 4u, 15u);
     if (FMT == 29u) {                               // Q5_K: + 16 by bit 2 c | 2 c + 1 of qh[l ..]
         let hv = Wt[w0 + 1u + l / 16u];
         let qh = select(hv.xy, hv.zw, (l / 4u) % 4u == 2u);
-        lo0 |= kq_field(qh.x, 2u * c, 1u) << vec4<u32>(4u);
-        lo1 |= kq_field(qh.y, 2u * c, 1u) << vec4<u32>(4u);
-        hi0 |= kq_field(qh.x, 2u * c + 1u, 1u) << vec4<u32>(4u);
-        hi1 |= kq_field(qh.y, 2u * c + 1u, 1u) << vec4<u32>(4u);
+        lo0 |= byte_field(qh.x, 2u * c, 1u) << vec4<u32>(4u);
+        lo1 |= byte_field(qh.y, 2u * c, 1u) << vec4<u32>(4u);
+        hi0 |= byte_field(qh.x, 2u * c + 1u, 1u) << vec4<u32>(4u);
+        hi1 |= byte_field(qh.y, 2u * c + 1u, 1u) << vec4<u32>(4u);
     }
     let ab_lo = kq_affine(h, 2u * c);
     let ab_hi = kq_affine(h, 2u * c + 1u);
@@ -427,8 +428,8 @@ fn kq_dot(r: u32, g: u32, x0: u32) -> f32 {
 // Values m of a Q6_K group (see above) dotted with x's two vec4s xa, xb, before the scales.
 fn q6_part(ql: vec2<u32>, qh: vec2<u32>, m: u32, xa: vec4<f32>, xb: vec4<f32>) -> f32 {
     let nib = 4u * (m / 2u);
-    let q0 = kq_field(ql.x, nib, 15u) | (kq_field(qh.x, 2u * m, 3u) << vec4<u32>(4u));
-    let q1 = kq_field(ql.y, nib, 15u) | (kq_field(qh.y, 2u * m, 3u) << vec4<u32>(4u));
+    let q0 = byte_field(ql.x, nib, 15u) | (byte_field(qh.x, 2u * m, 3u) << vec4<u32>(4u));
+    let q1 = byte_field(ql.y, nib, 15u) | (byte_field(qh.y, 2u * m, 3u) << vec4<u32>(4u));
     return dot(vec4<f32>(q0) - 32.0, xa) + dot(vec4<f32>(q1) - 32.0, xb);
 }
 
