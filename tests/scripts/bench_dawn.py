@@ -2,11 +2,12 @@
 (Pyodide under Node with Dawn, the WebGPU of Chrome, through tests/dawn_harness.mjs: the
 site's worker, its wheel, gpu/browser.py) and through wgpu-py (gpu/native.py).
 
-    .venv/bin/python tests/scripts/bench_dawn.py [--site DIST] [--shapes 124M 1.5B] [--paths native page]
-        [--contexts 16 1000] [--prompt 512] [--decode-tokens 40] [--json out.json]
+    .venv/bin/python tests/scripts/bench_dawn.py [--site DIST] [--shapes 124M 1.5B] [--dtypes F16 Q4_0]
+        [--paths native page] [--contexts 16 1000] [--prompt 512] [--decode-tokens 40] [--json out.json]
 
-For each path and GPT-2 shape (random f16 weights, as `python -m webgpt bench` makes them,
-here without numpy so that the same code runs in Pyodide): prefill tokens/s of a 512-token
+For each path, shape (any of `python -m webgpt bench`'s: GPT-2's and the Llama family's) and
+file dtype (F16, our Q8 / Q4, or the GGUF types: random weights as `bench` makes them, from a
+source that needs no numpy so that the same code runs in Pyodide): prefill tokens/s of a 512-token
 prompt, greedy decoding ms/token at each context (steady state: the difference of two runs
 that share the prompt pass, as webgpt.tools.bench does), and the CPU time each decode token's
 pass costs to encode and submit (Plan.queue: the uniform write, the recording of the
@@ -21,8 +22,8 @@ Dawn can use (VK_ICD_FILENAMES). Not a test: figures are printed, not asserted.
 """
 
 import asyncio
+import base64
 import json
-import math
 import os
 import random
 import struct
@@ -31,13 +32,9 @@ import sys
 import tempfile
 import time
 
-SHAPES = {
-    "124M": dict(n_layer=12, n_head=12, n_embd=768),
-    "355M": dict(n_layer=24, n_head=16, n_embd=1024),
-    "774M": dict(n_layer=36, n_head=20, n_embd=1280),
-    "1.5B": dict(n_layer=48, n_head=25, n_embd=1600),
-}
 IN_PYODIDE = sys.platform == "emscripten"
+# The modules of webgpt.tools that random_spec needs, copied into Pyodide for the page path.
+TOOLS_MODULES = ("__init__.py", "bench.py", "bench_shapes.py", "bench_llamacpp.py")
 
 
 # ---------------------------------------------------------------- both worlds (no numpy)
@@ -69,18 +66,12 @@ class RandomSource:
             pos += n
 
 
-def random_spec(shape):
-    """GPT-2 `shape` with random f16 weights (as webgpt.tools.bench.random_spec)."""
-    from webgpt.config import GPT2Config
-    from webgpt.folder import ModelSpec, TensorRef, expected_shapes
+def random_spec(shape, dtype):
+    """`shape` with random `dtype` weights, as webgpt.tools.bench.random_spec makes them (its
+    f16 values, as here, are also what fills the GGUF types' blocks), from RandomSource."""
+    from webgpt.tools.bench import random_spec as bench_spec
 
-    cfg = GPT2Config(vocab_size=50257, n_positions=1024, **SHAPES[shape])
-    tensors, offset = {}, 0
-    for name, shp in expected_shapes(cfg).items():
-        n = math.prod(shp) * 2
-        tensors[name] = TensorRef("model.safetensors", "F16", shp, offset, offset + n)
-        offset += n
-    return ModelSpec(config=cfg, source=RandomSource(), tensors=tensors)
+    return bench_spec(shape, dtype, RandomSource())
 
 
 class _NoTokenizer:
@@ -102,15 +93,18 @@ def loop_recording():
     browser.BrowserEncoder.run = run
 
 
-async def measure(dev, shape, contexts, decode_tokens, prompt_len, log):
+async def measure(dev, shape, dtype, contexts, decode_tokens, prompt_len, log):
     from webgpt.model import GPT2, PIPELINE
 
-    spec = random_spec(shape)
+    spec = random_spec(shape, dtype)
+    cfg = spec.config
+    n_ctx = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
     t0 = time.perf_counter()
     model = GPT2(spec, dev, _NoTokenizer())
     await model.upload()
     await model.sync()
-    row = {"shape": shape, "weights": model.weights, "load_s": time.perf_counter() - t0,
+    row = {"shape": shape, "dtype": dtype, "weights": model.weights,
+           "load_s": time.perf_counter() - t0,
            "dispatches/token": len(model.plan.launches("decode")) + len(model.plan.launches("argmax"))}
     # A read-back round trip on an idle queue (a copy, a submit, a map): the latency the
     # pipelined decode loop hides behind the passes queued after the token being read.
@@ -158,7 +152,7 @@ async def measure(dev, shape, contexts, decode_tokens, prompt_len, log):
             spent[1] += 1
 
     model.plan.queue = timed_submit
-    prompt = [(i * 7919) % spec.config.vocab_size for i in range(prompt_len)]
+    prompt = [(i * 7919) % cfg.vocab_size for i in range(prompt_len)]
     for _ in range(2):
         await model.generate_ids(prompt, max_new_tokens=1, temperature=0)
     row["prefill_tok_s"] = prompt_len / model.stats["prefill_s"]
@@ -171,21 +165,22 @@ async def measure(dev, shape, contexts, decode_tokens, prompt_len, log):
             return time.perf_counter() - t
 
         short = PIPELINE + 2
-        n = min(decode_tokens, spec.config.n_positions - ctx - short)
+        n = min(decode_tokens, n_ctx - ctx - short)
         await timed(short)
         spent[:] = [0.0, 0]
         t_short = min([await timed(short) for _ in range(2)])
         t_long = min([await timed(short + n) for _ in range(2)])
         row[f"ms/token @{ctx}"] = (t_long - t_short) / n * 1e3
         row[f"encode us/token @{ctx}"] = spent[0] / max(1, spent[1]) * 1e6
-        log(f"  {shape}: {row[f'ms/token @{ctx}']:.3f} ms/token at context {ctx}, "
+        log(f"  {shape} {dtype}: {row[f'ms/token @{ctx}']:.3f} ms/token at context {ctx}, "
             f"encode {row[f'encode us/token @{ctx}']:.1f} us/token")
     model.release()
     return row
 
 
-async def bench_all(shapes, contexts, decode_tokens, prompt_len, loop=False):
-    """Every shape on this platform's device; prints RESULT <json> (the harness reads it)."""
+async def bench_all(shapes, dtypes, contexts, decode_tokens, prompt_len, loop=False):
+    """Every shape in every dtype on this platform's device; prints RESULT <json> (the harness
+    reads it)."""
     from webgpt import gpu
 
     if loop:
@@ -193,7 +188,8 @@ async def bench_all(shapes, contexts, decode_tokens, prompt_len, loop=False):
     dev = await gpu.request_device()
     log = lambda s: print(s, flush=True)  # noqa: E731
     log(f"adapter: {dev.describe()}")
-    rows = [await measure(dev, s, contexts, decode_tokens, prompt_len, log) for s in shapes]
+    rows = [await measure(dev, s, d, contexts, decode_tokens, prompt_len, log)
+            for s in shapes for d in dtypes]
     result = {"device": dev.describe(), "rows": rows}
     print("RESULT " + json.dumps(result), flush=True)
     return result
@@ -207,8 +203,25 @@ def page_path(site, args, loop):
     tests = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     with open(os.path.abspath(__file__), encoding="utf-8") as f:
         source = f.read()
-    call = (f"\nawait bench_all({args.shapes!r}, {args.contexts!r}, {args.decode_tokens!r}, "
+    call = (f"\nawait bench_all({args.shapes!r}, {args.dtypes!r}, {args.contexts!r}, {args.decode_tokens!r}, "
             f"{args.prompt!r}, loop={loop!r})\n")
+    # The page's wheel leaves webgpt.tools out (CPython-only tools); the random specs come from
+    # its bench modules, so their sources go beside the installed package first. In base64:
+    # the worker scans a script's text for certain words before running it (one of them makes
+    # it fetch more packages from the page, which the harness does not serve), and this file
+    # must not contain them either.
+    tools = os.path.join(os.path.dirname(tests), "py", "webgpt", "tools")
+    texts = {}
+    for name in TOOLS_MODULES:
+        with open(os.path.join(tools, name), "rb") as f:
+            texts[name] = base64.b64encode(f.read()).decode("ascii")
+    install = (f"\nimport base64 as _b64, os as _os, webgpt as _webgpt\n"
+               f"_tools = _os.path.join(_os.path.dirname(_webgpt.__file__), 'tools')\n"
+               f"_os.makedirs(_tools, exist_ok=True)\n"
+               f"for _name, _text in {texts!r}.items():\n"
+               f"    with open(_os.path.join(_tools, _name), 'wb') as _f:\n"
+               f"        _f.write(_b64.b64decode(_text))\n")
+    source = install + source
     with tempfile.TemporaryDirectory() as tmp:
         job = os.path.join(tmp, "job.json")
         with open(job, "w") as f:
@@ -244,18 +257,21 @@ def table(results, contexts):
         ["CPU us/token (idle GPU)", "dispatches/token"]
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
-    shapes = []
+    def key(r):
+        return r["shape"], r.get("dtype", "F16")
+
+    models = []
     for res in results.values():
         for r in res["rows"]:
-            if r["shape"] not in shapes:
-                shapes.append(r["shape"])
-    for shape in shapes:
-        native = next((r for r in results.get("native", {"rows": []})["rows"] if r["shape"] == shape), None)
+            if key(r) not in models:
+                models.append(key(r))
+    for model in models:
+        native = next((r for r in results.get("native", {"rows": []})["rows"] if key(r) == model), None)
         for path, res in results.items():
-            r = next((r for r in res["rows"] if r["shape"] == shape), None)
+            r = next((r for r in res["rows"] if key(r) == model), None)
             if r is None:
                 continue
-            cells = [f"{shape} f16", path, f"{r['prefill_tok_s']:.0f}"]
+            cells = [" ".join(model), path, f"{r['prefill_tok_s']:.0f}"]
             for c in contexts:
                 ms = r[f"ms/token @{c}"]
                 ratio = f" ({ms / native[f'ms/token @{c}']:.2f}x)" if native and path != "native" else ""
@@ -268,9 +284,15 @@ def table(results, contexts):
 def main():
     import argparse
 
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    sys.path.insert(0, os.path.join(root, "py"))
+    from webgpt.tools.bench_shapes import ALL_SHAPES, DTYPES
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--site", help="a built site (default: build one)")
-    ap.add_argument("--shapes", nargs="+", default=["124M", "1.5B"], choices=list(SHAPES))
+    ap.add_argument("--shapes", nargs="+", default=["124M", "1.5B"], choices=list(ALL_SHAPES))
+    ap.add_argument("--dtypes", nargs="+", default=["F16"], choices=[d for d in DTYPES if d != "F32"],
+                    help="file dtypes (F32 is left out: the random source holds f16 values)")
     ap.add_argument("--paths", nargs="+", default=["native", "page"],
                     choices=["native", "page", "page-loop"])
     ap.add_argument("--contexts", nargs="+", type=int, default=[16, 1000])
@@ -278,8 +300,6 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=40)
     ap.add_argument("--json", help="write the results here")
     a = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    sys.path.insert(0, os.path.join(root, "py"))
     site = a.site
     if site is None and any(p.startswith("page") for p in a.paths):
         sys.path.insert(0, root)
@@ -290,7 +310,7 @@ def main():
         print(f"{path}:", flush=True)
         t = time.perf_counter()
         if path == "native":
-            results[path] = asyncio.run(bench_all(a.shapes, a.contexts, a.decode_tokens, a.prompt))
+            results[path] = asyncio.run(bench_all(a.shapes, a.dtypes, a.contexts, a.decode_tokens, a.prompt))
         else:
             results[path] = page_path(os.path.abspath(site), a, loop=path == "page-loop")
         print(f"  ({time.perf_counter() - t:.0f} s)", flush=True)

@@ -59,12 +59,13 @@ class RandomSource:
             pos += n
 
 
-def random_spec(shape, dtype):
+def random_spec(shape, dtype, source=None):
     """A spec of the GPT-2 `shape` with random weights in `dtype`: F32, F16, or Q8 / Q4 (the
     format of webgpt/tools/quantize.py: matrices as rows of signed values with f16 block scales, the
-    rest f16)."""
+    rest f16). `source`: where the bytes come from (default: a RandomSource of the dtype's
+    values; tests/scripts/bench_dawn.py passes one that needs no numpy, for Pyodide)."""
     if dtype in GGUF_DTYPES:
-        return _random_gguf_spec(shape, dtype)
+        return _random_gguf_spec(shape, dtype, source)
     bits = {"Q8": 8, "Q4": 4}.get(dtype)
     quant = Quantization(bits, BLOCK) if bits else None
     cfg = shape_config(shape, quant)
@@ -89,11 +90,11 @@ def random_spec(shape, dtype):
                                          transposed)
         else:
             tensors[name] = ref("F32" if dtype == "F32" else "F16", shp, size)
-    return ModelSpec(config=cfg, source=RandomSource("F32" if dtype == "F32" else "F16"),
+    return ModelSpec(config=cfg, source=source or RandomSource("F32" if dtype == "F32" else "F16"),
                      tensors=tensors)
 
 
-def _random_gguf_spec(shape, dtype):
+def _random_gguf_spec(shape, dtype, source=None):
     """A GGUF model of `shape` whose matrices are ggml blocks of random bytes (the random
     source's f16 values: every f16 in a block is a small number, as a real file's factors)."""
     from ..ggml import row_bytes
@@ -115,7 +116,7 @@ def _random_gguf_spec(shape, dtype):
             n = math.prod(shp) * 2
             tensors[name] = TensorRef("model.gguf", "F16", shp, offset, offset + n)
         offset += n
-    return ModelSpec(config=cfg, source=RandomSource("F16"), tensors=tensors,
+    return ModelSpec(config=cfg, source=source or RandomSource("F16"), tensors=tensors,
                      gguf={"files": ["model.gguf"], "types": types})
 
 
