@@ -679,31 +679,50 @@ fn workgroup_sum(v: f32, flat: u32) -> f32 {
     return total;
 }
 
-// This lane's share of (rows ra and rb of Wt) . x[t]: groups lx, lx + TPR, ... of each row.
-// rb is used only where a row slot computes two rows (SWIGLU_OUT's gate and up rows, ROPE's
-// pair, PAIRS): one loop then, so each group's reads of x serve both rows (the compiler keeps
-// one load of each piece of x: no store comes between them). Where it does not, the second
-// row's branch is constant-false and gone once the overrides are fixed.
-// U groups per step keep U loads in flight per invocation; the step's groups are a loop over
-// u with a constant bound, which the compilers unroll. One call site for each row's group_dot:
-// a compiler that inlines before it folds the overrides (Mesa's NIR) compiles each site in full,
-// and the K-quant decoders are long.
-fn rows_dot(ra: u32, rb: u32, lx: u32, x0: u32) -> vec2<f32> {
-    let two = SWIGLU_OUT || ROPE || PAIRS;
-    var acc = vec2<f32>(0.0);
+// This lane's share of (row r of Wt) . x[t]: groups lx, lx + TPR, ... of the row.
+fn row_dot(r: u32, lx: u32, x0: u32) -> f32 {
+    // U independent groups per step keep U loads in flight per invocation.
+    var acc = 0.0;
     let groups = K / group_values();
-    for (var g = lx; g < groups; g += U * TPR) {
-        var d = vec2<f32>(0.0);
-        for (var u = 0u; u < U; u++) {
-            let gu = g + u * TPR;
-            if (gu < groups) {
-                d.x += group_dot(ra, gu, x0);
-                if (two) {
-                    d.y += group_dot(rb, gu, x0);
-                }
-            }
+    var g = lx;
+    for (; g + (U - 1u) * TPR < groups; g += U * TPR) {
+        var d = group_dot(r, g, x0);
+        if (U >= 2u) {
+            d += group_dot(r, g + TPR, x0);
+        }
+        if (U >= 4u) {
+            d += group_dot(r, g + 2u * TPR, x0) + group_dot(r, g + 3u * TPR, x0);
         }
         acc += d;
+    }
+    for (; g < groups; g += TPR) {
+        acc += group_dot(r, g, x0);
+    }
+    return acc;
+}
+
+// row_dot of rows ra and rb at once (SWIGLU_OUT's gate and up rows, ROPE's pair, PAIRS): one
+// loop, so each group's reads of x serve both rows (the compiler keeps one load of each piece
+// of x: no store comes between them). Its U groups a step are a loop over u, not written out
+// as in row_dot: a compiler that inlines before it folds the overrides (Mesa's NIR) compiles
+// each call site of group_dot in full, and the K-quant decoders are long (written out, the two
+// functions made a gemv pipeline compile 1.6 times as long on lavapipe). row_dot keeps its
+// steps written out: as a loop over u, single rows ran up to 9% slower on the H100 (GPT-2
+// 1.5B's GPU pass 2624 -> 2868 us), while the two-row products lost at most 2% (Llama-3.2-1B
+// Q4_K_M 1259 -> 1260 us, Q4_0 1070 -> 1090, with row_dot looped too).
+fn row_dot2(ra: u32, rb: u32, lx: u32, x0: u32) -> vec2<f32> {
+    var acc = vec2<f32>(0.0);
+    let groups = K / group_values();
+    var g = lx;
+    for (; g + (U - 1u) * TPR < groups; g += U * TPR) {
+        var d = vec2<f32>(0.0);
+        for (var u = 0u; u < U; u++) {
+            d += vec2<f32>(group_dot(ra, g + u * TPR, x0), group_dot(rb, g + u * TPR, x0));
+        }
+        acc += d;
+    }
+    for (; g < groups; g += TPR) {
+        acc += vec2<f32>(group_dot(ra, g, x0), group_dot(rb, g, x0));
     }
     return acc;
 }
@@ -916,9 +935,13 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_id) lid
     var acc = 0.0;
     var acc_up = 0.0;
     if (live) {
-        let both = rows_dot(ra, min(rb, ROWS - 1u), lid.x, x0);
-        acc = both.x;
-        acc_up = both.y;
+        if (SWIGLU_OUT || ROPE || PAIRS) {
+            let both = row_dot2(ra, min(rb, ROWS - 1u), lid.x, x0);
+            acc = both.x;
+            acc_up = both.y;
+        } else {
+            acc = row_dot(ra, lid.x, x0);
+        }
     }
     if (TPR > 1u) {
         acc = row_sum(acc, lid.x, lid.y);
