@@ -708,8 +708,8 @@ fn row_dot(r: u32, lx: u32, x0: u32) -> f32 {
 // each call site of group_dot in full, and the K-quant decoders are long (written out, the two
 // functions made a gemv pipeline compile 1.6 times as long on lavapipe). row_dot keeps its
 // steps written out: as a loop over u, single rows ran up to 9% slower on the H100 (GPT-2
-// 1.5B's GPU pass 2624 -> 2868 us), while the two-row products lost at most 2% (Llama-3.2-1B
-// Q4_K_M 1259 -> 1260 us, Q4_0 1070 -> 1090, with row_dot looped too).
+// 1.5B's GPU pass 2624 -> 2868 us), while this loop costs at most 2% (Llama-3.2-1B F16 pass
+// 1307 -> 1329 us, Q4_0 1069 -> 1090, SmolLM2-135M Q4_K_M 1194 -> 1185).
 fn row_dot2(ra: u32, rb: u32, lx: u32, x0: u32) -> vec2<f32> {
     var acc = vec2<f32>(0.0);
     let groups = K / group_values();
