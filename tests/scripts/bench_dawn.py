@@ -206,27 +206,27 @@ def page_path(site, args, loop):
     call = (f"\nawait bench_all({args.shapes!r}, {args.dtypes!r}, {args.contexts!r}, {args.decode_tokens!r}, "
             f"{args.prompt!r}, loop={loop!r})\n")
     # The page's wheel leaves webgpt.tools out (CPython-only tools); the random specs come from
-    # its bench modules, so their sources go beside the installed package first. In base64:
-    # the worker scans a script's text for certain words before running it (one of them makes
-    # it fetch more packages from the page, which the harness does not serve), and this file
-    # must not contain them either.
+    # its bench modules, so their sources go beside the installed package first. Everything in
+    # base64: the worker scans a script's text for certain words before it runs it (one of
+    # them makes it fetch more packages from the page, which the harness does not serve).
     tools = os.path.join(os.path.dirname(tests), "py", "webgpt", "tools")
     texts = {}
     for name in TOOLS_MODULES:
         with open(os.path.join(tools, name), "rb") as f:
             texts[name] = base64.b64encode(f.read()).decode("ascii")
-    install = (f"\nimport base64 as _b64, os as _os, webgpt as _webgpt\n"
-               f"_tools = _os.path.join(_os.path.dirname(_webgpt.__file__), 'tools')\n"
-               f"_os.makedirs(_tools, exist_ok=True)\n"
-               f"for _name, _text in {texts!r}.items():\n"
-               f"    with open(_os.path.join(_tools, _name), 'wb') as _f:\n"
-               f"        _f.write(_b64.b64decode(_text))\n")
-    source = install + source
+    encoded = base64.b64encode(source.encode("utf-8")).decode("ascii")
+    source = (f"import base64 as _b64, os as _os, webgpt as _webgpt\n"
+              f"_tools = _os.path.join(_os.path.dirname(_webgpt.__file__), 'tools')\n"
+              f"_os.makedirs(_tools, exist_ok=True)\n"
+              f"for _name, _text in {texts!r}.items():\n"
+              f"    with open(_os.path.join(_tools, _name), 'wb') as _f:\n"
+              f"        _f.write(_b64.b64decode(_text))\n"
+              f"exec(compile(_b64.b64decode({encoded!r}).decode('utf-8'), 'bench_dawn.py', 'exec'), globals())\n")
     with tempfile.TemporaryDirectory() as tmp:
         job = os.path.join(tmp, "job.json")
         with open(job, "w") as f:
             json.dump({"site": site, "timeout_s": 1800,
-                       "steps": [{"code": source + call, "filename": "bench_dawn.py"}]}, f)
+                       "steps": [{"code": source + call, "filename": "bench_dawn_job.py"}]}, f)
         env = dict(os.environ)
         env.setdefault("XDG_RUNTIME_DIR", tmp)
         proc = subprocess.Popen([os.environ.get("NODE", "node"), os.path.join(tests, "dawn_harness.mjs"),
