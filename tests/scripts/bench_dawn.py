@@ -98,7 +98,6 @@ async def measure(dev, shape, dtype, contexts, decode_tokens, prompt_len, log):
 
     spec = random_spec(shape, dtype)
     cfg = spec.config
-    n_ctx = getattr(cfg, "n_positions", None) or cfg.max_position_embeddings
     t0 = time.perf_counter()
     model = GPT2(spec, dev, _NoTokenizer())
     await model.upload()
@@ -165,7 +164,7 @@ async def measure(dev, shape, dtype, contexts, decode_tokens, prompt_len, log):
             return time.perf_counter() - t
 
         short = PIPELINE + 2
-        n = min(decode_tokens, n_ctx - ctx - short)
+        n = min(decode_tokens, cfg.n_positions - ctx - short)
         await timed(short)
         spent[:] = [0.0, 0]
         t_short = min([await timed(short) for _ in range(2)])
@@ -258,7 +257,7 @@ def table(results, contexts):
     lines.append("| " + " | ".join(head) + " |")
     lines.append("|" + "---|" * len(head))
     def key(r):
-        return r["shape"], r.get("dtype", "F16")
+        return r["shape"], r["dtype"]
 
     models = []
     for res in results.values():
